@@ -1,0 +1,115 @@
+//! Errors as the outside world sees them: `{"error", "error_description"}` JSON.
+//!
+//! The public message is kept apart from the internal detail, which goes to the log only, so
+//! that no SQL message, path or stack trace ever reaches a TPP.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::store::StoreError;
+
+/// An error response.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// The OAuth / RFC 7591 error code.
+    pub error: &'static str,
+    /// What the client should fix. Never internals.
+    pub description: String,
+    /// `WWW-Authenticate` value, for 401s.
+    pub www_authenticate: Option<&'static str>,
+    /// `Retry-After` seconds, for 503s.
+    pub retry_after: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    error_description: &'a str,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            status,
+            error,
+            description: description.into(),
+            www_authenticate: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such endpoint; see /.well-known/openid-configuration",
+        )
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this endpoint does not support that HTTP method",
+        )
+    }
+
+    /// 503 with `Retry-After`: the database is unreachable or busy.
+    pub fn unavailable() -> Self {
+        Self {
+            retry_after: Some(1),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the service is temporarily unavailable; retry shortly",
+            )
+        }
+    }
+
+    /// A server-side failure that is not the client's fault; the detail is logged, not sent.
+    pub fn internal(detail: &dyn std::fmt::Display) -> Self {
+        tracing::error!(detail = %detail, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "the server could not process the request",
+        )
+    }
+
+    /// Maps a storage failure: transient ones become 503, anything else a logged 500.
+    pub fn from_store(e: StoreError) -> Self {
+        if e.is_transient() {
+            tracing::warn!(detail = %e, "database unavailable");
+            Self::unavailable()
+        } else {
+            Self::internal(&e)
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&Body {
+            error: self.error,
+            error_description: &self.description,
+        })
+        .unwrap_or_default();
+        let mut response = (self.status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if let Some(value) = self.www_authenticate {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(value));
+        }
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}

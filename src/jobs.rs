@@ -1,0 +1,32 @@
+//! Background housekeeping: expired `jti`s and tokens are purged from the database.
+//!
+//! Purging is only about space: every check compares `expires_at` itself, so a row that has
+//! not been purged yet is never mistaken for a live one.
+
+use std::time::Duration;
+
+use crate::store::{Database, Store};
+
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+/// Starts the purge loop. Every replica runs it; the DELETEs are idempotent.
+pub fn spawn_purger(store: Database) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PURGE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = crate::clock::now();
+            match store.purge_expired_jtis(now).await {
+                Ok(n) if n > 0 => tracing::debug!(purged = n, "expired jtis purged"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purging jtis failed"),
+            }
+            match store.purge_expired_tokens(now).await {
+                Ok(n) if n > 0 => tracing::debug!(purged = n, "expired tokens purged"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purging tokens failed"),
+            }
+        }
+    });
+}

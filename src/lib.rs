@@ -1,0 +1,19 @@
+//! dcr-server: Dynamic Client Registration for UK Open Banking (OBIE DCR v3.2).
+//!
+//! The binary is a thin CLI over this library; integration tests start the same server
+//! in-process on an ephemeral port.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod discovery;
+pub mod error;
+pub mod jobs;
+pub mod mtls;
+pub mod sandbox;
+pub mod server;
+pub mod store;
+pub mod tls;
+
+/// The path of the registration endpoint on this server.
+pub const REGISTER_PATH: &str = "/open-banking/v3.2/register";

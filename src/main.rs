@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    dcr_server::cli::main()
+}

@@ -1,0 +1,540 @@
+//! The sandbox: a complete, generated Open Banking PKI for trying the server out.
+//!
+//! `dcr-server sandbox init` writes a test CA, a server certificate, a directory signing key
+//! with its JWKS, and one TPP (org_id, software_id, an OB transport certificate with
+//! OU=org_id and CN=software_id, signing keys with their JWKS, and an SSA). Nothing of it is
+//! committed: private keys are generated on the machine that uses them.
+//!
+//! Layout of the directory:
+//!
+//! | file | what |
+//! |---|---|
+//! | `ca.pem`, `ca.key` | the test CA: trust anchor for server and transport certificates |
+//! | `server.pem`, `server.key` | server certificate for localhost, 127.0.0.1 and ::1 (P-256) |
+//! | `directory.key`, `directory.jwks` | the "OpenBanking Ltd" SSA signing key (RSA, PS256) |
+//! | `tpp/transport.pem`, `tpp/transport.key` | the TPP's OB transport certificate |
+//! | `tpp/signing-ps256.key`, `tpp/signing-es256.key`, `tpp/signing.jwks` | TPP signing keys |
+//! | `tpp/tpp.json` | the TPP's identifiers and its `software_jwks_endpoint` |
+//! | `tpp/ssa.jwt` | an SSA signed by the directory key |
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rand::Rng;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use x509_parser::prelude::FromDer;
+use x509_parser::public_key::PublicKey;
+use x509_parser::x509::SubjectPublicKeyInfo;
+
+/// The SSA issuer name of the sandbox directory, as of the real OB Directory.
+pub const DIRECTORY_ISSUER: &str = "OpenBanking Ltd";
+
+/// Path of the sandbox TPP's JWKS on the server, when the sandbox is in use.
+pub const TPP_JWKS_PATH: &str = "/sandbox/tpp.jwks";
+/// Path of the sandbox directory's JWKS on the server, when the sandbox is in use.
+pub const DIRECTORY_JWKS_PATH: &str = "/sandbox/directory.jwks";
+
+/// The sandbox TPP's identifiers (`tpp/tpp.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TppInfo {
+    pub org_id: String,
+    pub org_name: String,
+    pub software_id: String,
+    pub software_client_name: String,
+    pub software_jwks_endpoint: String,
+    pub software_redirect_uris: Vec<String>,
+    pub software_roles: Vec<String>,
+    /// `kid` of the RSA key (PS256) and of the P-256 key (ES256) in `signing.jwks`.
+    pub kid_ps256: String,
+    pub kid_es256: String,
+    /// The transport certificate's subject, RFC 4514.
+    pub transport_subject_dn: String,
+}
+
+/// Random Base62 text, the format of OB ids.
+pub fn base62(len: usize) -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// The public JWK of a key pair, with its RFC 7638 thumbprint as `kid`.
+pub fn public_jwk(key: &KeyPair, alg: &str) -> Result<Value> {
+    let spki = key.subject_public_key_info();
+    let (_, info) = SubjectPublicKeyInfo::from_der(&spki).context("parsing the public key")?;
+    let mut jwk = match info.parsed().context("parsing the public key")? {
+        PublicKey::RSA(rsa) => {
+            let strip = |b: &[u8]| {
+                let start = b.iter().position(|x| *x != 0).unwrap_or(b.len());
+                URL_SAFE_NO_PAD.encode(&b[start..])
+            };
+            json!({"kty": "RSA", "e": strip(rsa.exponent), "n": strip(rsa.modulus)})
+        }
+        PublicKey::EC(point) => {
+            let data = point.data();
+            if data.len() != 65 || data[0] != 4 {
+                bail!("only uncompressed P-256 points are supported");
+            }
+            json!({
+                "kty": "EC",
+                "crv": "P-256",
+                "x": URL_SAFE_NO_PAD.encode(&data[1..33]),
+                "y": URL_SAFE_NO_PAD.encode(&data[33..65]),
+            })
+        }
+        _ => bail!("unsupported key type"),
+    };
+    let kid = jwk_thumbprint(&jwk)?;
+    jwk["kid"] = json!(kid);
+    jwk["use"] = json!("sig");
+    jwk["alg"] = json!(alg);
+    Ok(jwk)
+}
+
+/// RFC 7638 JWK thumbprint (SHA-256, base64url) of an RSA or EC public JWK.
+pub fn jwk_thumbprint(jwk: &Value) -> Result<String> {
+    let s = |k: &str| -> Result<&str> {
+        jwk[k]
+            .as_str()
+            .with_context(|| format!("JWK member `{k}` missing"))
+    };
+    // Members in lexicographic order, no whitespace, as RFC 7638 §3.2 requires.
+    let canonical = match s("kty")? {
+        "RSA" => format!(
+            r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+            s("e")?,
+            s("n")?
+        ),
+        "EC" => format!(
+            r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
+            s("crv")?,
+            s("x")?,
+            s("y")?
+        ),
+        other => bail!("unsupported kty {other}"),
+    };
+    Ok(URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes())))
+}
+
+fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    use std::io::Write;
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(contents)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// A certificate authority that can issue more certificates (tests issue eIDAS-style ones).
+pub struct SandboxCa {
+    pub cert_pem: String,
+    key: KeyPair,
+}
+
+impl SandboxCa {
+    /// A new self-signed CA.
+    pub fn generate(common_name: &str) -> Result<Self> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CountryName, "GB");
+        dn.push(DnType::OrganizationName, "dcr-server sandbox");
+        dn.push(DnType::CommonName, common_name);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2045, 1, 1);
+        let cert = params.self_signed(&key)?;
+        Ok(Self {
+            cert_pem: cert.pem(),
+            key,
+        })
+    }
+
+    /// Loads `ca.pem` and `ca.key` from a sandbox directory.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let cert_pem = read(&dir.join("ca.pem"))?;
+        let key = KeyPair::from_pem(&read(&dir.join("ca.key"))?).context("parsing ca.key")?;
+        Ok(Self { cert_pem, key })
+    }
+
+    pub fn key_pem(&self) -> String {
+        self.key.serialize_pem()
+    }
+
+    /// Issues a certificate. Returns (certificate PEM, private key PEM).
+    pub fn issue(
+        &self,
+        subject: &[(DnType, String)],
+        sans: &[&str],
+        usage: ExtendedKeyUsagePurpose,
+    ) -> Result<(String, String)> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::new(
+            sans.iter()
+                .filter(|s| s.parse::<std::net::IpAddr>().is_err())
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        )?;
+        for ip in sans.iter().filter_map(|s| s.parse::<std::net::IpAddr>().ok()) {
+            params.subject_alt_names.push(SanType::IpAddress(ip));
+        }
+        let mut dn = DistinguishedName::new();
+        for (ty, value) in subject {
+            dn.push(ty.clone(), value.as_str());
+        }
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![usage];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2044, 1, 1);
+        let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)?;
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    /// An OB-style transport certificate: C=GB, O=OpenBanking, OU=org_id, CN=software_id.
+    pub fn issue_ob_transport(&self, org_id: &str, software_id: &str) -> Result<(String, String)> {
+        self.issue(
+            &[
+                (DnType::CountryName, "GB".into()),
+                (DnType::OrganizationName, "OpenBanking".into()),
+                (DnType::OrganizationalUnitName, org_id.into()),
+                (DnType::CommonName, software_id.into()),
+            ],
+            &[],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )
+    }
+}
+
+/// Whether `dir` holds a complete sandbox.
+pub fn exists(dir: &Path) -> bool {
+    [
+        "ca.pem",
+        "server.pem",
+        "server.key",
+        "directory.key",
+        "directory.jwks",
+        "tpp/tpp.json",
+        "tpp/signing.jwks",
+        "tpp/ssa.jwt",
+    ]
+    .iter()
+    .all(|f| dir.join(f).is_file())
+}
+
+/// Writes a new sandbox into `dir`. `issuer` is the server's public base URL: the TPP's
+/// `software_jwks_endpoint` points at the server itself, which serves it in sandbox mode.
+pub fn init(dir: &Path, issuer: &str) -> Result<TppInfo> {
+    let issuer = issuer.trim_end_matches('/');
+    let ca = SandboxCa::generate("dcr-server sandbox CA")?;
+    write_file(&dir.join("ca.pem"), ca.cert_pem.as_bytes(), false)?;
+    write_file(&dir.join("ca.key"), ca.key_pem().as_bytes(), true)?;
+
+    // P-256: handshakes are about 3x cheaper than with RSA-2048.
+    let (server_pem, server_key) = ca.issue(
+        &[
+            (DnType::OrganizationName, "dcr-server sandbox".into()),
+            (DnType::CommonName, "localhost".into()),
+        ],
+        &["localhost", "127.0.0.1", "::1"],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    )?;
+    write_file(&dir.join("server.pem"), server_pem.as_bytes(), false)?;
+    write_file(&dir.join("server.key"), server_key.as_bytes(), true)?;
+
+    let directory = KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)?;
+    let directory_jwk = public_jwk(&directory, "PS256")?;
+    write_file(&dir.join("directory.key"), directory.serialize_pem().as_bytes(), true)?;
+    write_file(
+        &dir.join("directory.jwks"),
+        serde_json::to_string_pretty(&json!({"keys": [directory_jwk]}))?.as_bytes(),
+        false,
+    )?;
+
+    let org_id = format!("0015800001{}", base62(8));
+    let software_id = base62(22);
+    let (transport_pem, transport_key) = ca.issue_ob_transport(&org_id, &software_id)?;
+    write_file(&dir.join("tpp/transport.pem"), transport_pem.as_bytes(), false)?;
+    write_file(&dir.join("tpp/transport.key"), transport_key.as_bytes(), true)?;
+
+    let rsa = KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)?;
+    let ec = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let rsa_jwk = public_jwk(&rsa, "PS256")?;
+    let ec_jwk = public_jwk(&ec, "ES256")?;
+    write_file(&dir.join("tpp/signing-ps256.key"), rsa.serialize_pem().as_bytes(), true)?;
+    write_file(&dir.join("tpp/signing-es256.key"), ec.serialize_pem().as_bytes(), true)?;
+    write_file(
+        &dir.join("tpp/signing.jwks"),
+        serde_json::to_string_pretty(&json!({"keys": [rsa_jwk.clone(), ec_jwk.clone()]}))?
+            .as_bytes(),
+        false,
+    )?;
+
+    let info = TppInfo {
+        software_client_name: format!("Sandbox TPP {}", &software_id[..6]),
+        org_name: "Sandbox TPP Ltd".into(),
+        software_jwks_endpoint: format!("{issuer}{TPP_JWKS_PATH}"),
+        software_redirect_uris: vec![
+            "https://tpp.example.com/callback".into(),
+            "https://tpp.example.com/callback2".into(),
+        ],
+        software_roles: vec!["AISP".into(), "PISP".into(), "CBPII".into()],
+        kid_ps256: rsa_jwk["kid"].as_str().unwrap_or_default().to_string(),
+        kid_es256: ec_jwk["kid"].as_str().unwrap_or_default().to_string(),
+        transport_subject_dn: format!("CN={software_id},OU={org_id},O=OpenBanking,C=GB"),
+        org_id,
+        software_id,
+    };
+    write_file(
+        &dir.join("tpp/tpp.json"),
+        serde_json::to_string_pretty(&info)?.as_bytes(),
+        false,
+    )?;
+    let sandbox = Sandbox::load(dir)?;
+    write_file(&dir.join("tpp/ssa.jwt"), sandbox.ssa()?.as_bytes(), false)?;
+    Ok(info)
+}
+
+/// A loaded sandbox, able to sign SSAs, registration requests and client assertions.
+pub struct Sandbox {
+    pub dir: PathBuf,
+    pub tpp: TppInfo,
+    directory_key: EncodingKey,
+    directory_kid: String,
+    ps256: EncodingKey,
+    es256: EncodingKey,
+}
+
+/// Options for [`Sandbox::request`].
+#[derive(Debug, Clone)]
+pub struct RequestOptions {
+    pub auth_method: String,
+    /// `PS256` or `ES256`.
+    pub alg: String,
+    pub aud: String,
+    /// Seconds until `exp`.
+    pub lifetime: i64,
+}
+
+impl Default for RequestOptions {
+    fn default() -> Self {
+        Self {
+            auth_method: "private_key_jwt".into(),
+            alg: "PS256".into(),
+            aud: "https://localhost:8243".into(),
+            lifetime: 300,
+        }
+    }
+}
+
+impl Sandbox {
+    pub fn load(dir: &Path) -> Result<Self> {
+        let tpp: TppInfo = serde_json::from_str(&read(&dir.join("tpp/tpp.json"))?)
+            .context("parsing tpp/tpp.json")?;
+        let jwks: Value = serde_json::from_str(&read(&dir.join("directory.jwks"))?)
+            .context("parsing directory.jwks")?;
+        let directory_kid = jwks["keys"][0]["kid"]
+            .as_str()
+            .context("directory.jwks has no kid")?
+            .to_string();
+        let rsa_pem = |name: &str| -> Result<EncodingKey> {
+            EncodingKey::from_rsa_pem(read(&dir.join(name))?.as_bytes())
+                .with_context(|| format!("parsing {name}"))
+        };
+        Ok(Self {
+            directory_key: rsa_pem("directory.key")?,
+            ps256: rsa_pem("tpp/signing-ps256.key")?,
+            es256: EncodingKey::from_ec_pem(read(&dir.join("tpp/signing-es256.key"))?.as_bytes())
+                .context("parsing tpp/signing-es256.key")?,
+            directory_kid,
+            tpp,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The SSA claims of the sandbox TPP, issued now.
+    pub fn ssa_claims(&self) -> Value {
+        let t = &self.tpp;
+        json!({
+            "iss": DIRECTORY_ISSUER,
+            "iat": crate::clock::now(),
+            "jti": hex::encode(rand::rng().random::<[u8; 8]>()),
+            "software_environment": "sandbox",
+            "software_mode": "Test",
+            "software_id": t.software_id,
+            "software_client_id": t.software_id,
+            "software_client_name": t.software_client_name,
+            "software_client_description": "Generated by dcr-server sandbox init",
+            "software_version": "1.0",
+            "software_client_uri": "https://tpp.example.com",
+            "software_redirect_uris": t.software_redirect_uris,
+            "software_roles": t.software_roles,
+            "software_logo_uri": "https://tpp.example.com/logo.png",
+            "software_policy_uri": "https://tpp.example.com/policy",
+            "software_tos_uri": "https://tpp.example.com/tos",
+            "software_jwks_endpoint": t.software_jwks_endpoint,
+            "org_status": "Active",
+            "org_id": t.org_id,
+            "org_name": t.org_name,
+            "org_contacts": [],
+            "organisation_competent_authority_claims": {
+                "authority_id": "FCAGBR",
+                "registration_id": "123456",
+                "status": "Active",
+                "authorisations": [
+                    {"member_state": "GB", "roles": ["AISP", "PISP", "CBPII"]}
+                ]
+            }
+        })
+    }
+
+    /// Signs SSA claims with the directory key (PS256).
+    pub fn sign_ssa(&self, claims: &Value) -> Result<String> {
+        let mut header = Header::new(Algorithm::PS256);
+        header.kid = Some(self.directory_kid.clone());
+        header.typ = Some("JWT".into());
+        Ok(jsonwebtoken::encode(&header, claims, &self.directory_key)?)
+    }
+
+    /// A freshly issued SSA for the sandbox TPP.
+    pub fn ssa(&self) -> Result<String> {
+        self.sign_ssa(&self.ssa_claims())
+    }
+
+    /// Registration request claims for the sandbox TPP, with a fresh SSA.
+    pub fn request_claims(&self, options: &RequestOptions) -> Result<Value> {
+        let now = crate::clock::now();
+        let t = &self.tpp;
+        let mut claims = json!({
+            "iss": t.software_id,
+            "iat": now,
+            "exp": now + options.lifetime,
+            "aud": options.aud,
+            "jti": uuid::Uuid::new_v4().to_string(),
+            "redirect_uris": [t.software_redirect_uris[0]],
+            "token_endpoint_auth_method": options.auth_method,
+            "grant_types": ["authorization_code", "client_credentials", "refresh_token"],
+            "response_types": ["code id_token"],
+            "software_id": t.software_id,
+            "scope": "openid accounts payments",
+            "software_statement": self.ssa()?,
+            "application_type": "web",
+            "id_token_signed_response_alg": options.alg,
+            "request_object_signing_alg": options.alg,
+        });
+        match options.auth_method.as_str() {
+            "private_key_jwt" | "client_secret_jwt" => {
+                claims["token_endpoint_auth_signing_alg"] = json!(options.alg);
+            }
+            "tls_client_auth" => {
+                claims["tls_client_auth_subject_dn"] = json!(t.transport_subject_dn);
+            }
+            _ => {}
+        }
+        Ok(claims)
+    }
+
+    /// Signs any claims as the TPP, with the key for `alg` (`PS256` or `ES256`).
+    pub fn sign_as_tpp(&self, claims: &Value, alg: &str) -> Result<String> {
+        let (algorithm, key, kid) = match alg {
+            "PS256" => (Algorithm::PS256, &self.ps256, &self.tpp.kid_ps256),
+            "ES256" => (Algorithm::ES256, &self.es256, &self.tpp.kid_es256),
+            other => bail!("the sandbox TPP signs with PS256 or ES256, not {other}"),
+        };
+        let mut header = Header::new(algorithm);
+        header.kid = Some(kid.clone());
+        header.typ = Some("JWT".into());
+        Ok(jsonwebtoken::encode(&header, claims, key)?)
+    }
+
+    /// A signed registration request (the POST body).
+    pub fn request(&self, options: &RequestOptions) -> Result<String> {
+        self.sign_as_tpp(&self.request_claims(options)?, &options.alg)
+    }
+
+    /// A `private_key_jwt` client assertion for the token endpoint.
+    pub fn client_assertion(&self, client_id: &str, aud: &str, alg: &str) -> Result<String> {
+        let now = crate::clock::now();
+        let claims = json!({
+            "iss": client_id,
+            "sub": client_id,
+            "aud": aud,
+            "jti": uuid::Uuid::new_v4().to_string(),
+            "iat": now,
+            "exp": now + 300,
+        });
+        self.sign_as_tpp(&claims, alg)
+    }
+
+    /// Path of the TPP's transport certificate and key, for curl's `--cert` and `--key`.
+    pub fn transport_paths(&self) -> (PathBuf, PathBuf) {
+        (
+            self.dir.join("tpp/transport.pem"),
+            self.dir.join("tpp/transport.key"),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc7638_example_thumbprint() {
+        // RFC 7638 §3.1.
+        let jwk = json!({
+            "kty": "RSA",
+            "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
+            "e": "AQAB",
+            "alg": "RS256",
+            "kid": "2011-04-29"
+        });
+        assert_eq!(
+            jwk_thumbprint(&jwk).unwrap(),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
+    }
+
+    #[test]
+    fn base62_has_the_asked_length_and_alphabet() {
+        let id = base62(22);
+        assert_eq!(id.len(), 22);
+        assert!(id.chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+}

@@ -1,0 +1,305 @@
+//! The HTTPS server: TLS accept loop, per-connection client identity, routes and shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderValue, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::mtls::{ClientCertificate, PeerIdentity};
+use crate::store::{Database, Store};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Database,
+    discovery: Bytes,
+    sandbox_jwks: Option<SandboxJwks>,
+}
+
+#[derive(Clone)]
+struct SandboxJwks {
+    tpp: Bytes,
+    directory: Bytes,
+}
+
+impl AppState {
+    /// Builds the state. Work that is the same for every request (the discovery document, the
+    /// sandbox JWKS) is done here once.
+    pub fn new(config: Arc<Config>, store: Database) -> Result<Self> {
+        let discovery = Bytes::from(serde_json::to_vec(&crate::discovery::document(&config))?);
+        let sandbox_jwks = if config.sandbox_enabled() {
+            let dir = &config.sandbox.dir;
+            let read = |name: &str| -> Result<Bytes> {
+                let path = dir.join(name);
+                Ok(Bytes::from(std::fs::read(&path).with_context(|| {
+                    format!("sandbox: reading {}", path.display())
+                })?))
+            };
+            Some(SandboxJwks {
+                tpp: read("tpp/signing.jwks")?,
+                directory: read("directory.jwks")?,
+            })
+        } else {
+            None
+        };
+        Ok(Self {
+            config,
+            store,
+            discovery,
+            sandbox_jwks,
+        })
+    }
+}
+
+fn json_response(body: Bytes) -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body,
+    )
+        .into_response()
+}
+
+async fn discovery(State(state): State<AppState>) -> Response {
+    json_response(state.discovery.clone())
+}
+
+async fn health() -> Response {
+    json_response(Bytes::from_static(br#"{"status":"ok"}"#))
+}
+
+/// Ready when the database answers within two seconds.
+async fn ready(State(state): State<AppState>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => json_response(Bytes::from_static(br#"{"status":"ready"}"#)),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "not ready: database");
+            ApiError::unavailable().into_response()
+        }
+        Err(_) => {
+            tracing::warn!("not ready: database ping timed out");
+            ApiError::unavailable().into_response()
+        }
+    }
+}
+
+async fn sandbox_tpp_jwks(State(state): State<AppState>) -> Response {
+    match state.sandbox_jwks {
+        Some(j) => json_response(j.tpp),
+        None => ApiError::not_found().into_response(),
+    }
+}
+
+async fn sandbox_directory_jwks(State(state): State<AppState>) -> Response {
+    match state.sandbox_jwks {
+        Some(j) => json_response(j.directory),
+        None => ApiError::not_found().into_response(),
+    }
+}
+
+/// The product's routes, before the state is attached. Tests add their own routes to this.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/.well-known/openid-configuration", get(discovery))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route(crate::sandbox::TPP_JWKS_PATH, get(sandbox_tpp_jwks))
+        .route(crate::sandbox::DIRECTORY_JWKS_PATH, get(sandbox_directory_jwks))
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+}
+
+/// Connects the database named by the config and applies the migrations.
+pub async fn open_store(config: &Config) -> Result<Database> {
+    let store = Database::connect(&config.database)
+        .await
+        .with_context(|| {
+            format!(
+                "database.url = {}: cannot connect",
+                crate::config::mask_password(&config.database.url)
+            )
+        })?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(store)
+}
+
+/// A bound, ready-to-run server.
+pub struct Server {
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    router: Router,
+    handshake_timeout: Duration,
+    shutdown_grace: Duration,
+    local_addr: SocketAddr,
+}
+
+impl Server {
+    /// Prepares everything that can fail (sandbox, TLS files, database, migrations, the
+    /// listening socket) so that `run` only serves.
+    pub async fn bind(config: Config, extra_routes: Router<AppState>) -> Result<Self> {
+        crate::tls::install_default_provider();
+        if config.sandbox_enabled() && !crate::sandbox::exists(&config.sandbox.dir) {
+            tracing::info!(dir = %config.sandbox.dir.display(), "creating the sandbox PKI");
+            crate::sandbox::init(&config.sandbox.dir, &config.server.issuer)?;
+        }
+        let tls = crate::tls::server_config(&config.server.tls)?;
+        let store = open_store(&config).await?;
+        let config = Arc::new(config);
+        let state = AppState::new(config.clone(), store.clone())?;
+        let router = routes().merge(extra_routes).with_state(state);
+
+        let listener = TcpListener::bind(&config.server.listen)
+            .await
+            .with_context(|| format!("server.listen = {}: cannot bind", config.server.listen))?;
+        let local_addr = listener.local_addr()?;
+        crate::jobs::spawn_purger(store);
+        Ok(Self {
+            listener,
+            acceptor: TlsAcceptor::from(tls),
+            router,
+            handshake_timeout: Duration::from_millis(config.server.tls.handshake_timeout_ms),
+            shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
+            local_addr,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` resolves, then lets open requests finish (up to the grace
+    /// period).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let graceful = GracefulShutdown::new();
+        let builder = Builder::new(TokioExecutor::new());
+        tracing::info!(addr = %self.local_addr, "listening on https://{}", self.local_addr);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    let (tcp, peer) = match accepted {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            // Out of file descriptors and the like: back off, keep serving.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = tcp.set_nodelay(true);
+                    let connection = Connection {
+                        acceptor: self.acceptor.clone(),
+                        router: self.router.clone(),
+                        builder: builder.clone(),
+                        handshake_timeout: self.handshake_timeout,
+                        peer,
+                    };
+                    let watcher = graceful.watcher();
+                    tokio::spawn(connection.serve(tcp, watcher));
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        drop(self.listener);
+        tracing::info!("shutting down: waiting for open requests");
+        tokio::select! {
+            () = graceful.shutdown() => tracing::info!("all connections closed"),
+            () = tokio::time::sleep(self.shutdown_grace) => {
+                tracing::warn!("shutdown grace period over; closing remaining connections");
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Connection {
+    acceptor: TlsAcceptor,
+    router: Router,
+    builder: Builder<TokioExecutor>,
+    handshake_timeout: Duration,
+    peer: SocketAddr,
+}
+
+impl Connection {
+    async fn serve(self, tcp: tokio::net::TcpStream, watcher: hyper_util::server::graceful::Watcher) {
+        let stream = match tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(tcp)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(peer = %self.peer, "TLS handshake timed out");
+                return;
+            }
+        };
+        // Parsed once per connection; every request on it shares the result.
+        let certificate = match stream.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+            Some(der) => match ClientCertificate::from_der(der) {
+                Ok(cert) => Some(Arc::new(cert)),
+                Err(e) => {
+                    tracing::info!(peer = %self.peer, error = %e, "client certificate unusable; closing");
+                    return;
+                }
+            },
+            None => None,
+        };
+        let identity = PeerIdentity { certificate };
+        let service = self.router.map_request(move |mut request: Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(identity.clone());
+            request
+        });
+        let connection = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
+            .into_owned();
+        if let Err(e) = watcher.watch(connection).await {
+            tracing::debug!(peer = %self.peer, error = %e, "connection ended with an error");
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}
+
+/// Status helper for handlers that answer with no body.
+pub fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}

@@ -14,7 +14,11 @@ use crate::store::{AuditRecord, Store};
 pub const DEFAULT_CONFIG: &str = "config/deployment.toml";
 
 #[derive(Debug, Parser)]
-#[command(name = "dcr-server", version, about = "OBIE DCR v3.2 Dynamic Client Registration server")]
+#[command(
+    name = "dcr-server",
+    version,
+    about = "OBIE DCR v3.2 Dynamic Client Registration server"
+)]
 pub struct Cli {
     /// Path of deployment.toml. Relative paths inside it are relative to the working directory.
     #[arg(long, global = true, default_value = DEFAULT_CONFIG, env = "DCR_CONFIG")]
@@ -107,7 +111,10 @@ pub enum ClientsCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -127,7 +134,9 @@ pub fn main() -> ExitCode {
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -157,8 +166,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 fn check_config(path: &Path) -> Result<ExitCode> {
     crate::tls::install_default_provider();
     let config = Config::load(path)?;
-    let pending_sandbox =
-        config.sandbox_enabled() && !crate::sandbox::exists(&config.sandbox.dir);
+    let pending_sandbox = config.sandbox_enabled() && !crate::sandbox::exists(&config.sandbox.dir);
     if pending_sandbox {
         eprintln!(
             "note: the sandbox in {} does not exist yet; `serve` creates it, so its files are not checked",
@@ -191,7 +199,10 @@ pub fn check_files(config: &Config) -> Result<()> {
             .with_context(|| format!("{key} = {}: not JSON", issuer.jwks))?;
         let keys = jwks["keys"].as_array().filter(|k| !k.is_empty());
         if keys.is_none() {
-            bail!("{key} = {}: not a JWKS (no \"keys\" array with a key)", issuer.jwks);
+            bail!(
+                "{key} = {}: not a JWKS (no \"keys\" array with a key)",
+                issuer.jwks
+            );
         }
     }
     for (i, file) in config.open_banking.dcr.jwks.extra_ca.iter().enumerate() {
@@ -216,10 +227,7 @@ fn sandbox_dir(dir: Option<PathBuf>, config: Option<&Config>) -> PathBuf {
 
 fn sandbox(config_path: &Path, cmd: SandboxCommand) -> Result<ExitCode> {
     let config = optional_config(config_path)?;
-    let issuer = config
-        .as_ref()
-        .map(|c| c.issuer_base().to_string())
-        .unwrap_or_else(|| "https://localhost:8243".into());
+    let config_issuer = config.as_ref().map(|c| c.issuer_base().to_string());
     match cmd {
         SandboxCommand::Init {
             dir,
@@ -234,7 +242,10 @@ fn sandbox(config_path: &Path, cmd: SandboxCommand) -> Result<ExitCode> {
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            let info = crate::sandbox::init(&dir, issuer_flag.as_deref().unwrap_or(&issuer))?;
+            let issuer = issuer_flag
+                .or(config_issuer)
+                .unwrap_or_else(|| "https://localhost:8243".into());
+            let info = crate::sandbox::init(&dir, &issuer)?;
             println!("sandbox written to {}", dir.display());
             println!("org_id      = {}", info.org_id);
             println!("software_id = {}", info.software_id);
@@ -254,7 +265,8 @@ fn sandbox(config_path: &Path, cmd: SandboxCommand) -> Result<ExitCode> {
                         .as_ref()
                         .and_then(|c| c.open_banking.dcr.audience.first().cloned())
                 })
-                .unwrap_or(issuer);
+                .or(config_issuer)
+                .unwrap_or_else(|| sandbox.tpp.issuer.clone());
             let jwt = sandbox.request(&RequestOptions {
                 auth_method,
                 alg,
@@ -271,6 +283,7 @@ fn sandbox(config_path: &Path, cmd: SandboxCommand) -> Result<ExitCode> {
             alg,
         } => {
             let sandbox = Sandbox::load(&sandbox_dir(dir, config.as_ref()))?;
+            let issuer = config_issuer.unwrap_or_else(|| sandbox.tpp.issuer.clone());
             let aud = aud.unwrap_or_else(|| format!("{issuer}/token"));
             println!("{}", sandbox.client_assertion(&client_id, &aud, &alg)?);
             Ok(ExitCode::SUCCESS)
@@ -307,7 +320,11 @@ async fn clients(config_path: &Path, cmd: ClientsCommand) -> Result<ExitCode> {
                 for c in &clients {
                     println!(
                         "{:<36}  {:<22}  {:<18}  {:<16}  {}",
-                        c.client_id, c.software_id, c.org_id, c.token_endpoint_auth_method, c.created_at
+                        c.client_id,
+                        c.software_id,
+                        c.org_id,
+                        c.token_endpoint_auth_method,
+                        c.created_at
                     );
                 }
                 eprintln!("{} client(s)", clients.len());

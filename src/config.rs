@@ -469,8 +469,14 @@ impl Config {
     pub fn named_files(&self) -> Vec<(String, PathBuf)> {
         let tls = &self.server.tls;
         let mut files = vec![
-            ("server.tls.certificate".to_string(), tls.certificate.clone()),
-            ("server.tls.private_key".to_string(), tls.private_key.clone()),
+            (
+                "server.tls.certificate".to_string(),
+                tls.certificate.clone(),
+            ),
+            (
+                "server.tls.private_key".to_string(),
+                tls.private_key.clone(),
+            ),
         ];
         for (i, p) in tls.client_ca.iter().enumerate() {
             files.push((format!("server.tls.client_ca[{i}]"), p.clone()));
@@ -601,10 +607,7 @@ jwks = "certs/sandbox/directory.jwks"
 
     #[test]
     fn wrong_type_names_the_key() {
-        let text = MINIMAL.replace(
-            "[database]",
-            "[database]\nmax_connections = \"ten\"",
-        );
+        let text = MINIMAL.replace("[database]", "[database]\nmax_connections = \"ten\"");
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("database.max_connections"), "{err}");
     }
@@ -634,6 +637,9 @@ jwks = "certs/sandbox/directory.jwks"
             mask_password("postgres://u:pw@h:5432/db"),
             "postgres://u:***@h:5432/db"
         );
-        assert_eq!(mask_password("sqlite://data/dcr.db"), "sqlite://data/dcr.db");
+        assert_eq!(
+            mask_password("sqlite://data/dcr.db"),
+            "sqlite://data/dcr.db"
+        );
     }
 }

@@ -222,7 +222,11 @@ mod tests {
 
     #[test]
     fn rdn_sets_ignore_order_and_oid_spelling() {
-        let a = dn(&[("C", "GB"), ("organizationIdentifier", "PSDGB-OB-1"), ("CN", "x")]);
+        let a = dn(&[
+            ("C", "GB"),
+            ("organizationIdentifier", "PSDGB-OB-1"),
+            ("CN", "x"),
+        ]);
         let b = dn(&[("CN", "x"), ("2.5.4.97", "PSDGB-OB-1"), ("c", "GB")]);
         assert!(a.same_rdn_set(&b));
         let c = dn(&[("CN", "x"), ("2.5.4.97", "PSDGB-OB-2"), ("C", "GB")]);

@@ -28,6 +28,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
 };
+use rustls::pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -46,6 +47,9 @@ pub const DIRECTORY_JWKS_PATH: &str = "/sandbox/directory.jwks";
 /// The sandbox TPP's identifiers (`tpp/tpp.json`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TppInfo {
+    /// The server's public base URL that the sandbox was made for.
+    #[serde(default)]
+    pub issuer: String,
     pub org_id: String,
     pub org_name: String,
     pub software_id: String,
@@ -111,11 +115,7 @@ pub fn jwk_thumbprint(jwk: &Value) -> Result<String> {
     };
     // Members in lexicographic order, no whitespace, as RFC 7638 §3.2 requires.
     let canonical = match s("kty")? {
-        "RSA" => format!(
-            r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
-            s("e")?,
-            s("n")?
-        ),
+        "RSA" => format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, s("e")?, s("n")?),
         "EC" => format!(
             r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
             s("crv")?,
@@ -208,7 +208,10 @@ impl SandboxCa {
                 .map(|s| s.to_string())
                 .collect::<Vec<_>>(),
         )?;
-        for ip in sans.iter().filter_map(|s| s.parse::<std::net::IpAddr>().ok()) {
+        for ip in sans
+            .iter()
+            .filter_map(|s| s.parse::<std::net::IpAddr>().ok())
+        {
             params.subject_alt_names.push(SanType::IpAddress(ip));
         }
         let mut dn = DistinguishedName::new();
@@ -225,6 +228,33 @@ impl SandboxCa {
         let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)?;
         let cert = params.signed_by(&key, &issuer)?;
         Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    /// A CRL, signed by this CA, that revokes the given certificates (PEM).
+    pub fn crl_pem(&self, revoked: &[&str]) -> Result<String> {
+        let mut revoked_certs = Vec::new();
+        for pem in revoked {
+            let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+                .context("parsing a certificate to revoke")?;
+            let (_, cert) = x509_parser::parse_x509_certificate(&der)
+                .map_err(|e| anyhow::anyhow!("parsing a certificate to revoke: {e}"))?;
+            revoked_certs.push(rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from_slice(cert.raw_serial()),
+                revocation_time: rcgen::date_time_ymd(2025, 1, 1),
+                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            });
+        }
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2025, 1, 1),
+            next_update: rcgen::date_time_ymd(2044, 1, 1),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)?;
+        Ok(params.signed_by(&issuer)?.pem()?)
     }
 
     /// An OB-style transport certificate: C=GB, O=OpenBanking, OU=org_id, CN=software_id.
@@ -280,7 +310,11 @@ pub fn init(dir: &Path, issuer: &str) -> Result<TppInfo> {
 
     let directory = KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)?;
     let directory_jwk = public_jwk(&directory, "PS256")?;
-    write_file(&dir.join("directory.key"), directory.serialize_pem().as_bytes(), true)?;
+    write_file(
+        &dir.join("directory.key"),
+        directory.serialize_pem().as_bytes(),
+        true,
+    )?;
     write_file(
         &dir.join("directory.jwks"),
         serde_json::to_string_pretty(&json!({"keys": [directory_jwk]}))?.as_bytes(),
@@ -290,15 +324,31 @@ pub fn init(dir: &Path, issuer: &str) -> Result<TppInfo> {
     let org_id = format!("0015800001{}", base62(8));
     let software_id = base62(22);
     let (transport_pem, transport_key) = ca.issue_ob_transport(&org_id, &software_id)?;
-    write_file(&dir.join("tpp/transport.pem"), transport_pem.as_bytes(), false)?;
-    write_file(&dir.join("tpp/transport.key"), transport_key.as_bytes(), true)?;
+    write_file(
+        &dir.join("tpp/transport.pem"),
+        transport_pem.as_bytes(),
+        false,
+    )?;
+    write_file(
+        &dir.join("tpp/transport.key"),
+        transport_key.as_bytes(),
+        true,
+    )?;
 
     let rsa = KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)?;
     let ec = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let rsa_jwk = public_jwk(&rsa, "PS256")?;
     let ec_jwk = public_jwk(&ec, "ES256")?;
-    write_file(&dir.join("tpp/signing-ps256.key"), rsa.serialize_pem().as_bytes(), true)?;
-    write_file(&dir.join("tpp/signing-es256.key"), ec.serialize_pem().as_bytes(), true)?;
+    write_file(
+        &dir.join("tpp/signing-ps256.key"),
+        rsa.serialize_pem().as_bytes(),
+        true,
+    )?;
+    write_file(
+        &dir.join("tpp/signing-es256.key"),
+        ec.serialize_pem().as_bytes(),
+        true,
+    )?;
     write_file(
         &dir.join("tpp/signing.jwks"),
         serde_json::to_string_pretty(&json!({"keys": [rsa_jwk.clone(), ec_jwk.clone()]}))?
@@ -307,6 +357,7 @@ pub fn init(dir: &Path, issuer: &str) -> Result<TppInfo> {
     )?;
 
     let info = TppInfo {
+        issuer: issuer.to_string(),
         software_client_name: format!("Sandbox TPP {}", &software_id[..6]),
         org_name: "Sandbox TPP Ltd".into(),
         software_jwks_endpoint: format!("{issuer}{TPP_JWKS_PATH}"),

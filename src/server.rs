@@ -71,7 +71,10 @@ impl AppState {
 
 fn json_response(body: Bytes) -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body,
     )
         .into_response()
@@ -121,21 +124,22 @@ pub fn routes() -> Router<AppState> {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route(crate::sandbox::TPP_JWKS_PATH, get(sandbox_tpp_jwks))
-        .route(crate::sandbox::DIRECTORY_JWKS_PATH, get(sandbox_directory_jwks))
+        .route(
+            crate::sandbox::DIRECTORY_JWKS_PATH,
+            get(sandbox_directory_jwks),
+        )
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
 }
 
 /// Connects the database named by the config and applies the migrations.
 pub async fn open_store(config: &Config) -> Result<Database> {
-    let store = Database::connect(&config.database)
-        .await
-        .with_context(|| {
-            format!(
-                "database.url = {}: cannot connect",
-                crate::config::mask_password(&config.database.url)
-            )
-        })?;
+    let store = Database::connect(&config.database).await.with_context(|| {
+        format!(
+            "database.url = {}: cannot connect",
+            crate::config::mask_password(&config.database.url)
+        )
+    })?;
     store.migrate().await.context("applying migrations")?;
     Ok(store)
 }
@@ -238,20 +242,30 @@ struct Connection {
 }
 
 impl Connection {
-    async fn serve(self, tcp: tokio::net::TcpStream, watcher: hyper_util::server::graceful::Watcher) {
-        let stream = match tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(tcp)).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
-                tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!(peer = %self.peer, "TLS handshake timed out");
-                return;
-            }
-        };
+    async fn serve(
+        self,
+        tcp: tokio::net::TcpStream,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) {
+        let stream =
+            match tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(peer = %self.peer, "TLS handshake timed out");
+                    return;
+                }
+            };
         // Parsed once per connection; every request on it shares the result.
-        let certificate = match stream.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+        let certificate = match stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+        {
             Some(der) => match ClientCertificate::from_der(der) {
                 Ok(cert) => Some(Arc::new(cert)),
                 Err(e) => {
@@ -262,10 +276,12 @@ impl Connection {
             None => None,
         };
         let identity = PeerIdentity { certificate };
-        let service = self.router.map_request(move |mut request: Request<hyper::body::Incoming>| {
-            request.extensions_mut().insert(identity.clone());
-            request
-        });
+        let service =
+            self.router
+                .map_request(move |mut request: Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(identity.clone());
+                    request
+                });
         let connection = self
             .builder
             .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))

@@ -86,7 +86,9 @@ pub fn load_certificates(key: &str, path: &Path) -> Result<Vec<CertificateDer<'s
 /// Reads a PEM private key (PKCS#8, PKCS#1 or SEC1).
 pub fn load_private_key(key: &str, path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
-        rustls::pki_types::pem::Error::Io(io) => file_error(key, path, format!("cannot read: {io}")),
+        rustls::pki_types::pem::Error::Io(io) => {
+            file_error(key, path, format!("cannot read: {io}"))
+        }
         rustls::pki_types::pem::Error::NoItemsFound => {
             file_error(key, path, "holds no PEM PRIVATE KEY")
         }
@@ -95,7 +97,10 @@ pub fn load_private_key(key: &str, path: &Path) -> Result<PrivateKeyDer<'static>
 }
 
 /// Reads a CRL file, PEM or DER.
-pub fn load_crl(key: &str, path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+pub fn load_crl(
+    key: &str,
+    path: &Path,
+) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
     let bytes =
         std::fs::read(path).map_err(|e| file_error(key, path, format!("cannot read: {e}")))?;
     let crls = if bytes.starts_with(b"-----") {

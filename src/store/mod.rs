@@ -275,6 +275,14 @@ impl Database {
         Ok(Self::Postgres(PostgresStore::new(pool)))
     }
 
+    /// Closes the pool: later calls fail with [`StoreError::Unavailable`].
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(s) => s.pool().close().await,
+            Self::Postgres(s) => s.pool().close().await,
+        }
+    }
+
     pub fn backend_name(&self) -> &'static str {
         match self {
             Self::Sqlite(_) => "sqlite",

@@ -40,16 +40,14 @@ fn conflict_of(e: &sqlx::Error) -> Option<Conflict> {
     let sqlx::Error::Database(db) = e else {
         return None;
     };
-    let text = format!(
-        "{} {}",
-        db.constraint().unwrap_or_default(),
-        db.message()
-    );
+    let text = format!("{} {}", db.constraint().unwrap_or_default(), db.message());
     match db.kind() {
         sqlx::error::ErrorKind::UniqueViolation if text.contains("software_id_unique") => {
             Some(Conflict::SoftwareId)
         }
-        sqlx::error::ErrorKind::UniqueViolation if text.contains("client_id") || text.contains("clients_pkey") => {
+        sqlx::error::ErrorKind::UniqueViolation
+            if text.contains("client_id") || text.contains("clients_pkey") =>
+        {
             Some(Conflict::ClientId)
         }
         sqlx::error::ErrorKind::ForeignKeyViolation => Some(Conflict::UnknownClient),
@@ -228,7 +226,11 @@ macro_rules! sql_store {
                 .map_err(map_err)
             }
 
-            async fn delete_client(&self, client_id: &str, audit: &AuditRecord) -> StoreResult<bool> {
+            async fn delete_client(
+                &self,
+                client_id: &str,
+                audit: &AuditRecord,
+            ) -> StoreResult<bool> {
                 let mut tx = self.pool.begin().await.map_err(map_err)?;
                 // Tokens first (the foreign key also cascades): no token may outlive its client.
                 sqlx::query("DELETE FROM tokens WHERE client_id = $1")
@@ -292,7 +294,11 @@ macro_rules! sql_store {
                 .map_err(map_err)
             }
 
-            async fn revoke_token(&self, token_hash: &str, audit: &AuditRecord) -> StoreResult<bool> {
+            async fn revoke_token(
+                &self,
+                token_hash: &str,
+                audit: &AuditRecord,
+            ) -> StoreResult<bool> {
                 let mut tx = self.pool.begin().await.map_err(map_err)?;
                 let done = sqlx::query(
                     "UPDATE tokens SET revoked = $2 WHERE token_hash = $1 AND revoked = $3",

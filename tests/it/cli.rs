@@ -1,0 +1,383 @@
+//! The real binary: config errors, check-config, migrate, sandbox commands, SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use jsonwebtoken::{DecodingKey, Validation, jwk::JwkSet};
+use serde_json::Value;
+
+use crate::support::{BOTH, Backend, Case, SQLITE, TestEnv, run_binary};
+use crate::{case, ensure_eq};
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(bad_config_is_refused_naming_the_key, SQLITE),
+        case!(check_config_validates_named_files, SQLITE),
+        case!(migrations_applied_twice_are_a_no_op, BOTH),
+        case!(contract_only_config_starts_and_stops_on_sigterm, BOTH),
+        case!(sandbox_commands_sign_verifiable_jwts, SQLITE),
+        case!(database_url_env_overrides_config, SQLITE),
+    ]
+}
+
+async fn bad_config_is_refused_naming_the_key(backend: Backend) -> Result<()> {
+    let env = TestEnv::new(backend).await?;
+    let cwd = env.dir.path();
+    let good = env.config_toml("");
+    let cases = [
+        (
+            good.replace("max_connections = 5", "max_conections = 5"),
+            "database.max_conections",
+        ),
+        (
+            good.replace("max_connections = 5", "max_connections = \"five\""),
+            "database.max_connections",
+        ),
+        (
+            good.replace(
+                "[open_banking.dcr]",
+                "[open_banking.dcr]\nuri_validation.enabled = true",
+            ),
+            "open_banking.dcr.uri_validation.enabled",
+        ),
+        (
+            good.replace(
+                "[open_banking.dcr]",
+                "[open_banking.dcr]\nsigning_algorithms = [\"none\"]",
+            ),
+            "open_banking.dcr.signing_algorithms",
+        ),
+        (
+            good.replace("listen = ", "listen = \"nowhere\"\n#"),
+            "server.listen",
+        ),
+        (good.replace("[server]", "[server\n"), "line"),
+    ];
+    for (text, key) in cases {
+        let path = env.write_config(&text)?;
+        let path = path.to_string_lossy();
+        for command in [vec!["check-config"], vec!["serve"], vec!["migrate"]] {
+            let mut args = vec!["--config", &path];
+            args.extend(command.iter().copied());
+            let (ok, _stdout, stderr) = run_binary(&args, cwd)?;
+            ensure!(!ok, "{command:?} accepted a config with a bad `{key}`");
+            let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+            ensure!(
+                lines.len() == 1 && lines[0].contains(key),
+                "{command:?}: expected one line naming `{key}`, got:\n{stderr}"
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn check_config_validates_named_files(backend: Backend) -> Result<()> {
+    let env = TestEnv::new(backend).await?;
+    let cwd = env.dir.path();
+    let path = env.write_config(&env.config_toml(""))?;
+    let path = path.to_string_lossy().to_string();
+    let (ok, stdout, stderr) = run_binary(&["--config", &path, "check-config"], cwd)?;
+    ensure!(ok, "check-config failed: {stderr}");
+    ensure!(stdout.contains("[server]") && stdout.contains("registration_endpoint"));
+
+    // A missing file is named by its key.
+    let missing = env
+        .config_toml("")
+        .replace("directory.jwks", "no-such.jwks");
+    let path = env.write_config(&missing)?;
+    let (ok, _, stderr) = run_binary(&["--config", &path.to_string_lossy(), "check-config"], cwd)?;
+    ensure!(
+        !ok && stderr.contains("open_banking.dcr.ssa_issuer[0].jwks"),
+        "{stderr}"
+    );
+
+    // A file that exists but is not what it should be.
+    let garbage = env.dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate")?;
+    let broken = env.config_toml("").replace(
+        &format!("{}/ca.pem\"]\n", env.sandbox_dir.display()),
+        &format!("{}\"]\n", garbage.display()),
+    );
+    let path = env.write_config(&broken)?;
+    let (ok, _, stderr) = run_binary(&["--config", &path.to_string_lossy(), "check-config"], cwd)?;
+    ensure!(
+        !ok && stderr.contains("server.tls.client_ca[0]"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+async fn migrations_applied_twice_are_a_no_op(backend: Backend) -> Result<()> {
+    let env = TestEnv::new(backend).await?;
+    let path = env.write_config(&env.config_toml(""))?;
+    let path = path.to_string_lossy().to_string();
+    for _ in 0..2 {
+        let (ok, stdout, stderr) = run_binary(&["--config", &path, "migrate"], env.dir.path())?;
+        ensure!(ok, "migrate failed: {stderr}");
+        ensure!(stdout.contains("migrations applied"), "{stdout}");
+    }
+    let store = env.db.connect().await?;
+    let count: i64 = match &store {
+        dcr_server::store::Database::Sqlite(s) => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+                .fetch_one(s.pool())
+                .await?
+        }
+        dcr_server::store::Database::Postgres(s) => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+                .fetch_one(s.pool())
+                .await?
+        }
+    };
+    let files = std::fs::read_dir(format!(
+        "{}/migrations/{}",
+        env!("CARGO_MANIFEST_DIR"),
+        backend.name()
+    ))?
+    .count() as i64;
+    ensure_eq!(count, files);
+    Ok(())
+}
+
+/// A config holding only the contract's keys starts the server; SIGTERM stops it cleanly.
+async fn contract_only_config_starts_and_stops_on_sigterm(backend: Backend) -> Result<()> {
+    let env = TestEnv::new(backend).await?;
+    let s = env.sandbox_dir.display();
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+issuer = "https://localhost:{port}"
+
+[server.tls]
+certificate = "{s}/server.pem"
+private_key = "{s}/server.key"
+client_ca = ["{s}/ca.pem"]
+
+[database]
+url = "{url}"
+
+[[open_banking.dcr.ssa_issuer]]
+name = "OpenBanking Ltd"
+jwks = "{s}/directory.jwks"
+"#,
+        port = env.port,
+        url = env.db.url,
+    );
+    let path = env.write_config(&text)?;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dcr-server"))
+        .args(["--config", &path.to_string_lossy(), "serve"])
+        .current_dir(env.dir.path())
+        .env_remove("DCR_DATABASE_URL")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    let stderr = child.stderr.take().context("stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let want = format!("listening on https://127.0.0.1:{}", env.port);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(&want) => break,
+            Ok(_) => continue,
+            Err(_) => {
+                let _ = child.kill();
+                bail!("no `{want}` line within 20 s");
+            }
+        }
+    }
+    let response = env
+        .client(None)?
+        .get(env.url("/.well-known/openid-configuration"))
+        .send()
+        .await?;
+    ensure_eq!(response.status().as_u16(), 200);
+    let doc: Value = response.json().await?;
+    let want_endpoint = format!("https://localhost:{}/open-banking/v3.2/register", env.port);
+    ensure_eq!(
+        doc["registration_endpoint"].as_str(),
+        Some(want_endpoint.as_str())
+    );
+
+    let pid = child.id().to_string();
+    ensure!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()?
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            ensure!(status.success(), "exit status after SIGTERM: {status}");
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("the server did not exit within 10 s of SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn verify(jwt: &str, jwks_path: &std::path::Path, aud: Option<&str>) -> Result<Value> {
+    let jwks: JwkSet = serde_json::from_str(&std::fs::read_to_string(jwks_path)?)?;
+    let header = jsonwebtoken::decode_header(jwt)?;
+    let kid = header.kid.context("no kid")?;
+    let jwk = jwks.find(&kid).context("kid not in the JWKS")?;
+    let mut validation = Validation::new(header.alg);
+    validation.required_spec_claims.clear();
+    match aud {
+        Some(aud) => validation.set_audience(&[aud]),
+        None => validation.validate_aud = false,
+    }
+    Ok(jsonwebtoken::decode::<Value>(jwt, &DecodingKey::from_jwk(jwk)?, &validation)?.claims)
+}
+
+async fn sandbox_commands_sign_verifiable_jwts(backend: Backend) -> Result<()> {
+    let env = TestEnv::new(backend).await?;
+    let cwd = env.dir.path();
+    let dir = cwd.join("fresh");
+    let dir_s = dir.to_string_lossy().to_string();
+    let nowhere = cwd.join("none.toml").to_string_lossy().to_string();
+    let (ok, stdout, stderr) = run_binary(
+        &[
+            "--config",
+            &nowhere,
+            "sandbox",
+            "init",
+            "--dir",
+            &dir_s,
+            "--issuer",
+            "https://localhost:9443",
+        ],
+        cwd,
+    )?;
+    ensure!(ok, "sandbox init: {stderr}");
+    ensure!(stdout.contains("software_id"));
+    // Private keys are readable by the owner only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for key in [
+            "ca.key",
+            "server.key",
+            "directory.key",
+            "tpp/transport.key",
+            "tpp/signing-ps256.key",
+        ] {
+            let mode = std::fs::metadata(dir.join(key))?.permissions().mode() & 0o777;
+            ensure_eq!(mode, 0o600);
+        }
+    }
+
+    for (method, alg) in [("private_key_jwt", "PS256"), ("tls_client_auth", "ES256")] {
+        let (ok, stdout, stderr) = run_binary(
+            &[
+                "--config",
+                &nowhere,
+                "sandbox",
+                "request",
+                "--dir",
+                &dir_s,
+                "--auth-method",
+                method,
+                "--alg",
+                alg,
+            ],
+            cwd,
+        )?;
+        ensure!(ok, "sandbox request: {stderr}");
+        let claims = verify(stdout.trim(), &dir.join("tpp/signing.jwks"), None)?;
+        ensure_eq!(claims["token_endpoint_auth_method"].as_str(), Some(method));
+        ensure_eq!(claims["aud"].as_str(), Some("https://localhost:9443"));
+        let ssa = claims["software_statement"].as_str().context("no SSA")?;
+        let ssa_claims = verify(ssa, &dir.join("directory.jwks"), None)?;
+        ensure_eq!(ssa_claims["iss"].as_str(), Some("OpenBanking Ltd"));
+        ensure_eq!(ssa_claims["software_id"], claims["iss"]);
+        ensure_eq!(
+            ssa_claims["software_jwks_endpoint"].as_str(),
+            Some("https://localhost:9443/sandbox/tpp.jwks")
+        );
+        if method == "tls_client_auth" {
+            ensure!(claims["tls_client_auth_subject_dn"].is_string());
+        } else {
+            ensure_eq!(
+                claims["token_endpoint_auth_signing_alg"].as_str(),
+                Some(alg)
+            );
+        }
+    }
+
+    let (ok, stdout, stderr) = run_binary(
+        &[
+            "--config",
+            &nowhere,
+            "sandbox",
+            "client-assertion",
+            "--dir",
+            &dir_s,
+            "--client-id",
+            "abc",
+        ],
+        cwd,
+    )?;
+    ensure!(ok, "client-assertion: {stderr}");
+    let claims = verify(
+        stdout.trim(),
+        &dir.join("tpp/signing.jwks"),
+        Some("https://localhost:9443/token"),
+    )?;
+    ensure_eq!(claims["iss"].as_str(), Some("abc"));
+    ensure_eq!(claims["sub"].as_str(), Some("abc"));
+
+    // init without --force keeps the existing sandbox.
+    let before = std::fs::read(dir.join("tpp/tpp.json"))?;
+    let (ok, _, _) = run_binary(
+        &["--config", &nowhere, "sandbox", "init", "--dir", &dir_s],
+        cwd,
+    )?;
+    ensure!(ok);
+    ensure_eq!(std::fs::read(dir.join("tpp/tpp.json"))?, before);
+    Ok(())
+}
+
+async fn database_url_env_overrides_config(backend: Backend) -> Result<()> {
+    let env = TestEnv::new(backend).await?;
+    let path = env.write_config(
+        &env.config_toml("")
+            .replace(&env.db.url, "sqlite://unused/never.db"),
+    )?;
+    let other = env.dir.path().join("from-env.db");
+    let out = Command::new(env!("CARGO_BIN_EXE_dcr-server"))
+        .args(["--config", &path.to_string_lossy(), "migrate"])
+        .current_dir(env.dir.path())
+        .env("DCR_DATABASE_URL", format!("sqlite://{}", other.display()))
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(other.is_file(), "DCR_DATABASE_URL was not used");
+    ensure!(
+        !env.dir.path().join("unused").exists(),
+        "database.url was used"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&other)?.permissions().mode() & 0o777;
+        ensure_eq!(mode, 0o600);
+    }
+    Ok(())
+}

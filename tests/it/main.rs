@@ -1,0 +1,48 @@
+//! Integration tests: the real server over real TLS, on SQLite and PostgreSQL.
+//!
+//! Every case listed with `BOTH` runs once per backend. Without `TEST_POSTGRES_URL`, the
+//! PostgreSQL runs report "ignored" with the reason; with it, they must pass.
+
+mod cli;
+mod server;
+mod storage;
+mod support;
+
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use support::{Backend, Case, POSTGRES_ENV};
+
+fn cases() -> Vec<Case> {
+    let mut all = Vec::new();
+    all.extend(server::cases());
+    all.extend(cli::cases());
+    all.extend(storage::cases());
+    all
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let postgres = std::env::var(POSTGRES_ENV).is_ok_and(|u| !u.is_empty());
+    if postgres && !args.list {
+        support::drop_old_schemas();
+    }
+    let mut trials = Vec::new();
+    for case in cases() {
+        for &backend in case.backends {
+            let run = case.run;
+            let name = format!("{}::{}", case.name, backend.name());
+            trials.push(Trial::ignorable_test(name, move || {
+                if backend == Backend::Postgres && !postgres {
+                    return Ok(Completion::ignored_with(format!(
+                        "skipped: {POSTGRES_ENV} is unset"
+                    )));
+                }
+                let rt = support::runtime();
+                match rt.block_on(run(backend)) {
+                    Ok(()) => Ok(Completion::Completed),
+                    Err(e) => Err(Failed::from(format!("{e:#}"))),
+                }
+            }));
+        }
+    }
+    libtest_mimic::run(&args, trials).exit();
+}

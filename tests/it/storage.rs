@@ -1,0 +1,329 @@
+//! The storage suite: the same checks against SQLite and PostgreSQL.
+
+use anyhow::{Result, bail, ensure};
+use dcr_server::store::{
+    AuditRecord, ClientRecord, Conflict, Database, JtiRecord, Store, StoreError, TokenRecord,
+};
+
+use crate::support::{BOTH, Backend, Case, TestDb};
+use crate::{case, ensure_eq};
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(clients_round_trip, BOTH),
+        case!(one_client_per_software_id_when_asked, BOTH),
+        case!(replayed_jti_writes_nothing, BOTH),
+        case!(jti_expiry_and_purge, BOTH),
+        case!(concurrent_jti_is_accepted_once, BOTH),
+        case!(tokens_and_client_deletion, BOTH),
+        case!(audit_log_is_append_only, BOTH),
+    ]
+}
+
+async fn store(backend: Backend) -> Result<(TestDb, Database)> {
+    let db = TestDb::new(backend).await?;
+    let store = db.connect().await?;
+    store.migrate().await?;
+    Ok((db, store))
+}
+
+fn client(client_id: &str, software_id: &str) -> ClientRecord {
+    let now = dcr_server::clock::now();
+    ClientRecord {
+        client_id: client_id.into(),
+        software_id: software_id.into(),
+        org_id: "0015800001ABCDEFGH".into(),
+        metadata: format!(
+            r#"{{"client_id":"{client_id}","redirect_uris":["{}"]}}"#,
+            long_uri()
+        ),
+        software_statement: "eyJ.ssa.sig".into(),
+        ssa_claims: r#"{"iss":"OpenBanking Ltd"}"#.into(),
+        client_secret_hash: "hash".into(),
+        token_endpoint_auth_method: "private_key_jwt".into(),
+        tls_client_auth_subject_dn: None,
+        jwks_uri: "https://keystore.example.com/jwks".into(),
+        cert_thumbprint: Some("thumb".into()),
+        enabled: true,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// Longer than the seed's varchar(1024) callback column.
+fn long_uri() -> String {
+    format!("https://tpp.example.com/{}", "a".repeat(3000))
+}
+
+fn audit(action: &str, client_id: &str) -> AuditRecord {
+    AuditRecord {
+        at: dcr_server::clock::now(),
+        action: action.into(),
+        outcome: "success".into(),
+        client_id: Some(client_id.into()),
+        ..AuditRecord::default()
+    }
+}
+
+fn jti(scope: &str, jti: &str, expires_at: i64) -> JtiRecord {
+    JtiRecord {
+        scope: scope.into(),
+        jti: jti.into(),
+        expires_at,
+    }
+}
+
+fn conflict<T: std::fmt::Debug>(r: Result<T, StoreError>, want: Conflict) -> Result<()> {
+    match r {
+        Err(StoreError::Conflict(c)) if c == want => Ok(()),
+        other => bail!("expected conflict {want:?}, got {other:?}"),
+    }
+}
+
+async fn clients_round_trip(backend: Backend) -> Result<()> {
+    let (_db, s) = store(backend).await?;
+    let later = dcr_server::clock::now() + 600;
+    let c = client("c1", "sw1");
+    s.create_client(
+        &c,
+        true,
+        &[jti("request:sw1", "j1", later)],
+        &audit("register", "c1"),
+    )
+    .await?;
+    ensure_eq!(s.get_client("c1").await?, Some(c.clone()));
+    ensure_eq!(s.get_client("nope").await?, None);
+    ensure!(
+        s.get_client("c1")
+            .await?
+            .is_some_and(|c| c.metadata.contains(&long_uri()))
+    );
+
+    let mut updated = c.clone();
+    updated.metadata = r#"{"client_id":"c1","scope":"openid"}"#.into();
+    updated.updated_at += 5;
+    ensure!(
+        s.update_client(
+            &updated,
+            &[jti("request:sw1", "j2", later)],
+            &audit("update", "c1")
+        )
+        .await?
+    );
+    ensure_eq!(s.get_client("c1").await?, Some(updated.clone()));
+    // An update of an unknown client changes nothing, and its jti is not kept.
+    let ghost = client("ghost", "sw9");
+    ensure!(
+        !s.update_client(
+            &ghost,
+            &[jti("request:sw9", "j3", later)],
+            &audit("update", "ghost")
+        )
+        .await?
+    );
+    s.remember_jti(&jti("request:sw9", "j3", later)).await?;
+
+    s.create_client(&client("c2", "sw2"), true, &[], &audit("register", "c2"))
+        .await?;
+    let ids: Vec<String> = s
+        .list_clients()
+        .await?
+        .into_iter()
+        .map(|c| c.client_id)
+        .collect();
+    ensure_eq!(ids, vec!["c1".to_string(), "c2".to_string()]);
+    conflict(
+        s.create_client(&client("c1", "sw3"), false, &[], &audit("register", "c1"))
+            .await,
+        Conflict::ClientId,
+    )
+}
+
+async fn one_client_per_software_id_when_asked(backend: Backend) -> Result<()> {
+    let (_db, s) = store(backend).await?;
+    s.create_client(&client("a", "sw"), true, &[], &audit("register", "a"))
+        .await?;
+    conflict(
+        s.create_client(&client("b", "sw"), true, &[], &audit("register", "b"))
+            .await,
+        Conflict::SoftwareId,
+    )?;
+    ensure_eq!(s.get_client("b").await?, None);
+    // With the policy off, a second client for the same software is fine.
+    s.create_client(&client("c", "sw"), false, &[], &audit("register", "c"))
+        .await?;
+    // Deleting the unique one frees the software_id again.
+    ensure!(s.delete_client("a", &audit("delete", "a")).await?);
+    s.create_client(&client("d", "sw"), true, &[], &audit("register", "d"))
+        .await?;
+    Ok(())
+}
+
+async fn replayed_jti_writes_nothing(backend: Backend) -> Result<()> {
+    let (_db, s) = store(backend).await?;
+    let later = dcr_server::clock::now() + 600;
+    s.create_client(
+        &client("a", "sw1"),
+        true,
+        &[jti("request:x", "same", later)],
+        &audit("register", "a"),
+    )
+    .await?;
+    let audits_before = s.list_audit(None, None).await?.len();
+    conflict(
+        s.create_client(
+            &client("b", "sw2"),
+            true,
+            &[jti("request:x", "same", later)],
+            &audit("register", "b"),
+        )
+        .await,
+        Conflict::Jti,
+    )?;
+    ensure_eq!(s.get_client("b").await?, None);
+    ensure_eq!(s.list_audit(None, None).await?.len(), audits_before);
+    // A software_id clash after a fresh jti rolls the jti back too.
+    conflict(
+        s.create_client(
+            &client("c", "sw1"),
+            true,
+            &[jti("request:x", "fresh", later)],
+            &audit("register", "c"),
+        )
+        .await,
+        Conflict::SoftwareId,
+    )?;
+    s.remember_jti(&jti("request:x", "fresh", later)).await?;
+    // The same jti under another scope is a different jti.
+    s.remember_jti(&jti("request:y", "same", later)).await?;
+    Ok(())
+}
+
+async fn jti_expiry_and_purge(backend: Backend) -> Result<()> {
+    let (_db, s) = store(backend).await?;
+    let now = dcr_server::clock::now();
+    s.remember_jti(&jti("ssa:OB", "old", now - 1)).await?;
+    // Expired but not purged yet: usable again, and it now lives until the new expiry.
+    s.remember_jti(&jti("ssa:OB", "old", now + 600)).await?;
+    conflict(
+        s.remember_jti(&jti("ssa:OB", "old", now + 900)).await,
+        Conflict::Jti,
+    )?;
+    s.remember_jti(&jti("ssa:OB", "gone", now - 10)).await?;
+    ensure_eq!(s.purge_expired_jtis(now).await?, 1);
+    ensure_eq!(s.purge_expired_jtis(now).await?, 0);
+    conflict(
+        s.remember_jti(&jti("ssa:OB", "old", now + 900)).await,
+        Conflict::Jti,
+    )
+}
+
+async fn concurrent_jti_is_accepted_once(backend: Backend) -> Result<()> {
+    let (_db, s) = store(backend).await?;
+    let later = dcr_server::clock::now() + 600;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = format!("client-{i}");
+            s.create_client(
+                &client(&id, &format!("sw-{i}")),
+                true,
+                &[jti("request:race", "one", later)],
+                &audit("register", &id),
+            )
+            .await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await? {
+            Ok(()) => ok += 1,
+            Err(StoreError::Conflict(Conflict::Jti)) => {}
+            Err(e) => bail!("unexpected error: {e}"),
+        }
+    }
+    ensure_eq!(ok, 1);
+    ensure_eq!(s.list_clients().await?.len(), 1);
+    Ok(())
+}
+
+async fn tokens_and_client_deletion(backend: Backend) -> Result<()> {
+    let (_db, s) = store(backend).await?;
+    let now = dcr_server::clock::now();
+    s.create_client(&client("a", "sw"), true, &[], &audit("register", "a"))
+        .await?;
+    let token = |hash: &str, client_id: &str| TokenRecord {
+        token_hash: hash.into(),
+        client_id: client_id.into(),
+        scope: "accounts".into(),
+        cert_thumbprint: Some("thumb".into()),
+        issued_at: now,
+        expires_at: now + 3600,
+        revoked: false,
+    };
+    s.insert_token(&token("t1", "a"), &audit("token", "a"))
+        .await?;
+    s.insert_token(&token("t2", "a"), &audit("token", "a"))
+        .await?;
+    ensure_eq!(s.find_token("t1").await?, Some(token("t1", "a")));
+    ensure!(s.revoke_token("t1", &audit("revoke", "a")).await?);
+    ensure!(!s.revoke_token("t1", &audit("revoke", "a")).await?);
+    ensure!(!s.revoke_token("unknown", &audit("revoke", "a")).await?);
+    ensure_eq!(s.find_token("t1").await?.map(|t| t.revoked), Some(true));
+    // No token for a client that does not exist.
+    conflict(
+        s.insert_token(&token("t3", "ghost"), &audit("token", "ghost"))
+            .await,
+        Conflict::UnknownClient,
+    )?;
+    ensure_eq!(s.find_token("t3").await?, None);
+
+    ensure!(s.delete_client("a", &audit("delete", "a")).await?);
+    ensure_eq!(s.find_token("t2").await?, None);
+    ensure_eq!(s.get_client("a").await?, None);
+    ensure!(!s.delete_client("a", &audit("delete", "a")).await?);
+
+    s.create_client(&client("b", "sw2"), true, &[], &audit("register", "b"))
+        .await?;
+    let mut old = token("old", "b");
+    old.expires_at = now - 1;
+    s.insert_token(&old, &audit("token", "b")).await?;
+    ensure_eq!(s.purge_expired_tokens(now).await?, 1);
+    ensure_eq!(s.find_token("old").await?, None);
+    Ok(())
+}
+
+async fn audit_log_is_append_only(backend: Backend) -> Result<()> {
+    let (_db, s) = store(backend).await?;
+    let mut first = audit("register", "a");
+    first.at = 1000;
+    first.error_code = Some("invalid_redirect_uri".into());
+    first.detail = Some(r#"{"uri":"http://x"}"#.into());
+    s.append_audit(&first).await?;
+    let mut second = audit("register", "b");
+    second.at = 2000;
+    s.append_audit(&second).await?;
+    ensure_eq!(
+        s.list_audit(None, None).await?,
+        vec![first.clone(), second.clone()]
+    );
+    ensure_eq!(s.list_audit(Some("a"), None).await?, vec![first.clone()]);
+    ensure_eq!(s.list_audit(None, Some(1500)).await?, vec![second.clone()]);
+
+    let update = "UPDATE audit_log SET outcome = 'tampered'";
+    let delete = "DELETE FROM audit_log";
+    let refused = match &s {
+        Database::Sqlite(s) => [
+            sqlx::query(update).execute(s.pool()).await.is_err(),
+            sqlx::query(delete).execute(s.pool()).await.is_err(),
+        ],
+        Database::Postgres(s) => [
+            sqlx::query(update).execute(s.pool()).await.is_err(),
+            sqlx::query(delete).execute(s.pool()).await.is_err(),
+        ],
+    };
+    ensure_eq!(refused, [true, true]);
+    ensure_eq!(s.list_audit(None, None).await?.len(), 2);
+    Ok(())
+}

@@ -1,0 +1,334 @@
+//! Shared test fixtures: real sandbox PKI, real databases, the real server on a free port.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use dcr_server::config::Config;
+use dcr_server::sandbox::{Sandbox, SandboxCa};
+use dcr_server::server::{AppState, Server};
+use dcr_server::store::Database;
+use sqlx::Connection;
+use tempfile::TempDir;
+
+pub const POSTGRES_ENV: &str = "TEST_POSTGRES_URL";
+/// Schemas made by tests are named with this prefix, and dropped when the harness starts.
+pub const SCHEMA_PREFIX: &str = "dcrtest_";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+pub type TestFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
+
+/// One test, run once per listed backend.
+pub struct Case {
+    pub name: &'static str,
+    pub backends: &'static [Backend],
+    pub run: fn(Backend) -> TestFuture,
+}
+
+pub const SQLITE: &[Backend] = &[Backend::Sqlite];
+pub const BOTH: &[Backend] = &[Backend::Sqlite, Backend::Postgres];
+
+#[macro_export]
+macro_rules! case {
+    ($f:path, $backends:expr) => {
+        $crate::support::Case {
+            name: stringify!($f),
+            backends: $backends,
+            run: |b| Box::pin($f(b)),
+        }
+    };
+}
+
+/// A database for one test: a fresh SQLite file, or a fresh PostgreSQL schema.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<TempDir>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Result<Self> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = TempDir::new()?;
+                Ok(Self {
+                    url: format!("sqlite://{}/dcr.db", dir.path().display()),
+                    _dir: Some(dir),
+                })
+            }
+            Backend::Postgres => {
+                let base = std::env::var(POSTGRES_ENV)
+                    .with_context(|| format!("{POSTGRES_ENV} is unset"))?;
+                let schema = format!("{SCHEMA_PREFIX}{}", uuid::Uuid::new_v4().simple());
+                let mut conn = sqlx::PgConnection::connect(&base)
+                    .await
+                    .with_context(|| format!("connecting to {POSTGRES_ENV}"))?;
+                sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                    .execute(&mut conn)
+                    .await?;
+                let sep = if base.contains('?') { '&' } else { '?' };
+                Ok(Self {
+                    url: format!("{base}{sep}options=-c%20search_path%3D{schema}"),
+                    _dir: None,
+                })
+            }
+        }
+    }
+
+    pub async fn connect(&self) -> Result<Database> {
+        let db = Database::connect(&dcr_server::config::DatabaseConfig {
+            url: self.url.clone(),
+            max_connections: 10,
+            acquire_timeout_ms: 5000,
+        })
+        .await?;
+        Ok(db)
+    }
+}
+
+/// Drops schemas left by earlier runs.
+pub fn drop_old_schemas() {
+    let Ok(base) = std::env::var(POSTGRES_ENV) else {
+        return;
+    };
+    let rt = runtime();
+    let _ = rt.block_on(async {
+        let mut conn = sqlx::PgConnection::connect(&base).await?;
+        let names: Vec<(String,)> = sqlx::query_as(
+            "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'dcrtest\\_%'",
+        )
+        .fetch_all(&mut conn)
+        .await?;
+        for (name,) in names {
+            sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                .execute(&mut conn)
+                .await?;
+        }
+        Ok::<_, sqlx::Error>(())
+    });
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A sandbox, a database and a config for one test.
+pub struct TestEnv {
+    pub dir: TempDir,
+    pub sandbox_dir: PathBuf,
+    pub port: u16,
+    pub db: TestDb,
+}
+
+impl TestEnv {
+    pub async fn new(backend: Backend) -> Result<Self> {
+        let dir = TempDir::new()?;
+        let port = free_port();
+        let sandbox_dir = dir.path().join("sandbox");
+        dcr_server::sandbox::init(&sandbox_dir, &format!("https://localhost:{port}"))?;
+        Ok(Self {
+            db: TestDb::new(backend).await?,
+            dir,
+            sandbox_dir,
+            port,
+        })
+    }
+
+    pub fn issuer(&self) -> String {
+        format!("https://localhost:{}", self.port)
+    }
+
+    /// The config as TOML text, with `extra` appended to `[server.tls]`.
+    pub fn config_toml(&self, extra_tls: &str) -> String {
+        let s = self.sandbox_dir.display();
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+issuer = "{issuer}"
+shutdown_grace_secs = 2
+
+[server.tls]
+certificate = "{s}/server.pem"
+private_key = "{s}/server.key"
+client_ca = ["{s}/ca.pem"]
+{extra_tls}
+
+[database]
+url = "{url}"
+max_connections = 5
+
+[open_banking.dcr]
+[[open_banking.dcr.ssa_issuer]]
+name = "OpenBanking Ltd"
+jwks = "{s}/directory.jwks"
+
+[open_banking.dcr.jwks]
+extra_ca = ["{s}/ca.pem"]
+
+[sandbox]
+dir = "{s}"
+"#,
+            port = self.port,
+            issuer = self.issuer(),
+            url = self.db.url,
+        )
+    }
+
+    pub fn config(&self, extra_tls: &str) -> Result<Config> {
+        Ok(Config::parse(
+            &self.config_toml(extra_tls),
+            Path::new("test.toml"),
+        )?)
+    }
+
+    pub fn write_config(&self, text: &str) -> Result<PathBuf> {
+        let path = self.dir.path().join("deployment.toml");
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
+
+    pub fn sandbox(&self) -> Result<Sandbox> {
+        Sandbox::load(&self.sandbox_dir)
+    }
+
+    pub fn ca(&self) -> Result<SandboxCa> {
+        SandboxCa::load(&self.sandbox_dir)
+    }
+
+    pub fn ca_pem(&self) -> Result<String> {
+        Ok(std::fs::read_to_string(self.sandbox_dir.join("ca.pem"))?)
+    }
+
+    /// The sandbox TPP's transport certificate and key, PEM.
+    pub fn transport_pem(&self) -> Result<(String, String)> {
+        Ok((
+            std::fs::read_to_string(self.sandbox_dir.join("tpp/transport.pem"))?,
+            std::fs::read_to_string(self.sandbox_dir.join("tpp/transport.key"))?,
+        ))
+    }
+
+    /// Starts the server in-process with the default config.
+    pub async fn start(&self) -> Result<RunningServer> {
+        self.start_with(self.config("")?, axum::Router::new()).await
+    }
+
+    pub async fn start_with(
+        &self,
+        config: Config,
+        extra_routes: axum::Router<AppState>,
+    ) -> Result<RunningServer> {
+        let server = Server::bind(config, extra_routes).await?;
+        let addr = server.local_addr();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(server.run(async {
+            let _ = rx.await;
+        }));
+        Ok(RunningServer {
+            addr,
+            shutdown: Some(tx),
+            handle,
+        })
+    }
+
+    /// An HTTPS client that trusts the sandbox CA, with an optional client certificate.
+    pub fn client(&self, identity: Option<(&str, &str)>) -> Result<reqwest::Client> {
+        https_client(&self.ca_pem()?, identity)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.port)
+    }
+}
+
+pub fn https_client(ca_pem: &str, identity: Option<(&str, &str)>) -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes())?])
+        .timeout(Duration::from_secs(10))
+        .resolve("localhost", "127.0.0.1:0".parse::<SocketAddr>()?);
+    if let Some((cert, key)) = identity {
+        builder = builder.identity(reqwest::Identity::from_pem(
+            format!("{cert}\n{key}").as_bytes(),
+        )?);
+    }
+    Ok(builder.build()?)
+}
+
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl RunningServer {
+    /// Asks the server to stop and waits for it.
+    pub async fn stop(mut self) -> Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match tokio::time::timeout(Duration::from_secs(10), &mut self.handle).await {
+            Ok(joined) => joined?,
+            Err(_) => bail!("server did not stop within 10 s"),
+        }
+    }
+}
+
+/// Runs the real binary and returns (exit success, stdout, stderr).
+pub fn run_binary(args: &[&str], cwd: &Path) -> Result<(bool, String, String)> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dcr-server"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("DCR_DATABASE_URL")
+        .env_remove("DCR_CONFIG")
+        .output()?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// Fails with a message when a condition does not hold.
+#[macro_export]
+macro_rules! ensure_eq {
+    ($left:expr, $right:expr $(,)?) => {{
+        let (l, r) = (&$left, &$right);
+        if l != r {
+            anyhow::bail!(
+                "{} != {}: {:?} vs {:?}",
+                stringify!($left),
+                stringify!($right),
+                l,
+                r
+            );
+        }
+    }};
+}

@@ -74,6 +74,9 @@ pub struct ServerConfig {
     /// Seconds that open requests get to finish after SIGTERM/SIGINT.
     #[serde(default = "defaults::shutdown_grace_secs")]
     pub shutdown_grace_secs: u64,
+    /// Request bodies larger than this are refused with 413 before they are parsed.
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -162,6 +165,9 @@ pub struct DcrConfig {
     /// Seconds since SSA `iat`; 0 = no limit.
     #[serde(default)]
     pub ssa_max_age: u64,
+    /// Seconds of clock difference tolerated on `exp`, `iat` and SSA `iat`.
+    #[serde(default = "defaults::clock_skew")]
+    pub clock_skew: u64,
     pub ssa_issuer: Vec<SsaIssuer>,
     #[serde(default)]
     pub jwks: JwksConfig,
@@ -191,6 +197,9 @@ pub struct JwksConfig {
     pub timeout_ms: u64,
     #[serde(default = "defaults::jwks_cache_ttl")]
     pub cache_ttl: u64,
+    /// Seconds a cached JWKS may still be used while its source is unreachable.
+    #[serde(default = "defaults::jwks_max_stale")]
+    pub max_stale: u64,
 }
 
 impl Default for JwksConfig {
@@ -200,6 +209,7 @@ impl Default for JwksConfig {
             extra_ca: Vec::new(),
             timeout_ms: defaults::jwks_timeout_ms(),
             cache_ttl: defaults::jwks_cache_ttl(),
+            max_stale: defaults::jwks_max_stale(),
         }
     }
 }
@@ -262,6 +272,15 @@ mod defaults {
     }
     pub fn jwks_cache_ttl() -> u64 {
         300
+    }
+    pub fn jwks_max_stale() -> u64 {
+        3600
+    }
+    pub fn clock_skew() -> u64 {
+        60
+    }
+    pub fn max_body_bytes() -> usize {
+        64 * 1024
     }
     pub fn sandbox_dir() -> PathBuf {
         PathBuf::from("certs/sandbox")

@@ -3,13 +3,17 @@
 //! The binary is a thin CLI over this library; integration tests start the same server
 //! in-process on an ephemeral port.
 
+pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod discovery;
 pub mod error;
 pub mod jobs;
+pub mod jose;
+pub mod jwks;
 pub mod mtls;
+pub mod registration;
 pub mod sandbox;
 pub mod server;
 pub mod store;

@@ -54,14 +54,30 @@ impl AttributeKind {
 
     /// From an RFC 4514 attribute type: a short name (case-insensitive) or a dotted OID.
     pub fn from_name(name: &str) -> Self {
-        match name.to_ascii_uppercase().as_str() {
-            "C" => Self::Country,
-            "O" => Self::Organization,
-            "OU" => Self::OrganizationalUnit,
-            "CN" => Self::CommonName,
-            "ORGANIZATIONIDENTIFIER" => Self::OrganizationIdentifier,
-            _ => Self::from_oid(name.trim_start_matches("OID.").trim_start_matches("oid.")),
-        }
+        let upper = name.to_ascii_uppercase();
+        let oid = match upper.as_str() {
+            "C" => return Self::Country,
+            "O" => return Self::Organization,
+            "OU" => return Self::OrganizationalUnit,
+            "CN" => return Self::CommonName,
+            "ORGANIZATIONIDENTIFIER" => return Self::OrganizationIdentifier,
+            "L" => "2.5.4.7",
+            "ST" | "S" => "2.5.4.8",
+            "STREET" => "2.5.4.9",
+            "SERIALNUMBER" => "2.5.4.5",
+            "SN" | "SURNAME" => "2.5.4.4",
+            "GIVENNAME" | "GN" => "2.5.4.42",
+            "TITLE" => "2.5.4.12",
+            "POSTALCODE" => "2.5.4.17",
+            "DC" => "0.9.2342.19200300.100.1.25",
+            "UID" => "0.9.2342.19200300.100.1.1",
+            "E" | "EMAIL" | "EMAILADDRESS" => "1.2.840.113549.1.9.1",
+            _ => name
+                .strip_prefix("OID.")
+                .or_else(|| name.strip_prefix("oid."))
+                .unwrap_or(name),
+        };
+        Self::from_oid(oid)
     }
 
     fn label(&self) -> &str {
@@ -129,15 +145,145 @@ impl DistinguishedName {
         self.get(&AttributeKind::OrganizationIdentifier)
     }
 
-    /// Whether both names hold the same attributes, in any order.
+    /// Whether both names hold the same attributes, in any order. Values compare as LDAP's
+    /// caseIgnoreMatch does: ASCII case and repeated inner spaces do not matter.
     pub fn same_rdn_set(&self, other: &Self) -> bool {
-        let mut a = self.attributes.clone();
-        let mut b = other.attributes.clone();
-        a.sort();
-        b.sort();
-        a == b
+        let normalise = |attrs: &[(AttributeKind, String)]| {
+            let mut v: Vec<(AttributeKind, String)> = attrs
+                .iter()
+                .map(|(k, val)| {
+                    let val = val.split_whitespace().collect::<Vec<_>>().join(" ");
+                    (k.clone(), val.to_ascii_lowercase())
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        normalise(&self.attributes) == normalise(&other.attributes)
+    }
+
+    /// Parses an RFC 4514 (or RFC 2253) string such as `CN=x,OU=y,O=OpenBanking,C=GB`.
+    ///
+    /// Accepts `,` or `;` between RDNs, `+` inside multi-valued RDNs, spaces around separators,
+    /// backslash escapes (`\,` and `\2C`), and quoted values. Attributes are returned in
+    /// certificate order (the reverse of the string).
+    pub fn parse(s: &str) -> Result<Self, DnParseError> {
+        let mut attributes = Vec::new();
+        let mut chars = s.chars().peekable();
+        loop {
+            // Attribute type.
+            let mut ty = String::new();
+            let mut has_eq = false;
+            for c in chars.by_ref() {
+                if c == '=' {
+                    has_eq = true;
+                    break;
+                }
+                ty.push(c);
+            }
+            let ty = ty.trim();
+            if !has_eq
+                || ty.is_empty()
+                || !ty
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+            {
+                return Err(DnParseError(crate::jose::printable(s, 80)));
+            }
+            // Attribute value.
+            while chars.peek() == Some(&' ') {
+                chars.next();
+            }
+            let mut bytes: Vec<u8> = Vec::new();
+            let mut trailing_spaces = 0usize;
+            let mut ended = false;
+            if chars.peek() == Some(&'"') {
+                chars.next();
+                let mut closed = false;
+                while let Some(c) = chars.next() {
+                    match c {
+                        '"' => {
+                            closed = true;
+                            break;
+                        }
+                        '\\' => match chars.next() {
+                            Some(n) => push_char(&mut bytes, n),
+                            None => return Err(DnParseError(crate::jose::printable(s, 80))),
+                        },
+                        c => push_char(&mut bytes, c),
+                    }
+                }
+                if !closed {
+                    return Err(DnParseError(crate::jose::printable(s, 80)));
+                }
+                while chars.peek() == Some(&' ') {
+                    chars.next();
+                }
+            } else {
+                while let Some(c) = chars.next() {
+                    match c {
+                        ',' | ';' | '+' => {
+                            ended = true;
+                            break;
+                        }
+                        '\\' => {
+                            trailing_spaces = 0;
+                            let Some(n) = chars.next() else {
+                                return Err(DnParseError(crate::jose::printable(s, 80)));
+                            };
+                            if n.is_ascii_hexdigit() {
+                                let Some(m) = chars.next().filter(char::is_ascii_hexdigit) else {
+                                    return Err(DnParseError(crate::jose::printable(s, 80)));
+                                };
+                                let hex = format!("{n}{m}");
+                                bytes.push(u8::from_str_radix(&hex, 16).unwrap_or(b'?'));
+                            } else {
+                                push_char(&mut bytes, n);
+                            }
+                        }
+                        ' ' => {
+                            trailing_spaces += 1;
+                            bytes.push(b' ');
+                        }
+                        c => {
+                            trailing_spaces = 0;
+                            push_char(&mut bytes, c);
+                        }
+                    }
+                }
+                bytes.truncate(bytes.len() - trailing_spaces);
+            }
+            let value = String::from_utf8(bytes)
+                .map_err(|_| DnParseError(crate::jose::printable(s, 80)))?;
+            attributes.push((AttributeKind::from_name(ty), value));
+            if !ended {
+                match chars.next() {
+                    None => break,
+                    Some(',' | ';' | '+') => {}
+                    Some(_) => return Err(DnParseError(crate::jose::printable(s, 80))),
+                }
+            }
+            while chars.peek() == Some(&' ') {
+                chars.next();
+            }
+            if ended && chars.peek().is_none() {
+                return Err(DnParseError(crate::jose::printable(s, 80)));
+            }
+        }
+        attributes.reverse();
+        Ok(Self { attributes })
     }
 }
+
+fn push_char(bytes: &mut Vec<u8>, c: char) {
+    let mut buf = [0u8; 4];
+    bytes.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+}
+
+/// A distinguished-name string that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a distinguished name (RFC 4514)")]
+pub struct DnParseError(pub String);
 
 impl fmt::Display for DistinguishedName {
     /// RFC 4514 order (most specific first), with values escaped.
@@ -237,6 +383,38 @@ mod tests {
     fn displays_rfc4514_with_escapes() {
         let d = dn(&[("C", "GB"), ("O", "Acme, Ltd"), ("CN", "a+b")]);
         assert_eq!(d.to_string(), "CN=a\\+b,O=Acme\\, Ltd,C=GB");
+    }
+
+    #[test]
+    fn parses_rfc4514_strings() {
+        let want = dn(&[
+            ("C", "GB"),
+            ("O", "OpenBanking"),
+            ("OU", "0015800001"),
+            ("CN", "abc"),
+        ]);
+        for s in [
+            "CN=abc,OU=0015800001,O=OpenBanking,C=GB",
+            "CN=abc, OU=0015800001, O=OpenBanking, C=GB",
+            "C=GB;O=OpenBanking;OU=0015800001;CN=abc",
+            "cn = abc , ou=0015800001,o=\"OpenBanking\",c=gb",
+            "CN=abc,OID.2.5.4.11=0015800001,O=OpenBanking,2.5.4.6=GB",
+        ] {
+            let parsed = DistinguishedName::parse(s).unwrap();
+            assert!(parsed.same_rdn_set(&want), "{s}: {parsed:?}");
+        }
+        let escaped =
+            DistinguishedName::parse("CN=a\\+b,O=Acme\\2C Ltd,2.5.4.97=PSDGB-OB-1").unwrap();
+        assert_eq!(escaped.common_name(), Some("a+b"));
+        assert_eq!(escaped.organization(), Some("Acme, Ltd"));
+        assert_eq!(escaped.organization_identifier(), Some("PSDGB-OB-1"));
+        let round = DistinguishedName::parse(&escaped.to_string()).unwrap();
+        assert!(round.same_rdn_set(&escaped));
+        for bad in ["", "CN", "=x", "CN=x,", "CN=\\", "CN=\"open", "C N=x"] {
+            assert!(DistinguishedName::parse(bad).is_err(), "{bad}");
+        }
+        let multi = DistinguishedName::parse("CN=a+UID=b,O=c").unwrap();
+        assert_eq!(multi.attributes.len(), 3);
     }
 
     #[test]

@@ -22,7 +22,9 @@ use tower::ServiceExt;
 
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::jwks::JwksCache;
 use crate::mtls::{ClientCertificate, PeerIdentity};
+use crate::registration::{Policy, Registrar};
 use crate::store::{Database, Store};
 
 /// What every handler can reach.
@@ -30,6 +32,7 @@ use crate::store::{Database, Store};
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Database,
+    pub registrar: Arc<Registrar>,
     discovery: Bytes,
     sandbox_jwks: Option<SandboxJwks>,
 }
@@ -60,9 +63,16 @@ impl AppState {
         } else {
             None
         };
+        let http = crate::jwks::http_client(&config.open_banking.dcr.jwks)?;
+        let registrar = Registrar {
+            policy: Policy::from_config(&config)?,
+            jwks: Arc::new(JwksCache::new(http.clone(), &config.open_banking.dcr.jwks)),
+            http,
+        };
         Ok(Self {
             config,
             store,
+            registrar: Arc::new(registrar),
             discovery,
             sandbox_jwks,
         })
@@ -123,6 +133,10 @@ pub fn routes() -> Router<AppState> {
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route(
+            crate::REGISTER_PATH,
+            axum::routing::post(crate::api::post_register),
+        )
         .route(crate::sandbox::TPP_JWKS_PATH, get(sandbox_tpp_jwks))
         .route(
             crate::sandbox::DIRECTORY_JWKS_PATH,

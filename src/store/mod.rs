@@ -87,8 +87,8 @@ pub struct AuditRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Conflict {
-    /// The `jti` was seen before and has not expired.
-    Jti,
+    /// The `jti` at this index of the given list was seen before and has not expired.
+    Jti(usize),
     /// A client already holds this software_id.
     SoftwareId,
     /// The client_id exists already.
@@ -158,7 +158,7 @@ pub trait Store: Send + Sync {
     /// Stores a new client with its `jti`s and audit record, in one transaction.
     ///
     /// With `unique_software_id`, a second client for the same software_id is refused with
-    /// [`Conflict::SoftwareId`]. A replayed `jti` is refused with [`Conflict::Jti`]. On any
+    /// [`Conflict::SoftwareId`]. A replayed `jti` is refused with [`Conflict::Jti`] (with the index of the replayed one). On any
     /// error nothing is written.
     fn create_client(
         &self,
@@ -188,7 +188,7 @@ pub trait Store: Send + Sync {
         audit: &AuditRecord,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 
-    /// Remembers a `jti`: one atomic statement. [`Conflict::Jti`] if it is known and unexpired.
+    /// Remembers a `jti`: one atomic statement. [`Conflict::Jti`] (with the index of the replayed one) if it is known and unexpired.
     fn remember_jti(&self, jti: &JtiRecord) -> impl Future<Output = StoreResult<()>> + Send;
     /// Deletes `jti`s that expired before `now`; returns how many.
     fn purge_expired_jtis(&self, now: i64) -> impl Future<Output = StoreResult<u64>> + Send;

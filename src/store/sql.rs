@@ -108,7 +108,7 @@ macro_rules! sql_store {
                 jtis: &[JtiRecord],
             ) -> StoreResult<()> {
                 let now = now();
-                for j in jtis {
+                for (i, j) in jtis.iter().enumerate() {
                     let done = sqlx::query(REMEMBER_JTI)
                         .bind(&j.scope)
                         .bind(&j.jti)
@@ -118,7 +118,7 @@ macro_rules! sql_store {
                         .await
                         .map_err(map_err)?;
                     if done.rows_affected() == 0 {
-                        return Err(StoreError::Conflict(Conflict::Jti));
+                        return Err(StoreError::Conflict(Conflict::Jti(i)));
                     }
                 }
                 Ok(())

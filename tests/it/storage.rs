@@ -178,7 +178,7 @@ async fn replayed_jti_writes_nothing(backend: Backend) -> Result<()> {
             &audit("register", "b"),
         )
         .await,
-        Conflict::Jti,
+        Conflict::Jti(0),
     )?;
     ensure_eq!(s.get_client("b").await?, None);
     ensure_eq!(s.list_audit(None, None).await?.len(), audits_before);
@@ -207,14 +207,14 @@ async fn jti_expiry_and_purge(backend: Backend) -> Result<()> {
     s.remember_jti(&jti("ssa:OB", "old", now + 600)).await?;
     conflict(
         s.remember_jti(&jti("ssa:OB", "old", now + 900)).await,
-        Conflict::Jti,
+        Conflict::Jti(0),
     )?;
     s.remember_jti(&jti("ssa:OB", "gone", now - 10)).await?;
     ensure_eq!(s.purge_expired_jtis(now).await?, 1);
     ensure_eq!(s.purge_expired_jtis(now).await?, 0);
     conflict(
         s.remember_jti(&jti("ssa:OB", "old", now + 900)).await,
-        Conflict::Jti,
+        Conflict::Jti(0),
     )
 }
 
@@ -239,7 +239,7 @@ async fn concurrent_jti_is_accepted_once(backend: Backend) -> Result<()> {
     for t in tasks {
         match t.await? {
             Ok(()) => ok += 1,
-            Err(StoreError::Conflict(Conflict::Jti)) => {}
+            Err(StoreError::Conflict(Conflict::Jti(0))) => {}
             Err(e) => bail!("unexpected error: {e}"),
         }
     }

@@ -1,0 +1,123 @@
+//! HTTP handlers for the registration endpoints. Thin: they read the request, call the
+//! pipeline, and write the answer.
+
+use axum::Extension;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use crate::error::ApiError;
+use crate::mtls::PeerIdentity;
+use crate::registration::{Input, RegistrationError};
+use crate::server::AppState;
+use crate::store::{AuditRecord, Store};
+
+/// Header that OBIE uses to correlate a request across parties.
+pub const INTERACTION_ID: &str = "x-fapi-interaction-id";
+
+/// Reads the body, refusing more than `limit` bytes with 413 before anything is parsed.
+pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_client_metadata",
+            format!("the request body is larger than {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(_) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_client_metadata",
+            "the request body could not be read",
+        )),
+    }
+}
+
+/// JSON with the headers every client-bearing response needs.
+pub fn client_json(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+fn interaction_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(INTERACTION_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| crate::jose::printable(v, 100))
+}
+
+/// `POST /open-banking/v3.2/register`.
+pub async fn post_register(
+    State(state): State<AppState>,
+    identity: Option<Extension<PeerIdentity>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let certificate = identity.and_then(|Extension(i)| i.certificate);
+    let Some(certificate) = certificate else {
+        return RegistrationError::NoCertificate
+            .to_api_error()
+            .into_response();
+    };
+    let bytes = match read_body(&headers, body, state.config.server.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let interaction = interaction_id(&headers);
+    let input = Input {
+        certificate: Some(&certificate),
+        content_type: headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        body: &bytes,
+        interaction_id: interaction.as_deref(),
+    };
+    let now = crate::clock::now();
+    match state.registrar.register(&state.store, &input, now).await {
+        Ok(registered) => {
+            tracing::info!(client_id = %registered.client_id, "client registered");
+            client_json(StatusCode::CREATED, &registered.body)
+        }
+        Err(e) => {
+            let api = e.to_api_error();
+            tracing::info!(error = api.error, reason = %api.description, "registration refused");
+            if !matches!(
+                e,
+                RegistrationError::Unavailable | RegistrationError::Internal(_)
+            ) {
+                let audit = AuditRecord {
+                    at: now,
+                    action: "register".into(),
+                    outcome: "refused".into(),
+                    cert_thumbprint: Some(certificate.x5t_s256()),
+                    interaction_id: interaction,
+                    error_code: Some(api.error.to_string()),
+                    detail: Some(serde_json::json!({"reason": api.description}).to_string()),
+                    ..AuditRecord::default()
+                };
+                if let Err(e) = state.store.append_audit(&audit).await {
+                    tracing::warn!(error = %e, "could not audit a refused registration");
+                }
+            }
+            api.into_response()
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! Compact JWS: strict parsing, and signature verification with a key we chose.
+//!
+//! Parsing never trusts the header to pick a key: `jwk`, `jku`, `x5u` and `x5c` are refused,
+//! the `alg` must be on the configured allow-list, and the caller supplies the key.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::{Map, Value};
+
+/// Largest compact JWS accepted anywhere (the request body limit is smaller still).
+const MAX_JWS_LEN: usize = 256 * 1024;
+
+/// Why a compact JWS was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JwsError {
+    /// Not three base64url parts separated by dots.
+    #[error("is not a compact JWS (three base64url parts separated by dots)")]
+    Shape,
+    /// A part is not valid base64url.
+    #[error("has a {0} that is not valid base64url")]
+    Base64(&'static str),
+    /// The header or payload is not a JSON object.
+    #[error("has a {0} that is not a JSON object")]
+    Json(&'static str),
+    /// `alg` is missing or not a string.
+    #[error("has no `alg` in its header")]
+    NoAlg,
+    /// `alg` is not on the allow-list.
+    #[error("is signed with `{0}`, which is not accepted (accepted: {1})")]
+    AlgNotAllowed(String, String),
+    /// The header names a key or a key location; those are never used.
+    #[error("carries `{0}` in its header; keys are only taken from the registered JWKS")]
+    HeaderKey(&'static str),
+    /// The header has `crit` parameters, none of which this server understands.
+    #[error("has critical header parameters (`crit`) that are not understood")]
+    Crit,
+    /// The header has no `kid` although one is needed to pick a key.
+    #[error("has no `kid` in its header")]
+    NoKid,
+    /// The signature does not verify with the selected key.
+    #[error("has a signature that does not verify with key `{0}`")]
+    BadSignature(String),
+    /// The input is too large to be a sensible JWS.
+    #[error("is too large")]
+    TooLarge,
+}
+
+/// A parsed, not yet verified, compact JWS.
+#[derive(Debug, Clone)]
+pub struct Jws<'a> {
+    pub alg: Algorithm,
+    pub kid: Option<String>,
+    pub header: Map<String, Value>,
+    pub claims: Map<String, Value>,
+    /// `base64url(header) "." base64url(payload)`: what the signature covers.
+    signing_input: &'a str,
+    signature: &'a str,
+}
+
+fn parse_alg(name: &str) -> Option<Algorithm> {
+    Some(match name {
+        "PS256" => Algorithm::PS256,
+        "PS384" => Algorithm::PS384,
+        "PS512" => Algorithm::PS512,
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        _ => return None,
+    })
+}
+
+fn decode_object(part: &str, what: &'static str) -> Result<Map<String, Value>, JwsError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| JwsError::Base64(what))?;
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(JwsError::Json(what)),
+    }
+}
+
+impl<'a> Jws<'a> {
+    /// Parses `token` and checks the header against `allowed_algs` (names such as `PS256`).
+    pub fn parse(token: &'a str, allowed_algs: &[String]) -> Result<Self, JwsError> {
+        if token.len() > MAX_JWS_LEN {
+            return Err(JwsError::TooLarge);
+        }
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(JwsError::Shape);
+        };
+        if h.is_empty() || p.is_empty() || s.is_empty() {
+            return Err(JwsError::Shape);
+        }
+        let header = decode_object(h, "header")?;
+        let alg_name = header
+            .get("alg")
+            .and_then(Value::as_str)
+            .ok_or(JwsError::NoAlg)?;
+        let alg = match parse_alg(alg_name) {
+            Some(alg) if allowed_algs.iter().any(|a| a == alg_name) => alg,
+            _ => {
+                return Err(JwsError::AlgNotAllowed(
+                    printable(alg_name, 20),
+                    allowed_algs.join(", "),
+                ));
+            }
+        };
+        for key in ["jwk", "jku", "x5u", "x5c"] {
+            if header.contains_key(key) {
+                return Err(JwsError::HeaderKey(key));
+            }
+        }
+        if header.contains_key("crit") {
+            return Err(JwsError::Crit);
+        }
+        URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| JwsError::Base64("signature"))?;
+        let claims = decode_object(p, "payload")?;
+        let kid = header
+            .get("kid")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        Ok(Self {
+            alg,
+            kid,
+            header,
+            claims,
+            signing_input: &token[..h.len() + 1 + p.len()],
+            signature: s,
+        })
+    }
+
+    /// The `kid`, required.
+    pub fn require_kid(&self) -> Result<&str, JwsError> {
+        self.kid.as_deref().ok_or(JwsError::NoKid)
+    }
+
+    /// Verifies the signature with `key`, which the caller selected.
+    pub fn verify(&self, key: &DecodingKey, kid: &str) -> Result<(), JwsError> {
+        match jsonwebtoken::crypto::verify(
+            self.signature,
+            self.signing_input.as_bytes(),
+            key,
+            self.alg,
+        ) {
+            Ok(true) => Ok(()),
+            _ => Err(JwsError::BadSignature(printable(kid, 80))),
+        }
+    }
+}
+
+/// `s` cut to `max` characters with control characters replaced, safe to echo in an error.
+pub fn printable(s: &str, max: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .take(max)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if s.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(v: &str) -> String {
+        URL_SAFE_NO_PAD.encode(v)
+    }
+
+    fn allowed() -> Vec<String> {
+        vec!["PS256".into(), "ES256".into()]
+    }
+
+    #[test]
+    fn refuses_bad_shapes() {
+        for token in [
+            "",
+            "a",
+            "a.b",
+            "a.b.c.d",
+            "..",
+            "a..c",
+            &format!("{}.{}.", b64("{}"), b64("{}")),
+        ] {
+            assert_eq!(
+                Jws::parse(token, &allowed()).unwrap_err(),
+                JwsError::Shape,
+                "{token}"
+            );
+        }
+        let bad = format!("{}.{}.***", b64(r#"{"alg":"PS256"}"#), b64("{}"));
+        assert_eq!(
+            Jws::parse(&bad, &allowed()).unwrap_err(),
+            JwsError::Base64("signature")
+        );
+        let bad = format!("{}.{}.c2ln", b64("[1]"), b64("{}"));
+        assert_eq!(
+            Jws::parse(&bad, &allowed()).unwrap_err(),
+            JwsError::Json("header")
+        );
+        let bad = format!("{}.{}.c2ln", b64(r#"{"alg":"PS256"}"#), b64("\"x\""));
+        assert_eq!(
+            Jws::parse(&bad, &allowed()).unwrap_err(),
+            JwsError::Json("payload")
+        );
+    }
+
+    #[test]
+    fn refuses_algs_off_the_list() {
+        for alg in ["none", "HS256", "RS256", "ps256", "\u{0}"] {
+            let header = serde_json::json!({ "alg": alg }).to_string();
+            let t = format!("{}.{}.c2ln", b64(&header), b64("{}"));
+            assert!(
+                matches!(Jws::parse(&t, &allowed()), Err(JwsError::AlgNotAllowed(..))),
+                "{alg}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_header_keys_and_crit() {
+        for key in ["jwk", "jku", "x5u", "x5c"] {
+            let t = format!(
+                "{}.{}.c2ln",
+                b64(&format!(r#"{{"alg":"PS256","{key}":"x"}}"#)),
+                b64("{}")
+            );
+            assert_eq!(
+                Jws::parse(&t, &allowed()).unwrap_err(),
+                JwsError::HeaderKey(match key {
+                    "jwk" => "jwk",
+                    "jku" => "jku",
+                    "x5u" => "x5u",
+                    _ => "x5c",
+                })
+            );
+        }
+        let t = format!(
+            "{}.{}.c2ln",
+            b64(r#"{"alg":"PS256","crit":["exp"]}"#),
+            b64("{}")
+        );
+        assert_eq!(Jws::parse(&t, &allowed()).unwrap_err(), JwsError::Crit);
+    }
+
+    #[test]
+    fn printable_cuts_and_cleans() {
+        assert_eq!(printable("ab\ncd", 10), "ab?cd");
+        assert_eq!(printable("abcdef", 3), "abc…");
+    }
+}

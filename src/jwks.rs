@@ -1,0 +1,527 @@
+//! JWKS: the SSA issuers' keys and each TPP's `software_jwks_endpoint`, fetched over https and
+//! cached.
+//!
+//! - Only https, only `jwks.allowed_hosts` when that list is set, no redirects, a timeout and a
+//!   256 KiB cap on the response.
+//! - Keys are cached for `jwks.cache_ttl`. A `kid` that is not cached triggers one refetch, at
+//!   most once per source every [`MIN_REFETCH`], and concurrent callers share that fetch, so
+//!   random `kid`s cannot turn the server into a request amplifier.
+//! - A source that is down is answered from its stale cache while that is younger than
+//!   `jwks.max_stale`.
+//! - Only signature keys (`use` = `sig`, or no `use`) are kept; RSA keys need 2048 bits.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::Value;
+
+use crate::config::JwksConfig;
+use crate::jose::printable;
+
+/// Largest JWKS response accepted.
+pub const MAX_JWKS_BYTES: usize = 256 * 1024;
+/// A source is refetched for an unknown `kid` at most this often.
+pub const MIN_REFETCH: Duration = Duration::from_secs(5);
+/// Sources remembered at most; beyond this, entries not used recently are dropped.
+const MAX_SOURCES: usize = 10_000;
+/// Smallest RSA modulus accepted, in bits (FAPI 1.0 Part 1 §5.2.2).
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// Why no key could be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JwksError {
+    /// The JWKS URL is not https (or not a URL).
+    #[error("JWKS location `{0}` is not an https URL")]
+    NotHttps(String),
+    /// The URL's host is not in `jwks.allowed_hosts`.
+    #[error("JWKS host `{0}` is not allowed")]
+    HostNotAllowed(String),
+    /// The fetch failed (connection, TLS, timeout) and no usable cache exists.
+    #[error("JWKS at `{0}` could not be fetched: {1}")]
+    Fetch(String, String),
+    /// The response was not a JWKS.
+    #[error("JWKS at `{0}` is not a valid JWK set: {1}")]
+    Invalid(String, String),
+    /// No key with this `kid` (among the usable signature keys).
+    #[error("no signature key with kid `{0}` in the JWKS at `{1}`")]
+    UnknownKid(String, String),
+    /// The key exists but cannot verify this algorithm.
+    #[error("key `{0}` cannot verify `{1}` signatures")]
+    KeyUnfit(String, String),
+}
+
+/// The kind of a public key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFamily {
+    Rsa,
+    EcP256,
+    EcP384,
+}
+
+/// A usable public signature key.
+pub struct VerificationKey {
+    pub kid: Option<String>,
+    pub family: KeyFamily,
+    /// The JWK's `alg`, if it names one.
+    pub alg: Option<String>,
+    pub key: DecodingKey,
+}
+
+impl std::fmt::Debug for VerificationKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerificationKey")
+            .field("kid", &self.kid)
+            .field("family", &self.family)
+            .field("alg", &self.alg)
+            .finish()
+    }
+}
+
+impl VerificationKey {
+    /// Whether this key may verify `alg`.
+    pub fn fits(&self, alg: Algorithm) -> bool {
+        let family_ok = match alg {
+            Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512
+            | Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512 => self.family == KeyFamily::Rsa,
+            Algorithm::ES256 => self.family == KeyFamily::EcP256,
+            Algorithm::ES384 => self.family == KeyFamily::EcP384,
+            _ => false,
+        };
+        family_ok && self.alg.as_deref().is_none_or(|a| a == alg_name(alg))
+    }
+}
+
+fn alg_name(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::PS256 => "PS256",
+        Algorithm::PS384 => "PS384",
+        Algorithm::PS512 => "PS512",
+        Algorithm::RS256 => "RS256",
+        Algorithm::RS384 => "RS384",
+        Algorithm::RS512 => "RS512",
+        Algorithm::ES256 => "ES256",
+        Algorithm::ES384 => "ES384",
+        _ => "?",
+    }
+}
+
+/// The usable signature keys of a JWKS document.
+#[derive(Debug, Default)]
+pub struct KeySet {
+    pub keys: Vec<Arc<VerificationKey>>,
+}
+
+impl KeySet {
+    /// Parses a JWKS document, keeping the usable signature keys and skipping the rest
+    /// (encryption keys, unknown types, short RSA keys).
+    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+        let doc: Value = serde_json::from_slice(bytes).map_err(|_| "not JSON".to_string())?;
+        let keys = doc
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or_else(|| "no `keys` array".to_string())?;
+        let mut usable = Vec::new();
+        for raw in keys {
+            if let Some(key) = usable_key(raw) {
+                usable.push(Arc::new(key));
+            }
+        }
+        Ok(Self { keys: usable })
+    }
+
+    /// The key with this `kid`.
+    pub fn find(&self, kid: &str) -> Option<&Arc<VerificationKey>> {
+        self.keys.iter().find(|k| k.kid.as_deref() == Some(kid))
+    }
+}
+
+fn usable_key(raw: &Value) -> Option<VerificationKey> {
+    let obj = raw.as_object()?;
+    match obj.get("use") {
+        None => {}
+        Some(Value::String(u)) if u == "sig" => {}
+        _ => return None,
+    }
+    let family = match obj.get("kty")?.as_str()? {
+        "RSA" => {
+            let n = URL_SAFE_NO_PAD.decode(obj.get("n")?.as_str()?).ok()?;
+            let start = n.iter().position(|b| *b != 0)?;
+            let bits = (n.len() - start) * 8 - n[start].leading_zeros() as usize;
+            if bits < MIN_RSA_BITS {
+                return None;
+            }
+            KeyFamily::Rsa
+        }
+        "EC" => match obj.get("crv")?.as_str()? {
+            "P-256" => KeyFamily::EcP256,
+            "P-384" => KeyFamily::EcP384,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let jwk: Jwk = serde_json::from_value(raw.clone()).ok()?;
+    let key = DecodingKey::from_jwk(&jwk).ok()?;
+    Some(VerificationKey {
+        kid: obj.get("kid").and_then(Value::as_str).map(str::to_string),
+        family,
+        alg: obj.get("alg").and_then(Value::as_str).map(str::to_string),
+        key,
+    })
+}
+
+/// Picks the key for `kid` and `alg` from a set.
+pub fn select(
+    set: &KeySet,
+    kid: &str,
+    alg: Algorithm,
+    location: &str,
+) -> Result<Arc<VerificationKey>, JwksError> {
+    let key = set
+        .find(kid)
+        .ok_or_else(|| JwksError::UnknownKid(printable(kid, 80), printable(location, 200)))?;
+    if !key.fits(alg) {
+        return Err(JwksError::KeyUnfit(
+            printable(kid, 80),
+            alg_name(alg).to_string(),
+        ));
+    }
+    Ok(key.clone())
+}
+
+struct Cached {
+    keys: Arc<KeySet>,
+    fetched_at: Instant,
+}
+
+#[derive(Default)]
+struct Source {
+    /// Held while fetching: concurrent callers wait and then share the result.
+    fetch: tokio::sync::Mutex<()>,
+    cached: RwLock<Option<Cached>>,
+    last_attempt: RwLock<Option<Instant>>,
+    last_used: RwLock<Option<Instant>>,
+}
+
+impl Source {
+    fn snapshot(&self) -> Option<(Arc<KeySet>, Instant)> {
+        self.cached
+            .read()
+            .ok()?
+            .as_ref()
+            .map(|c| (c.keys.clone(), c.fetched_at))
+    }
+}
+
+/// The process's JWKS cache. It is only a cache: the truth is always the remote JWKS.
+pub struct JwksCache {
+    client: reqwest::Client,
+    allowed_hosts: Vec<String>,
+    ttl: Duration,
+    max_stale: Duration,
+    sources: RwLock<HashMap<String, Arc<Source>>>,
+}
+
+impl JwksCache {
+    pub fn new(client: reqwest::Client, config: &JwksConfig) -> Self {
+        Self {
+            client,
+            allowed_hosts: config
+                .allowed_hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            ttl: Duration::from_secs(config.cache_ttl),
+            max_stale: Duration::from_secs(config.max_stale.max(config.cache_ttl)),
+            sources: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Checks that `location` is an https URL on an allowed host.
+    pub fn check_location(
+        &self,
+        location: &str,
+        restrict_hosts: bool,
+    ) -> Result<reqwest::Url, JwksError> {
+        let url = reqwest::Url::parse(location)
+            .map_err(|_| JwksError::NotHttps(printable(location, 200)))?;
+        if url.scheme() != "https" || url.host_str().is_none() {
+            return Err(JwksError::NotHttps(printable(location, 200)));
+        }
+        let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+        if restrict_hosts && !self.allowed_hosts.is_empty() && !self.allowed_hosts.contains(&host) {
+            return Err(JwksError::HostNotAllowed(printable(&host, 200)));
+        }
+        Ok(url)
+    }
+
+    fn source(&self, location: &str) -> Arc<Source> {
+        if let Some(s) = self
+            .sources
+            .read()
+            .ok()
+            .and_then(|m| m.get(location).cloned())
+        {
+            return s;
+        }
+        let Ok(mut map) = self.sources.write() else {
+            return Arc::new(Source::default());
+        };
+        if map.len() >= MAX_SOURCES {
+            // Drop the least recently used half; they are refetched on demand.
+            let mut by_use: Vec<(String, Option<Instant>)> = map
+                .iter()
+                .map(|(k, s)| (k.clone(), s.last_used.read().ok().and_then(|t| *t)))
+                .collect();
+            by_use.sort_by_key(|(_, t)| *t);
+            for (k, _) in by_use.into_iter().take(MAX_SOURCES / 2) {
+                map.remove(&k);
+            }
+        }
+        map.entry(location.to_string()).or_default().clone()
+    }
+
+    /// The key with `kid` able to verify `alg`, from the JWKS at `location`.
+    ///
+    /// `restrict_hosts` applies `jwks.allowed_hosts` (TPP JWKS); the operator's own SSA issuer
+    /// URLs are not restricted.
+    pub async fn key(
+        &self,
+        location: &str,
+        kid: &str,
+        alg: Algorithm,
+        restrict_hosts: bool,
+    ) -> Result<Arc<VerificationKey>, JwksError> {
+        let url = self.check_location(location, restrict_hosts)?;
+        let source = self.source(location);
+        if let Ok(mut used) = source.last_used.write() {
+            *used = Some(Instant::now());
+        }
+        let asked_at = Instant::now();
+        if let Some((keys, fetched_at)) = source.snapshot()
+            && fetched_at.elapsed() < self.ttl
+            && keys.find(kid).is_some()
+        {
+            return select(&keys, kid, alg, location);
+        }
+
+        let _fetching = source.fetch.lock().await;
+        // Someone else may have fetched while this caller waited: share their result.
+        let snapshot = source.snapshot();
+        if let Some((keys, fetched_at)) = &snapshot
+            && *fetched_at >= asked_at
+        {
+            return select(keys, kid, alg, location);
+        }
+        let fresh = snapshot
+            .as_ref()
+            .is_some_and(|(_, at)| at.elapsed() < self.ttl);
+        let recently_tried = source
+            .last_attempt
+            .read()
+            .ok()
+            .and_then(|t| *t)
+            .is_some_and(|t| t.elapsed() < MIN_REFETCH);
+        if fresh && recently_tried {
+            // An unknown kid on a fresh set that was fetched moments ago: no new request.
+            let (keys, _) = snapshot.as_ref().expect("fresh implies a snapshot");
+            return select(keys, kid, alg, location);
+        }
+        if !fresh && recently_tried {
+            // The source failed moments ago; do not hammer it.
+            return match &snapshot {
+                Some((keys, at)) if at.elapsed() < self.max_stale => {
+                    select(keys, kid, alg, location)
+                }
+                _ => Err(JwksError::Fetch(
+                    printable(location, 200),
+                    "recently unreachable; retry shortly".into(),
+                )),
+            };
+        }
+        if let Ok(mut t) = source.last_attempt.write() {
+            *t = Some(Instant::now());
+        }
+        match self.fetch(&url).await {
+            Ok(keys) => {
+                let keys = Arc::new(keys);
+                if let Ok(mut c) = source.cached.write() {
+                    *c = Some(Cached {
+                        keys: keys.clone(),
+                        fetched_at: Instant::now(),
+                    });
+                }
+                select(&keys, kid, alg, location)
+            }
+            Err(e) => {
+                tracing::warn!(location = %printable(location, 200), error = %e, "JWKS fetch failed");
+                match &snapshot {
+                    Some((keys, at)) if at.elapsed() < self.max_stale => {
+                        select(keys, kid, alg, location)
+                    }
+                    _ => Err(e),
+                }
+            }
+        }
+    }
+
+    async fn fetch(&self, url: &reqwest::Url) -> Result<KeySet, JwksError> {
+        let location = printable(url.as_str(), 200);
+        let fetch_err = |e: String| JwksError::Fetch(location.clone(), e);
+        let mut response = self
+            .client
+            .get(url.clone())
+            .header(
+                reqwest::header::ACCEPT,
+                "application/jwk-set+json, application/json",
+            )
+            .send()
+            .await
+            .map_err(|e| fetch_err(describe(&e)))?;
+        if !response.status().is_success() {
+            return Err(fetch_err(format!(
+                "HTTP status {}",
+                response.status().as_u16()
+            )));
+        }
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
+        {
+            return Err(fetch_err("response larger than 256 KiB".into()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| fetch_err(describe(&e)))?
+        {
+            if body.len() + chunk.len() > MAX_JWKS_BYTES {
+                return Err(fetch_err("response larger than 256 KiB".into()));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        KeySet::parse(&body).map_err(|e| JwksError::Invalid(location.clone(), e))
+    }
+}
+
+/// A short, public description of a reqwest error (no internal addresses).
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "connection failed".into()
+    } else if e.is_redirect() {
+        "redirects are not followed".into()
+    } else if e.is_body() || e.is_decode() {
+        "the response body could not be read".into()
+    } else {
+        "request failed".into()
+    }
+}
+
+/// The https client for outbound fetches (JWKS, URI validation): system roots plus
+/// `jwks.extra_ca`, the same FAPI-restricted aws-lc-rs provider as the server, no redirects.
+pub fn http_client(config: &JwksConfig) -> Result<reqwest::Client, crate::tls::TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        let _ = roots.add(cert);
+    }
+    for (i, path) in config.extra_ca.iter().enumerate() {
+        let key = format!("open_banking.dcr.jwks.extra_ca[{i}]");
+        for cert in crate::tls::load_certificates(&key, path)? {
+            roots.add(cert).map_err(|e| crate::tls::TlsError::Config {
+                key: key.clone(),
+                message: e.to_string(),
+            })?;
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(crate::tls::crypto_provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| crate::tls::TlsError::Config {
+            key: "open_banking.dcr.jwks".into(),
+            message: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let timeout = Duration::from_millis(config.timeout_ms);
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("dcr-server/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| crate::tls::TlsError::Config {
+            key: "open_banking.dcr.jwks".into(),
+            message: e.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rsa_jwk(bits: usize) -> Value {
+        // A syntactically valid modulus of the given size (not a real key; parse only).
+        let mut n = vec![0xC3u8; bits / 8];
+        n[bits / 8 - 1] |= 1;
+        json!({"kty": "RSA", "kid": format!("rsa{bits}"), "n": URL_SAFE_NO_PAD.encode(&n), "e": "AQAB"})
+    }
+
+    #[test]
+    fn keeps_only_usable_signature_keys() {
+        let mut enc = rsa_jwk(2048);
+        enc["use"] = json!("enc");
+        enc["kid"] = json!("enc");
+        let doc = json!({"keys": [
+            rsa_jwk(2048),
+            rsa_jwk(1024),
+            enc,
+            {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"},
+            {"kty": "EC", "kid": "p521", "crv": "P-521", "x": "AA", "y": "AA"},
+            "not an object"
+        ]});
+        let set = KeySet::parse(doc.to_string().as_bytes()).unwrap();
+        let kids: Vec<_> = set.keys.iter().map(|k| k.kid.clone().unwrap()).collect();
+        assert_eq!(kids, ["rsa2048"]);
+    }
+
+    #[test]
+    fn rsa_key_does_not_fit_es256_and_alg_must_match() {
+        let mut jwk = rsa_jwk(2048);
+        jwk["alg"] = json!("PS256");
+        let set = KeySet::parse(json!({"keys": [jwk]}).to_string().as_bytes()).unwrap();
+        assert!(select(&set, "rsa2048", Algorithm::PS256, "x").is_ok());
+        assert!(matches!(
+            select(&set, "rsa2048", Algorithm::ES256, "x"),
+            Err(JwksError::KeyUnfit(..))
+        ));
+        assert!(matches!(
+            select(&set, "rsa2048", Algorithm::RS256, "x"),
+            Err(JwksError::KeyUnfit(..))
+        ));
+        assert!(matches!(
+            select(&set, "other", Algorithm::PS256, "x"),
+            Err(JwksError::UnknownKid(..))
+        ));
+    }
+
+    #[test]
+    fn not_a_jwks_is_an_error() {
+        assert!(KeySet::parse(b"[]").is_err());
+        assert!(KeySet::parse(b"{\"keys\": 3}").is_err());
+        assert!(KeySet::parse(b"\xff").is_err());
+    }
+}

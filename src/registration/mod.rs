@@ -1,0 +1,355 @@
+//! `POST /register` (and the validation that `PUT` re-runs): an ordered list of small named
+//! steps, one module each, each returning a typed error that maps to a contract error code.
+//!
+//! | # | step | module | error code |
+//! |---|---|---|---|
+//! | 0 | client certificate present | here | 401 `invalid_client` |
+//! | 1 | content type, compact JWS, `alg` allow-list, no header keys | [`envelope`] | `invalid_client_metadata` |
+//! | 2 | SSA: issuer allow-list → signature → `org_status`, roles → age | [`ssa`] | `unapproved_software_statement` / `invalid_software_statement` |
+//! | 3 | request signature with the `kid` from `software_jwks_endpoint` | [`request_signature`] | `invalid_client_metadata` |
+//! | 4 | `iss`, `exp`, `iat`, `aud`, `jti` | [`request_claims`] | `invalid_client_metadata` |
+//! | 5 | metadata types, allowed values, cross-field rules | [`metadata`] | `invalid_client_metadata` |
+//! | 6 | redirect URIs | [`redirect_uris`] | `invalid_redirect_uri` |
+//! | 7 | URI and hostname policies (when enabled) | [`uri_policy`] | `invalid_client_metadata` |
+//! | 8 | scopes against SSA roles | [`scopes`] | `invalid_client_metadata` |
+//! | 9 | transport certificate belongs to the SSA | [`transport_binding`] | `unapproved_software_statement` |
+//! | 10 | `tls_client_auth_subject_dn` matches the certificate | [`subject_dn`] | `invalid_client_metadata` |
+//! | 11 | store: `jti` replay, one client per software_id, client + audit in one transaction | here | `invalid_client_metadata` / `invalid_software_statement` |
+
+pub mod claims_access;
+pub mod envelope;
+pub mod metadata;
+pub mod policy;
+pub mod redirect_uris;
+pub mod request_claims;
+pub mod request_signature;
+pub mod scopes;
+pub mod ssa;
+pub mod subject_dn;
+pub mod transport_binding;
+pub mod uri_policy;
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::jwks::JwksCache;
+use crate::mtls::ClientCertificate;
+use crate::store::{AuditRecord, ClientRecord, Conflict, Database, JtiRecord, Store, StoreError};
+
+pub use metadata::ClientMetadata;
+pub use policy::Policy;
+
+/// The four RFC 7591 registration error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidRedirectUri,
+    InvalidClientMetadata,
+    InvalidSoftwareStatement,
+    UnapprovedSoftwareStatement,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRedirectUri => "invalid_redirect_uri",
+            Self::InvalidClientMetadata => "invalid_client_metadata",
+            Self::InvalidSoftwareStatement => "invalid_software_statement",
+            Self::UnapprovedSoftwareStatement => "unapproved_software_statement",
+        }
+    }
+}
+
+/// Why a registration was refused. `Display` is the public `error_description`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistrationError {
+    /// No client certificate on the connection (401 `invalid_client`).
+    #[error("a TLS client certificate (the TPP's transport certificate) is required")]
+    NoCertificate,
+    #[error(transparent)]
+    Envelope(#[from] envelope::EnvelopeError),
+    #[error(transparent)]
+    Ssa(#[from] ssa::SsaError),
+    #[error(transparent)]
+    Signature(#[from] request_signature::SignatureError),
+    #[error(transparent)]
+    Claims(#[from] request_claims::ClaimsError),
+    #[error(transparent)]
+    Metadata(#[from] metadata::MetadataError),
+    #[error(transparent)]
+    RedirectUri(#[from] redirect_uris::RedirectUriError),
+    #[error(transparent)]
+    UriPolicy(#[from] uri_policy::UriPolicyError),
+    #[error(transparent)]
+    Scope(#[from] scopes::ScopeError),
+    #[error(transparent)]
+    Binding(#[from] transport_binding::BindingError),
+    #[error(transparent)]
+    SubjectDn(#[from] subject_dn::SubjectDnError),
+    /// A client for this software_id exists while one client per software is enforced.
+    #[error("software_id {0} is registered already; update it with PUT, or delete it first")]
+    DuplicateSoftware(String),
+    /// The database is unavailable (503).
+    #[error("the service is temporarily unavailable; retry shortly")]
+    Unavailable,
+    /// A bug or broken database (500); the detail is logged, not shown.
+    #[error("the server could not process the request")]
+    Internal(String),
+}
+
+impl RegistrationError {
+    /// The contract error code, for 400s.
+    pub fn code(&self) -> Option<ErrorCode> {
+        Some(match self {
+            Self::Envelope(e) => e.code(),
+            Self::Ssa(e) => e.code(),
+            Self::Signature(e) => e.code(),
+            Self::Claims(e) => e.code(),
+            Self::Metadata(e) => e.code(),
+            Self::RedirectUri(e) => e.code(),
+            Self::UriPolicy(e) => e.code(),
+            Self::Scope(e) => e.code(),
+            Self::Binding(e) => e.code(),
+            Self::SubjectDn(e) => e.code(),
+            Self::DuplicateSoftware(_) => ErrorCode::InvalidClientMetadata,
+            Self::NoCertificate | Self::Unavailable | Self::Internal(_) => return None,
+        })
+    }
+
+    /// The public error as an HTTP response value.
+    pub fn to_api_error(&self) -> crate::error::ApiError {
+        use crate::error::ApiError;
+        use axum::http::StatusCode;
+        match self {
+            Self::NoCertificate => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_client", self.to_string())
+            }
+            Self::Unavailable => ApiError::unavailable(),
+            Self::Internal(detail) => ApiError::internal(detail),
+            other => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                other
+                    .code()
+                    .map_or("invalid_client_metadata", ErrorCode::as_str),
+                other.to_string(),
+            ),
+        }
+    }
+}
+
+/// Maps a storage failure during registration.
+fn store_error(e: StoreError, software_id: &str, jti_kinds: &[JtiKind]) -> RegistrationError {
+    match e {
+        StoreError::Conflict(Conflict::Jti(i)) => match jti_kinds.get(i) {
+            Some(JtiKind::Ssa) => ssa::SsaError::Replayed.into(),
+            _ => request_claims::ClaimsError::Replayed.into(),
+        },
+        StoreError::Conflict(Conflict::SoftwareId) => {
+            RegistrationError::DuplicateSoftware(software_id.to_string())
+        }
+        e if e.is_transient() => RegistrationError::Unavailable,
+        e => RegistrationError::Internal(e.to_string()),
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum JtiKind {
+    Request,
+    Ssa,
+}
+
+/// One registration request as it arrived.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    pub certificate: Option<&'a ClientCertificate>,
+    pub content_type: Option<&'a str>,
+    pub body: &'a [u8],
+    pub interaction_id: Option<&'a str>,
+}
+
+/// A request that passed every check.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub ssa: ssa::Ssa,
+    pub request: request_claims::RequestClaims,
+    pub metadata: ClientMetadata,
+    pub cert_thumbprint: String,
+}
+
+/// A stored registration and what the TPP is told once.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub client_id: String,
+    /// The 201 body, with the secret.
+    pub body: Value,
+}
+
+/// Runs the pipeline. Shared by every request; holds nothing per request.
+pub struct Registrar {
+    pub policy: Policy,
+    pub jwks: Arc<JwksCache>,
+    pub http: reqwest::Client,
+}
+
+/// SHA-256 of a client secret, hex. Secrets are 216 random bits, so a fast hash is enough:
+/// there is nothing to brute-force.
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// 27 random bytes, base64url: 36 characters.
+pub fn new_client_secret() -> String {
+    let mut bytes = [0u8; 27];
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The client as GET returns it (and as POST returns it, plus the secret).
+pub fn client_body(client_id: &str, issued_at: i64, metadata: &ClientMetadata) -> Value {
+    let mut body = serde_json::to_value(metadata).unwrap_or_else(|_| json!({}));
+    if let Value::Object(map) = &mut body {
+        map.insert("client_id".into(), json!(client_id));
+        map.insert("client_id_issued_at".into(), json!(issued_at));
+        map.insert("client_secret_expires_at".into(), json!(0));
+    }
+    body
+}
+
+impl Registrar {
+    /// Steps 0 to 10: everything that needs no write.
+    pub async fn validate(
+        &self,
+        input: &Input<'_>,
+        now: i64,
+    ) -> Result<Validated, RegistrationError> {
+        let policy = &self.policy;
+        let cert = input.certificate.ok_or(RegistrationError::NoCertificate)?;
+
+        envelope::check_content_type(input.content_type)?;
+        let request = envelope::parse(input.body, &policy.signing_algorithms)?;
+
+        let raw_ssa = ssa::extract(&request.claims)?;
+        let ssa_jws = ssa::parse_envelope(raw_ssa, policy)?;
+        let issuer = ssa::trusted_issuer(&ssa_jws, policy)?;
+        ssa::verify_signature(&ssa_jws, issuer, &self.jwks).await?;
+        let ssa = ssa::parse_claims(raw_ssa, ssa_jws.claims)?;
+        ssa::check_age(&ssa, now, policy)?;
+
+        request_signature::verify(&request, &ssa, &self.jwks).await?;
+        let claims = request_claims::check(&request.claims, &ssa, now, policy)?;
+        let mut metadata = metadata::parse(&request.claims, &ssa, policy)?;
+        metadata.redirect_uris = redirect_uris::check(&metadata.redirect_uris, &ssa)?;
+        uri_policy::check(&ssa, &metadata.redirect_uris, policy, &self.http).await?;
+        scopes::check(&metadata.scope, &ssa.software_roles)?;
+        transport_binding::check(cert, &ssa)?;
+        subject_dn::check(&metadata, cert)?;
+
+        Ok(Validated {
+            ssa,
+            request: claims,
+            metadata,
+            cert_thumbprint: cert.x5t_s256(),
+        })
+    }
+
+    /// The `jti`s to remember with this registration, and which is which.
+    fn jtis(&self, v: &Validated, now: i64) -> (Vec<JtiRecord>, Vec<JtiKind>) {
+        let policy = &self.policy;
+        let mut records = Vec::new();
+        let mut kinds = Vec::new();
+        if policy.request_jti {
+            records.push(JtiRecord {
+                scope: format!("request:{}", v.ssa.software_id),
+                jti: v.request.jti.clone(),
+                // Never forget a jti before its JWT expires.
+                expires_at: (now + policy.jti_ttl).max(v.request.exp + policy.clock_skew),
+            });
+            kinds.push(JtiKind::Request);
+        }
+        if policy.ssa_jti
+            && let Some(jti) = &v.ssa.jti
+        {
+            records.push(JtiRecord {
+                scope: format!("ssa:{}", v.ssa.iss),
+                jti: jti.clone(),
+                expires_at: now + policy.jti_ttl,
+            });
+            kinds.push(JtiKind::Ssa);
+        }
+        (records, kinds)
+    }
+
+    /// The whole of POST: validate, mint, store (client, `jti`s, audit) in one transaction.
+    pub async fn register(
+        &self,
+        store: &Database,
+        input: &Input<'_>,
+        now: i64,
+    ) -> Result<Registered, RegistrationError> {
+        let v = self.validate(input, now).await?;
+        let client_id = uuid::Uuid::new_v4().to_string();
+        let secret = new_client_secret();
+        let stored_body = client_body(&client_id, now, &v.metadata);
+        let record = ClientRecord {
+            client_id: client_id.clone(),
+            software_id: v.ssa.software_id.clone(),
+            org_id: v.ssa.org_id.clone(),
+            metadata: stored_body.to_string(),
+            software_statement: v.ssa.raw.clone(),
+            ssa_claims: Value::Object(v.ssa.claims.clone()).to_string(),
+            client_secret_hash: hash_secret(&secret),
+            token_endpoint_auth_method: v.metadata.token_endpoint_auth_method.clone(),
+            tls_client_auth_subject_dn: v.metadata.tls_client_auth_subject_dn.clone(),
+            jwks_uri: v.ssa.software_jwks_endpoint.clone(),
+            cert_thumbprint: Some(v.cert_thumbprint.clone()),
+            enabled: true,
+            created_at: now,
+            updated_at: now,
+        };
+        let (jtis, kinds) = self.jtis(&v, now);
+        let audit = AuditRecord {
+            at: now,
+            action: "register".into(),
+            outcome: "success".into(),
+            client_id: Some(client_id.clone()),
+            software_id: Some(v.ssa.software_id.clone()),
+            org_id: Some(v.ssa.org_id.clone()),
+            cert_thumbprint: Some(v.cert_thumbprint.clone()),
+            interaction_id: input.interaction_id.map(str::to_string),
+            ..AuditRecord::default()
+        };
+        store
+            .create_client(&record, self.policy.one_client_per_software, &jtis, &audit)
+            .await
+            .map_err(|e| store_error(e, &v.ssa.software_id, &kinds))?;
+
+        let mut body = stored_body;
+        if let Value::Object(map) = &mut body {
+            map.insert("client_secret".into(), json!(secret));
+        }
+        Ok(Registered { client_id, body })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_36_url_safe_characters_and_hash_stably() {
+        let s = new_client_secret();
+        assert_eq!(s.len(), 36);
+        assert!(
+            s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
+        assert_ne!(s, new_client_secret());
+        assert_eq!(hash_secret("x"), hash_secret("x"));
+        assert_ne!(hash_secret(&s), s);
+    }
+}

@@ -6,7 +6,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 
 use crate::error::ApiError;
 use crate::mtls::PeerIdentity;
@@ -16,6 +16,24 @@ use crate::store::{AuditRecord, Store};
 
 /// Header that OBIE uses to correlate a request across parties.
 pub const INTERACTION_ID: &str = "x-fapi-interaction-id";
+
+/// An oversized body is still read (and dropped) up to this many bytes, so that the client,
+/// which may still be sending, gets to read the 413 instead of a broken pipe.
+const DRAIN_LIMIT: usize = 2 * 1024 * 1024;
+
+/// Reads and discards up to [`DRAIN_LIMIT`] bytes, for at most two seconds.
+async fn drain(mut body: Body) {
+    let mut seen = 0usize;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len());
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    })
+    .await;
+}
 
 /// Reads the body, refusing more than `limit` bytes with 413 before anything is parsed.
 pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
@@ -31,17 +49,31 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
+        drain(body).await;
         return Err(too_large());
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(_) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_client_metadata",
-            "the request body could not be read",
-        )),
+    let mut body = body;
+    let mut buf = Vec::new();
+    loop {
+        match body.frame().await {
+            None => return Ok(Bytes::from(buf)),
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    if buf.len() + data.len() > limit {
+                        drain(body).await;
+                        return Err(too_large());
+                    }
+                    buf.extend_from_slice(data);
+                }
+            }
+            Some(Err(_)) => break,
+        }
     }
+    Err(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_client_metadata",
+        "the request body could not be read",
+    ))
 }
 
 /// JSON with the headers every client-bearing response needs.

@@ -209,6 +209,7 @@ struct Source {
     fetch: tokio::sync::Mutex<()>,
     cached: RwLock<Option<Cached>>,
     last_attempt: RwLock<Option<Instant>>,
+    last_failure: RwLock<Option<Instant>>,
     last_used: RwLock<Option<Instant>>,
 }
 
@@ -325,18 +326,18 @@ impl JwksCache {
         let fresh = snapshot
             .as_ref()
             .is_some_and(|(_, at)| at.elapsed() < self.ttl);
-        let recently_tried = source
-            .last_attempt
-            .read()
-            .ok()
-            .and_then(|t| *t)
-            .is_some_and(|t| t.elapsed() < MIN_REFETCH);
-        if fresh && recently_tried {
-            // An unknown kid on a fresh set that was fetched moments ago: no new request.
+        let within = |t: &RwLock<Option<Instant>>| {
+            t.read()
+                .ok()
+                .and_then(|t| *t)
+                .is_some_and(|t| t.elapsed() < MIN_REFETCH)
+        };
+        if fresh && within(&source.last_attempt) {
+            // An unknown kid on a set fetched moments ago: no new request.
             let (keys, _) = snapshot.as_ref().expect("fresh implies a snapshot");
             return select(keys, kid, alg, location);
         }
-        if !fresh && recently_tried {
+        if !fresh && within(&source.last_failure) {
             // The source failed moments ago; do not hammer it.
             return match &snapshot {
                 Some((keys, at)) if at.elapsed() < self.max_stale => {
@@ -364,6 +365,9 @@ impl JwksCache {
             }
             Err(e) => {
                 tracing::warn!(location = %printable(location, 200), error = %e, "JWKS fetch failed");
+                if let Ok(mut t) = source.last_failure.write() {
+                    *t = Some(Instant::now());
+                }
                 match &snapshot {
                     Some((keys, at)) if at.elapsed() < self.max_stale => {
                         select(keys, kid, alg, location)

@@ -4,6 +4,7 @@
 //! PostgreSQL runs report "ignored" with the reason; with it, they must pass.
 
 mod cli;
+mod registration;
 mod server;
 mod storage;
 mod support;
@@ -16,6 +17,7 @@ fn cases() -> Vec<Case> {
     all.extend(server::cases());
     all.extend(cli::cases());
     all.extend(storage::cases());
+    all.extend(registration::cases());
     all
 }
 

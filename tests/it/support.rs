@@ -166,8 +166,14 @@ impl TestEnv {
         format!("https://localhost:{}", self.port)
     }
 
-    /// The config as TOML text, with `extra` appended to `[server.tls]`.
+    /// The config as TOML text, with `extra_tls` appended to `[server.tls]`.
     pub fn config_toml(&self, extra_tls: &str) -> String {
+        self.config_toml_with(extra_tls, "", "")
+    }
+
+    /// The config with lines added to `[server.tls]`, `[open_banking.dcr]` and
+    /// `[open_banking.dcr.jwks]`.
+    pub fn config_toml_with(&self, extra_tls: &str, extra_dcr: &str, extra_jwks: &str) -> String {
         let s = self.sandbox_dir.display();
         format!(
             r#"
@@ -187,12 +193,14 @@ url = "{url}"
 max_connections = 5
 
 [open_banking.dcr]
+{extra_dcr}
 [[open_banking.dcr.ssa_issuer]]
 name = "OpenBanking Ltd"
 jwks = "{s}/directory.jwks"
 
 [open_banking.dcr.jwks]
 extra_ca = ["{s}/ca.pem"]
+{extra_jwks}
 
 [sandbox]
 dir = "{s}"
@@ -208,6 +216,11 @@ dir = "{s}"
             &self.config_toml(extra_tls),
             Path::new("test.toml"),
         )?)
+    }
+
+    pub fn config_with(&self, extra_dcr: &str, extra_jwks: &str) -> Result<Config> {
+        let text = self.config_toml_with("", extra_dcr, extra_jwks);
+        Ok(Config::parse(&text, Path::new("test.toml"))?)
     }
 
     pub fn write_config(&self, text: &str) -> Result<PathBuf> {
@@ -331,4 +344,147 @@ macro_rules! ensure_eq {
             );
         }
     }};
+}
+
+/// Rows in a table, straight from the database.
+pub async fn count_rows(db: &Database, table: &str) -> Result<i64> {
+    let sql = format!("SELECT COUNT(*) FROM {table}");
+    Ok(match db {
+        Database::Sqlite(s) => sqlx::query_scalar(&sql).fetch_one(s.pool()).await?,
+        Database::Postgres(s) => sqlx::query_scalar(&sql).fetch_one(s.pool()).await?,
+    })
+}
+
+/// What the loopback HTTPS server answers for one path.
+#[derive(Clone, Debug)]
+pub struct Doc {
+    pub status: u16,
+    pub body: String,
+    pub delay: Duration,
+}
+
+impl Doc {
+    pub fn json(body: impl Into<String>) -> Self {
+        Self {
+            status: 200,
+            body: body.into(),
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+type Docs = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Doc>>>;
+type Hits = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>;
+
+/// A real HTTPS server on loopback that serves JWKS documents (and pages) set by the test, and
+/// counts the requests per path.
+pub struct JwksServer {
+    pub port: u16,
+    docs: Docs,
+    hits: Hits,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for JwksServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl JwksServer {
+    /// Starts it with a certificate from `ca` for localhost and 127.0.0.1.
+    pub async fn start(ca: &SandboxCa) -> Result<Self> {
+        use axum::extract::{Path as AxPath, State};
+        use axum::response::IntoResponse;
+        let (cert_pem, key_pem) = ca.issue(
+            &[(rcgen::DnType::CommonName, "localhost".into())],
+            &["localhost", "127.0.0.1"],
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        )?;
+        use rustls::pki_types::pem::PemObject;
+        let certs = rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()?;
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
+        let tls = rustls::ServerConfig::builder_with_provider(dcr_server::tls::crypto_provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let docs: Docs = Default::default();
+        let hits: Hits = Default::default();
+        let state = (docs.clone(), hits.clone());
+        let app = axum::Router::new()
+            .route(
+                "/{*path}",
+                axum::routing::get(
+                    |State((docs, hits)): State<(Docs, Hits)>,
+                     AxPath(path): AxPath<String>| async move {
+                        *hits.lock().expect("hits").entry(path.clone()).or_default() += 1;
+                        let doc = docs.lock().expect("docs").get(&path).cloned();
+                        match doc {
+                            Some(doc) => {
+                                tokio::time::sleep(doc.delay).await;
+                                (
+                                    axum::http::StatusCode::from_u16(doc.status)
+                                        .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
+                                    [("content-type", "application/json")],
+                                    doc.body,
+                                )
+                                    .into_response()
+                            }
+                            None => axum::http::StatusCode::NOT_FOUND.into_response(),
+                        }
+                    },
+                ),
+            )
+            .with_state(state);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+                });
+            }
+        });
+        Ok(Self {
+            port,
+            docs,
+            hits,
+            task,
+        })
+    }
+
+    pub fn set(&self, path: &str, doc: Doc) {
+        self.docs
+            .lock()
+            .expect("docs")
+            .insert(path.to_string(), doc);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}/{path}", self.port)
+    }
+
+    pub fn hits(&self, path: &str) -> usize {
+        self.hits
+            .lock()
+            .expect("hits")
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
 }

@@ -1,0 +1,1211 @@
+//! POST /register over real mTLS, with a real HTTPS JWKS server on loopback: one case per
+//! rule, hostile inputs, replay, duplicates, and concurrency. Every refusal is checked in the
+//! database too: no client, `jti` or token row may appear.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use dcr_server::sandbox::{RequestOptions, Sandbox};
+use dcr_server::store::{Database, Store};
+use jsonwebtoken::{Algorithm, EncodingKey};
+use rcgen::{DnType, ExtendedKeyUsagePurpose, KeyPair};
+use serde_json::{Value, json};
+
+use crate::support::{
+    BOTH, Backend, Case, Doc, JwksServer, RunningServer, SQLITE, TestEnv, count_rows,
+};
+use crate::{case, ensure_eq};
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(every_rule_has_a_case, BOTH),
+        case!(replayed_request_jti_is_refused, BOTH),
+        case!(replayed_ssa_jti_is_refused_when_enabled, SQLITE),
+        case!(one_client_per_software_id, BOTH),
+        case!(concurrent_same_jti_registers_once, BOTH),
+        case!(uri_validation_fetches_the_pages, SQLITE),
+        case!(unknown_kids_do_not_amplify_jwks_fetches, SQLITE),
+        case!(jwks_outage_is_bridged_by_the_stale_cache, SQLITE),
+    ]
+}
+
+/// A request to POST.
+pub struct Req {
+    pub body: String,
+    pub content_type: Option<&'static str>,
+    pub identity: Option<(String, String)>,
+}
+
+impl Req {
+    pub fn jwt(body: String) -> Self {
+        Self {
+            body,
+            content_type: Some("application/jwt"),
+            identity: None,
+        }
+    }
+}
+
+/// A running server, its sandbox TPP, and the keys hostile cases need.
+pub struct Ctx {
+    pub env: TestEnv,
+    pub sandbox: Sandbox,
+    pub server: RunningServer,
+    pub jwks: JwksServer,
+    pub store: Database,
+    rogue_rsa: EncodingKey,
+    rogue_rsa_pem: String,
+    tpp_jwks: Value,
+    directory_kid: String,
+    transport: (String, String),
+}
+
+/// The dcr settings of the table's server: every optional check on.
+const TABLE_DCR: &str = r#"
+software_id_as_application_name.enable = false
+ssa_jti_validation.enable = true
+hostname_validation.enable = true
+ssa_max_age = 3600
+"#;
+
+impl Ctx {
+    pub async fn start(backend: Backend, extra_dcr: &str, extra_jwks: &str) -> Result<Self> {
+        let env = TestEnv::new(backend).await?;
+        let issuer = env.issuer();
+        let dcr = format!("audience = [\"{issuer}\", \"0015800001BANKAAA\"]\n{extra_dcr}");
+        let jwks_extra = format!("allowed_hosts = [\"localhost\"]\n{extra_jwks}");
+        let config = env.config_with(&dcr, &jwks_extra)?;
+        let server = env.start_with(config, axum::Router::new()).await?;
+        let jwks = JwksServer::start(&env.ca()?).await?;
+        let sandbox = env.sandbox()?;
+        let rogue = KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)?;
+        let rogue_rsa_pem = rogue.serialize_pem();
+        let tpp_jwks: Value = serde_json::from_str(&std::fs::read_to_string(
+            env.sandbox_dir.join("tpp/signing.jwks"),
+        )?)?;
+        let directory: Value = serde_json::from_str(&std::fs::read_to_string(
+            env.sandbox_dir.join("directory.jwks"),
+        )?)?;
+        let store = env.db.connect().await?;
+        Ok(Self {
+            transport: env.transport_pem()?,
+            directory_kid: directory["keys"][0]["kid"]
+                .as_str()
+                .context("kid")?
+                .to_string(),
+            rogue_rsa: EncodingKey::from_rsa_pem(rogue_rsa_pem.as_bytes())?,
+            rogue_rsa_pem,
+            tpp_jwks,
+            sandbox,
+            server,
+            jwks,
+            store,
+            env,
+        })
+    }
+
+    pub fn options(&self, method: &str, alg: &str) -> RequestOptions {
+        RequestOptions {
+            auth_method: method.into(),
+            alg: alg.into(),
+            aud: self.env.issuer(),
+            lifetime: 300,
+        }
+    }
+
+    /// Fresh request claims for the sandbox TPP.
+    pub fn claims(&self, method: &str) -> Result<Value> {
+        self.sandbox.request_claims(&self.options(method, "PS256"))
+    }
+
+    /// A signed request with the claims changed by `f`.
+    pub fn request(&self, f: impl FnOnce(&mut Value)) -> Result<Req> {
+        let mut claims = self.claims("private_key_jwt")?;
+        f(&mut claims);
+        Ok(Req::jwt(self.sandbox.sign_as_tpp(&claims, "PS256")?))
+    }
+
+    /// An SSA with its claims changed by `f`, signed by the directory.
+    pub fn ssa(&self, f: impl FnOnce(&mut Value)) -> Result<String> {
+        let mut claims = self.sandbox.ssa_claims();
+        f(&mut claims);
+        self.sandbox.sign_ssa(&claims)
+    }
+
+    /// A signed request carrying an SSA changed by `f`.
+    pub fn request_with_ssa(&self, f: impl FnOnce(&mut Value)) -> Result<Req> {
+        let ssa = self.ssa(f)?;
+        self.request(|c| c["software_statement"] = json!(ssa))
+    }
+
+    pub fn tpp_public_jwk(&self, alg: &str) -> Result<Value> {
+        self.tpp_jwks["keys"]
+            .as_array()
+            .context("keys")?
+            .iter()
+            .find(|k| k["alg"] == alg)
+            .cloned()
+            .context("no such key")
+    }
+
+    /// POSTs a request; the sandbox transport certificate unless the request names another.
+    pub async fn post(&self, req: &Req, with_cert: bool) -> Result<(u16, Value)> {
+        let identity = match (&req.identity, with_cert) {
+            (Some((c, k)), _) => Some((c.as_str(), k.as_str())),
+            (None, true) => Some((self.transport.0.as_str(), self.transport.1.as_str())),
+            (None, false) => None,
+        };
+        let client = self.env.client(identity)?;
+        let mut builder = client
+            .post(self.env.url(dcr_server::REGISTER_PATH))
+            .body(req.body.clone());
+        if let Some(ct) = req.content_type {
+            builder = builder.header("content-type", ct);
+        }
+        let response = builder.send().await?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        let body = serde_json::from_str(&text)
+            .with_context(|| format!("status {status}: body is not JSON: {text:.200}"))?;
+        Ok((status, body))
+    }
+
+    pub async fn counts(&self) -> Result<[i64; 3]> {
+        Ok([
+            count_rows(&self.store, "clients").await?,
+            count_rows(&self.store, "jtis").await?,
+            count_rows(&self.store, "tokens").await?,
+        ])
+    }
+}
+
+/// A JWS with any header, signed by `key` (or with a junk signature).
+pub fn raw_jws(
+    header: Value,
+    claims: &Value,
+    key: Option<(&EncodingKey, Algorithm)>,
+) -> Result<String> {
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let signature = match key {
+        Some((key, alg)) => jsonwebtoken::crypto::sign(input.as_bytes(), key, alg)?,
+        None => URL_SAFE_NO_PAD.encode(b"not a signature"),
+    };
+    Ok(format!("{input}.{signature}"))
+}
+
+type Build = Box<dyn Fn(&Ctx) -> Result<Req> + Send + Sync>;
+
+struct Row {
+    name: &'static str,
+    status: u16,
+    code: &'static str,
+    build: Build,
+}
+
+fn row(
+    name: &'static str,
+    status: u16,
+    code: &'static str,
+    build: impl Fn(&Ctx) -> Result<Req> + Send + Sync + 'static,
+) -> Row {
+    Row {
+        name,
+        status,
+        code,
+        build: Box::new(build),
+    }
+}
+
+const ICM: &str = "invalid_client_metadata";
+const IRU: &str = "invalid_redirect_uri";
+const ISS: &str = "invalid_software_statement";
+const USS: &str = "unapproved_software_statement";
+
+fn remove(c: &mut Value, key: &str) {
+    if let Some(m) = c.as_object_mut() {
+        m.remove(key);
+    }
+}
+
+#[allow(clippy::too_many_lines)]
+fn table() -> Vec<Row> {
+    vec![
+        // --- happy paths ---
+        row("private_key_jwt PS256, OB certificate", 201, "", |c| {
+            c.request(|_| {})
+        }),
+        row("private_key_jwt ES256", 201, "", |c| {
+            Ok(Req::jwt(
+                c.sandbox.request(&c.options("private_key_jwt", "ES256"))?,
+            ))
+        }),
+        row("tls_client_auth, DN as in the certificate", 201, "", |c| {
+            Ok(Req::jwt(
+                c.sandbox.request(&c.options("tls_client_auth", "PS256"))?,
+            ))
+        }),
+        row(
+            "tls_client_auth, DN in another order and spacing",
+            201,
+            "",
+            |c| {
+                let mut claims = c.claims("tls_client_auth")?;
+                let t = &c.sandbox.tpp;
+                claims["tls_client_auth_subject_dn"] = json!(format!(
+                    "C=GB, O=OpenBanking, OU={}, CN={}",
+                    t.org_id, t.software_id
+                ));
+                Ok(Req::jwt(c.sandbox.sign_as_tpp(&claims, "PS256")?))
+            },
+        ),
+        row(
+            "eIDAS certificate, PSDGB-OB-<org_id>, tls_client_auth",
+            201,
+            "",
+            |c| {
+                let (cert, key) = eidas_cert(c, &format!("PSDGB-OB-{}", c.sandbox.tpp.org_id))?;
+                let mut claims = c.claims("tls_client_auth")?;
+                claims["tls_client_auth_subject_dn"] = json!(format!(
+                    "CN=tpp.example.com,2.5.4.97=PSDGB-OB-{},O=Sandbox TPP Ltd,C=GB",
+                    c.sandbox.tpp.org_id
+                ));
+                let mut req = Req::jwt(c.sandbox.sign_as_tpp(&claims, "PS256")?);
+                req.identity = Some((cert, key));
+                Ok(req)
+            },
+        ),
+        row(
+            "eIDAS certificate, competent authority registration",
+            201,
+            "",
+            |c| {
+                let (cert, key) = eidas_cert(c, "PSDGB-FCA-123456")?;
+                let mut req = c.request(|_| {})?;
+                req.identity = Some((cert, key));
+                Ok(req)
+            },
+        ),
+        row("content type with charset", 201, "", |c| {
+            let mut r = c.request(|_| {})?;
+            r.content_type = Some("application/jwt; charset=ISO-8859-1");
+            Ok(r)
+        }),
+        row("application/jose", 201, "", |c| {
+            let mut r = c.request(|_| {})?;
+            r.content_type = Some("application/jose");
+            Ok(r)
+        }),
+        row("second redirect URI and a subset of scopes", 201, "", |c| {
+            c.request(|r| {
+                r["redirect_uris"] = json!([
+                    "https://tpp.example.com/callback2",
+                    "https://tpp.example.com/callback"
+                ]);
+                r["scope"] = json!("accounts");
+            })
+        }),
+        row(
+            "response_types absent (defaults to code id_token)",
+            201,
+            "",
+            |c| c.request(|r| remove(r, "response_types")),
+        ),
+        row(
+            "aud as an array holding the configured audience",
+            201,
+            "",
+            |c| c.request(|r| r["aud"] = json!(["someone-else", "0015800001BANKAAA"])),
+        ),
+        // --- transport ---
+        // (no certificate: see every_rule_has_a_case)
+        // --- envelope ---
+        row("content type application/json", 400, ICM, |c| {
+            let mut r = c.request(|_| {})?;
+            r.content_type = Some("application/json");
+            Ok(r)
+        }),
+        row("no content type", 400, ICM, |c| {
+            let mut r = c.request(|_| {})?;
+            r.content_type = None;
+            Ok(r)
+        }),
+        row("body is not a JWS", 400, ICM, |_| {
+            Ok(Req::jwt("hello".into()))
+        }),
+        row("body is JSON", 400, ICM, |_| {
+            Ok(Req::jwt(r#"{"redirect_uris":[]}"#.into()))
+        }),
+        row("truncated JWS", 400, ICM, |c| {
+            let r = c.request(|_| {})?;
+            Ok(Req::jwt(r.body[..r.body.len() - 20].to_string()))
+        }),
+        row("JWS with two parts", 400, ICM, |c| {
+            let r = c.request(|_| {})?;
+            let two: Vec<&str> = r.body.split('.').take(2).collect();
+            Ok(Req::jwt(two.join(".")))
+        }),
+        row("payload not JSON", 400, ICM, |c| {
+            let h = URL_SAFE_NO_PAD
+                .encode(json!({"alg": "PS256", "kid": c.sandbox.tpp.kid_ps256}).to_string());
+            Ok(Req::jwt(format!(
+                "{h}.{}.c2ln",
+                URL_SAFE_NO_PAD.encode("not json")
+            )))
+        }),
+        row("payload a JSON array", 400, ICM, |c| {
+            let h = URL_SAFE_NO_PAD.encode(json!({"alg": "PS256"}).to_string());
+            let _ = c;
+            Ok(Req::jwt(format!(
+                "{h}.{}.c2ln",
+                URL_SAFE_NO_PAD.encode("[1,2]")
+            )))
+        }),
+        row("alg none", 400, ICM, |c| {
+            let claims = c.claims("private_key_jwt")?;
+            let jws = raw_jws(
+                json!({"alg": "none", "kid": c.sandbox.tpp.kid_ps256}),
+                &claims,
+                None,
+            )?;
+            Ok(Req::jwt(
+                jws.rsplit_once('.')
+                    .map(|(a, _)| format!("{a}."))
+                    .unwrap_or(jws),
+            ))
+        }),
+        row("alg none with a junk signature", 400, ICM, |c| {
+            let claims = c.claims("private_key_jwt")?;
+            Ok(Req::jwt(raw_jws(
+                json!({"alg": "none", "kid": c.sandbox.tpp.kid_ps256}),
+                &claims,
+                None,
+            )?))
+        }),
+        row(
+            "HS256 keyed with the directory's public JWKS",
+            400,
+            ICM,
+            |c| {
+                let claims = c.claims("private_key_jwt")?;
+                let secret = std::fs::read(c.env.sandbox_dir.join("directory.jwks"))?;
+                let key = EncodingKey::from_secret(&secret);
+                Ok(Req::jwt(raw_jws(
+                    json!({"alg": "HS256", "kid": c.directory_kid}),
+                    &claims,
+                    Some((&key, Algorithm::HS256)),
+                )?))
+            },
+        ),
+        row("RS256 with the TPP's real key", 400, ICM, |c| {
+            let claims = c.claims("private_key_jwt")?;
+            let pem = std::fs::read(c.env.sandbox_dir.join("tpp/signing-ps256.key"))?;
+            let key = EncodingKey::from_rsa_pem(&pem)?;
+            Ok(Req::jwt(raw_jws(
+                json!({"alg": "RS256", "kid": c.sandbox.tpp.kid_ps256}),
+                &claims,
+                Some((&key, Algorithm::RS256)),
+            )?))
+        }),
+        row("key carried in the jwk header", 400, ICM, |c| {
+            let claims = c.claims("private_key_jwt")?;
+            let jwk = json!({"kty": "RSA", "n": "x", "e": "AQAB"});
+            Ok(Req::jwt(raw_jws(
+                json!({"alg": "PS256", "kid": "rogue", "jwk": jwk}),
+                &claims,
+                Some((&c.rogue_rsa, Algorithm::PS256)),
+            )?))
+        }),
+        row("key location in the jku header", 400, ICM, |c| {
+            let claims = c.claims("private_key_jwt")?;
+            Ok(Req::jwt(raw_jws(
+                json!({"alg": "PS256", "kid": "rogue", "jku": c.jwks.url("rogue.jwks")}),
+                &claims,
+                Some((&c.rogue_rsa, Algorithm::PS256)),
+            )?))
+        }),
+        row("x5c header", 400, ICM, |c| {
+            let claims = c.claims("private_key_jwt")?;
+            Ok(Req::jwt(raw_jws(
+                json!({"alg": "PS256", "kid": c.sandbox.tpp.kid_ps256, "x5c": ["MIIB"]}),
+                &claims,
+                Some((&c.rogue_rsa, Algorithm::PS256)),
+            )?))
+        }),
+        row("crit header", 400, ICM, |c| {
+            let claims = c.claims("private_key_jwt")?;
+            let pem = std::fs::read(c.env.sandbox_dir.join("tpp/signing-ps256.key"))?;
+            let key = EncodingKey::from_rsa_pem(&pem)?;
+            Ok(Req::jwt(raw_jws(
+                json!({"alg": "PS256", "kid": c.sandbox.tpp.kid_ps256, "crit": ["b64"], "b64": false}),
+                &claims,
+                Some((&key, Algorithm::PS256)),
+            )?))
+        }),
+        // --- SSA ---
+        row("software_statement missing", 400, ISS, |c| {
+            c.request(|r| remove(r, "software_statement"))
+        }),
+        row("software_statement a number", 400, ISS, |c| {
+            c.request(|r| r["software_statement"] = json!(42))
+        }),
+        row("software_statement garbage", 400, ISS, |c| {
+            c.request(|r| r["software_statement"] = json!("garbage"))
+        }),
+        row("SSA from an untrusted issuer", 400, USS, |c| {
+            c.request_with_ssa(|s| s["iss"] = json!("Evil Directory Ltd"))
+        }),
+        row("SSA re-signed by another key", 400, ISS, |c| {
+            let claims = c.sandbox.ssa_claims();
+            let ssa = raw_jws(
+                json!({"alg": "PS256", "kid": c.directory_kid, "typ": "JWT"}),
+                &claims,
+                Some((&c.rogue_rsa, Algorithm::PS256)),
+            )?;
+            c.request(|r| r["software_statement"] = json!(ssa))
+        }),
+        row("SSA signed by an unknown key", 400, ISS, |c| {
+            let claims = c.sandbox.ssa_claims();
+            let ssa = raw_jws(
+                json!({"alg": "PS256", "kid": "unknown-directory-key"}),
+                &claims,
+                Some((&c.rogue_rsa, Algorithm::PS256)),
+            )?;
+            c.request(|r| r["software_statement"] = json!(ssa))
+        }),
+        row("SSA with alg none", 400, ISS, |c| {
+            let claims = c.sandbox.ssa_claims();
+            let ssa = raw_jws(json!({"alg": "none"}), &claims, None)?;
+            c.request(|r| r["software_statement"] = json!(ssa))
+        }),
+        row("SSA org_status Revoked", 400, USS, |c| {
+            c.request_with_ssa(|s| s["org_status"] = json!("Revoked"))
+        }),
+        row("SSA without software_roles", 400, USS, |c| {
+            c.request_with_ssa(|s| remove(s, "software_roles"))
+        }),
+        row("SSA older than ssa_max_age", 400, ISS, |c| {
+            c.request_with_ssa(|s| s["iat"] = json!(dcr_server::clock::now() - 7200))
+        }),
+        row("SSA without software_jwks_endpoint", 400, ISS, |c| {
+            c.request_with_ssa(|s| remove(s, "software_jwks_endpoint"))
+        }),
+        // --- request signature ---
+        row("no kid", 400, ICM, |c| {
+            let claims = c.claims("private_key_jwt")?;
+            let pem = std::fs::read(c.env.sandbox_dir.join("tpp/signing-ps256.key"))?;
+            let key = EncodingKey::from_rsa_pem(&pem)?;
+            Ok(Req::jwt(raw_jws(
+                json!({"alg": "PS256"}),
+                &claims,
+                Some((&key, Algorithm::PS256)),
+            )?))
+        }),
+        row("unknown kid", 400, ICM, |c| {
+            let claims = c.claims("private_key_jwt")?;
+            Ok(Req::jwt(raw_jws(
+                json!({"alg": "PS256", "kid": "no-such-kid"}),
+                &claims,
+                Some((&c.rogue_rsa, Algorithm::PS256)),
+            )?))
+        }),
+        row("TPP's kid, another key's signature", 400, ICM, |c| {
+            let claims = c.claims("private_key_jwt")?;
+            Ok(Req::jwt(raw_jws(
+                json!({"alg": "PS256", "kid": c.sandbox.tpp.kid_ps256}),
+                &claims,
+                Some((&c.rogue_rsa, Algorithm::PS256)),
+            )?))
+        }),
+        row("ES256 header naming the RSA key", 400, ICM, |c| {
+            let claims = c.claims("private_key_jwt")?;
+            let pem = std::fs::read(c.env.sandbox_dir.join("tpp/signing-es256.key"))?;
+            let key = EncodingKey::from_ec_pem(&pem)?;
+            Ok(Req::jwt(raw_jws(
+                json!({"alg": "ES256", "kid": c.sandbox.tpp.kid_ps256}),
+                &claims,
+                Some((&key, Algorithm::ES256)),
+            )?))
+        }),
+        row("key published for encryption (use=enc)", 400, ICM, |c| {
+            let mut enc = c.tpp_public_jwk("PS256")?;
+            enc["use"] = json!("enc");
+            enc["kid"] = json!("enc-key");
+            c.jwks
+                .set("enc.jwks", Doc::json(json!({"keys": [enc]}).to_string()));
+            let url = c.jwks.url("enc.jwks");
+            let ssa = c.ssa(|s| s["software_jwks_endpoint"] = json!(url))?;
+            let mut claims = c.claims("private_key_jwt")?;
+            claims["software_statement"] = json!(ssa);
+            let pem = std::fs::read(c.env.sandbox_dir.join("tpp/signing-ps256.key"))?;
+            let key = EncodingKey::from_rsa_pem(&pem)?;
+            Ok(Req::jwt(raw_jws(
+                json!({"alg": "PS256", "kid": "enc-key"}),
+                &claims,
+                Some((&key, Algorithm::PS256)),
+            )?))
+        }),
+        row("RSA key shorter than 2048 bits", 400, ICM, |c| {
+            let n = URL_SAFE_NO_PAD.encode([0xC5u8; 128]);
+            c.jwks.set(
+                "short.jwks",
+                Doc::json(
+                    json!({"keys": [{"kty": "RSA", "kid": "short", "n": n, "e": "AQAB"}]})
+                        .to_string(),
+                ),
+            );
+            let url = c.jwks.url("short.jwks");
+            let ssa = c.ssa(|s| s["software_jwks_endpoint"] = json!(url))?;
+            let mut claims = c.claims("private_key_jwt")?;
+            claims["software_statement"] = json!(ssa);
+            Ok(Req::jwt(raw_jws(
+                json!({"alg": "PS256", "kid": "short"}),
+                &claims,
+                Some((&c.rogue_rsa, Algorithm::PS256)),
+            )?))
+        }),
+        row("JWKS endpoint over http", 400, ICM, |c| {
+            c.request_with_ssa(|s| s["software_jwks_endpoint"] = json!("http://localhost/x.jwks"))
+        }),
+        row("JWKS host not in allowed_hosts", 400, ICM, |c| {
+            let url = format!("https://127.0.0.1:{}/x.jwks", c.jwks.port);
+            c.request_with_ssa(|s| s["software_jwks_endpoint"] = json!(url))
+        }),
+        row("JWKS endpoint answers 404", 400, ICM, |c| {
+            let url = c.jwks.url("missing.jwks");
+            c.request_with_ssa(|s| s["software_jwks_endpoint"] = json!(url))
+        }),
+        row("JWKS endpoint answers garbage", 400, ICM, |c| {
+            c.jwks.set("garbage.jwks", Doc::json("<html>"));
+            let url = c.jwks.url("garbage.jwks");
+            c.request_with_ssa(|s| s["software_jwks_endpoint"] = json!(url))
+        }),
+        row("JWKS larger than 256 KiB", 400, ICM, |c| {
+            let big = json!({"keys": [], "pad": "x".repeat(300 * 1024)}).to_string();
+            c.jwks.set("huge.jwks", Doc::json(big));
+            let url = c.jwks.url("huge.jwks");
+            c.request_with_ssa(|s| s["software_jwks_endpoint"] = json!(url))
+        }),
+        // --- request claims ---
+        row("iss missing", 400, ICM, |c| c.request(|r| remove(r, "iss"))),
+        row("iss empty", 400, ICM, |c| {
+            c.request(|r| r["iss"] = json!(""))
+        }),
+        row("iss of 30 characters", 400, ICM, |c| {
+            c.request(|r| r["iss"] = json!("a".repeat(30)))
+        }),
+        row("iss foo.is/invalid", 400, ICM, |c| {
+            c.request(|r| r["iss"] = json!("foo.is/invalid"))
+        }),
+        row("iss another software", 400, ICM, |c| {
+            c.request(|r| r["iss"] = json!("AnotherSoftware1"))
+        }),
+        row("iss a number", 400, ICM, |c| {
+            c.request(|r| r["iss"] = json!(12345))
+        }),
+        row("exp an hour ago", 400, ICM, |c| {
+            c.request(|r| {
+                r["iat"] = json!(dcr_server::clock::now() - 7200);
+                r["exp"] = json!(dcr_server::clock::now() - 3600);
+            })
+        }),
+        row("exp missing", 400, ICM, |c| c.request(|r| remove(r, "exp"))),
+        row("exp a string", 400, ICM, |c| {
+            c.request(|r| r["exp"] = json!("tomorrow"))
+        }),
+        row("iat an hour ahead", 400, ICM, |c| {
+            c.request(|r| {
+                r["iat"] = json!(dcr_server::clock::now() + 3600);
+                r["exp"] = json!(dcr_server::clock::now() + 7200);
+            })
+        }),
+        row("aud missing", 400, ICM, |c| c.request(|r| remove(r, "aud"))),
+        row("aud another bank", 400, ICM, |c| {
+            c.request(|r| r["aud"] = json!("0015800001OTHERBK"))
+        }),
+        row("jti missing", 400, ICM, |c| c.request(|r| remove(r, "jti"))),
+        row("jti a number", 400, ICM, |c| {
+            c.request(|r| r["jti"] = json!(7))
+        }),
+        // --- metadata ---
+        row("redirect_uris missing", 400, ICM, |c| {
+            c.request(|r| remove(r, "redirect_uris"))
+        }),
+        row("redirect_uris a string", 400, ICM, |c| {
+            c.request(|r| r["redirect_uris"] = json!("https://tpp.example.com/callback"))
+        }),
+        row("token_endpoint_auth_method missing", 400, ICM, |c| {
+            c.request(|r| remove(r, "token_endpoint_auth_method"))
+        }),
+        row("token_endpoint_auth_method not enabled", 400, ICM, |c| {
+            c.request(|r| r["token_endpoint_auth_method"] = json!("client_secret_basic"))
+        }),
+        row("grant_types missing", 400, ICM, |c| {
+            c.request(|r| remove(r, "grant_types"))
+        }),
+        row("grant_types unknown", 400, ICM, |c| {
+            c.request(|r| r["grant_types"] = json!(["password"]))
+        }),
+        row("response_types id_token token", 400, ICM, |c| {
+            c.request(|r| r["response_types"] = json!(["id_token", "token"]))
+        }),
+        row("scope missing", 400, ICM, |c| {
+            c.request(|r| remove(r, "scope"))
+        }),
+        row("scope an array", 400, ICM, |c| {
+            c.request(|r| r["scope"] = json!(["accounts"]))
+        }),
+        row("application_type missing", 400, ICM, |c| {
+            c.request(|r| remove(r, "application_type"))
+        }),
+        row("application_type desktop", 400, ICM, |c| {
+            c.request(|r| r["application_type"] = json!("desktop"))
+        }),
+        row("id_token_signed_response_alg missing", 400, ICM, |c| {
+            c.request(|r| remove(r, "id_token_signed_response_alg"))
+        }),
+        row("id_token_signed_response_alg RS256", 400, ICM, |c| {
+            c.request(|r| r["id_token_signed_response_alg"] = json!("RS256"))
+        }),
+        row("request_object_signing_alg missing", 400, ICM, |c| {
+            c.request(|r| remove(r, "request_object_signing_alg"))
+        }),
+        row("request_object_signing_alg none", 400, ICM, |c| {
+            c.request(|r| r["request_object_signing_alg"] = json!("none"))
+        }),
+        row(
+            "token_endpoint_auth_signing_alg missing for private_key_jwt",
+            400,
+            ICM,
+            |c| c.request(|r| remove(r, "token_endpoint_auth_signing_alg")),
+        ),
+        row("token_endpoint_auth_signing_alg RS256", 400, ICM, |c| {
+            c.request(|r| r["token_endpoint_auth_signing_alg"] = json!("RS256"))
+        }),
+        row("tls_client_auth without subject DN", 400, ICM, |c| {
+            let mut claims = c.claims("tls_client_auth")?;
+            remove(&mut claims, "tls_client_auth_subject_dn");
+            Ok(Req::jwt(c.sandbox.sign_as_tpp(&claims, "PS256")?))
+        }),
+        row("subject DN with private_key_jwt", 400, ICM, |c| {
+            c.request(|r| r["tls_client_auth_subject_dn"] = json!("CN=x"))
+        }),
+        row("software_id differs from the SSA", 400, ICM, |c| {
+            c.request(|r| r["software_id"] = json!("OtherSoftware"))
+        }),
+        // --- redirect URIs ---
+        row("redirect URI over http", 400, IRU, |c| {
+            let uri = "http://tpp.example.com/callback";
+            c.request_with_ssa_and(
+                |s| s["software_redirect_uris"] = json!([uri]),
+                |r| r["redirect_uris"] = json!([uri]),
+            )
+        }),
+        row("redirect URI on localhost", 400, IRU, |c| {
+            let uri = "https://localhost/callback";
+            c.request_with_ssa_and(
+                |s| s["software_redirect_uris"] = json!([uri]),
+                |r| r["redirect_uris"] = json!([uri]),
+            )
+        }),
+        row("redirect URI with a fragment", 400, IRU, |c| {
+            let uri = "https://tpp.example.com/callback#x";
+            c.request_with_ssa_and(
+                |s| s["software_redirect_uris"] = json!([uri]),
+                |r| r["redirect_uris"] = json!([uri]),
+            )
+        }),
+        row("redirect URI longer than 256", 400, IRU, |c| {
+            let uri = format!("https://tpp.example.com/{}", "a".repeat(250));
+            let u2 = uri.clone();
+            c.request_with_ssa_and(
+                move |s| s["software_redirect_uris"] = json!([uri]),
+                move |r| r["redirect_uris"] = json!([u2]),
+            )
+        }),
+        row("redirect URI not in the SSA", 400, IRU, |c| {
+            c.request(|r| r["redirect_uris"] = json!(["https://tpp.example.com/other"]))
+        }),
+        row("second redirect URI not in the SSA", 400, IRU, |c| {
+            c.request(|r| {
+                r["redirect_uris"] = json!([
+                    "https://tpp.example.com/callback",
+                    "https://evil.example.com/cb"
+                ])
+            })
+        }),
+        // --- URI policies ---
+        row(
+            "tos URI on another host (hostname_validation)",
+            400,
+            ICM,
+            |c| {
+                c.request_with_ssa(|s| {
+                    s["software_tos_uri"] = json!("https://elsewhere.example.org/tos")
+                })
+            },
+        ),
+        // --- scopes ---
+        row("payments without PISP", 400, ICM, |c| {
+            c.request_with_ssa_and(
+                |s| s["software_roles"] = json!(["AISP"]),
+                |r| r["scope"] = json!("openid payments"),
+            )
+        }),
+        row("unknown scope", 400, ICM, |c| {
+            c.request(|r| r["scope"] = json!("openid admin"))
+        }),
+        // --- transport certificate binding ---
+        row("OB certificate of another software", 400, USS, |c| {
+            let (cert, key) = c
+                .env
+                .ca()?
+                .issue_ob_transport(&c.sandbox.tpp.org_id, "SomeOtherSoftware")?;
+            let mut r = c.request(|_| {})?;
+            r.identity = Some((cert, key));
+            Ok(r)
+        }),
+        row("OB certificate of another organisation", 400, USS, |c| {
+            let (cert, key) = c
+                .env
+                .ca()?
+                .issue_ob_transport("0015800001OTHERORG", &c.sandbox.tpp.software_id)?;
+            let mut r = c.request(|_| {})?;
+            r.identity = Some((cert, key));
+            Ok(r)
+        }),
+        row("eIDAS certificate of another organisation", 400, USS, |c| {
+            let (cert, key) = eidas_cert(c, "PSDGB-FCA-999999")?;
+            let mut r = c.request(|_| {})?;
+            r.identity = Some((cert, key));
+            Ok(r)
+        }),
+        // --- subject DN ---
+        row("subject DN of another certificate", 400, ICM, |c| {
+            let mut claims = c.claims("tls_client_auth")?;
+            claims["tls_client_auth_subject_dn"] = json!("CN=someone,OU=else,O=OpenBanking,C=GB");
+            Ok(Req::jwt(c.sandbox.sign_as_tpp(&claims, "PS256")?))
+        }),
+        row("subject DN that does not parse", 400, ICM, |c| {
+            let mut claims = c.claims("tls_client_auth")?;
+            claims["tls_client_auth_subject_dn"] = json!("not a DN");
+            Ok(Req::jwt(c.sandbox.sign_as_tpp(&claims, "PS256")?))
+        }),
+        // --- sizes and types ---
+        row("1 MB body", 413, ICM, |_| {
+            Ok(Req::jwt("a".repeat(1024 * 1024)))
+        }),
+        row("claims of the wrong JSON type everywhere", 400, ICM, |c| {
+            c.request(|r| {
+                r["grant_types"] = json!({"a": 1});
+                r["redirect_uris"] = json!([1, 2]);
+            })
+        }),
+    ]
+}
+
+impl Ctx {
+    /// A request with both the SSA and the request claims changed.
+    pub fn request_with_ssa_and(
+        &self,
+        ssa_f: impl FnOnce(&mut Value),
+        req_f: impl FnOnce(&mut Value),
+    ) -> Result<Req> {
+        let ssa = self.ssa(ssa_f)?;
+        self.request(|c| {
+            c["software_statement"] = json!(ssa);
+            req_f(c);
+        })
+    }
+}
+
+/// An eIDAS-style certificate for the sandbox TPP's organisation.
+fn eidas_cert(c: &Ctx, org_identifier: &str) -> Result<(String, String)> {
+    c.env.ca()?.issue(
+        &[
+            (DnType::CountryName, "GB".into()),
+            (DnType::OrganizationName, "Sandbox TPP Ltd".into()),
+            (
+                DnType::CustomDnType(vec![2, 5, 4, 97]),
+                org_identifier.into(),
+            ),
+            (DnType::CommonName, "tpp.example.com".into()),
+        ],
+        &[],
+        ExtendedKeyUsagePurpose::ClientAuth,
+    )
+}
+
+fn check_client_body(body: &Value, sent_ssa: Option<&str>) -> Result<()> {
+    ensure!(
+        body["client_id"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty() && s.len() <= 36)
+    );
+    ensure!(
+        body["client_id_issued_at"].is_i64(),
+        "client_id_issued_at must be an integer"
+    );
+    ensure!(
+        body["client_secret"]
+            .as_str()
+            .is_some_and(|s| s.len() == 36)
+    );
+    ensure_eq!(body["client_secret_expires_at"], json!(0));
+    for key in ["redirect_uris", "grant_types", "response_types"] {
+        ensure!(body[key].is_array(), "{key} must be an array");
+    }
+    for key in [
+        "token_endpoint_auth_method",
+        "scope",
+        "software_id",
+        "software_statement",
+        "application_type",
+        "id_token_signed_response_alg",
+        "request_object_signing_alg",
+    ] {
+        ensure!(body[key].is_string(), "{key} must be a string");
+    }
+    if let Some(ssa) = sent_ssa {
+        ensure_eq!(body["software_statement"].as_str(), Some(ssa));
+    }
+    Ok(())
+}
+
+fn sent_ssa(req: &Req) -> Option<String> {
+    let payload = req.body.split('.').nth(1)?;
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    claims["software_statement"].as_str().map(str::to_string)
+}
+
+async fn every_rule_has_a_case(backend: Backend) -> Result<()> {
+    let ctx = Ctx::start(backend, TABLE_DCR, "").await?;
+    let mut failures = Vec::new();
+    let rows = table();
+    for r in &rows {
+        let req = (r.build)(&ctx).with_context(|| format!("building `{}`", r.name))?;
+        let before = ctx.counts().await?;
+        let (status, body) = ctx
+            .post(&req, true)
+            .await
+            .with_context(|| r.name.to_string())?;
+        let after = ctx.counts().await?;
+        if status != r.status {
+            failures.push(format!(
+                "{}: status {status}, want {}: {body}",
+                r.name, r.status
+            ));
+            continue;
+        }
+        if r.status == 201 {
+            if let Err(e) = check_client_body(&body, sent_ssa(&req).as_deref()) {
+                failures.push(format!("{}: {e}", r.name));
+            }
+            if after[0] != before[0] + 1 {
+                failures.push(format!(
+                    "{}: 201 but clients went {} -> {}",
+                    r.name, before[0], after[0]
+                ));
+            }
+        } else {
+            if body["error"] != json!(r.code) {
+                failures.push(format!(
+                    "{}: error {}, want {}",
+                    r.name, body["error"], r.code
+                ));
+            }
+            let description = body["error_description"].as_str().unwrap_or_default();
+            if description.is_empty()
+                || description.contains("sqlx")
+                || description.contains("panicked")
+            {
+                failures.push(format!("{}: bad error_description {description:?}", r.name));
+            }
+            if after != before {
+                failures.push(format!(
+                    "{}: refused but rows changed {before:?} -> {after:?}",
+                    r.name
+                ));
+            }
+        }
+    }
+    // No client certificate at all.
+    let req = ctx.request(|_| {})?;
+    let before = ctx.counts().await?;
+    let (status, body) = ctx.post(&req, false).await?;
+    if status != 401 || body["error"] != json!("invalid_client") {
+        failures.push(format!("no certificate: {status} {body}"));
+    }
+    ensure_eq!(ctx.counts().await?, before);
+    if !failures.is_empty() {
+        bail!(
+            "{} of {} cases failed:\n{}",
+            failures.len(),
+            rows.len() + 1,
+            failures.join("\n")
+        );
+    }
+    // The secret is stored only as its hash.
+    for client in ctx.store.list_clients().await? {
+        ensure!(client.client_secret_hash.len() == 64);
+    }
+    ctx.server.stop().await
+}
+
+async fn replayed_request_jti_is_refused(backend: Backend) -> Result<()> {
+    let ctx = Ctx::start(backend, TABLE_DCR, "").await?;
+    let req = ctx.request(|_| {})?;
+    let (status, body) = ctx.post(&req, true).await?;
+    ensure_eq!(status, 201);
+    let secret = body["client_secret"]
+        .as_str()
+        .context("secret")?
+        .to_string();
+    let before = ctx.counts().await?;
+    let (status, body) = ctx.post(&req, true).await?;
+    ensure_eq!(status, 400);
+    ensure_eq!(body["error"], json!(ICM));
+    ensure!(
+        body["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("jti")
+    );
+    ensure_eq!(ctx.counts().await?, before);
+    // The jti row lives at least until the JWT's exp.
+    let client = ctx.store.list_clients().await?.pop().context("client")?;
+    ensure!(client.client_secret_hash != secret);
+    ensure_eq!(
+        client.client_secret_hash,
+        dcr_server::registration::hash_secret(&secret)
+    );
+    ctx.server.stop().await
+}
+
+async fn replayed_ssa_jti_is_refused_when_enabled(backend: Backend) -> Result<()> {
+    let ctx = Ctx::start(backend, TABLE_DCR, "").await?;
+    let ssa = ctx.ssa(|_| {})?;
+    let first = ctx.request(|r| r["software_statement"] = json!(ssa))?;
+    ensure_eq!(ctx.post(&first, true).await?.0, 201);
+    let second = ctx.request(|r| r["software_statement"] = json!(ssa))?;
+    let (status, body) = ctx.post(&second, true).await?;
+    ensure_eq!(status, 400);
+    ensure_eq!(body["error"], json!(ISS));
+    ctx.server.stop().await?;
+
+    // Off (the default): the same SSA may be used again.
+    let ctx = Ctx::start(
+        backend,
+        "software_id_as_application_name.enable = false",
+        "",
+    )
+    .await?;
+    let ssa = ctx.ssa(|_| {})?;
+    for _ in 0..2 {
+        let req = ctx.request(|r| r["software_statement"] = json!(ssa))?;
+        ensure_eq!(ctx.post(&req, true).await?.0, 201);
+    }
+    ctx.server.stop().await
+}
+
+async fn one_client_per_software_id(backend: Backend) -> Result<()> {
+    let ctx = Ctx::start(backend, "", "").await?;
+    let (status, body) = ctx.post(&ctx.request(|_| {})?, true).await?;
+    ensure_eq!(status, 201);
+    let client_id = body["client_id"].as_str().context("client_id")?.to_string();
+    let (status, body) = ctx.post(&ctx.request(|_| {})?, true).await?;
+    ensure_eq!(status, 400);
+    ensure_eq!(body["error"], json!(ICM));
+    ensure_eq!(count_rows(&ctx.store, "clients").await?, 1);
+    // Once the client is deleted, the software may register again.
+    let audit = dcr_server::store::AuditRecord {
+        at: dcr_server::clock::now(),
+        action: "delete".into(),
+        outcome: "success".into(),
+        ..Default::default()
+    };
+    ensure!(ctx.store.delete_client(&client_id, &audit).await?);
+    ensure_eq!(ctx.post(&ctx.request(|_| {})?, true).await?.0, 201);
+    ctx.server.stop().await
+}
+
+async fn concurrent_same_jti_registers_once(backend: Backend) -> Result<()> {
+    let ctx = std::sync::Arc::new(
+        Ctx::start(
+            backend,
+            "software_id_as_application_name.enable = false",
+            "",
+        )
+        .await?,
+    );
+    let req = std::sync::Arc::new(ctx.request(|_| {})?);
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (ctx, req) = (ctx.clone(), req.clone());
+        tasks.push(tokio::spawn(async move { ctx.post(&req, true).await }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        let (status, body) = t.await??;
+        match status {
+            201 => created += 1,
+            400 => ensure_eq!(body["error"], json!(ICM)),
+            other => bail!("unexpected status {other}: {body}"),
+        }
+    }
+    ensure_eq!(created, 1);
+    ensure_eq!(count_rows(&ctx.store, "clients").await?, 1);
+    Ok(())
+}
+
+async fn uri_validation_fetches_the_pages(backend: Backend) -> Result<()> {
+    let ctx = Ctx::start(
+        backend,
+        "uri_validation.enable = true\nsoftware_id_as_application_name.enable = false",
+        "",
+    )
+    .await?;
+    ctx.jwks.set("policy", Doc::json("<html>policy</html>"));
+    ctx.jwks.set("logo.png", Doc::json("png"));
+    let policy = ctx.jwks.url("policy");
+    let logo = ctx.jwks.url("logo.png");
+    let missing = ctx.jwks.url("tos-missing");
+    let set_uris = |s: &mut Value, tos: &str| {
+        remove(s, "software_client_uri");
+        s["software_policy_uri"] = json!(policy);
+        s["software_logo_uri"] = json!(logo);
+        s["software_tos_uri"] = json!(tos);
+    };
+    let ok = ctx.request_with_ssa(|s| set_uris(s, &policy))?;
+    let (status, body) = ctx.post(&ok, true).await?;
+    ensure_eq!(status, 201,);
+    let _ = body;
+    let bad = ctx.request_with_ssa(|s| set_uris(s, &missing))?;
+    let (status, body) = ctx.post(&bad, true).await?;
+    ensure_eq!(status, 400);
+    ensure_eq!(body["error"], json!(ICM));
+    ensure!(
+        body["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("software_tos_uri")
+    );
+    ensure_eq!(ctx.jwks.hits("tos-missing"), 1);
+    ctx.server.stop().await
+}
+
+/// Requests naming random kids cause at most one refetch per source every few seconds.
+async fn unknown_kids_do_not_amplify_jwks_fetches(backend: Backend) -> Result<()> {
+    let ctx = std::sync::Arc::new(
+        Ctx::start(
+            backend,
+            "software_id_as_application_name.enable = false",
+            "",
+        )
+        .await?,
+    );
+    ctx.jwks
+        .set("tpp.jwks", Doc::json(ctx.tpp_jwks.to_string()));
+    let url = ctx.jwks.url("tpp.jwks");
+    let ssa = ctx.ssa(|s| s["software_jwks_endpoint"] = json!(url))?;
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let ctx = ctx.clone();
+        let ssa = ssa.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut claims = ctx.claims("private_key_jwt")?;
+            claims["software_statement"] = json!(ssa);
+            let jws = raw_jws(
+                json!({"alg": "PS256", "kid": format!("random-{i}")}),
+                &claims,
+                Some((&ctx.rogue_rsa, Algorithm::PS256)),
+            )?;
+            ctx.post(&Req::jwt(jws), true).await
+        }));
+    }
+    for t in tasks {
+        let (status, _) = t.await??;
+        ensure_eq!(status, 400);
+    }
+    let hits = ctx.jwks.hits("tpp.jwks");
+    ensure!(hits <= 2, "30 unknown kids caused {hits} JWKS fetches");
+    // A valid request still works from the cache.
+    let good = ctx.request(|r| r["software_statement"] = json!(ssa))?;
+    ensure_eq!(ctx.post(&good, true).await?.0, 201);
+    ensure!(ctx.jwks.hits("tpp.jwks") <= 2);
+    Ok(())
+}
+
+/// A JWKS source that goes down is answered from the stale cache.
+async fn jwks_outage_is_bridged_by_the_stale_cache(backend: Backend) -> Result<()> {
+    let ctx = Ctx::start(
+        backend,
+        "software_id_as_application_name.enable = false",
+        "cache_ttl = 1\nmax_stale = 600",
+    )
+    .await?;
+    ctx.jwks
+        .set("tpp.jwks", Doc::json(ctx.tpp_jwks.to_string()));
+    let url = ctx.jwks.url("tpp.jwks");
+    let ssa = ctx.ssa(|s| s["software_jwks_endpoint"] = json!(url))?;
+    ensure_eq!(
+        ctx.post(
+            &ctx.request(|r| r["software_statement"] = json!(ssa))?,
+            true
+        )
+        .await?
+        .0,
+        201
+    );
+    ctx.jwks.set(
+        "tpp.jwks",
+        Doc {
+            status: 503,
+            body: "down".into(),
+            delay: Duration::ZERO,
+        },
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, body) = ctx
+        .post(
+            &ctx.request(|r| r["software_statement"] = json!(ssa))?,
+            true,
+        )
+        .await?;
+    ensure!(status == 201, "stale cache not used: {status} {body}");
+    ensure!(
+        ctx.jwks.hits("tpp.jwks") >= 2,
+        "the expired entry was not refetched"
+    );
+    // Without a cache, the outage is a clear 400.
+    let url2 = ctx.jwks.url("never-up.jwks");
+    ctx.jwks.set(
+        "never-up.jwks",
+        Doc {
+            status: 503,
+            body: "down".into(),
+            delay: Duration::ZERO,
+        },
+    );
+    let ssa2 = ctx.ssa(|s| s["software_jwks_endpoint"] = json!(url2))?;
+    let (status, body) = ctx
+        .post(
+            &ctx.request(|r| r["software_statement"] = json!(ssa2))?,
+            true,
+        )
+        .await?;
+    ensure_eq!(status, 400);
+    ensure!(
+        body["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("could not be fetched")
+    );
+    let _ = &ctx.rogue_rsa_pem;
+    ctx.server.stop().await
+}

@@ -28,6 +28,7 @@ pub fn cases() -> Vec<Case> {
         case!(uri_validation_fetches_the_pages, SQLITE),
         case!(unknown_kids_do_not_amplify_jwks_fetches, SQLITE),
         case!(jwks_outage_is_bridged_by_the_stale_cache, SQLITE),
+        case!(slow_jwks_times_out, SQLITE),
     ]
 }
 
@@ -138,6 +139,12 @@ impl Ctx {
     pub fn request_with_ssa(&self, f: impl FnOnce(&mut Value)) -> Result<Req> {
         let ssa = self.ssa(f)?;
         self.request(|c| c["software_statement"] = json!(ssa))
+    }
+
+    /// The sandbox TPP's RSA signing key.
+    pub fn tpp_rsa_key(&self) -> Result<EncodingKey> {
+        let pem = std::fs::read(self.env.sandbox_dir.join("tpp/signing-ps256.key"))?;
+        Ok(EncodingKey::from_rsa_pem(&pem)?)
     }
 
     pub fn tpp_public_jwk(&self, alg: &str) -> Result<Value> {
@@ -412,7 +419,45 @@ fn table() -> Vec<Row> {
                 Some((&key, Algorithm::RS256)),
             )?))
         }),
-        row("key carried in the jwk header", 400, ICM, |c| {
+        // Header keys are refused even when the signature itself is valid.
+        row("jwk header on an otherwise valid request", 400, ICM, |c| {
+            let claims = c.claims("private_key_jwt")?;
+            let key = c.tpp_rsa_key()?;
+            let jwk = c.tpp_public_jwk("PS256")?;
+            Ok(Req::jwt(raw_jws(
+                json!({"alg": "PS256", "kid": c.sandbox.tpp.kid_ps256, "jwk": jwk}),
+                &claims,
+                Some((&key, Algorithm::PS256)),
+            )?))
+        }),
+        row("jku header on an otherwise valid request", 400, ICM, |c| {
+            let claims = c.claims("private_key_jwt")?;
+            let key = c.tpp_rsa_key()?;
+            Ok(Req::jwt(raw_jws(
+                json!({"alg": "PS256", "kid": c.sandbox.tpp.kid_ps256, "jku": c.jwks.url("rogue.jwks")}),
+                &claims,
+                Some((&key, Algorithm::PS256)),
+            )?))
+        }),
+        row("x5u header on an otherwise valid request", 400, ICM, |c| {
+            let claims = c.claims("private_key_jwt")?;
+            let key = c.tpp_rsa_key()?;
+            Ok(Req::jwt(raw_jws(
+                json!({"alg": "PS256", "kid": c.sandbox.tpp.kid_ps256, "x5u": c.jwks.url("rogue.pem")}),
+                &claims,
+                Some((&key, Algorithm::PS256)),
+            )?))
+        }),
+        row("x5c header on an otherwise valid request", 400, ICM, |c| {
+            let claims = c.claims("private_key_jwt")?;
+            let key = c.tpp_rsa_key()?;
+            Ok(Req::jwt(raw_jws(
+                json!({"alg": "PS256", "kid": c.sandbox.tpp.kid_ps256, "x5c": ["MIIB"]}),
+                &claims,
+                Some((&key, Algorithm::PS256)),
+            )?))
+        }),
+        row("key in the header and a rogue signature", 400, ICM, |c| {
             let claims = c.claims("private_key_jwt")?;
             let jwk = json!({"kty": "RSA", "n": "x", "e": "AQAB"});
             Ok(Req::jwt(raw_jws(
@@ -421,20 +466,42 @@ fn table() -> Vec<Row> {
                 Some((&c.rogue_rsa, Algorithm::PS256)),
             )?))
         }),
-        row("key location in the jku header", 400, ICM, |c| {
-            let claims = c.claims("private_key_jwt")?;
+        row("RS256 with a key whose JWK names no alg", 400, ICM, |c| {
+            let mut jwk = c.tpp_public_jwk("PS256")?;
+            if let Some(m) = jwk.as_object_mut() {
+                m.remove("alg");
+            }
+            c.jwks
+                .set("no-alg.jwks", Doc::json(json!({"keys": [jwk]}).to_string()));
+            let url = c.jwks.url("no-alg.jwks");
+            let ssa = c.ssa(|s| s["software_jwks_endpoint"] = json!(url))?;
+            let mut claims = c.claims("private_key_jwt")?;
+            claims["software_statement"] = json!(ssa);
+            let key = c.tpp_rsa_key()?;
             Ok(Req::jwt(raw_jws(
-                json!({"alg": "PS256", "kid": "rogue", "jku": c.jwks.url("rogue.jwks")}),
+                json!({"alg": "RS256", "kid": c.sandbox.tpp.kid_ps256}),
                 &claims,
-                Some((&c.rogue_rsa, Algorithm::PS256)),
+                Some((&key, Algorithm::RS256)),
             )?))
         }),
-        row("x5c header", 400, ICM, |c| {
-            let claims = c.claims("private_key_jwt")?;
+        row("PS256 with an alg-less key", 201, "", |c| {
+            let mut jwk = c.tpp_public_jwk("PS256")?;
+            if let Some(m) = jwk.as_object_mut() {
+                m.remove("alg");
+            }
+            c.jwks.set(
+                "no-alg-2.jwks",
+                Doc::json(json!({"keys": [jwk]}).to_string()),
+            );
+            let url = c.jwks.url("no-alg-2.jwks");
+            let ssa = c.ssa(|s| s["software_jwks_endpoint"] = json!(url))?;
+            let mut claims = c.claims("private_key_jwt")?;
+            claims["software_statement"] = json!(ssa);
+            let key = c.tpp_rsa_key()?;
             Ok(Req::jwt(raw_jws(
-                json!({"alg": "PS256", "kid": c.sandbox.tpp.kid_ps256, "x5c": ["MIIB"]}),
+                json!({"alg": "PS256", "kid": c.sandbox.tpp.kid_ps256}),
                 &claims,
-                Some((&c.rogue_rsa, Algorithm::PS256)),
+                Some((&key, Algorithm::PS256)),
             )?))
         }),
         row("crit header", 400, ICM, |c| {
@@ -1207,5 +1274,41 @@ async fn jwks_outage_is_bridged_by_the_stale_cache(backend: Backend) -> Result<(
             .contains("could not be fetched")
     );
     let _ = &ctx.rogue_rsa_pem;
+    ctx.server.stop().await
+}
+
+/// A JWKS host that does not answer within `jwks.timeout_ms` gives a prompt 400.
+async fn slow_jwks_times_out(backend: Backend) -> Result<()> {
+    let ctx = Ctx::start(backend, "", "timeout_ms = 300").await?;
+    ctx.jwks.set(
+        "slow.jwks",
+        Doc {
+            status: 200,
+            body: ctx.tpp_jwks.to_string(),
+            delay: Duration::from_secs(3),
+        },
+    );
+    let url = ctx.jwks.url("slow.jwks");
+    let started = std::time::Instant::now();
+    let (status, body) = ctx
+        .post(
+            &ctx.request_with_ssa(|s| s["software_jwks_endpoint"] = json!(url))?,
+            true,
+        )
+        .await?;
+    ensure_eq!(status, 400);
+    ensure_eq!(body["error"], json!(ICM));
+    ensure!(
+        body["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("timed out"),
+        "{body}"
+    );
+    ensure!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
     ctx.server.stop().await
 }

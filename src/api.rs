@@ -89,7 +89,7 @@ pub fn client_json(status: StatusCode, body: &serde_json::Value) -> Response {
     response
 }
 
-fn interaction_id(headers: &HeaderMap) -> Option<String> {
+pub fn interaction_id(headers: &HeaderMap) -> Option<String> {
     headers
         .get(INTERACTION_ID)
         .and_then(|v| v.to_str().ok())

@@ -107,6 +107,19 @@ pub struct OAuthConfig {
     pub endpoints: EndpointsConfig,
     #[serde(default)]
     pub token: TokenConfig,
+    #[serde(default)]
+    pub introspection: IntrospectionConfig,
+}
+
+/// Who may call `POST /introspect`: API gateways, identified by their mTLS certificate.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct IntrospectionConfig {
+    /// `x5t#S256` values (base64url SHA-256 of the DER) of allowed client certificates.
+    #[serde(default)]
+    pub allowed_thumbprints: Vec<String>,
+    /// Subject DNs (RFC 4514) of allowed client certificates, compared as RDN sets.
+    #[serde(default)]
+    pub allowed_subjects: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -400,6 +413,14 @@ impl Config {
                 "oauth.token.access_token_lifetime",
                 "must be at least 1 second".into(),
             ));
+        }
+        for (i, subject) in self.oauth.introspection.allowed_subjects.iter().enumerate() {
+            if let Err(e) = crate::mtls::DistinguishedName::parse(subject) {
+                return Err(bad(
+                    &format!("oauth.introspection.allowed_subjects[{i}]"),
+                    e.to_string(),
+                ));
+            }
         }
         let dcr = &self.open_banking.dcr;
         if dcr.signing_algorithms.is_empty() {

@@ -302,6 +302,32 @@ impl JwksCache {
         alg: Algorithm,
         restrict_hosts: bool,
     ) -> Result<Arc<VerificationKey>, JwksError> {
+        let keys = self
+            .key_set(location, restrict_hosts, |set| set.find(kid).is_some())
+            .await?;
+        select(&keys, kid, alg, location)
+    }
+
+    /// Every usable key of the JWKS at `location` that can verify `alg` (for JWTs without a
+    /// `kid`).
+    pub async fn keys_for(
+        &self,
+        location: &str,
+        alg: Algorithm,
+        restrict_hosts: bool,
+    ) -> Result<Vec<Arc<VerificationKey>>, JwksError> {
+        let keys = self.key_set(location, restrict_hosts, |_| true).await?;
+        Ok(keys.keys.iter().filter(|k| k.fits(alg)).cloned().collect())
+    }
+
+    /// The key set of `location`: from the cache while it is fresh and `satisfies` it, else
+    /// refetched under the rules in the module documentation.
+    pub async fn key_set(
+        &self,
+        location: &str,
+        restrict_hosts: bool,
+        satisfies: impl Fn(&KeySet) -> bool,
+    ) -> Result<Arc<KeySet>, JwksError> {
         let url = self.check_location(location, restrict_hosts)?;
         let source = self.source(location);
         if let Ok(mut used) = source.last_used.write() {
@@ -310,9 +336,9 @@ impl JwksCache {
         let asked_at = Instant::now();
         if let Some((keys, fetched_at)) = source.snapshot()
             && fetched_at.elapsed() < self.ttl
-            && keys.find(kid).is_some()
+            && satisfies(&keys)
         {
-            return select(&keys, kid, alg, location);
+            return Ok(keys);
         }
 
         let _fetching = source.fetch.lock().await;
@@ -321,7 +347,7 @@ impl JwksCache {
         if let Some((keys, fetched_at)) = &snapshot
             && *fetched_at >= asked_at
         {
-            return select(keys, kid, alg, location);
+            return Ok(keys.clone());
         }
         let fresh = snapshot
             .as_ref()
@@ -332,22 +358,22 @@ impl JwksCache {
                 .and_then(|t| *t)
                 .is_some_and(|t| t.elapsed() < MIN_REFETCH)
         };
-        if fresh && within(&source.last_attempt) {
-            // An unknown kid on a set fetched moments ago: no new request.
-            let (keys, _) = snapshot.as_ref().expect("fresh implies a snapshot");
-            return select(keys, kid, alg, location);
+        let usable_stale = |snapshot: &Option<(Arc<KeySet>, Instant)>| match snapshot {
+            Some((keys, at)) if at.elapsed() < self.max_stale => Some(keys.clone()),
+            _ => None,
+        };
+        if let (true, Some((keys, _))) = (fresh && within(&source.last_attempt), &snapshot) {
+            // Not satisfied by a set fetched moments ago (an unknown kid): no new request.
+            return Ok(keys.clone());
         }
         if !fresh && within(&source.last_failure) {
             // The source failed moments ago; do not hammer it.
-            return match &snapshot {
-                Some((keys, at)) if at.elapsed() < self.max_stale => {
-                    select(keys, kid, alg, location)
-                }
-                _ => Err(JwksError::Fetch(
+            return usable_stale(&snapshot).ok_or_else(|| {
+                JwksError::Fetch(
                     printable(location, 200),
                     "recently unreachable; retry shortly".into(),
-                )),
-            };
+                )
+            });
         }
         if let Ok(mut t) = source.last_attempt.write() {
             *t = Some(Instant::now());
@@ -361,19 +387,14 @@ impl JwksCache {
                         fetched_at: Instant::now(),
                     });
                 }
-                select(&keys, kid, alg, location)
+                Ok(keys)
             }
             Err(e) => {
                 tracing::warn!(location = %printable(location, 200), error = %e, "JWKS fetch failed");
                 if let Ok(mut t) = source.last_failure.write() {
                     *t = Some(Instant::now());
                 }
-                match &snapshot {
-                    Some((keys, at)) if at.elapsed() < self.max_stale => {
-                        select(keys, kid, alg, location)
-                    }
-                    _ => Err(e),
-                }
+                usable_stale(&snapshot).ok_or(e)
             }
         }
     }

@@ -12,12 +12,14 @@ pub mod error;
 pub mod jobs;
 pub mod jose;
 pub mod jwks;
+pub mod management;
 pub mod mtls;
 pub mod registration;
 pub mod sandbox;
 pub mod server;
 pub mod store;
 pub mod tls;
+pub mod token;
 
 /// The path of the registration endpoint on this server.
 pub const REGISTER_PATH: &str = "/open-banking/v3.2/register";

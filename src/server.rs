@@ -137,6 +137,17 @@ pub fn routes() -> Router<AppState> {
             crate::REGISTER_PATH,
             axum::routing::post(crate::api::post_register),
         )
+        .route(
+            &format!("{}/{{client_id}}", crate::REGISTER_PATH),
+            get(crate::management::get_client)
+                .put(crate::management::put_client)
+                .delete(crate::management::delete_client),
+        )
+        .route("/token", axum::routing::post(crate::token::post_token))
+        .route(
+            "/introspect",
+            axum::routing::post(crate::management::post_introspect),
+        )
         .route(crate::sandbox::TPP_JWKS_PATH, get(sandbox_tpp_jwks))
         .route(
             crate::sandbox::DIRECTORY_JWKS_PATH,

@@ -91,6 +91,15 @@ pub enum RegistrationError {
     Binding(#[from] transport_binding::BindingError),
     #[error(transparent)]
     SubjectDn(#[from] subject_dn::SubjectDnError),
+    /// PUT: the body's `client_id` is not the one in the path.
+    #[error("`client_id` in the request must equal the ClientId in the path")]
+    ClientIdMismatch,
+    /// PUT: the new software statement names another software or organisation.
+    #[error("{0} cannot change; register a new client instead")]
+    Immutable(&'static str),
+    /// PUT: the client was deleted while the request was processed.
+    #[error("the client does not exist")]
+    Gone,
     /// A client for this software_id exists while one client per software is enforced.
     #[error("software_id {0} is registered already; update it with PUT, or delete it first")]
     DuplicateSoftware(String),
@@ -116,8 +125,12 @@ impl RegistrationError {
             Self::Scope(e) => e.code(),
             Self::Binding(e) => e.code(),
             Self::SubjectDn(e) => e.code(),
-            Self::DuplicateSoftware(_) => ErrorCode::InvalidClientMetadata,
-            Self::NoCertificate | Self::Unavailable | Self::Internal(_) => return None,
+            Self::DuplicateSoftware(_) | Self::ClientIdMismatch | Self::Immutable(_) => {
+                ErrorCode::InvalidClientMetadata
+            }
+            Self::NoCertificate | Self::Gone | Self::Unavailable | Self::Internal(_) => {
+                return None;
+            }
         })
     }
 
@@ -175,6 +188,8 @@ pub struct Input<'a> {
 /// A request that passed every check.
 #[derive(Debug, Clone)]
 pub struct Validated {
+    /// The request's own `client_id` claim, if it sent one (POST ignores it; PUT checks it).
+    pub client_id_claim: Option<String>,
     pub ssa: ssa::Ssa,
     pub request: request_claims::RequestClaims,
     pub metadata: ClientMetadata,
@@ -248,8 +263,12 @@ impl Registrar {
         scopes::check(&metadata.scope, &ssa.software_roles)?;
         transport_binding::check(cert, &ssa)?;
         subject_dn::check(&metadata, cert)?;
+        let client_id_claim = claims_access::opt_str(&request.claims, "client_id")
+            .map_err(metadata::MetadataError::Claim)?
+            .map(str::to_string);
 
         Ok(Validated {
+            client_id_claim,
             ssa,
             request: claims,
             metadata,
@@ -333,6 +352,66 @@ impl Registrar {
             map.insert("client_secret".into(), json!(secret));
         }
         Ok(Registered { client_id, body })
+    }
+}
+
+impl Registrar {
+    /// The whole of PUT: the full pipeline on the new request, then the update rules: the
+    /// body's `client_id` (if any) equals the path, software_id and organisation stay. Tokens
+    /// are kept. Returns the updated client as GET shows it.
+    pub async fn update(
+        &self,
+        store: &Database,
+        existing: &ClientRecord,
+        input: &Input<'_>,
+        now: i64,
+    ) -> Result<Value, RegistrationError> {
+        let v = self.validate(input, now).await?;
+        if v.client_id_claim
+            .as_deref()
+            .is_some_and(|c| c != existing.client_id)
+        {
+            return Err(RegistrationError::ClientIdMismatch);
+        }
+        if v.ssa.software_id != existing.software_id {
+            return Err(RegistrationError::Immutable("software_id"));
+        }
+        if v.ssa.org_id != existing.org_id {
+            return Err(RegistrationError::Immutable("the organisation (org_id)"));
+        }
+        let issued_at = serde_json::from_str::<Value>(&existing.metadata)
+            .ok()
+            .and_then(|m| m["client_id_issued_at"].as_i64())
+            .unwrap_or(existing.created_at);
+        let body = client_body(&existing.client_id, issued_at, &v.metadata);
+        let record = ClientRecord {
+            metadata: body.to_string(),
+            software_statement: v.ssa.raw.clone(),
+            ssa_claims: Value::Object(v.ssa.claims.clone()).to_string(),
+            token_endpoint_auth_method: v.metadata.token_endpoint_auth_method.clone(),
+            tls_client_auth_subject_dn: v.metadata.tls_client_auth_subject_dn.clone(),
+            jwks_uri: v.ssa.software_jwks_endpoint.clone(),
+            cert_thumbprint: Some(v.cert_thumbprint.clone()),
+            updated_at: now,
+            ..existing.clone()
+        };
+        let (jtis, kinds) = self.jtis(&v, now);
+        let audit = AuditRecord {
+            at: now,
+            action: "update".into(),
+            outcome: "success".into(),
+            client_id: Some(existing.client_id.clone()),
+            software_id: Some(existing.software_id.clone()),
+            org_id: Some(existing.org_id.clone()),
+            cert_thumbprint: Some(v.cert_thumbprint.clone()),
+            interaction_id: input.interaction_id.map(str::to_string),
+            ..AuditRecord::default()
+        };
+        match store.update_client(&record, &jtis, &audit).await {
+            Ok(true) => Ok(body),
+            Ok(false) => Err(RegistrationError::Gone),
+            Err(e) => Err(store_error(e, &existing.software_id, &kinds)),
+        }
     }
 }
 

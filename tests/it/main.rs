@@ -4,6 +4,7 @@
 //! PostgreSQL runs report "ignored" with the reason; with it, they must pass.
 
 mod cli;
+mod lifecycle;
 mod registration;
 mod server;
 mod storage;
@@ -18,6 +19,7 @@ fn cases() -> Vec<Case> {
     all.extend(cli::cases());
     all.extend(storage::cases());
     all.extend(registration::cases());
+    all.extend(lifecycle::cases());
     all
 }
 

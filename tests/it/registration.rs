@@ -56,11 +56,11 @@ pub struct Ctx {
     pub server: RunningServer,
     pub jwks: JwksServer,
     pub store: Database,
-    rogue_rsa: EncodingKey,
+    pub rogue_rsa: EncodingKey,
     rogue_rsa_pem: String,
-    tpp_jwks: Value,
+    pub tpp_jwks: Value,
     directory_kid: String,
-    transport: (String, String),
+    pub transport: (String, String),
 }
 
 /// The dcr settings of the table's server: every optional check on.
@@ -73,11 +73,23 @@ ssa_max_age = 3600
 
 impl Ctx {
     pub async fn start(backend: Backend, extra_dcr: &str, extra_jwks: &str) -> Result<Self> {
+        Self::start_full(backend, extra_dcr, extra_jwks, "").await
+    }
+
+    /// Starts with extra `[open_banking.dcr]` and `[open_banking.dcr.jwks]` lines and extra
+    /// tables at the end of the config.
+    pub async fn start_full(
+        backend: Backend,
+        extra_dcr: &str,
+        extra_jwks: &str,
+        extra_tables: &str,
+    ) -> Result<Self> {
         let env = TestEnv::new(backend).await?;
         let issuer = env.issuer();
         let dcr = format!("audience = [\"{issuer}\", \"0015800001BANKAAA\"]\n{extra_dcr}");
         let jwks_extra = format!("allowed_hosts = [\"localhost\"]\n{extra_jwks}");
-        let config = env.config_with(&dcr, &jwks_extra)?;
+        let text = env.config_toml_full("", &dcr, &jwks_extra, extra_tables);
+        let config = dcr_server::config::Config::parse(&text, std::path::Path::new("test.toml"))?;
         let server = env.start_with(config, axum::Router::new()).await?;
         let jwks = JwksServer::start(&env.ca()?).await?;
         let sandbox = env.sandbox()?;
@@ -892,7 +904,7 @@ impl Ctx {
 }
 
 /// An eIDAS-style certificate for the sandbox TPP's organisation.
-fn eidas_cert(c: &Ctx, org_identifier: &str) -> Result<(String, String)> {
+pub fn eidas_cert(c: &Ctx, org_identifier: &str) -> Result<(String, String)> {
     c.env.ca()?.issue(
         &[
             (DnType::CountryName, "GB".into()),

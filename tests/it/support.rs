@@ -174,6 +174,17 @@ impl TestEnv {
     /// The config with lines added to `[server.tls]`, `[open_banking.dcr]` and
     /// `[open_banking.dcr.jwks]`.
     pub fn config_toml_with(&self, extra_tls: &str, extra_dcr: &str, extra_jwks: &str) -> String {
+        self.config_toml_full(extra_tls, extra_dcr, extra_jwks, "")
+    }
+
+    /// As [`Self::config_toml_with`], plus whole tables appended at the end.
+    pub fn config_toml_full(
+        &self,
+        extra_tls: &str,
+        extra_dcr: &str,
+        extra_jwks: &str,
+        extra_tables: &str,
+    ) -> String {
         let s = self.sandbox_dir.display();
         format!(
             r#"
@@ -204,6 +215,8 @@ extra_ca = ["{s}/ca.pem"]
 
 [sandbox]
 dir = "{s}"
+
+{extra_tables}
 "#,
             port = self.port,
             issuer = self.issuer(),
@@ -216,11 +229,6 @@ dir = "{s}"
             &self.config_toml(extra_tls),
             Path::new("test.toml"),
         )?)
-    }
-
-    pub fn config_with(&self, extra_dcr: &str, extra_jwks: &str) -> Result<Config> {
-        let text = self.config_toml_with("", extra_dcr, extra_jwks);
-        Ok(Config::parse(&text, Path::new("test.toml"))?)
     }
 
     pub fn write_config(&self, text: &str) -> Result<PathBuf> {

@@ -263,7 +263,7 @@ pub async fn delete_client(
 fn may_introspect(state: &AppState, cert: &ClientCertificate) -> bool {
     let cfg = &state.config.oauth.introspection;
     let thumbprint = cert.x5t_s256();
-    cfg.allowed_thumbprints.iter().any(|t| *t == thumbprint)
+    cfg.allowed_thumbprints.contains(&thumbprint)
         || cfg
             .allowed_subjects
             .iter()

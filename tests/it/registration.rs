@@ -29,6 +29,7 @@ pub fn cases() -> Vec<Case> {
         case!(unknown_kids_do_not_amplify_jwks_fetches, SQLITE),
         case!(jwks_outage_is_bridged_by_the_stale_cache, SQLITE),
         case!(slow_jwks_times_out, SQLITE),
+        case!(ssa_issuer_keys_from_an_https_url, SQLITE),
     ]
 }
 
@@ -88,10 +89,12 @@ impl Ctx {
         let issuer = env.issuer();
         let dcr = format!("audience = [\"{issuer}\", \"0015800001BANKAAA\"]\n{extra_dcr}");
         let jwks_extra = format!("allowed_hosts = [\"localhost\"]\n{extra_jwks}");
-        let text = env.config_toml_full("", &dcr, &jwks_extra, extra_tables);
+        // The JWKS server starts first, so that the config may point at it (`{jwks_port}`).
+        let jwks = JwksServer::start(&env.ca()?).await?;
+        let tables = extra_tables.replace("{jwks_port}", &jwks.port.to_string());
+        let text = env.config_toml_full("", &dcr, &jwks_extra, &tables);
         let config = dcr_server::config::Config::parse(&text, std::path::Path::new("test.toml"))?;
         let server = env.start_with(config, axum::Router::new()).await?;
-        let jwks = JwksServer::start(&env.ca()?).await?;
         let sandbox = env.sandbox()?;
         let rogue = KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)?;
         let rogue_rsa_pem = rogue.serialize_pem();
@@ -1322,5 +1325,55 @@ async fn slow_jwks_times_out(backend: Backend) -> Result<()> {
         "took {:?}",
         started.elapsed()
     );
+    ctx.server.stop().await
+}
+
+/// An SSA issuer whose JWKS is an https URL (fetched and cached like TPP JWKS).
+async fn ssa_issuer_keys_from_an_https_url(backend: Backend) -> Result<()> {
+    let tables = "[[open_banking.dcr.ssa_issuer]]\nname = \"Second Directory Ltd\"\njwks = \"https://localhost:{jwks_port}/directory2.jwks\"\n";
+    let ctx = Ctx::start_full(
+        backend,
+        "software_id_as_application_name.enable = false",
+        "",
+        tables,
+    )
+    .await?;
+    // The second directory signs with the "rogue" key; publish its public half.
+    let rogue = KeyPair::from_pem(&ctx.rogue_rsa_pem)?;
+    let jwk = dcr_server::sandbox::public_jwk(&rogue, "PS256")?;
+    let kid = jwk["kid"].as_str().context("kid")?.to_string();
+    ctx.jwks.set(
+        "directory2.jwks",
+        Doc::json(json!({"keys": [jwk]}).to_string()),
+    );
+    let mut claims = ctx.sandbox.ssa_claims();
+    claims["iss"] = json!("Second Directory Ltd");
+    let ssa = raw_jws(
+        json!({"alg": "PS256", "kid": kid}),
+        &claims,
+        Some((&ctx.rogue_rsa, Algorithm::PS256)),
+    )?;
+    let (status, body) = ctx
+        .post(
+            &ctx.request(|r| r["software_statement"] = json!(ssa))?,
+            true,
+        )
+        .await?;
+    ensure!(status == 201, "{status} {body}");
+    ensure_eq!(ctx.jwks.hits("directory2.jwks"), 1);
+    // The same SSA claimed by the first directory does not verify with its keys.
+    claims["iss"] = json!("OpenBanking Ltd");
+    let forged = raw_jws(
+        json!({"alg": "PS256", "kid": kid}),
+        &claims,
+        Some((&ctx.rogue_rsa, Algorithm::PS256)),
+    )?;
+    let (status, body) = ctx
+        .post(
+            &ctx.request(|r| r["software_statement"] = json!(forged))?,
+            true,
+        )
+        .await?;
+    ensure_eq!((status, body["error"].clone()), (400, json!(ISS)));
     ctx.server.stop().await
 }

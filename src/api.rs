@@ -22,7 +22,7 @@ pub const INTERACTION_ID: &str = "x-fapi-interaction-id";
 const DRAIN_LIMIT: usize = 2 * 1024 * 1024;
 
 /// Reads and discards up to [`DRAIN_LIMIT`] bytes, for at most two seconds.
-async fn drain(mut body: Body) {
+pub async fn drain(mut body: Body) {
     let mut seen = 0usize;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
         while let Some(Ok(frame)) = body.frame().await {
@@ -105,6 +105,8 @@ pub async fn post_register(
 ) -> Response {
     let certificate = identity.and_then(|Extension(i)| i.certificate);
     let Some(certificate) = certificate else {
+        // Read what the client is still sending, so that it sees the 401, not a reset stream.
+        drain(body).await;
         return RegistrationError::NoCertificate
             .to_api_error()
             .into_response();

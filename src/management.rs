@@ -173,7 +173,11 @@ pub async fn put_client(
 ) -> Response {
     let auth = match state.authorize(identity, &headers, &client_id).await {
         Ok(a) => a,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            // Read what the client is still sending, so that it sees the 401, not a reset.
+            crate::api::drain(body).await;
+            return e.into_response();
+        }
     };
     let bytes =
         match crate::api::read_body(&headers, body, state.config.server.max_body_bytes).await {

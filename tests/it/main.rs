@@ -4,6 +4,7 @@
 //! PostgreSQL runs report "ignored" with the reason; with it, they must pass.
 
 mod cli;
+mod conformance;
 mod lifecycle;
 mod registration;
 mod server;
@@ -20,6 +21,7 @@ fn cases() -> Vec<Case> {
     all.extend(storage::cases());
     all.extend(registration::cases());
     all.extend(lifecycle::cases());
+    all.extend(conformance::cases());
     all
 }
 
@@ -43,6 +45,9 @@ fn main() {
                 let rt = support::runtime();
                 match rt.block_on(run(backend)) {
                     Ok(()) => Ok(Completion::Completed),
+                    Err(e) if e.downcast_ref::<support::Skip>().is_some() => {
+                        Ok(Completion::ignored_with(format!("skipped: {e}")))
+                    }
                     Err(e) => Err(Failed::from(format!("{e:#}"))),
                 }
             }));

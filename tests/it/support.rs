@@ -496,3 +496,15 @@ impl JwksServer {
             .unwrap_or(0)
     }
 }
+
+/// Returned by a test that cannot run here; the harness reports it as ignored, with the reason.
+#[derive(Debug)]
+pub struct Skip(pub String);
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Skip {}

@@ -1,0 +1,327 @@
+#!/usr/bin/env bash
+# OBIE DCR v3.2 conformance suite for dcr-server (or any DCR v3.2 server), in bash + curl +
+# openssl + jq. Every JWT it sends is minted here with openssl, not by the server's code.
+#
+# Sandbox mode (no arguments): starts target/release/dcr-server (or $DCR_SERVER_BIN) on a free
+# port with a fresh sandbox and a throwaway SQLite file, runs every case, stops the server.
+#
+#   tests/conformance/run.sh [--database-url URL] [--junit FILE]
+#
+# Deployment mode: runs the same cases against a running server.
+#
+#   tests/conformance/run.sh --url https://bank.example.com:8243 --ca ca.pem \
+#     --cert transport.pem --key transport.key --ssa ssa.jwt \
+#     --signing-key signing.key --kid KID [--alg PS256|ES256] [--aud AUD] \
+#     [--redirect-uri URI] [--methods "tls_client_auth private_key_jwt"] [--junit FILE]
+#
+# Output: one line per case, `PASS name` or `FAIL name: reason`, then `N passed, M failed`.
+# The exit status is non-zero when a case failed.
+set -uo pipefail
+
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+
+URL="" CA="" CERT="" KEY="" SSA_ARG="" SIGNING_KEY="" KID="" ALG="PS256" AUD="" REDIRECT=""
+METHODS="tls_client_auth private_key_jwt" JUNIT="" DATABASE_URL=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --url) URL="$2"; shift 2 ;;
+    --ca) CA="$2"; shift 2 ;;
+    --cert) CERT="$2"; shift 2 ;;
+    --key) KEY="$2"; shift 2 ;;
+    --ssa) SSA_ARG="$2"; shift 2 ;;
+    --signing-key) SIGNING_KEY="$2"; shift 2 ;;
+    --kid) KID="$2"; shift 2 ;;
+    --alg) ALG="$2"; shift 2 ;;
+    --aud) AUD="$2"; shift 2 ;;
+    --redirect-uri) REDIRECT="$2"; shift 2 ;;
+    --methods) METHODS="$2"; shift 2 ;;
+    --junit) JUNIT="$2"; shift 2 ;;
+    --database-url) DATABASE_URL="$2"; shift 2 ;;
+    -h|--help) usage ;;
+    *) echo "unknown option: $1" >&2; usage ;;
+  esac
+done
+
+for tool in curl openssl jq; do
+  command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 2; }
+done
+
+WORK=$(mktemp -d)
+SERVER_PID=""
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# ---------------------------------------------------------------- JOSE with openssl
+
+b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+b64url_decode() {
+  local s; s=$(tr '_-' '/+')
+  case $(( ${#s} % 4 )) in 2) s="$s==" ;; 3) s="$s=" ;; esac
+  printf '%s' "$s" | openssl base64 -d -A
+}
+uuid4() {
+  local h; h=$(openssl rand -hex 16)
+  printf '%s-%s-4%s-%x%s-%s' "${h:0:8}" "${h:8:4}" "${h:13:3}" $(( (0x${h:16:1} & 3) | 8 )) "${h:17:3}" "${h:20:12}"
+}
+# ES256 signatures are R||S, 32 bytes each; openssl writes DER.
+der_to_raw_ecdsa() {
+  local ints=() hex
+  while read -r hex; do
+    hex=${hex#*:}; hex=${hex##0}
+    while [ ${#hex} -lt 64 ]; do hex="0$hex"; done
+    ints+=("${hex: -64}")
+  done < <(openssl asn1parse -inform DER | grep INTEGER | sed 's/.*INTEGER *//')
+  printf '%s%s' "${ints[0]}" "${ints[1]}" | sed 's/../\\x&/g' | xargs -0 printf '%b'
+}
+# sign_jws HEADER_JSON PAYLOAD_JSON ALG KEYFILE
+sign_jws() {
+  local input sig
+  input="$(printf '%s' "$1" | b64url).$(printf '%s' "$2" | b64url)"
+  case "$3" in
+    PS256) sig=$(printf '%s' "$input" | openssl dgst -sha256 -sign "$4" -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:32 | b64url) ;;
+    RS256) sig=$(printf '%s' "$input" | openssl dgst -sha256 -sign "$4" | b64url) ;;
+    ES256) sig=$(printf '%s' "$input" | openssl dgst -sha256 -sign "$4" | der_to_raw_ecdsa | b64url) ;;
+    *) echo "cannot sign $3" >&2; return 1 ;;
+  esac
+  printf '%s.%s' "$input" "$sig"
+}
+jws_payload() { printf '%s' "$1" | cut -d. -f2 | b64url_decode; }
+
+# ---------------------------------------------------------------- set-up
+
+free_port() {
+  local p
+  for _ in $(seq 1 50); do
+    p=$(( 20000 + RANDOM % 20000 ))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+  echo "no free port found" >&2; exit 2
+}
+
+if [ -z "$URL" ]; then
+  BIN="${DCR_SERVER_BIN:-target/release/dcr-server}"
+  [ -x "$BIN" ] || { echo "no server binary at $BIN (build it, or set DCR_SERVER_BIN)" >&2; exit 2; }
+  PORT=$(free_port)
+  URL="https://localhost:$PORT"
+  SB="$WORK/sandbox"
+  "$BIN" --config "$WORK/none.toml" sandbox init --dir "$SB" --issuer "$URL" >/dev/null || exit 2
+  cat > "$WORK/deployment.toml" <<EOF
+[server]
+listen = "127.0.0.1:$PORT"
+issuer = "$URL"
+[server.tls]
+certificate = "$SB/server.pem"
+private_key = "$SB/server.key"
+client_ca = ["$SB/ca.pem"]
+[database]
+url = "${DATABASE_URL:-sqlite://$WORK/dcr.db}"
+[[open_banking.dcr.ssa_issuer]]
+name = "OpenBanking Ltd"
+jwks = "$SB/directory.jwks"
+[open_banking.dcr.jwks]
+extra_ca = ["$SB/ca.pem"]
+[sandbox]
+enable = true
+dir = "$SB"
+EOF
+  DCR_DATABASE_URL="" "$BIN" --config "$WORK/deployment.toml" serve >"$WORK/server.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 100); do
+    grep -q "listening on" "$WORK/server.log" && break
+    kill -0 "$SERVER_PID" 2>/dev/null || { echo "the server did not start:" >&2; cat "$WORK/server.log" >&2; exit 2; }
+    sleep 0.1
+  done
+  CA="$SB/ca.pem" CERT="$SB/tpp/transport.pem" KEY="$SB/tpp/transport.key"
+  SIGNING_KEY="$SB/tpp/signing-ps256.key" KID=$(jq -r .kid_ps256 "$SB/tpp/tpp.json") ALG=PS256
+  # A fresh SSA, minted here with the sandbox directory's key.
+  DIR_KID=$(jq -r '.keys[0].kid' "$SB/directory.jwks")
+  SSA_CLAIMS=$(jq -c --argjson iat "$(date +%s)" '{
+      iss: "OpenBanking Ltd", iat: $iat, jti: "conformance-ssa", software_environment: "sandbox",
+      software_id, software_client_id: .software_id, software_client_name,
+      software_redirect_uris, software_roles, software_jwks_endpoint,
+      org_status: "Active", org_id, org_name }' "$SB/tpp/tpp.json")
+  SSA=$(sign_jws "{\"alg\":\"PS256\",\"kid\":\"$DIR_KID\",\"typ\":\"JWT\"}" "$SSA_CLAIMS" PS256 "$SB/directory.key")
+else
+  for v in CA CERT KEY SSA_ARG SIGNING_KEY KID; do
+    [ -n "${!v}" ] || { echo "deployment mode needs --$(echo "$v" | tr 'A-Z_' 'a-z-' | sed 's/ssa-arg/ssa/')" >&2; exit 2; }
+  done
+  if [ -f "$SSA_ARG" ]; then SSA=$(tr -d ' \n\r' < "$SSA_ARG"); else SSA="$SSA_ARG"; fi
+fi
+URL="${URL%/}"
+
+SSA_JSON=$(jws_payload "$SSA")
+SOFTWARE_ID=$(printf '%s' "$SSA_JSON" | jq -r .software_id)
+[ -n "$REDIRECT" ] || REDIRECT=$(printf '%s' "$SSA_JSON" | jq -r '.software_redirect_uris[0]')
+SUBJECT_DN=$(openssl x509 -in "$CERT" -noout -subject -nameopt RFC2253 | sed 's/^subject=//')
+ROLES=$(printf '%s' "$SSA_JSON" | jq -r '.software_roles | join(" ")')
+SCOPE="openid"
+case " $ROLES " in *" AISP "*) SCOPE="$SCOPE accounts" ;; esac
+case " $ROLES " in *" PISP "*) SCOPE="$SCOPE payments" ;; esac
+
+MTLS=(--cacert "$CA" --cert "$CERT" --key "$KEY")
+NOCERT=(--cacert "$CA")
+
+# http METHOD URL [curl args...] -> STATUS, BODY, HEADERS
+http() {
+  local method="$1" url="$2"; shift 2
+  STATUS=$(curl -s -X "$method" -o "$WORK/body" -D "$WORK/headers" -w '%{http_code}' "$@" "$url" 2>"$WORK/curl.err")
+  [ -n "$STATUS" ] || STATUS=000
+  BODY=$(cat "$WORK/body" 2>/dev/null)
+}
+
+# ---------------------------------------------------------------- results
+
+PASSED=0 FAILED=0 CASES=()
+pass() { PASSED=$((PASSED + 1)); CASES+=("PASS|$1|"); echo "PASS $1"; }
+fail() { FAILED=$((FAILED + 1)); CASES+=("FAIL|$1|$2"); echo "FAIL $1: $2"; }
+# expect NAME WANT_STATUS [JQ_CHECK]
+expect() {
+  local name="$1" want="$2" check="${3:-}"
+  if [ "$STATUS" != "$want" ]; then fail "$name" "status $STATUS, want $want: ${BODY:0:200}"; return 1; fi
+  if [ -n "$check" ] && ! printf '%s' "$BODY" | jq -e "$check" >/dev/null 2>&1; then
+    fail "$name" "body fails \`$check\`: ${BODY:0:200}"; return 1
+  fi
+  pass "$name"
+}
+
+# ---------------------------------------------------------------- request builders
+
+NOW() { date +%s; }
+# registration_claims METHOD [jq filter applied last]
+registration_claims() {
+  local method="$1" patch="${2:-.}" now; now=$(NOW)
+  jq -cn --arg iss "$SOFTWARE_ID" --arg aud "${AUD:-$ISSUER}" --arg jti "$(uuid4)" \
+    --argjson iat "$now" --argjson exp $((now + 300)) --arg ssa "$SSA" --arg redirect "$REDIRECT" \
+    --arg method "$method" --arg alg "$ALG" --arg dn "$SUBJECT_DN" --arg scope "$SCOPE" '
+    { iss: $iss, iat: $iat, exp: $exp, aud: $aud, jti: $jti,
+      redirect_uris: [$redirect], token_endpoint_auth_method: $method,
+      grant_types: ["authorization_code", "client_credentials"], response_types: ["code id_token"],
+      software_id: $iss, scope: $scope, software_statement: $ssa, application_type: "web",
+      id_token_signed_response_alg: $alg, request_object_signing_alg: $alg }
+    + (if $method == "tls_client_auth" then { tls_client_auth_subject_dn: $dn }
+       else { token_endpoint_auth_signing_alg: $alg } end)
+    | '"$patch"
+}
+signed_request() { sign_jws "{\"alg\":\"${3:-$ALG}\",\"kid\":\"$KID\",\"typ\":\"JWT\"}" "$(registration_claims "$1" "${2:-.}")" "${3:-$ALG}" "$SIGNING_KEY"; }
+register() { http POST "$REGISTRATION" "${MTLS[@]}" -H 'Content-Type: application/jose' -H 'Accept: application/json' --data-binary "$1"; }
+
+client_assertion() {
+  local now; now=$(NOW)
+  sign_jws "{\"alg\":\"$ALG\",\"kid\":\"$KID\",\"typ\":\"JWT\"}" \
+    "$(jq -cn --arg id "$1" --arg aud "$TOKEN_ENDPOINT" --arg jti "$(uuid4)" --argjson iat "$now" \
+       --argjson exp $((now + 300)) '{iss: $id, sub: $id, aud: $aud, jti: $jti, iat: $iat, exp: $exp}')" \
+    "$ALG" "$SIGNING_KEY"
+}
+get_token() {
+  local method="$1" id="$2"
+  if [ "$method" = private_key_jwt ]; then
+    http POST "$TOKEN_ENDPOINT" "${MTLS[@]}" -d grant_type=client_credentials -d scope= \
+      -d client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer \
+      --data-urlencode "client_assertion=$(client_assertion "$id")"
+  else
+    http POST "$TOKEN_ENDPOINT" "${MTLS[@]}" -d grant_type=client_credentials -d scope= -d "client_id=$id"
+  fi
+}
+
+# ---------------------------------------------------------------- cases
+
+http GET "$URL/.well-known/openid-configuration" "${NOCERT[@]}"
+expect "discovery advertises the DCR endpoints, methods and algorithms" 200 '
+  (.registration_endpoint | type == "string" and startswith("https://"))
+  and (.token_endpoint | type == "string")
+  and (.token_endpoint_auth_methods_supported | type == "array" and length > 0)
+  and (.request_object_signing_alg_values_supported | type == "array" and length > 0)
+  and (.token_endpoint_auth_signing_alg_values_supported | type == "array")'
+REGISTRATION=$(printf '%s' "$BODY" | jq -r '.registration_endpoint // empty')
+TOKEN_ENDPOINT=$(printf '%s' "$BODY" | jq -r '.token_endpoint // empty')
+ISSUER=$(printf '%s' "$BODY" | jq -r '.issuer // empty')
+if [ -z "$REGISTRATION" ] || [ -z "$TOKEN_ENDPOINT" ]; then
+  echo "cannot continue without registration_endpoint and token_endpoint" >&2
+  REGISTRATION="$URL/open-banking/v3.2/register" TOKEN_ENDPOINT="$URL/token"
+fi
+
+for METHOD in $METHODS; do
+  register "$(signed_request "$METHOD")"
+  expect "$METHOD: register → 201 with the contract's body types" 201 '
+    (.client_id | type == "string" and length > 0 and length <= 36)
+    and (.client_id_issued_at | type == "number")
+    and (.redirect_uris | type == "array")
+    and (.grant_types | type == "array")
+    and (.token_endpoint_auth_method == "'"$METHOD"'")
+    and (.scope | type == "string")
+    and (.software_statement | type == "string")
+    and (.application_type | type == "string")
+    and (.id_token_signed_response_alg | type == "string")
+    and (.request_object_signing_alg | type == "string")' || continue
+  CLIENT_ID=$(printf '%s' "$BODY" | jq -r .client_id)
+
+  get_token "$METHOD" "$CLIENT_ID"
+  expect "$METHOD: client-credentials token with an empty scope=" 200 '.access_token | type == "string"' || continue
+  TOKEN=$(printf '%s' "$BODY" | jq -r .access_token)
+
+  http GET "$REGISTRATION/$CLIENT_ID" "${MTLS[@]}" -H "Authorization: Bearer $TOKEN"
+  expect "$METHOD: GET the registration → 200" 200 '.client_id == "'"$CLIENT_ID"'" and (has("client_secret") | not)'
+
+  http GET "$REGISTRATION/$CLIENT_ID" "${MTLS[@]}" -H "Authorization: Bearer"
+  expect "$METHOD: GET with a bare Authorization: Bearer → 401" 401
+
+  http PUT "$REGISTRATION/$CLIENT_ID" "${MTLS[@]}" -H "Authorization: Bearer $TOKEN" \
+    -H 'Content-Type: application/jose' --data-binary "$(signed_request "$METHOD")"
+  expect "$METHOD: PUT with a freshly signed JWS → 200" 200 '.client_id == "'"$CLIENT_ID"'"'
+
+  http DELETE "$REGISTRATION/$CLIENT_ID" "${MTLS[@]}" -H "Authorization: Bearer $TOKEN"
+  expect "$METHOD: DELETE → 204" 204
+
+  http GET "$REGISTRATION/$CLIENT_ID" "${MTLS[@]}" -H "Authorization: Bearer $TOKEN"
+  expect "$METHOD: GET with the old token after DELETE → 401" 401
+
+  http PUT "$REGISTRATION/$CLIENT_ID" "${MTLS[@]}" -H "Authorization: Bearer $TOKEN" \
+    -H 'Content-Type: application/jose' --data-binary "$(signed_request "$METHOD")"
+  expect "$METHOD: PUT with the old token after DELETE → 401" 401
+done
+
+# Refusals: each request is valid but for one defect, and must get a 400 JSON error.
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$WORK/unknown.key" 2>/dev/null
+M=private_key_jwt
+now=$(NOW)
+declare -a BAD_NAMES BAD_BODIES
+bad() { BAD_NAMES+=("$1"); BAD_BODIES+=("$2"); }
+bad "exp in the past → 400" "$(signed_request $M ".iat = $((now - 7200)) | .exp = $((now - 3600))")"
+bad "iss empty → 400" "$(signed_request $M '.iss = ""')"
+bad "iss of 30 characters → 400" "$(signed_request $M '.iss = "abcdefghijabcdefghijabcdefghij"')"
+bad "iss foo.is/invalid → 400" "$(signed_request $M '.iss = "foo.is/invalid"')"
+bad "RS256 signature → 400" "$(signed_request $M '.id_token_signed_response_alg = "RS256" | .request_object_signing_alg = "RS256" | .token_endpoint_auth_signing_alg = "RS256"' RS256)"
+bad "response_types id_token token → 400" "$(signed_request $M '.response_types = ["id_token", "token"]')"
+bad "redirect URI not in the SSA → 400" "$(signed_request $M '.redirect_uris = ["https://not-in-the-ssa.example.com/cb"]')"
+FOREIGN_SSA=$(sign_jws '{"alg":"PS256","kid":"conformance-unknown-key","typ":"JWT"}' "$SSA_JSON" PS256 "$WORK/unknown.key")
+bad "SSA signed by an unknown key → 400" "$(signed_request $M ".software_statement = \"$FOREIGN_SSA\"")"
+for i in "${!BAD_NAMES[@]}"; do
+  register "${BAD_BODIES[$i]}"
+  expect "${BAD_NAMES[$i]}" 400 '(.error | type == "string") and (.error | IN("invalid_redirect_uri", "invalid_client_metadata", "invalid_software_statement", "unapproved_software_statement"))'
+done
+
+http POST "$REGISTRATION" "${NOCERT[@]}" -H 'Content-Type: application/jose' --data-binary "$(signed_request $M)"
+expect "no client certificate → 401" 401
+
+# ---------------------------------------------------------------- report
+
+if [ -n "$JUNIT" ]; then
+  xml() { sed -e 's/&/\&amp;/g' -e 's/</\&lt;/g' -e 's/>/\&gt;/g' -e 's/"/\&quot;/g'; }
+  {
+    echo '<?xml version="1.0" encoding="UTF-8"?>'
+    echo "<testsuite name=\"dcr-conformance\" tests=\"$((PASSED + FAILED))\" failures=\"$FAILED\">"
+    for c in "${CASES[@]}"; do
+      IFS='|' read -r result name reason <<<"$c"
+      printf '  <testcase classname="dcr" name="%s">' "$(printf '%s' "$name" | xml)"
+      [ "$result" = FAIL ] && printf '<failure message="%s"/>' "$(printf '%s' "$reason" | xml)"
+      echo '</testcase>'
+    done
+    echo '</testsuite>'
+  } > "$JUNIT"
+fi
+
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]

@@ -77,6 +77,16 @@ pub struct ServerConfig {
     /// Request bodies larger than this are refused with 413 before they are parsed.
     #[serde(default = "defaults::max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Largest request head (request line and headers); larger ones are refused.
+    #[serde(default = "defaults::max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// A request that has not been answered after this many milliseconds gets a 503; a
+    /// request head that has not arrived by then closes the connection (slowloris).
+    #[serde(default = "defaults::request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Open connections at most; further connections wait in the listen backlog.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -94,11 +104,14 @@ pub struct TlsConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct DatabaseConfig {
     pub url: String,
-    #[serde(default = "defaults::max_connections")]
+    #[serde(default = "defaults::pool_size")]
     pub max_connections: u32,
     /// How long a request waits for a pooled connection before it gets a 503.
     #[serde(default = "defaults::acquire_timeout_ms")]
     pub acquire_timeout_ms: u64,
+    /// SQLite only: how long a write waits for another writer's lock before it gets a 503.
+    #[serde(default = "defaults::sqlite_busy_timeout_ms")]
+    pub sqlite_busy_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -213,6 +226,9 @@ pub struct JwksConfig {
     /// Seconds a cached JWKS may still be used while its source is unreachable.
     #[serde(default = "defaults::jwks_max_stale")]
     pub max_stale: u64,
+    /// Largest JWKS response accepted, in bytes.
+    #[serde(default = "defaults::jwks_max_bytes")]
+    pub max_bytes: usize,
 }
 
 impl Default for JwksConfig {
@@ -223,6 +239,7 @@ impl Default for JwksConfig {
             timeout_ms: defaults::jwks_timeout_ms(),
             cache_ttl: defaults::jwks_cache_ttl(),
             max_stale: defaults::jwks_max_stale(),
+            max_bytes: defaults::jwks_max_bytes(),
         }
     }
 }
@@ -256,7 +273,7 @@ mod defaults {
     pub fn handshake_timeout_ms() -> u64 {
         10_000
     }
-    pub fn max_connections() -> u32 {
+    pub fn pool_size() -> u32 {
         10
     }
     pub fn acquire_timeout_ms() -> u64 {
@@ -294,6 +311,21 @@ mod defaults {
     }
     pub fn max_body_bytes() -> usize {
         64 * 1024
+    }
+    pub fn max_header_bytes() -> usize {
+        16 * 1024
+    }
+    pub fn request_timeout_ms() -> u64 {
+        15_000
+    }
+    pub fn max_connections() -> usize {
+        4096
+    }
+    pub fn jwks_max_bytes() -> usize {
+        256 * 1024
+    }
+    pub fn sqlite_busy_timeout_ms() -> u64 {
+        5_000
     }
     pub fn sandbox_dir() -> PathBuf {
         PathBuf::from("certs/sandbox")
@@ -403,6 +435,30 @@ impl Config {
             return Err(bad(
                 "database.url",
                 "must start with sqlite:, postgres:// or postgresql://".into(),
+            ));
+        }
+        for (key, value, min) in [
+            ("server.max_body_bytes", self.server.max_body_bytes, 1024),
+            (
+                "server.max_header_bytes",
+                self.server.max_header_bytes,
+                8192,
+            ),
+            ("server.max_connections", self.server.max_connections, 1),
+            (
+                "open_banking.dcr.jwks.max_bytes",
+                self.open_banking.dcr.jwks.max_bytes,
+                1024,
+            ),
+        ] {
+            if value < min {
+                return Err(bad(key, format!("must be at least {min}")));
+            }
+        }
+        if self.server.request_timeout_ms < 100 {
+            return Err(bad(
+                "server.request_timeout_ms",
+                "must be at least 100".into(),
             ));
         }
         if self.database.max_connections == 0 {

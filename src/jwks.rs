@@ -2,7 +2,7 @@
 //! cached.
 //!
 //! - Only https, only `jwks.allowed_hosts` when that list is set, no redirects, a timeout and a
-//!   256 KiB cap on the response.
+//!   `jwks.max_bytes` cap (256 KiB) on the response.
 //! - Keys are cached for `jwks.cache_ttl`. A `kid` that is not cached triggers one refetch, at
 //!   most once per source every [`MIN_REFETCH`], and concurrent callers share that fetch, so
 //!   random `kid`s cannot turn the server into a request amplifier.
@@ -23,8 +23,6 @@ use serde_json::Value;
 use crate::config::JwksConfig;
 use crate::jose::printable;
 
-/// Largest JWKS response accepted.
-pub const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// A source is refetched for an unknown `kid` at most this often.
 pub const MIN_REFETCH: Duration = Duration::from_secs(5);
 /// Sources remembered at most; beyond this, entries not used recently are dropped.
@@ -229,6 +227,7 @@ pub struct JwksCache {
     allowed_hosts: Vec<String>,
     ttl: Duration,
     max_stale: Duration,
+    max_bytes: usize,
     sources: RwLock<HashMap<String, Arc<Source>>>,
 }
 
@@ -243,6 +242,7 @@ impl JwksCache {
                 .collect(),
             ttl: Duration::from_secs(config.cache_ttl),
             max_stale: Duration::from_secs(config.max_stale.max(config.cache_ttl)),
+            max_bytes: config.max_bytes,
             sources: RwLock::new(HashMap::new()),
         }
     }
@@ -420,9 +420,12 @@ impl JwksCache {
         }
         if response
             .content_length()
-            .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
+            .is_some_and(|n| n > self.max_bytes as u64)
         {
-            return Err(fetch_err("response larger than 256 KiB".into()));
+            return Err(fetch_err(format!(
+                "response larger than {} bytes",
+                self.max_bytes
+            )));
         }
         let mut body = Vec::new();
         while let Some(chunk) = response
@@ -430,8 +433,11 @@ impl JwksCache {
             .await
             .map_err(|e| fetch_err(describe(&e)))?
         {
-            if body.len() + chunk.len() > MAX_JWKS_BYTES {
-                return Err(fetch_err("response larger than 256 KiB".into()));
+            if body.len() + chunk.len() > self.max_bytes {
+                return Err(fetch_err(format!(
+                    "response larger than {} bytes",
+                    self.max_bytes
+                )));
             }
             body.extend_from_slice(&chunk);
         }

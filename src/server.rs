@@ -175,6 +175,9 @@ pub struct Server {
     acceptor: TlsAcceptor,
     router: Router,
     handshake_timeout: Duration,
+    request_timeout: Duration,
+    max_header_bytes: usize,
+    connections: Arc<tokio::sync::Semaphore>,
     shutdown_grace: Duration,
     local_addr: SocketAddr,
 }
@@ -192,7 +195,21 @@ impl Server {
         let store = open_store(&config).await?;
         let config = Arc::new(config);
         let state = AppState::new(config.clone(), store.clone())?;
-        let router = routes().merge(extra_routes).with_state(state);
+        let request_timeout = Duration::from_millis(config.server.request_timeout_ms);
+        let router = routes().merge(extra_routes).with_state(state).layer(
+            axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| async move {
+                    // No request is held past the timeout, whatever it waits for.
+                    match tokio::time::timeout(request_timeout, next.run(request)).await {
+                        Ok(response) => response,
+                        Err(_) => {
+                            tracing::warn!("request timed out");
+                            ApiError::unavailable().into_response()
+                        }
+                    }
+                },
+            ),
+        );
 
         let listener = TcpListener::bind(&config.server.listen)
             .await
@@ -204,6 +221,9 @@ impl Server {
             acceptor: TlsAcceptor::from(tls),
             router,
             handshake_timeout: Duration::from_millis(config.server.tls.handshake_timeout_ms),
+            request_timeout,
+            max_header_bytes: config.server.max_header_bytes,
+            connections: Arc::new(tokio::sync::Semaphore::new(config.server.max_connections)),
             shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
             local_addr,
         })
@@ -217,10 +237,32 @@ impl Server {
     /// period).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let graceful = GracefulShutdown::new();
-        let builder = Builder::new(TokioExecutor::new());
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(hyper_util::rt::TokioTimer::new())
+            // Slowloris: a request head must arrive within the request timeout.
+            .header_read_timeout(self.request_timeout)
+            .max_buf_size(self.max_header_bytes.max(8192));
+        builder
+            .http2()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .max_header_list_size(u32::try_from(self.max_header_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(100)
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10));
         tracing::info!(addr = %self.local_addr, "listening on https://{}", self.local_addr);
         tokio::pin!(shutdown);
         loop {
+            // At most `server.max_connections` connections; beyond that, new ones wait in the
+            // listen backlog instead of exhausting memory or file descriptors.
+            let permit = tokio::select! {
+                permit = self.connections.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                () = &mut shutdown => break,
+            };
             tokio::select! {
                 accepted = self.listener.accept() => {
                     let (tcp, peer) = match accepted {
@@ -241,7 +283,10 @@ impl Server {
                         peer,
                     };
                     let watcher = graceful.watcher();
-                    tokio::spawn(connection.serve(tcp, watcher));
+                    tokio::spawn(async move {
+                        connection.serve(tcp, watcher).await;
+                        drop(permit);
+                    });
                 }
                 () = &mut shutdown => break,
             }

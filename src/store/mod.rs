@@ -245,7 +245,7 @@ impl Database {
                 // the last commits.
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(5));
+                .busy_timeout(Duration::from_millis(config.sqlite_busy_timeout_ms));
             let pool = SqlitePoolOptions::new()
                 .max_connections(config.max_connections)
                 .acquire_timeout(acquire)
@@ -321,12 +321,36 @@ fn create_sqlite_file(path: &Path) -> StoreResult<()> {
     }
 }
 
+/// Runs `f` again when SQLite reports busy or locked after its busy timeout: a few short,
+/// growing pauses, then the error (which callers answer with 503, never 500).
+async fn retry_busy<T, F, Fut>(mut f: F) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = StoreResult<T>>,
+{
+    const ATTEMPTS: u64 = 3;
+    let mut attempt = 1;
+    loop {
+        match f().await {
+            Err(StoreError::Busy(detail)) if attempt < ATTEMPTS => {
+                tracing::debug!(attempt, detail = %detail, "database busy; retrying");
+                tokio::time::sleep(Duration::from_millis(25 * attempt)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 macro_rules! delegate {
     ($self:ident, $s:ident => $call:expr) => {
-        match $self {
-            Database::Sqlite($s) => $call.await,
-            Database::Postgres($s) => $call.await,
-        }
+        retry_busy(|| async {
+            match $self {
+                Database::Sqlite($s) => $call.await,
+                Database::Postgres($s) => $call.await,
+            }
+        })
+        .await
     };
 }
 

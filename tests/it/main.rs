@@ -5,6 +5,7 @@
 
 mod cli;
 mod conformance;
+mod faults;
 mod lifecycle;
 mod registration;
 mod server;
@@ -22,6 +23,7 @@ fn cases() -> Vec<Case> {
     all.extend(registration::cases());
     all.extend(lifecycle::cases());
     all.extend(conformance::cases());
+    all.extend(faults::cases());
     all
 }
 

@@ -22,6 +22,8 @@ pub const SCHEMA_PREFIX: &str = "dcrtest_";
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// The test brings its own database (a throwaway PostgreSQL); SQLite where it needs one.
+    Standalone,
 }
 
 impl Backend {
@@ -29,6 +31,7 @@ impl Backend {
         match self {
             Self::Sqlite => "sqlite",
             Self::Postgres => "postgres",
+            Self::Standalone => "standalone",
         }
     }
 }
@@ -44,6 +47,8 @@ pub struct Case {
 
 pub const SQLITE: &[Backend] = &[Backend::Sqlite];
 pub const BOTH: &[Backend] = &[Backend::Sqlite, Backend::Postgres];
+pub const POSTGRES: &[Backend] = &[Backend::Postgres];
+pub const STANDALONE: &[Backend] = &[Backend::Standalone];
 
 #[macro_export]
 macro_rules! case {
@@ -65,7 +70,7 @@ pub struct TestDb {
 impl TestDb {
     pub async fn new(backend: Backend) -> Result<Self> {
         match backend {
-            Backend::Sqlite => {
+            Backend::Sqlite | Backend::Standalone => {
                 let dir = TempDir::new()?;
                 Ok(Self {
                     url: format!("sqlite://{}/dcr.db", dir.path().display()),
@@ -91,11 +96,17 @@ impl TestDb {
         }
     }
 
+    /// A database at a URL the test made itself.
+    pub fn from_url(url: String) -> Self {
+        Self { url, _dir: None }
+    }
+
     pub async fn connect(&self) -> Result<Database> {
         let db = Database::connect(&dcr_server::config::DatabaseConfig {
             url: self.url.clone(),
             max_connections: 10,
             acquire_timeout_ms: 5000,
+            sqlite_busy_timeout_ms: 5000,
         })
         .await?;
         Ok(db)
@@ -508,3 +519,160 @@ impl std::fmt::Display for Skip {
 }
 
 impl std::error::Error for Skip {}
+
+/// The real `dcr-server` binary running as its own process, with its log in a file.
+pub struct SpawnedServer {
+    pub child: std::process::Child,
+}
+
+impl SpawnedServer {
+    /// Starts `dcr-server serve` and waits for its `listening on` line.
+    pub async fn start(config: &Path, port: u16, env: &[(&str, &str)], log: &Path) -> Result<Self> {
+        let file = std::fs::File::create(log)?;
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_dcr-server"));
+        command
+            .args(["--config", &config.to_string_lossy(), "serve"])
+            .env_remove("DCR_DATABASE_URL")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(file);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command.spawn()?;
+        let server = Self { child };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if text.contains(&format!("listening on https://127.0.0.1:{port}")) {
+                return Ok(server);
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("server on port {port} did not start:\n{text}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: no shutdown, no flushing.
+    pub fn kill9(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for SpawnedServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A PostgreSQL of its own (initdb + pg_ctl from the machine's PostgreSQL) in a temporary
+/// directory on a free port, that a test can stop and start.
+pub struct ThrowawayPostgres {
+    dir: TempDir,
+    bin: PathBuf,
+    pub port: u16,
+}
+
+impl ThrowawayPostgres {
+    fn find_bin() -> Option<PathBuf> {
+        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|p| p.join("initdb").is_file() && p.join("pg_ctl").is_file())
+            .collect();
+        found.sort();
+        found.pop()
+    }
+
+    /// Runs a PostgreSQL tool, as the `postgres` user when this process is root.
+    fn run(&self, tool: &str, args: &[&str]) -> Result<()> {
+        let exe = self.bin.join(tool);
+        let as_root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        let mut command = if as_root {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            std::process::Command::new(&exe)
+        };
+        let out = command.args(args).output()?;
+        if !out.status.success() {
+            bail!(
+                "{tool} {args:?} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    pub fn start_new() -> Result<Self> {
+        let bin = Self::find_bin()
+            .ok_or_else(|| Skip("no PostgreSQL server binaries (initdb, pg_ctl)".into()))?;
+        let dir = TempDir::new()?;
+        let pg = Self {
+            port: free_port(),
+            bin,
+            dir,
+        };
+        // The postgres user must own the directory when the test runs as root.
+        let _ = std::process::Command::new("chown")
+            .args(["-R", "postgres", &pg.dir.path().to_string_lossy()])
+            .output();
+        let data = pg.data();
+        pg.run(
+            "initdb",
+            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
+        )?;
+        pg.start()?;
+        Ok(pg)
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").to_string_lossy().into_owned()
+    }
+
+    pub fn start(&self) -> Result<()> {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self
+            .dir
+            .path()
+            .join("pg.log")
+            .to_string_lossy()
+            .into_owned();
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-l", &log, "-o", &opts, "-w", "start"],
+        )
+    }
+
+    /// Stops at once, as a crash would (`-m immediate`).
+    pub fn stop(&self) -> Result<()> {
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        )
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for ThrowawayPostgres {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}

@@ -77,9 +77,71 @@ fn decode_object(part: &str, what: &'static str) -> Result<Map<String, Value>, J
     let bytes = URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|_| JwsError::Base64(what))?;
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(map)) => Ok(map),
+    match serde_json::from_slice::<StrictValue>(&bytes) {
+        Ok(StrictValue(Value::Object(map))) => Ok(map),
         _ => Err(JwsError::Json(what)),
+    }
+}
+
+/// A JSON value that refuses duplicate object keys at any depth. Parsers disagree on which
+/// duplicate wins, so a signed JWT with `{"iss":"a","iss":"b"}` could mean different things to
+/// us and to the next system; RFC 7515 §4 lets us refuse it.
+struct StrictValue(Value);
+
+impl<'de> serde::Deserialize<'de> for StrictValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = StrictValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value without duplicate keys")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::Bool(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::from(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::from(v)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::from(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::String(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::String(v)))
+            }
+            fn visit_unit<E>(self) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::Null))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<StrictValue, A::Error> {
+                let mut items = Vec::new();
+                while let Some(StrictValue(v)) = seq.next_element()? {
+                    items.push(v);
+                }
+                Ok(StrictValue(Value::Array(items)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<StrictValue, A::Error> {
+                let mut out = Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let StrictValue(value) = map.next_value()?;
+                    if out.insert(key.clone(), value).is_some() {
+                        return Err(serde::de::Error::custom(format!("duplicate key `{key}`")));
+                    }
+                }
+                Ok(StrictValue(Value::Object(out)))
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }
 
@@ -252,6 +314,59 @@ mod tests {
             b64("{}")
         );
         assert_eq!(Jws::parse(&t, &allowed()).unwrap_err(), JwsError::Crit);
+    }
+
+    #[test]
+    fn refuses_duplicate_keys_at_any_depth() {
+        let h = b64(r#"{"alg":"PS256"}"#);
+        for payload in [
+            r#"{"iss":"a","iss":"b"}"#,
+            r#"{"a":{"x":1,"x":2}}"#,
+            r#"{"a":[{"k":1,"k":1}]}"#,
+        ] {
+            let t = format!("{h}.{}.c2ln", b64(payload));
+            assert_eq!(
+                Jws::parse(&t, &allowed()).unwrap_err(),
+                JwsError::Json("payload"),
+                "{payload}"
+            );
+        }
+        let t = format!(
+            "{}.{}.c2ln",
+            b64(r#"{"alg":"PS256","alg":"none"}"#),
+            b64("{}")
+        );
+        assert_eq!(
+            Jws::parse(&t, &allowed()).unwrap_err(),
+            JwsError::Json("header")
+        );
+        let ok = format!(
+            "{h}.{}.c2ln",
+            b64(r#"{"a":{"x":1},"b":{"x":2},"n":1.5,"z":null,"l":[1,"s",true]}"#)
+        );
+        let jws = Jws::parse(&ok, &allowed()).unwrap();
+        assert_eq!(jws.claims["n"], serde_json::json!(1.5));
+    }
+
+    #[test]
+    fn deeply_nested_json_is_refused_not_a_stack_overflow() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let t = format!(
+            "{}.{}.c2ln",
+            b64(r#"{"alg":"PS256"}"#),
+            b64(&format!(r#"{{"a":{deep}}}"#))
+        );
+        assert_eq!(Jws::parse(&t, &allowed()).unwrap_err(), JwsError::TooLarge);
+        let deep = format!("{}{}", "[".repeat(5_000), "]".repeat(5_000));
+        let t = format!(
+            "{}.{}.c2ln",
+            b64(r#"{"alg":"PS256"}"#),
+            b64(&format!(r#"{{"a":{deep}}}"#))
+        );
+        assert_eq!(
+            Jws::parse(&t, &allowed()).unwrap_err(),
+            JwsError::Json("payload")
+        );
     }
 
     #[test]

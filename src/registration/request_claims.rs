@@ -76,6 +76,12 @@ pub fn check(
     }
     let exp = access::req_int(claims, "exp").map_err(claim)?;
     let iat = access::req_int(claims, "iat").map_err(claim)?;
+    if iat <= 0 {
+        return Err(ClaimsError::Claim(ClaimError::WrongType {
+            claim: "iat".into(),
+            expected: "a positive number of seconds",
+        }));
+    }
     if now > exp + policy.clock_skew {
         return Err(ClaimsError::Expired);
     }
@@ -245,6 +251,15 @@ mod tests {
             &policy,
         );
         assert!(r.is_ok());
+    }
+
+    #[test]
+    fn iat_must_be_positive() {
+        assert!(matches!(
+            run(json!({"iat": -1})),
+            Err(ClaimsError::Claim(_))
+        ));
+        assert!(matches!(run(json!({"iat": 0})), Err(ClaimsError::Claim(_))));
     }
 
     #[test]

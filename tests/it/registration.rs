@@ -85,6 +85,17 @@ impl Ctx {
         extra_jwks: &str,
         extra_tables: &str,
     ) -> Result<Self> {
+        Self::start_custom(backend, "", extra_dcr, extra_jwks, extra_tables).await
+    }
+
+    /// As [`Self::start_full`], plus lines for `[server]`.
+    pub async fn start_custom(
+        backend: Backend,
+        extra_server: &str,
+        extra_dcr: &str,
+        extra_jwks: &str,
+        extra_tables: &str,
+    ) -> Result<Self> {
         let env = TestEnv::new(backend).await?;
         let issuer = env.issuer();
         let dcr = format!("audience = [\"{issuer}\", \"0015800001BANKAAA\"]\n{extra_dcr}");
@@ -92,7 +103,12 @@ impl Ctx {
         // The JWKS server starts first, so that the config may point at it (`{jwks_port}`).
         let jwks = JwksServer::start(&env.ca()?).await?;
         let tables = extra_tables.replace("{jwks_port}", &jwks.port.to_string());
-        let text = env.config_toml_full("", &dcr, &jwks_extra, &tables);
+        let text = env
+            .config_toml_full("", &dcr, &jwks_extra, &tables)
+            .replace(
+                "shutdown_grace_secs = 2",
+                &format!("shutdown_grace_secs = 2\n{extra_server}"),
+            );
         let config = dcr_server::config::Config::parse(&text, std::path::Path::new("test.toml"))?;
         let server = env.start_with(config, axum::Router::new()).await?;
         let sandbox = env.sandbox()?;

@@ -23,6 +23,8 @@ pub fn cases() -> Vec<Case> {
         case!(kill9_during_load_loses_nothing, BOTH),
         case!(replicas_share_one_database, POSTGRES),
         case!(logs_and_tables_hold_no_secrets, BOTH),
+        case!(request_timeout_bounds_every_request, SQLITE),
+        case!(connection_cap_holds_back_extra_connections, SQLITE),
     ]
 }
 
@@ -564,4 +566,76 @@ async fn logs_and_tables_hold_no_secrets(backend: Backend) -> Result<()> {
     }
     ensure!(!text.contains("PRIVATE KEY"));
     Ok(())
+}
+
+/// A request stuck behind a slow dependency is answered 503 at `server.request_timeout_ms`.
+async fn request_timeout_bounds_every_request(backend: Backend) -> Result<()> {
+    use crate::registration::Ctx;
+    use crate::support::Doc;
+    let c = Ctx::start_custom(
+        backend,
+        "request_timeout_ms = 800",
+        "",
+        "timeout_ms = 10000",
+        "",
+    )
+    .await?;
+    c.jwks.set(
+        "slow.jwks",
+        Doc {
+            status: 200,
+            body: c.tpp_jwks.to_string(),
+            delay: Duration::from_secs(5),
+        },
+    );
+    let url = c.jwks.url("slow.jwks");
+    let req = c.request_with_ssa(|s| s["software_jwks_endpoint"] = json!(url))?;
+    let started = Instant::now();
+    let (status, body) = c.post(&req, true).await?;
+    ensure!(status == 503, "{status} {body}");
+    ensure_eq!(body["error"], json!("temporarily_unavailable"));
+    ensure!(
+        started.elapsed() < Duration::from_millis(2500),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    c.server.stop().await
+}
+
+/// Beyond `server.max_connections`, a new connection waits until one closes.
+async fn connection_cap_holds_back_extra_connections(backend: Backend) -> Result<()> {
+    let env = TestEnv::new(backend).await?;
+    let text = env.config_toml("").replace(
+        "shutdown_grace_secs = 2",
+        "shutdown_grace_secs = 2\nmax_connections = 2",
+    );
+    let config = dcr_server::config::Config::parse(&text, std::path::Path::new("t.toml"))?;
+    let server = env.start_with(config, axum::Router::new()).await?;
+    // Two clients keep their connections open (keep-alive).
+    let (a, b) = (env.client(None)?, env.client(None)?);
+    for c in [&a, &b] {
+        ensure_eq!(
+            c.get(env.url("/health")).send().await?.status().as_u16(),
+            200
+        );
+    }
+    let third = env.client(None)?;
+    let held = tokio::time::timeout(
+        Duration::from_millis(700),
+        third.get(env.url("/health")).send(),
+    )
+    .await;
+    ensure!(
+        held.is_err(),
+        "a third connection was served beyond max_connections = 2"
+    );
+    drop(a);
+    let served =
+        tokio::time::timeout(Duration::from_secs(5), third.get(env.url("/health")).send()).await;
+    ensure!(
+        matches!(served, Ok(Ok(ref r)) if r.status().as_u16() == 200),
+        "the waiting connection was not served: {served:?}"
+    );
+    drop(b);
+    server.stop().await
 }

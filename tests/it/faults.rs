@@ -95,6 +95,56 @@ impl Tpp {
         ))
     }
 
+    /// GET: status, body, whether the answer had Retry-After.
+    async fn get_full(&self, client_id: &str, token: &str) -> Result<(u16, Value, bool)> {
+        let r = self
+            .client
+            .get(format!(
+                "{}{}/{client_id}",
+                self.base,
+                dcr_server::REGISTER_PATH
+            ))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        let retry_after = r.headers().contains_key("retry-after");
+        Ok((
+            status,
+            serde_json::from_str(&r.text().await?).unwrap_or(Value::Null),
+            retry_after,
+        ))
+    }
+
+    /// A private_key_jwt token request: status, body, whether the answer had Retry-After.
+    async fn token_full(&self, client_id: &str) -> Result<(u16, Value, bool)> {
+        let assertion = self.sandbox.client_assertion(
+            client_id,
+            &format!("{}/token", self.sandbox.tpp.issuer),
+            "PS256",
+        )?;
+        let r = self
+            .client
+            .post(format!("{}/token", self.base))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                (
+                    "client_assertion_type",
+                    dcr_server::token::CLIENT_ASSERTION_TYPE,
+                ),
+                ("client_assertion", &assertion),
+            ])
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        let retry_after = r.headers().contains_key("retry-after");
+        Ok((
+            status,
+            serde_json::from_str(&r.text().await?).unwrap_or(Value::Null),
+            retry_after,
+        ))
+    }
+
     async fn get(&self, client_id: &str, token: &str) -> Result<u16> {
         let r = self
             .client
@@ -151,17 +201,35 @@ async fn database_outage_gives_503_and_recovers(_backend: Backend) -> Result<()>
     for _ in 0..3 {
         ensure_eq!(tpp.register(tpp.request("private_key_jwt")?).await?.0, 201);
     }
-    // A registration load across the outage.
+    let (_, created, _, _) = tpp.register(tpp.request("private_key_jwt")?).await?;
+    let id = created["client_id"].as_str().context("id")?.to_string();
+    let (_, token) = tpp.token(&id).await?;
+    let token = token["access_token"].as_str().context("token")?.to_string();
+    // A load of registrations, token requests and GETs across the outage. Each worker records
+    // (when, status with success as 201, body, Retry-After present, elapsed).
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
-    for _ in 0..4 {
-        let (tpp, stop) = (tpp.clone(), stop.clone());
+    for worker in 0..4 {
+        let (tpp, stop, id, token) = (tpp.clone(), stop.clone(), id.clone(), token.clone());
         workers.push(tokio::spawn(async move {
             let mut seen = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                let (status, body, retry_after, elapsed) =
-                    tpp.register(tpp.request("private_key_jwt")?).await?;
-                seen.push((Instant::now(), status, body, retry_after, elapsed));
+                let started = Instant::now();
+                let (status, body, retry_after) = match worker {
+                    0 | 1 => {
+                        let (s, b, r, _) = tpp.register(tpp.request("private_key_jwt")?).await?;
+                        (s, b, r)
+                    }
+                    2 => {
+                        let (s, b, r) = tpp.token_full(&id).await?;
+                        (if s == 200 { 201 } else { s }, b, r)
+                    }
+                    _ => {
+                        let (s, b, r) = tpp.get_full(&id, &token).await?;
+                        (if s == 200 { 201 } else { s }, b, r)
+                    }
+                };
+                seen.push((Instant::now(), status, body, retry_after, started.elapsed()));
             }
             Ok::<_, anyhow::Error>(seen)
         }));

@@ -404,20 +404,41 @@ async fn kill9_during_load_loses_nothing(backend: Backend) -> Result<()> {
 
 async fn replicas_share_one_database(backend: Backend) -> Result<()> {
     let env = TestEnv::new(backend).await?;
-    let (pa, pb) = (env.port, crate::support::free_port());
-    let cfg_a = write_config(&env, pa, &env.db.url, "", "")?;
-    let cfg_b = write_config(&env, pb, &env.db.url, "", "")?;
-    // Migrations from both at once must not trip over each other.
-    let (log_a, log_b) = (env.dir.path().join("a.log"), env.dir.path().join("b.log"));
-    let (a, b) = tokio::join!(
-        SpawnedServer::start(&cfg_a, pa, &[], &log_a),
-        SpawnedServer::start(&cfg_b, pb, &[], &log_b)
+    // A and B allow several clients per software, so only the jti can stop a replay; C and D
+    // keep one client per software. All four share one database.
+    let ports = [
+        env.port,
+        crate::support::free_port(),
+        crate::support::free_port(),
+        crate::support::free_port(),
+    ];
+    let policy_off = "software_id_as_application_name.enable = false";
+    let mut configs = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        configs.push(write_config(
+            &env,
+            *port,
+            &env.db.url,
+            "",
+            if i < 2 { policy_off } else { "" },
+        )?);
+    }
+    let logs: Vec<_> = (0..4)
+        .map(|i| env.dir.path().join(format!("replica-{i}.log")))
+        .collect();
+    // Migrations from all at once must not trip over each other.
+    let (a, b, c, d) = tokio::join!(
+        SpawnedServer::start(&configs[0], ports[0], &[], &logs[0]),
+        SpawnedServer::start(&configs[1], ports[1], &[], &logs[1]),
+        SpawnedServer::start(&configs[2], ports[2], &[], &logs[2]),
+        SpawnedServer::start(&configs[3], ports[3], &[], &logs[3])
     );
-    let (_a, _b) = (a?, b?);
-    let (ta, tb) = (Tpp::new(&env, pa)?, Tpp::new(&env, pb)?);
+    let _replicas = (a?, b?, c?, d?);
+    let (ta, tb) = (Tpp::new(&env, ports[0])?, Tpp::new(&env, ports[1])?);
+    let (tc, td) = (Tpp::new(&env, ports[2])?, Tpp::new(&env, ports[3])?);
     let store = env.db.connect().await?;
 
-    // The same request jti sent to both at once: accepted once.
+    // The same request jti sent to A and B at once: accepted once.
     let jwt = ta.request("private_key_jwt")?;
     let (ra, rb) = tokio::join!(ta.register(jwt.clone()), tb.register(jwt));
     let mut statuses = [ra?.0, rb?.0];
@@ -446,8 +467,8 @@ async fn replicas_share_one_database(backend: Backend) -> Result<()> {
     // The DELETE on A is seen by B at once.
     ensure_eq!(tb.get(&id, &token).await?, 401);
     let (ra, rb) = tokio::join!(
-        ta.register(ta.request("private_key_jwt")?),
-        tb.register(tb.request("private_key_jwt")?)
+        tc.register(tc.request("private_key_jwt")?),
+        td.register(td.request("private_key_jwt")?)
     );
     let (ra, rb) = (ra?, rb?);
     let mut statuses = [ra.0, rb.0];

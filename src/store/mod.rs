@@ -246,13 +246,19 @@ impl Database {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_millis(config.sqlite_busy_timeout_ms));
-            let pool = SqlitePoolOptions::new()
+            let writer = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(acquire)
+                .connect_with(options.clone())
+                .await
+                .map_err(StoreError::from_sqlx)?;
+            let readers = SqlitePoolOptions::new()
                 .max_connections(config.max_connections)
                 .acquire_timeout(acquire)
                 .connect_with(options)
                 .await
                 .map_err(StoreError::from_sqlx)?;
-            Ok(Self::Sqlite(SqliteStore::new(pool)))
+            Ok(Self::Sqlite(SqliteStore::with_writer(readers, writer)))
         } else {
             let options = PgConnectOptions::from_str(&config.url)
                 .map_err(|e| StoreError::Other(format!("database.url: {e}")))?;
@@ -278,8 +284,8 @@ impl Database {
     /// Closes the pool: later calls fail with [`StoreError::Unavailable`].
     pub async fn close(&self) {
         match self {
-            Self::Sqlite(s) => s.pool().close().await,
-            Self::Postgres(s) => s.pool().close().await,
+            Self::Sqlite(s) => s.close().await,
+            Self::Postgres(s) => s.close().await,
         }
     }
 

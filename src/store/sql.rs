@@ -71,12 +71,30 @@ macro_rules! sql_store {
         #[doc = $doc]
         #[derive(Clone, Debug)]
         pub struct $name {
+            /// Reads.
             pool: sqlx::Pool<$db>,
+            /// Writes. For SQLite a separate pool of one connection: SQLite has one writer
+            /// anyway, and queueing here is far cheaper than its busy handler's sleeps.
+            writer: sqlx::Pool<$db>,
         }
 
         impl $name {
             pub fn new(pool: sqlx::Pool<$db>) -> Self {
-                Self { pool }
+                Self {
+                    writer: pool.clone(),
+                    pool,
+                }
+            }
+
+            /// Separate pools for reads and writes.
+            pub fn with_writer(pool: sqlx::Pool<$db>, writer: sqlx::Pool<$db>) -> Self {
+                Self { pool, writer }
+            }
+
+            /// Closes both pools.
+            pub async fn close(&self) {
+                self.pool.close().await;
+                self.writer.close().await;
             }
 
             pub fn pool(&self) -> &sqlx::Pool<$db> {
@@ -128,7 +146,7 @@ macro_rules! sql_store {
         impl Store for $name {
             async fn migrate(&self) -> StoreResult<()> {
                 sqlx::migrate!($migrations)
-                    .run(&self.pool)
+                    .run(&self.writer)
                     .await
                     .map_err(|e| match e {
                         sqlx::migrate::MigrateError::Execute(e) => StoreError::from_sqlx(e),
@@ -151,7 +169,7 @@ macro_rules! sql_store {
                 jtis: &[JtiRecord],
                 audit: &AuditRecord,
             ) -> StoreResult<()> {
-                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let mut tx = self.writer.begin().await.map_err(map_err)?;
                 Self::jtis_in(&mut tx, jtis).await?;
                 sqlx::query(INSERT_CLIENT)
                     .bind(&c.client_id)
@@ -182,7 +200,7 @@ macro_rules! sql_store {
                 jtis: &[JtiRecord],
                 audit: &AuditRecord,
             ) -> StoreResult<bool> {
-                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let mut tx = self.writer.begin().await.map_err(map_err)?;
                 Self::jtis_in(&mut tx, jtis).await?;
                 let done = sqlx::query(UPDATE_CLIENT)
                     .bind(&c.client_id)
@@ -231,7 +249,7 @@ macro_rules! sql_store {
                 client_id: &str,
                 audit: &AuditRecord,
             ) -> StoreResult<bool> {
-                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let mut tx = self.writer.begin().await.map_err(map_err)?;
                 // Tokens first (the foreign key also cascades): no token may outlive its client.
                 sqlx::query("DELETE FROM tokens WHERE client_id = $1")
                     .bind(client_id)
@@ -252,21 +270,21 @@ macro_rules! sql_store {
             }
 
             async fn remember_jti(&self, jti: &JtiRecord) -> StoreResult<()> {
-                let mut conn = self.pool.acquire().await.map_err(map_err)?;
+                let mut conn = self.writer.acquire().await.map_err(map_err)?;
                 Self::jtis_in(&mut conn, std::slice::from_ref(jti)).await
             }
 
             async fn purge_expired_jtis(&self, now: i64) -> StoreResult<u64> {
                 let done = sqlx::query("DELETE FROM jtis WHERE expires_at <= $1")
                     .bind(now)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(map_err)?;
                 Ok(done.rows_affected())
             }
 
             async fn insert_token(&self, t: &TokenRecord, audit: &AuditRecord) -> StoreResult<()> {
-                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let mut tx = self.writer.begin().await.map_err(map_err)?;
                 sqlx::query(&format!(
                     "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
                 ))
@@ -299,7 +317,7 @@ macro_rules! sql_store {
                 token_hash: &str,
                 audit: &AuditRecord,
             ) -> StoreResult<bool> {
-                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let mut tx = self.writer.begin().await.map_err(map_err)?;
                 let done = sqlx::query(
                     "UPDATE tokens SET revoked = $2 WHERE token_hash = $1 AND revoked = $3",
                 )
@@ -320,14 +338,14 @@ macro_rules! sql_store {
             async fn purge_expired_tokens(&self, now: i64) -> StoreResult<u64> {
                 let done = sqlx::query("DELETE FROM tokens WHERE expires_at <= $1")
                     .bind(now)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(map_err)?;
                 Ok(done.rows_affected())
             }
 
             async fn append_audit(&self, audit: &AuditRecord) -> StoreResult<()> {
-                let mut conn = self.pool.acquire().await.map_err(map_err)?;
+                let mut conn = self.writer.acquire().await.map_err(map_err)?;
                 Self::audit_in(&mut conn, audit).await.map_err(map_err)
             }
 

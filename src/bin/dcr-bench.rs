@@ -1,0 +1,617 @@
+//! dcr-bench: drives a running dcr-server with pre-signed requests and reports throughput,
+//! latency percentiles, errors by status, and the server's memory.
+//!
+//! ```text
+//! dcr-bench register --url https://localhost:8243 --sandbox certs/sandbox -c 64 -d 10
+//! dcr-bench token-pkj | token-tls | get | mixed | handshake ...
+//! ```
+//!
+//! Every JWT is signed before the clock starts, so the load generator spends its time sending.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
+use dcr_server::sandbox::{RequestOptions, Sandbox};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// POST /register with the full pipeline.
+    Register,
+    /// POST /token with private_key_jwt.
+    TokenPkj,
+    /// POST /token with tls_client_auth.
+    TokenTls,
+    /// GET /register/{id} with a token.
+    Get,
+    /// register → token → GET → PUT → DELETE, as one operation.
+    Mixed,
+    /// TLS handshakes with a client certificate, nothing else.
+    Handshake,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dcr-bench",
+    about = "Load generator and benchmark for dcr-server"
+)]
+struct Args {
+    #[arg(value_enum)]
+    scenario: Scenario,
+    /// Base URL of the server.
+    #[arg(long, default_value = "https://localhost:8243")]
+    url: String,
+    /// Sandbox directory (CA, TPP keys and certificate) shared with the server.
+    #[arg(long, default_value = "certs/sandbox")]
+    sandbox: PathBuf,
+    /// Concurrent workers, each with its own connection.
+    #[arg(short, long, default_value_t = 16)]
+    concurrency: usize,
+    /// Seconds to run (after warm-up); the run also ends when the pre-signed requests run out.
+    #[arg(short, long, default_value_t = 10.0)]
+    duration: f64,
+    /// Requests to pre-generate (and at most send).
+    #[arg(short = 'n', long, default_value_t = 50_000)]
+    count: usize,
+    /// A new TLS connection for every request instead of keep-alive.
+    #[arg(long)]
+    new_connection: bool,
+    /// Request signing algorithm.
+    #[arg(long, default_value = "PS256")]
+    alg: String,
+    /// PID of the server, to report its RSS (from /proc/PID/status).
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Request `aud` (default: the server's issuer from discovery).
+    #[arg(long)]
+    aud: Option<String>,
+}
+
+/// One worker's results.
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u32>,
+    statuses: BTreeMap<String, usize>,
+}
+
+struct Ctx {
+    args: Args,
+    sandbox: Sandbox,
+    ca_pem: String,
+    identity_pem: String,
+    issuer: String,
+    token_endpoint: String,
+    register_url: String,
+}
+
+impl Ctx {
+    fn client(&self) -> Result<reqwest::Client> {
+        let mut b = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(self.ca_pem.as_bytes())?])
+            .identity(reqwest::Identity::from_pem(self.identity_pem.as_bytes())?)
+            .timeout(Duration::from_secs(30));
+        if self.args.new_connection {
+            b = b.pool_max_idle_per_host(0);
+        }
+        Ok(b.build()?)
+    }
+
+    fn options(&self, method: &str) -> RequestOptions {
+        RequestOptions {
+            auth_method: method.into(),
+            alg: self.args.alg.clone(),
+            aud: self.args.aud.clone().unwrap_or_else(|| self.issuer.clone()),
+            lifetime: 3600,
+        }
+    }
+
+    /// Signs `n` registration JWTs on every core, each with its own jti.
+    fn presign_requests(&self, n: usize, method: &str) -> Result<Vec<String>> {
+        let ssa = self.sandbox.ssa()?;
+        let template = {
+            let mut c = self.sandbox.request_claims(&self.options(method))?;
+            c["software_statement"] = json!(ssa);
+            c
+        };
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let per = n.div_ceil(threads);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let template = template.clone();
+                    s.spawn(move || -> Result<Vec<String>> {
+                        let mut out = Vec::with_capacity(per);
+                        for _ in 0..per {
+                            let mut c = template.clone();
+                            c["jti"] = json!(uuid::Uuid::new_v4().to_string());
+                            out.push(self.sandbox.sign_as_tpp(&c, &self.args.alg)?);
+                        }
+                        Ok(out)
+                    })
+                })
+                .collect();
+            let mut all = Vec::with_capacity(n);
+            for h in handles {
+                all.extend(
+                    h.join()
+                        .map_err(|_| anyhow::anyhow!("a signing thread panicked"))??,
+                );
+            }
+            all.truncate(n);
+            Ok(all)
+        })
+    }
+
+    fn presign_assertions(&self, n: usize, client_id: &str) -> Result<Vec<String>> {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let per = n.div_ceil(threads);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(move || -> Result<Vec<String>> {
+                        (0..per)
+                            .map(|_| {
+                                self.sandbox.client_assertion(
+                                    client_id,
+                                    &self.token_endpoint,
+                                    &self.args.alg,
+                                )
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            let mut all = Vec::with_capacity(n);
+            for h in handles {
+                all.extend(
+                    h.join()
+                        .map_err(|_| anyhow::anyhow!("a signing thread panicked"))??,
+                );
+            }
+            all.truncate(n);
+            Ok(all)
+        })
+    }
+
+    async fn register(&self, client: &reqwest::Client, jwt: String) -> Result<(u16, Value)> {
+        let r = client
+            .post(&self.register_url)
+            .header("content-type", "application/jwt")
+            .body(jwt)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        let bytes = r.bytes().await?;
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
+    }
+
+    async fn token(&self, client: &reqwest::Client, form: &[(&str, &str)]) -> Result<(u16, Value)> {
+        let body = serde_urlencoded::to_string(form)?;
+        let r = client
+            .post(&self.token_endpoint)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        let bytes = r.bytes().await?;
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
+    }
+
+    /// Registers one client for the token and GET scenarios.
+    async fn setup_client(&self, method: &str) -> Result<String> {
+        let jwt = self.presign_requests(1, method)?.pop().context("no JWT")?;
+        let (status, body) = self.register(&self.client()?, jwt).await?;
+        if status != 201 {
+            bail!(
+                "could not register a client for the benchmark ({status}): {body}\n\
+                 (the server must run with software_id_as_application_name.enable = false)"
+            );
+        }
+        body["client_id"]
+            .as_str()
+            .map(str::to_string)
+            .context("no client_id")
+    }
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+/// Runs `op` on every worker until the deadline or until `jobs` runs out.
+async fn drive<F, Fut>(ctx: &Arc<Ctx>, jobs: usize, op: F) -> Result<(Vec<Tally>, Duration)>
+where
+    F: Fn(Arc<Ctx>, reqwest::Client, usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = Result<u16>> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs_f64(ctx.args.duration);
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..ctx.args.concurrency {
+        let (ctx, next, op) = (ctx.clone(), next.clone(), op.clone());
+        handles.push(tokio::spawn(async move {
+            let client = ctx.client()?;
+            let mut tally = Tally::default();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= jobs || Instant::now() >= deadline {
+                    break;
+                }
+                let t = Instant::now();
+                let key = match op(ctx.clone(), client.clone(), i).await {
+                    Ok(status) => status.to_string(),
+                    Err(_) => "connection error".to_string(),
+                };
+                tally
+                    .latencies_us
+                    .push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                *tally.statuses.entry(key).or_default() += 1;
+            }
+            Ok::<_, anyhow::Error>(tally)
+        }));
+    }
+    let mut tallies = Vec::new();
+    for h in handles {
+        tallies.push(h.await??);
+    }
+    Ok((tallies, started.elapsed()))
+}
+
+async fn handshakes(ctx: &Arc<Ctx>) -> Result<(Vec<Tally>, Duration)> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ctx.ca_pem.as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let chain = rustls::pki_types::CertificateDer::pem_slice_iter(ctx.identity_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()?;
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(ctx.identity_pem.as_bytes())?;
+    let config = rustls::ClientConfig::builder_with_provider(dcr_server::tls::crypto_provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let url = url::Url::parse(&ctx.args.url)?;
+    let host = url.host_str().context("no host")?.to_string();
+    let addr = format!("{host}:{}", url.port().unwrap_or(443));
+    let addr = tokio::net::lookup_host(&addr)
+        .await?
+        .find(|a| a.is_ipv4())
+        .context("cannot resolve the server")?;
+    let name = rustls::pki_types::ServerName::try_from(host)?;
+    let jobs = ctx.args.count;
+    drive(ctx, jobs, move |_, _, _| {
+        let (connector, name) = (connector.clone(), name.clone());
+        async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await?;
+            let mut tls = connector.connect(name, tcp).await?;
+            // TLS 1.3: the server checks the client certificate after the client's Finished;
+            // a read makes sure the server has accepted it (it sends session tickets).
+            use tokio::io::AsyncWriteExt;
+            tls.shutdown().await.ok();
+            Ok(200)
+        }
+    })
+    .await
+}
+
+fn report(
+    args: &Args,
+    tallies: Vec<Tally>,
+    elapsed: Duration,
+    rss: (Option<u64>, Option<u64>, Option<u64>),
+) {
+    let mut latencies: Vec<u32> = tallies
+        .iter()
+        .flat_map(|t| t.latencies_us.iter().copied())
+        .collect();
+    latencies.sort_unstable();
+    let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
+    for t in &tallies {
+        for (k, v) in &t.statuses {
+            *statuses.entry(k.clone()).or_default() += v;
+        }
+    }
+    let total = latencies.len();
+    let ok: usize = statuses
+        .iter()
+        .filter(|(k, _)| k.starts_with('2'))
+        .map(|(_, v)| v)
+        .sum();
+    let secs = elapsed.as_secs_f64();
+    let result = json!({
+        "scenario": format!("{:?}", args.scenario).to_lowercase(),
+        "concurrency": args.concurrency,
+        "connection": if args.new_connection { "new per request" } else { "keep-alive" },
+        "requests": total,
+        "ok": ok,
+        "seconds": (secs * 100.0).round() / 100.0,
+        "throughput_per_s": ((ok as f64 / secs) * 10.0).round() / 10.0,
+        "latency_ms": {
+            "p50": percentile(&latencies, 0.50),
+            "p90": percentile(&latencies, 0.90),
+            "p99": percentile(&latencies, 0.99),
+            "max": percentile(&latencies, 1.0),
+        },
+        "statuses": statuses,
+        "server_rss_kib": { "before": rss.0, "peak": rss.1, "after": rss.2 },
+    });
+    if args.json {
+        println!("{result}");
+        return;
+    }
+    println!(
+        "scenario      {}",
+        result["scenario"].as_str().unwrap_or_default()
+    );
+    println!(
+        "concurrency   {} ({})",
+        args.concurrency,
+        result["connection"].as_str().unwrap_or_default()
+    );
+    println!("requests      {total} in {secs:.2} s, {ok} successful");
+    println!(
+        "throughput    {:.1}/s",
+        result["throughput_per_s"].as_f64().unwrap_or_default()
+    );
+    println!(
+        "latency (ms)  p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.90),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 1.0)
+    );
+    let by_status: Vec<String> = result["statuses"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| format!("{k}: {v}")).collect())
+        .unwrap_or_default();
+    println!("statuses      {}", by_status.join(", "));
+    if let (Some(before), Some(peak)) = (rss.0, rss.1) {
+        println!(
+            "server RSS    before {:.1} MiB, peak {:.1} MiB, after {:.1} MiB",
+            before as f64 / 1024.0,
+            peak as f64 / 1024.0,
+            rss.2.unwrap_or(0) as f64 / 1024.0
+        );
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<()> {
+    let sandbox = Sandbox::load(&args.sandbox)?;
+    let read = |name: &str| {
+        std::fs::read_to_string(args.sandbox.join(name)).with_context(|| format!("reading {name}"))
+    };
+    let ca_pem = read("ca.pem")?;
+    let identity_pem = format!(
+        "{}\n{}",
+        read("tpp/transport.pem")?,
+        read("tpp/transport.key")?
+    );
+    let base = args.url.trim_end_matches('/').to_string();
+    let probe = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes())?])
+        .build()?;
+    let discovery: Value = serde_json::from_slice(
+        &probe
+            .get(format!("{base}/.well-known/openid-configuration"))
+            .send()
+            .await
+            .context("the server does not answer discovery")?
+            .bytes()
+            .await?,
+    )?;
+    let issuer = discovery["issuer"]
+        .as_str()
+        .context("no issuer")?
+        .to_string();
+    let ctx = Arc::new(Ctx {
+        token_endpoint: format!("{base}/token"),
+        register_url: format!("{base}{}", dcr_server::REGISTER_PATH),
+        issuer,
+        sandbox,
+        ca_pem,
+        identity_pem,
+        args,
+    });
+    let pid = ctx.args.pid;
+    let before = pid.and_then(rss_kib);
+    let peak = Arc::new(std::sync::atomic::AtomicU64::new(before.unwrap_or(0)));
+    let sampler = pid.map(|pid| {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Some(kib) = rss_kib(pid) {
+                    peak.fetch_max(kib, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    });
+    let n = ctx.args.count;
+    let (tallies, elapsed) = match ctx.args.scenario {
+        Scenario::Register => {
+            eprintln!("signing {n} registration requests…");
+            let jwts = Arc::new(ctx.presign_requests(n, "private_key_jwt")?);
+            drive(&ctx, n, move |ctx, client, i| {
+                let jwt = jwts[i].clone();
+                async move { Ok(ctx.register(&client, jwt).await?.0) }
+            })
+            .await?
+        }
+        Scenario::TokenPkj => {
+            let id = ctx.setup_client("private_key_jwt").await?;
+            eprintln!("signing {n} client assertions…");
+            let assertions = Arc::new(ctx.presign_assertions(n, &id)?);
+            drive(&ctx, n, move |ctx, client, i| {
+                let a = assertions[i].clone();
+                async move {
+                    let form = [
+                        ("grant_type", "client_credentials"),
+                        (
+                            "client_assertion_type",
+                            dcr_server::token::CLIENT_ASSERTION_TYPE,
+                        ),
+                        ("client_assertion", a.as_str()),
+                    ];
+                    Ok(ctx.token(&client, &form).await?.0)
+                }
+            })
+            .await?
+        }
+        Scenario::TokenTls => {
+            let id = Arc::new(ctx.setup_client("tls_client_auth").await?);
+            drive(&ctx, n, move |ctx, client, _| {
+                let id = id.clone();
+                async move {
+                    let form = [
+                        ("grant_type", "client_credentials"),
+                        ("client_id", id.as_str()),
+                    ];
+                    Ok(ctx.token(&client, &form).await?.0)
+                }
+            })
+            .await?
+        }
+        Scenario::Get => {
+            let id = ctx.setup_client("tls_client_auth").await?;
+            let (_, body) = ctx
+                .token(
+                    &ctx.client()?,
+                    &[
+                        ("grant_type", "client_credentials"),
+                        ("client_id", id.as_str()),
+                    ],
+                )
+                .await?;
+            let token = Arc::new(
+                body["access_token"]
+                    .as_str()
+                    .context("no token")?
+                    .to_string(),
+            );
+            let url = Arc::new(format!("{}/{id}", ctx.register_url));
+            drive(&ctx, n, move |_, client, _| {
+                let (token, url) = (token.clone(), url.clone());
+                async move {
+                    Ok(client
+                        .get(url.as_str())
+                        .bearer_auth(token.as_str())
+                        .send()
+                        .await?
+                        .status()
+                        .as_u16())
+                }
+            })
+            .await?
+        }
+        Scenario::Mixed => {
+            eprintln!("signing {} registration requests…", 2 * n);
+            let jwts = Arc::new(ctx.presign_requests(2 * n, "tls_client_auth")?);
+            drive(&ctx, n, move |ctx, client, i| {
+                let (create, update) = (jwts[2 * i].clone(), jwts[2 * i + 1].clone());
+                async move {
+                    let (status, body) = ctx.register(&client, create).await?;
+                    if status != 201 {
+                        return Ok(status);
+                    }
+                    let id = body["client_id"].as_str().unwrap_or_default().to_string();
+                    let (status, body) = ctx
+                        .token(
+                            &client,
+                            &[
+                                ("grant_type", "client_credentials"),
+                                ("client_id", id.as_str()),
+                            ],
+                        )
+                        .await?;
+                    if status != 200 {
+                        return Ok(status);
+                    }
+                    let token = body["access_token"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    let url = format!("{}/{id}", ctx.register_url);
+                    let s = client
+                        .get(&url)
+                        .bearer_auth(&token)
+                        .send()
+                        .await?
+                        .status()
+                        .as_u16();
+                    if s != 200 {
+                        return Ok(s);
+                    }
+                    let s = client
+                        .put(&url)
+                        .bearer_auth(&token)
+                        .header("content-type", "application/jwt")
+                        .body(update)
+                        .send()
+                        .await?
+                        .status()
+                        .as_u16();
+                    if s != 200 {
+                        return Ok(s);
+                    }
+                    Ok(client
+                        .delete(&url)
+                        .bearer_auth(&token)
+                        .send()
+                        .await?
+                        .status()
+                        .as_u16())
+                }
+            })
+            .await?
+        }
+        Scenario::Handshake => handshakes(&ctx).await?,
+    };
+    if let Some(s) = sampler {
+        s.abort();
+    }
+    let after = pid.and_then(rss_kib);
+    let peak = pid.map(|_| peak.load(Ordering::Relaxed));
+    report(&ctx.args, tallies, elapsed, (before, peak, after));
+    Ok(())
+}

@@ -246,13 +246,17 @@ impl Database {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_millis(config.sqlite_busy_timeout_ms));
+            // No ping before each use: a local file does not drop connections, and every ping
+            // is a round trip to the connection's worker thread.
             let writer = SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(1)
                 .acquire_timeout(acquire)
                 .connect_with(options.clone())
                 .await
                 .map_err(StoreError::from_sqlx)?;
             let readers = SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(config.max_connections)
                 .acquire_timeout(acquire)
                 .connect_with(options)

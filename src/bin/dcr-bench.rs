@@ -326,12 +326,13 @@ async fn handshakes(ctx: &Arc<Ctx>) -> Result<(Vec<Tally>, Duration)> {
     .await
 }
 
+/// Prints the results; returns how many requests did not succeed.
 fn report(
     args: &Args,
     tallies: Vec<Tally>,
     elapsed: Duration,
     rss: (Option<u64>, Option<u64>, Option<u64>),
-) {
+) -> usize {
     let mut latencies: Vec<u32> = tallies
         .iter()
         .flat_map(|t| t.latencies_us.iter().copied())
@@ -369,7 +370,7 @@ fn report(
     });
     if args.json {
         println!("{result}");
-        return;
+        return total - ok;
     }
     println!(
         "scenario      {}",
@@ -405,6 +406,7 @@ fn report(
             rss.2.unwrap_or(0) as f64 / 1024.0
         );
     }
+    total - ok
 }
 
 fn main() -> Result<()> {
@@ -612,6 +614,9 @@ async fn run(args: Args) -> Result<()> {
     }
     let after = pid.and_then(rss_kib);
     let peak = pid.map(|_| peak.load(Ordering::Relaxed));
-    report(&ctx.args, tallies, elapsed, (before, peak, after));
+    let failed = report(&ctx.args, tallies, elapsed, (before, peak, after));
+    if failed > 0 {
+        bail!("{failed} requests did not succeed");
+    }
     Ok(())
 }

@@ -212,44 +212,28 @@ pub fn parse(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registration::ssa::{parse_claims, tests::test_policy};
+    use crate::registration::ssa::tests::{minimal_ssa, patched, test_policy};
     use serde_json::json;
 
     fn ssa() -> Ssa {
-        parse_claims(
-            "SSA",
-            json!({
-                "iss": "OpenBanking Ltd", "software_id": "abcDEF123", "org_id": "org",
-                "software_jwks_endpoint": "https://k.example.com/j", "software_roles": ["AISP"],
-                "org_status": "Active"
-            })
-            .as_object()
-            .cloned()
-            .unwrap(),
-        )
-        .unwrap()
+        minimal_ssa("SSA")
     }
 
     fn request(patch: Value) -> Map<String, Value> {
-        let mut v = json!({
-            "redirect_uris": ["https://tpp.example.com/cb"],
-            "token_endpoint_auth_method": "private_key_jwt",
-            "token_endpoint_auth_signing_alg": "PS256",
-            "grant_types": ["client_credentials", "authorization_code"],
-            "scope": "openid  accounts",
-            "software_statement": "SSA",
-            "application_type": "web",
-            "id_token_signed_response_alg": "PS256",
-            "request_object_signing_alg": "PS256",
-        });
-        for (k, val) in patch.as_object().unwrap() {
-            if val.is_null() {
-                v.as_object_mut().unwrap().remove(k);
-            } else {
-                v[k] = val.clone();
-            }
-        }
-        v.as_object().cloned().unwrap()
+        patched(
+            json!({
+                "redirect_uris": ["https://tpp.example.com/cb"],
+                "token_endpoint_auth_method": "private_key_jwt",
+                "token_endpoint_auth_signing_alg": "PS256",
+                "grant_types": ["client_credentials", "authorization_code"],
+                "scope": "openid  accounts",
+                "software_statement": "SSA",
+                "application_type": "web",
+                "id_token_signed_response_alg": "PS256",
+                "request_object_signing_alg": "PS256",
+            }),
+            patch,
+        )
     }
 
     fn run(patch: Value) -> Result<ClientMetadata, MetadataError> {

@@ -130,37 +130,20 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registration::ssa::{parse_claims, tests::test_policy};
+    use crate::registration::ssa::tests::{minimal_ssa, patched, test_policy};
     use serde_json::json;
 
     const NOW: i64 = 1_700_000_000;
 
     fn ssa() -> Ssa {
-        parse_claims(
-            "raw",
-            json!({
-                "iss": "OpenBanking Ltd", "software_id": "abcDEF123", "org_id": "org",
-                "software_jwks_endpoint": "https://k.example.com/j", "software_roles": ["AISP"],
-                "org_status": "Active"
-            })
-            .as_object()
-            .cloned()
-            .unwrap(),
-        )
-        .unwrap()
+        minimal_ssa("raw")
     }
 
     fn request(patch: Value) -> Map<String, Value> {
-        let mut v =
-            json!({"iss": "abcDEF123", "iat": NOW, "exp": NOW + 300, "aud": "bank", "jti": "j-1"});
-        for (k, val) in patch.as_object().unwrap() {
-            if val.is_null() {
-                v.as_object_mut().unwrap().remove(k);
-            } else {
-                v[k] = val.clone();
-            }
-        }
-        v.as_object().cloned().unwrap()
+        patched(
+            json!({"iss": "abcDEF123", "iat": NOW, "exp": NOW + 300, "aud": "bank", "jti": "j-1"}),
+            patch,
+        )
     }
 
     fn run(patch: Value) -> Result<RequestClaims, ClaimsError> {

@@ -295,6 +295,31 @@ pub(crate) mod tests {
         ));
     }
 
+    /// A minimal valid SSA (software `abcDEF123`, role AISP) with its raw text.
+    pub(crate) fn minimal_ssa(raw: &str) -> Ssa {
+        parse_claims(
+            raw,
+            claims(json!({
+                "iss": "OpenBanking Ltd", "software_id": "abcDEF123", "org_id": "org",
+                "software_jwks_endpoint": "https://k.example.com/j", "software_roles": ["AISP"],
+                "org_status": "Active"
+            })),
+        )
+        .unwrap()
+    }
+
+    /// `base` with the members of `patch` set, or removed where they are null.
+    pub(crate) fn patched(mut base: Value, patch: Value) -> Map<String, Value> {
+        for (k, v) in patch.as_object().unwrap() {
+            if v.is_null() {
+                base.as_object_mut().unwrap().remove(k);
+            } else {
+                base[k] = v.clone();
+            }
+        }
+        base.as_object().cloned().unwrap()
+    }
+
     pub(crate) fn test_policy() -> Policy {
         Policy {
             signing_algorithms: vec!["PS256".into(), "ES256".into()],

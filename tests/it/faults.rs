@@ -70,29 +70,8 @@ impl Tpp {
     }
 
     async fn token(&self, client_id: &str) -> Result<(u16, Value)> {
-        let assertion = self.sandbox.client_assertion(
-            client_id,
-            &format!("{}/token", self.sandbox.tpp.issuer),
-            "PS256",
-        )?;
-        let r = self
-            .client
-            .post(format!("{}/token", self.base))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                (
-                    "client_assertion_type",
-                    dcr_server::token::CLIENT_ASSERTION_TYPE,
-                ),
-                ("client_assertion", &assertion),
-            ])
-            .send()
-            .await?;
-        let status = r.status().as_u16();
-        Ok((
-            status,
-            serde_json::from_str(&r.text().await?).unwrap_or(Value::Null),
-        ))
+        let (status, body, _) = self.token_full(client_id).await?;
+        Ok((status, body))
     }
 
     /// GET: status, body, whether the answer had Retry-After.

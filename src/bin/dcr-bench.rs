@@ -33,6 +33,9 @@ enum Scenario {
     Mixed,
     /// TLS handshakes with a client certificate, nothing else.
     Handshake,
+    /// Bulk-load `--clients` clients and `--tokens` live tokens straight into the database of
+    /// `--config` (for growth measurements); sends nothing to the server.
+    Seed,
 }
 
 #[derive(Debug, Parser)]
@@ -73,6 +76,15 @@ struct Args {
     /// Request `aud` (default: the server's issuer from discovery).
     #[arg(long)]
     aud: Option<String>,
+    /// `seed`: the server's config, for its database URL.
+    #[arg(long, default_value = "config/bench.toml")]
+    config: PathBuf,
+    /// `seed`: clients to insert.
+    #[arg(long, default_value_t = 1_000_000)]
+    clients: usize,
+    /// `seed`: live tokens to insert.
+    #[arg(long, default_value_t = 1_000_000)]
+    tokens: usize,
 }
 
 /// One worker's results.
@@ -415,7 +427,106 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if args.scenario == Scenario::Seed {
+        return runtime.block_on(seed(&args));
+    }
     runtime.block_on(run(args))
+}
+
+/// Rows per INSERT, and INSERTs per transaction, when seeding.
+const SEED_BATCH: usize = 1000;
+const SEED_BATCHES_PER_TX: usize = 10;
+
+macro_rules! seed_rows {
+    ($pool:expr, $db:ty, $clients:expr, $tokens:expr, $now:expr) => {{
+        let pool = $pool;
+        let (clients, tokens, now) = ($clients, $tokens, $now);
+        let ids: Vec<String> = (0..clients).map(|i| format!("seed-{i:08}")).collect();
+        for (n, chunk) in ids.chunks(SEED_BATCH * SEED_BATCHES_PER_TX).enumerate() {
+            let mut tx = pool.begin().await?;
+            for batch in chunk.chunks(SEED_BATCH) {
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO clients (client_id, software_id, org_id, metadata, \
+                     software_statement, ssa_claims, client_secret_hash, \
+                     token_endpoint_auth_method, jwks_uri, enabled, created_at, updated_at) ",
+                );
+                q.push_values(batch, |mut b, id| {
+                    b.push_bind(id.clone())
+                        .push_bind(format!("sw{id}"))
+                        .push_bind("seedorg")
+                        .push_bind(format!(
+                            r#"{{"client_id":"{id}","scope":"openid accounts"}}"#
+                        ))
+                        .push_bind("seed")
+                        .push_bind("{}")
+                        .push_bind(dcr_server::registration::hash_secret(id))
+                        .push_bind("private_key_jwt")
+                        .push_bind("https://seed.invalid/jwks")
+                        .push_bind(true)
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            let done = ((n + 1) * SEED_BATCH * SEED_BATCHES_PER_TX).min(clients);
+            eprint!("\rclients {done}/{clients}");
+        }
+        eprintln!();
+        for (n, start) in (0..tokens)
+            .step_by(SEED_BATCH * SEED_BATCHES_PER_TX)
+            .enumerate()
+        {
+            let end = (start + SEED_BATCH * SEED_BATCHES_PER_TX).min(tokens);
+            let mut tx = pool.begin().await?;
+            for batch_start in (start..end).step_by(SEED_BATCH) {
+                let batch_end = (batch_start + SEED_BATCH).min(end);
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO tokens (token_hash, client_id, scope, issued_at, expires_at, \
+                     revoked) ",
+                );
+                q.push_values(batch_start..batch_end, |mut b, i| {
+                    b.push_bind(dcr_server::token::hash_token(&format!("seed-token-{i}")))
+                        .push_bind(ids[i % ids.len()].clone())
+                        .push_bind("openid accounts")
+                        .push_bind(now)
+                        .push_bind(now + 30 * 86_400)
+                        .push_bind(false);
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            let done = ((n + 1) * SEED_BATCH * SEED_BATCHES_PER_TX).min(tokens);
+            eprint!("\rtokens {done}/{tokens}");
+        }
+        eprintln!();
+    }};
+}
+
+/// The bulk loader: clients and live tokens, straight into the database.
+async fn seed(args: &Args) -> Result<()> {
+    if args.tokens > 0 && args.clients == 0 {
+        bail!("tokens need at least one client");
+    }
+    let config = dcr_server::config::Config::load(&args.config)?;
+    let store = dcr_server::server::open_store(&config).await?;
+    let started = Instant::now();
+    let now = dcr_server::clock::now();
+    match &store {
+        dcr_server::store::Database::Sqlite(s) => {
+            seed_rows!(s.pool(), sqlx::Sqlite, args.clients, args.tokens, now)
+        }
+        dcr_server::store::Database::Postgres(s) => {
+            seed_rows!(s.pool(), sqlx::Postgres, args.clients, args.tokens, now)
+        }
+    }
+    println!(
+        "seeded {} clients and {} live tokens in {:.1} s",
+        args.clients,
+        args.tokens,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 async fn run(args: Args) -> Result<()> {
@@ -608,6 +719,7 @@ async fn run(args: Args) -> Result<()> {
             .await?
         }
         Scenario::Handshake => handshakes(&ctx).await?,
+        Scenario::Seed => unreachable!("seed runs before anything connects"),
     };
     if let Some(s) = sampler {
         s.abort();

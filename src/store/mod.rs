@@ -6,6 +6,7 @@
 //! never a read followed by a write.
 
 mod sql;
+mod sqlite_writer;
 
 use std::future::Future;
 use std::path::Path;
@@ -237,7 +238,14 @@ impl Database {
         if config.url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(&config.url)
                 .map_err(|e| StoreError::Other(format!("database.url: {e}")))?;
-            create_sqlite_file(options.get_filename())?;
+            let file = options.get_filename().to_path_buf();
+            if file.as_os_str().is_empty() || file.to_string_lossy().contains(":memory:") {
+                return Err(StoreError::Other(
+                    "database.url: an in-memory SQLite database is not supported; name a file"
+                        .into(),
+                ));
+            }
+            create_sqlite_file(&file)?;
             let options = options
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
@@ -262,7 +270,15 @@ impl Database {
                 .connect_with(options)
                 .await
                 .map_err(StoreError::from_sqlx)?;
-            Ok(Self::Sqlite(SqliteStore::with_writer(readers, writer)))
+            let direct = sqlite_writer::SqliteWriter::start(
+                &file,
+                Duration::from_millis(config.sqlite_busy_timeout_ms),
+            )?;
+            Ok(Self::Sqlite(SqliteStore::with_writer(
+                readers,
+                writer,
+                Some(direct),
+            )))
         } else {
             let options = PgConnectOptions::from_str(&config.url)
                 .map_err(|e| StoreError::Other(format!("database.url: {e}")))?;

@@ -11,29 +11,32 @@ const CLIENT_COLUMNS: &str = "client_id, software_id, org_id, metadata, software
      ssa_claims, client_secret_hash, token_endpoint_auth_method, tls_client_auth_subject_dn, \
      jwks_uri, cert_thumbprint, enabled, created_at, updated_at";
 
-const INSERT_CLIENT: &str = "INSERT INTO clients (client_id, software_id, org_id, metadata, \
+pub(super) const INSERT_CLIENT: &str = "INSERT INTO clients (client_id, software_id, org_id, metadata, \
      software_statement, ssa_claims, client_secret_hash, token_endpoint_auth_method, \
      tls_client_auth_subject_dn, jwks_uri, cert_thumbprint, enabled, created_at, updated_at, \
      software_id_unique) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
 
-const UPDATE_CLIENT: &str = "UPDATE clients SET org_id = $2, metadata = $3, \
+pub(super) const UPDATE_CLIENT: &str = "UPDATE clients SET org_id = $2, metadata = $3, \
      software_statement = $4, ssa_claims = $5, token_endpoint_auth_method = $6, \
      tls_client_auth_subject_dn = $7, jwks_uri = $8, cert_thumbprint = $9, updated_at = $10 \
      WHERE client_id = $1";
 
 /// Insert-or-refresh: a `jti` is new if it is absent or its row has expired. One statement,
 /// so two replicas racing on the same `jti` cannot both succeed.
-const REMEMBER_JTI: &str = "INSERT INTO jtis (scope, jti, expires_at) VALUES ($1, $2, $3) \
+pub(super) const REMEMBER_JTI: &str = "INSERT INTO jtis (scope, jti, expires_at) VALUES ($1, $2, $3) \
      ON CONFLICT (scope, jti) DO UPDATE SET expires_at = excluded.expires_at \
      WHERE jtis.expires_at <= $4";
 
-const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, action, outcome, client_id, software_id, \
+pub(super) const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, action, outcome, client_id, software_id, \
      org_id, cert_thumbprint, interaction_id, error_code, detail) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 const TOKEN_COLUMNS: &str =
     "token_hash, client_id, scope, cert_thumbprint, issued_at, expires_at, revoked";
+
+pub(super) const INSERT_TOKEN: &str = "INSERT INTO tokens (token_hash, client_id, scope, \
+     cert_thumbprint, issued_at, expires_at, revoked) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 /// Maps a unique or foreign-key violation to the [`Conflict`] it means.
 fn conflict_of(e: &sqlx::Error) -> Option<Conflict> {
@@ -76,6 +79,8 @@ macro_rules! sql_store {
             /// Writes. For SQLite a separate pool of one connection: SQLite has one writer
             /// anyway, and queueing here is far cheaper than its busy handler's sleeps.
             writer: sqlx::Pool<$db>,
+            /// SQLite: the writer thread that takes every write (see `sqlite_writer`).
+            direct: Option<super::sqlite_writer::SqliteWriter>,
         }
 
         impl $name {
@@ -83,12 +88,21 @@ macro_rules! sql_store {
                 Self {
                     writer: pool.clone(),
                     pool,
+                    direct: None,
                 }
             }
 
             /// Separate pools for reads and writes.
-            pub fn with_writer(pool: sqlx::Pool<$db>, writer: sqlx::Pool<$db>) -> Self {
-                Self { pool, writer }
+            pub fn with_writer(
+                pool: sqlx::Pool<$db>,
+                writer: sqlx::Pool<$db>,
+                direct: Option<super::sqlite_writer::SqliteWriter>,
+            ) -> Self {
+                Self {
+                    pool,
+                    writer,
+                    direct,
+                }
             }
 
             /// Closes both pools.
@@ -169,6 +183,9 @@ macro_rules! sql_store {
                 jtis: &[JtiRecord],
                 audit: &AuditRecord,
             ) -> StoreResult<()> {
+                if let Some(w) = &self.direct {
+                    return w.create_client(c, unique_software_id, jtis, audit).await;
+                }
                 let mut tx = self.writer.begin().await.map_err(map_err)?;
                 Self::jtis_in(&mut tx, jtis).await?;
                 sqlx::query(INSERT_CLIENT)
@@ -200,6 +217,9 @@ macro_rules! sql_store {
                 jtis: &[JtiRecord],
                 audit: &AuditRecord,
             ) -> StoreResult<bool> {
+                if let Some(w) = &self.direct {
+                    return w.update_client(c, jtis, audit).await;
+                }
                 let mut tx = self.writer.begin().await.map_err(map_err)?;
                 Self::jtis_in(&mut tx, jtis).await?;
                 let done = sqlx::query(UPDATE_CLIENT)
@@ -249,6 +269,9 @@ macro_rules! sql_store {
                 client_id: &str,
                 audit: &AuditRecord,
             ) -> StoreResult<bool> {
+                if let Some(w) = &self.direct {
+                    return w.delete_client(client_id, audit).await;
+                }
                 let mut tx = self.writer.begin().await.map_err(map_err)?;
                 // Tokens first (the foreign key also cascades): no token may outlive its client.
                 sqlx::query("DELETE FROM tokens WHERE client_id = $1")
@@ -270,11 +293,17 @@ macro_rules! sql_store {
             }
 
             async fn remember_jti(&self, jti: &JtiRecord) -> StoreResult<()> {
+                if let Some(w) = &self.direct {
+                    return w.remember_jti(jti).await;
+                }
                 let mut conn = self.writer.acquire().await.map_err(map_err)?;
                 Self::jtis_in(&mut conn, std::slice::from_ref(jti)).await
             }
 
             async fn purge_expired_jtis(&self, now: i64) -> StoreResult<u64> {
+                if let Some(w) = &self.direct {
+                    return w.purge("jtis", now).await;
+                }
                 let done = sqlx::query("DELETE FROM jtis WHERE expires_at <= $1")
                     .bind(now)
                     .execute(&self.writer)
@@ -284,20 +313,21 @@ macro_rules! sql_store {
             }
 
             async fn insert_token(&self, t: &TokenRecord, audit: &AuditRecord) -> StoreResult<()> {
+                if let Some(w) = &self.direct {
+                    return w.insert_token(t, audit).await;
+                }
                 let mut tx = self.writer.begin().await.map_err(map_err)?;
-                sqlx::query(&format!(
-                    "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-                ))
-                .bind(&t.token_hash)
-                .bind(&t.client_id)
-                .bind(&t.scope)
-                .bind(&t.cert_thumbprint)
-                .bind(t.issued_at)
-                .bind(t.expires_at)
-                .bind(t.revoked)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
+                sqlx::query(INSERT_TOKEN)
+                    .bind(&t.token_hash)
+                    .bind(&t.client_id)
+                    .bind(&t.scope)
+                    .bind(&t.cert_thumbprint)
+                    .bind(t.issued_at)
+                    .bind(t.expires_at)
+                    .bind(t.revoked)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
                 Self::audit_in(&mut tx, audit).await.map_err(map_err)?;
                 tx.commit().await.map_err(map_err)
             }
@@ -317,6 +347,9 @@ macro_rules! sql_store {
                 token_hash: &str,
                 audit: &AuditRecord,
             ) -> StoreResult<bool> {
+                if let Some(w) = &self.direct {
+                    return w.revoke_token(token_hash, audit).await;
+                }
                 let mut tx = self.writer.begin().await.map_err(map_err)?;
                 let done = sqlx::query(
                     "UPDATE tokens SET revoked = $2 WHERE token_hash = $1 AND revoked = $3",
@@ -336,6 +369,9 @@ macro_rules! sql_store {
             }
 
             async fn purge_expired_tokens(&self, now: i64) -> StoreResult<u64> {
+                if let Some(w) = &self.direct {
+                    return w.purge("tokens", now).await;
+                }
                 let done = sqlx::query("DELETE FROM tokens WHERE expires_at <= $1")
                     .bind(now)
                     .execute(&self.writer)
@@ -345,6 +381,9 @@ macro_rules! sql_store {
             }
 
             async fn append_audit(&self, audit: &AuditRecord) -> StoreResult<()> {
+                if let Some(w) = &self.direct {
+                    return w.append_audit(audit).await;
+                }
                 let mut conn = self.writer.acquire().await.map_err(map_err)?;
                 Self::audit_in(&mut conn, audit).await.map_err(map_err)
             }

@@ -78,7 +78,12 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
 
 /// JSON with the headers every client-bearing response needs.
 pub fn client_json(status: StatusCode, body: &serde_json::Value) -> Response {
-    let mut response = (status, body.to_string()).into_response();
+    client_json_text(status, body.to_string())
+}
+
+/// As [`client_json`], for JSON that is text already (a stored registration).
+pub fn client_json_text(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

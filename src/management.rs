@@ -9,7 +9,7 @@
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -146,21 +146,9 @@ pub async fn get_client(
     Path(client_id): Path<String>,
 ) -> Response {
     match state.authorize(identity, &headers, &client_id).await {
-        Ok(auth) => raw_client_json(StatusCode::OK, auth.client.metadata),
+        Ok(auth) => crate::api::client_json_text(StatusCode::OK, auth.client.metadata),
         Err(e) => e.into_response(),
     }
-}
-
-fn raw_client_json(status: StatusCode, body: String) -> Response {
-    let mut response = (status, body).into_response();
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    response
 }
 
 /// `PUT /register/{ClientId}`: the full pipeline on the new JWS; tokens stay valid.

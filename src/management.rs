@@ -336,6 +336,7 @@ pub async fn post_introspect(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     #[test]
     fn bearer_tokens() {

@@ -411,11 +411,16 @@ impl Config {
                 ),
             ));
         }
-        if !self.server.issuer.starts_with("https://") {
+        let url_ok = |u: &str| {
+            u.starts_with("https://")
+                && !u.chars().any(|c| c.is_control() || c.is_whitespace())
+                && url::Url::parse(u).is_ok_and(|p| p.host_str().is_some())
+        };
+        if !url_ok(&self.server.issuer) {
             return Err(bad("server.issuer", "must be an https:// URL".into()));
         }
         if let Some(url) = &self.oauth.endpoints.oauth2_dcr_url
-            && !url.starts_with("https://")
+            && !url_ok(url)
         {
             return Err(bad(
                 "oauth.endpoints.oauth2_dcr_url",
@@ -611,10 +616,13 @@ impl Config {
         let mut shown = self.clone();
         shown.database.url = mask_password(&shown.database.url);
         let mut out = toml::to_string_pretty(&shown).unwrap_or_default();
+        // Debug-quoted (control characters escaped), so that no value can break out of its
+        // comment line.
+        let quoted = |v: String| format!("{v:?}");
         out.push_str(&format!(
-            "\n# derived\n# registration_endpoint = \"{}\"\n# token_endpoint = \"{}\"\n# sandbox in use = {}\n",
-            self.registration_endpoint(),
-            self.token_endpoint(),
+            "\n# derived\n# registration_endpoint = {}\n# token_endpoint = {}\n# sandbox in use = {}\n",
+            quoted(self.registration_endpoint()),
+            quoted(self.token_endpoint()),
             self.sandbox_enabled()
         ));
         out
@@ -725,6 +733,19 @@ jwks = "certs/sandbox/directory.jwks"
             let err = parse(&text).unwrap_err().to_string();
             assert!(err.contains("signing_algorithms"), "{err}");
         }
+    }
+
+    #[test]
+    fn urls_with_control_characters_are_refused_and_never_break_config_show() {
+        let text = MINIMAL.replace(
+            "issuer = \"https://localhost:8243\"",
+            "issuer = \"https://localhost:8243/\\nx = 1\"",
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("server.issuer"), "{err}");
+        // Found by the config fuzzer: `config show` must stay valid TOML whatever it shows.
+        let shown = Config::parse(&text, Path::new("t.toml")).unwrap().effective_toml();
+        assert!(Config::parse(&shown, Path::new("shown.toml")).is_ok(), "{shown}");
     }
 
     #[test]

@@ -21,8 +21,8 @@ pub enum CertificateError {
     /// The DER does not parse as an X.509 certificate.
     #[error("the client certificate is not valid DER X.509: {0}")]
     Der(String),
-    /// A subject or issuer attribute holds a value that is not a string.
-    #[error("the client certificate's {0} holds a value that is not a string")]
+    /// A subject or issuer attribute has a malformed type or a value that is not a string.
+    #[error("the client certificate's {0} holds a malformed attribute")]
     Attribute(&'static str),
 }
 
@@ -149,7 +149,13 @@ impl DistinguishedName {
     fn from_x509(name: &X509Name<'_>, what: &'static str) -> Result<Self, CertificateError> {
         let mut attributes = Vec::new();
         for attr in name.iter_attributes() {
-            let kind = AttributeKind::from_oid(&attr.attr_type().to_id_string());
+            let oid = attr.attr_type().to_id_string();
+            // A malformed type shows as "" or hex bytes, which no DN string can name (found by
+            // the cert_der fuzzer); refuse it like a value that is not a string.
+            if !AttributeKind::is_valid_name(&oid) {
+                return Err(CertificateError::Attribute(what));
+            }
+            let kind = AttributeKind::from_oid(&oid);
             let value = match attr.as_str() {
                 Ok(s) => s.to_string(),
                 // BMPString and friends: keep them comparable rather than refusing the cert.

@@ -1,0 +1,3 @@
+//! Shared code of the fuzz targets; see `checks.rs` and `README.md`.
+
+pub mod checks;

@@ -744,8 +744,13 @@ jwks = "certs/sandbox/directory.jwks"
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("server.issuer"), "{err}");
         // Found by the config fuzzer: `config show` must stay valid TOML whatever it shows.
-        let shown = Config::parse(&text, Path::new("t.toml")).unwrap().effective_toml();
-        assert!(Config::parse(&shown, Path::new("shown.toml")).is_ok(), "{shown}");
+        let shown = Config::parse(&text, Path::new("t.toml"))
+            .unwrap()
+            .effective_toml();
+        assert!(
+            Config::parse(&shown, Path::new("shown.toml")).is_ok(),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -101,6 +101,25 @@ pub fn interaction_id(headers: &HeaderMap) -> Option<String> {
         .map(|v| crate::jose::printable(v, 100))
 }
 
+/// Answers a refused registration or update, and appends it to the audit log with its error
+/// code and reason (never a secret). Server-side failures are not the TPP's doing: no record.
+pub async fn refused(state: &AppState, e: &RegistrationError, mut audit: AuditRecord) -> Response {
+    let api = e.to_api_error();
+    tracing::info!(action = %audit.action, client_id = ?audit.client_id, error = api.error, reason = %api.description, "request refused");
+    if !matches!(
+        e,
+        RegistrationError::Unavailable | RegistrationError::Internal(_)
+    ) {
+        audit.outcome = "refused".into();
+        audit.error_code = Some(api.error.to_string());
+        audit.detail = Some(serde_json::json!({ "reason": api.description }).to_string());
+        if let Err(e) = state.store.append_audit(&audit).await {
+            tracing::warn!(error = %e, "could not audit a refusal");
+        }
+    }
+    api.into_response()
+}
+
 /// `POST /open-banking/v3.2/register`.
 pub async fn post_register(
     State(state): State<AppState>,
@@ -136,27 +155,14 @@ pub async fn post_register(
             client_json(StatusCode::CREATED, &registered.body)
         }
         Err(e) => {
-            let api = e.to_api_error();
-            tracing::info!(error = api.error, reason = %api.description, "registration refused");
-            if !matches!(
-                e,
-                RegistrationError::Unavailable | RegistrationError::Internal(_)
-            ) {
-                let audit = AuditRecord {
-                    at: now,
-                    action: "register".into(),
-                    outcome: "refused".into(),
-                    cert_thumbprint: Some(certificate.x5t_s256()),
-                    interaction_id: interaction,
-                    error_code: Some(api.error.to_string()),
-                    detail: Some(serde_json::json!({"reason": api.description}).to_string()),
-                    ..AuditRecord::default()
-                };
-                if let Err(e) = state.store.append_audit(&audit).await {
-                    tracing::warn!(error = %e, "could not audit a refused registration");
-                }
-            }
-            api.into_response()
+            let audit = AuditRecord {
+                at: now,
+                action: "register".into(),
+                cert_thumbprint: Some(certificate.x5t_s256()),
+                interaction_id: interaction,
+                ..AuditRecord::default()
+            };
+            refused(&state, &e, audit).await
         }
     }
 }

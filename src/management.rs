@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::error::ApiError;
 use crate::mtls::{ClientCertificate, DistinguishedName, PeerIdentity};
-use crate::registration::{Input, RegistrationError};
+use crate::registration::Input;
 use crate::server::AppState;
 use crate::store::{AuditRecord, ClientRecord, Store, TokenRecord};
 use crate::token::hash_token;
@@ -192,29 +192,17 @@ pub async fn put_client(
             crate::api::client_json(StatusCode::OK, &body)
         }
         Err(e) => {
-            let api = e.to_api_error();
-            tracing::info!(client_id = %client_id, error = api.error, reason = %api.description, "update refused");
-            if !matches!(
-                e,
-                RegistrationError::Unavailable | RegistrationError::Internal(_)
-            ) {
-                let audit = AuditRecord {
-                    at: now,
-                    action: "update".into(),
-                    outcome: "refused".into(),
-                    client_id: Some(client_id.clone()),
-                    software_id: Some(auth.client.software_id.clone()),
-                    org_id: Some(auth.client.org_id.clone()),
-                    cert_thumbprint: Some(auth.certificate.x5t_s256()),
-                    interaction_id: interaction,
-                    error_code: Some(api.error.to_string()),
-                    detail: Some(json!({ "reason": api.description }).to_string()),
-                };
-                if let Err(e) = state.store.append_audit(&audit).await {
-                    tracing::warn!(error = %e, "could not audit a refused update");
-                }
-            }
-            api.into_response()
+            let audit = AuditRecord {
+                at: now,
+                action: "update".into(),
+                client_id: Some(client_id.clone()),
+                software_id: Some(auth.client.software_id.clone()),
+                org_id: Some(auth.client.org_id.clone()),
+                cert_thumbprint: Some(auth.certificate.x5t_s256()),
+                interaction_id: interaction,
+                ..AuditRecord::default()
+            };
+            crate::api::refused(&state, &e, audit).await
         }
     }
 }

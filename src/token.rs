@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -506,17 +506,7 @@ pub async fn post_token(
     }
     .await;
     match result {
-        Ok(body) => {
-            let mut response = (StatusCode::OK, body.to_string()).into_response();
-            let h = response.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-            response
-        }
+        Ok(body) => crate::api::client_json(StatusCode::OK, &body),
         Err(e) => {
             let api = e.to_api_error(used_basic);
             tracing::info!(error = api.error, reason = %api.description, "token request refused");
@@ -528,6 +518,7 @@ pub async fn post_token(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     #[test]
     fn forms_refuse_repeated_parameters() {

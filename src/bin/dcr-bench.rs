@@ -127,69 +127,20 @@ impl Ctx {
 
     /// Signs `n` registration JWTs on every core, each with its own jti.
     fn presign_requests(&self, n: usize, method: &str) -> Result<Vec<String>> {
-        let ssa = self.sandbox.ssa()?;
-        let template = {
-            let mut c = self.sandbox.request_claims(&self.options(method))?;
-            c["software_statement"] = json!(ssa);
-            c
-        };
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let per = n.div_ceil(threads);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads)
-                .map(|_| {
-                    let template = template.clone();
-                    s.spawn(move || -> Result<Vec<String>> {
-                        let mut out = Vec::with_capacity(per);
-                        for _ in 0..per {
-                            let mut c = template.clone();
-                            c["jti"] = json!(uuid::Uuid::new_v4().to_string());
-                            out.push(self.sandbox.sign_as_tpp(&c, &self.args.alg)?);
-                        }
-                        Ok(out)
-                    })
-                })
-                .collect();
-            let mut all = Vec::with_capacity(n);
-            for h in handles {
-                all.extend(
-                    h.join()
-                        .map_err(|_| anyhow::anyhow!("a signing thread panicked"))??,
-                );
-            }
-            all.truncate(n);
-            Ok(all)
+        let mut template = self.sandbox.request_claims(&self.options(method))?;
+        template["software_statement"] = json!(self.sandbox.ssa()?);
+        on_every_core(n, || {
+            let mut c = template.clone();
+            c["jti"] = json!(uuid::Uuid::new_v4().to_string());
+            self.sandbox.sign_as_tpp(&c, &self.args.alg)
         })
     }
 
+    /// Signs `n` client assertions (each with its own jti) on every core.
     fn presign_assertions(&self, n: usize, client_id: &str) -> Result<Vec<String>> {
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let per = n.div_ceil(threads);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads)
-                .map(|_| {
-                    s.spawn(move || -> Result<Vec<String>> {
-                        (0..per)
-                            .map(|_| {
-                                self.sandbox.client_assertion(
-                                    client_id,
-                                    &self.token_endpoint,
-                                    &self.args.alg,
-                                )
-                            })
-                            .collect()
-                    })
-                })
-                .collect();
-            let mut all = Vec::with_capacity(n);
-            for h in handles {
-                all.extend(
-                    h.join()
-                        .map_err(|_| anyhow::anyhow!("a signing thread panicked"))??,
-                );
-            }
-            all.truncate(n);
-            Ok(all)
+        on_every_core(n, || {
+            self.sandbox
+                .client_assertion(client_id, &self.token_endpoint, &self.args.alg)
         })
     }
 
@@ -239,6 +190,26 @@ impl Ctx {
             .map(str::to_string)
             .context("no client_id")
     }
+}
+
+/// Calls `make` `n` times, spread over every core; signing is the slow part of setting up.
+fn on_every_core<T: Send>(n: usize, make: impl Fn() -> Result<T> + Sync) -> Result<Vec<T>> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let per = n.div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| s.spawn(|| (0..per).map(|_| make()).collect::<Result<Vec<T>>>()))
+            .collect();
+        let mut all = Vec::with_capacity(n);
+        for h in handles {
+            all.extend(
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("a signing thread panicked"))??,
+            );
+        }
+        all.truncate(n);
+        Ok(all)
+    })
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {

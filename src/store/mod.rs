@@ -256,20 +256,22 @@ impl Database {
                 .busy_timeout(Duration::from_millis(config.sqlite_busy_timeout_ms));
             // No ping before each use: a local file does not drop connections, and every ping
             // is a round trip to the connection's worker thread.
+            // This pool only runs the migrations (writes go to the writer thread): opening a
+            // local file may take its time on a loaded machine, so it is not bounded by the
+            // per-request acquire timeout.
             let writer = SqlitePoolOptions::new()
                 .test_before_acquire(false)
                 .max_connections(1)
-                .acquire_timeout(acquire)
+                .acquire_timeout(Duration::from_secs(60))
                 .connect_with(options.clone())
                 .await
                 .map_err(StoreError::from_sqlx)?;
+            // Reader connections open on first use.
             let readers = SqlitePoolOptions::new()
                 .test_before_acquire(false)
                 .max_connections(config.max_connections)
                 .acquire_timeout(acquire)
-                .connect_with(options)
-                .await
-                .map_err(StoreError::from_sqlx)?;
+                .connect_lazy_with(options);
             let direct = sqlite_writer::SqliteWriter::start(
                 &file,
                 Duration::from_millis(config.sqlite_busy_timeout_ms),

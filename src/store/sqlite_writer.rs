@@ -42,6 +42,23 @@ enum Job {
     Purge(&'static str, i64, Reply<u64>),
 }
 
+impl Job {
+    /// Whether the caller stopped waiting (its request timed out or was dropped): then the
+    /// operation is not run at all, rather than done behind the caller's back.
+    fn abandoned(&self) -> bool {
+        match self {
+            Job::CreateClient(_, r)
+            | Job::RememberJti(_, r)
+            | Job::InsertToken(_, r)
+            | Job::AppendAudit(_, r) => r.is_closed(),
+            Job::UpdateClient(_, r) | Job::DeleteClient(_, _, r) | Job::RevokeToken(_, _, r) => {
+                r.is_closed()
+            }
+            Job::Purge(_, _, r) => r.is_closed(),
+        }
+    }
+}
+
 /// What an operation produced, before the group commits.
 enum Outcome {
     Unit,
@@ -296,6 +313,10 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {
                 Ok(job) => group.push(job),
                 Err(_) => break,
             }
+        }
+        group.retain(|job| !job.abandoned());
+        if group.is_empty() {
+            continue;
         }
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             let e = map_err(e);

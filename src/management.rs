@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::mtls::{ClientCertificate, DistinguishedName, PeerIdentity};
+use crate::mtls::{ClientCertificate, PeerIdentity};
 use crate::registration::Input;
 use crate::server::AppState;
 use crate::store::{AuditRecord, ClientRecord, Store, TokenRecord};
@@ -244,10 +244,9 @@ fn may_introspect(state: &AppState, cert: &ClientCertificate) -> bool {
     let cfg = &state.config.oauth.introspection;
     let thumbprint = cert.x5t_s256();
     cfg.allowed_thumbprints.contains(&thumbprint)
-        || cfg
-            .allowed_subjects
+        || state
+            .introspection_subjects
             .iter()
-            .filter_map(|s| DistinguishedName::parse(s).ok())
             .any(|dn| dn.same_rdn_set(&cert.subject))
 }
 

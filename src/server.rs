@@ -33,6 +33,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Database,
     pub registrar: Arc<Registrar>,
+    /// `[oauth.introspection] allowed_subjects`, parsed once (the config check validated them).
+    pub introspection_subjects: Arc<Vec<crate::mtls::DistinguishedName>>,
     discovery: Bytes,
     sandbox_jwks: Option<SandboxJwks>,
 }
@@ -69,7 +71,15 @@ impl AppState {
             jwks: Arc::new(JwksCache::new(http.clone(), &config.open_banking.dcr.jwks)),
             http,
         };
+        let introspection_subjects = config
+            .oauth
+            .introspection
+            .allowed_subjects
+            .iter()
+            .filter_map(|s| crate::mtls::DistinguishedName::parse(s).ok())
+            .collect();
         Ok(Self {
+            introspection_subjects: Arc::new(introspection_subjects),
             config,
             store,
             registrar: Arc::new(registrar),

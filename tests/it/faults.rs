@@ -102,6 +102,11 @@ impl Tpp {
             &format!("{}/token", self.sandbox.tpp.issuer),
             "PS256",
         )?;
+        self.post_assertion(&assertion).await
+    }
+
+    /// POSTs a private_key_jwt token request with this assertion.
+    async fn post_assertion(&self, assertion: &str) -> Result<(u16, Value, bool)> {
         let r = self
             .client
             .post(format!("{}/token", self.base))
@@ -111,7 +116,7 @@ impl Tpp {
                     "client_assertion_type",
                     dcr_server::token::CLIENT_ASSERTION_TYPE,
                 ),
-                ("client_assertion", &assertion),
+                ("client_assertion", assertion),
             ])
             .send()
             .await?;
@@ -513,23 +518,8 @@ async fn logs_and_tables_hold_no_secrets(backend: Backend) -> Result<()> {
             .context("signature")?
             .to_string(),
     );
-    let r = tpp
-        .client
-        .post(format!("{}/token", tpp.base))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            (
-                "client_assertion_type",
-                dcr_server::token::CLIENT_ASSERTION_TYPE,
-            ),
-            ("client_assertion", &assertion),
-        ])
-        .send()
-        .await?;
-    let token = r.json::<Value>().await?["access_token"]
-        .as_str()
-        .context("token")?
-        .to_string();
+    let (_, body, _) = tpp.post_assertion(&assertion).await?;
+    let token = body["access_token"].as_str().context("token")?.to_string();
     secrets.push(token.clone());
     ensure_eq!(tpp.get(&id, &token).await?, 200);
 

@@ -5,7 +5,9 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::Algorithm;
+
+use crate::jwks::VerificationKey;
 use serde_json::{Map, Value};
 
 /// Largest compact JWS accepted anywhere (the request body limit is smaller still).
@@ -56,7 +58,7 @@ pub struct Jws<'a> {
     pub claims: Map<String, Value>,
     /// `base64url(header) "." base64url(payload)`: what the signature covers.
     signing_input: &'a str,
-    signature: &'a str,
+    signature: Vec<u8>,
 }
 
 fn parse_alg(name: &str) -> Option<Algorithm> {
@@ -182,7 +184,7 @@ impl<'a> Jws<'a> {
         if header.contains_key("crit") {
             return Err(JwsError::Crit);
         }
-        URL_SAFE_NO_PAD
+        let signature = URL_SAFE_NO_PAD
             .decode(s)
             .map_err(|_| JwsError::Base64("signature"))?;
         let claims = decode_object(p, "payload")?;
@@ -196,7 +198,7 @@ impl<'a> Jws<'a> {
             header,
             claims,
             signing_input: &token[..h.len() + 1 + p.len()],
-            signature: s,
+            signature,
         })
     }
 
@@ -206,15 +208,11 @@ impl<'a> Jws<'a> {
     }
 
     /// Verifies the signature with `key`, which the caller selected.
-    pub fn verify(&self, key: &DecodingKey, kid: &str) -> Result<(), JwsError> {
-        match jsonwebtoken::crypto::verify(
-            self.signature,
-            self.signing_input.as_bytes(),
-            key,
-            self.alg,
-        ) {
-            Ok(true) => Ok(()),
-            _ => Err(JwsError::BadSignature(printable(kid, 80))),
+    pub fn verify(&self, key: &VerificationKey, kid: &str) -> Result<(), JwsError> {
+        if key.verify(self.alg, self.signing_input.as_bytes(), &self.signature) {
+            Ok(())
+        } else {
+            Err(JwsError::BadSignature(printable(kid, 80)))
         }
     }
 }

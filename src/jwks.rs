@@ -11,13 +11,14 @@
 //! - Only signature keys (`use` = `sig`, or no `use`) are kept; RSA keys need 2048 bits.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::signature::{self as sig, ParsedPublicKey, VerificationAlgorithm};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
 use crate::config::JwksConfig;
@@ -68,8 +69,25 @@ pub struct VerificationKey {
     pub family: KeyFamily,
     /// The JWK's `alg`, if it names one.
     pub alg: Option<String>,
-    pub key: DecodingKey,
+    /// The public key as aws-lc takes it: an RSA SubjectPublicKeyInfo (DER), or an uncompressed EC
+    /// point.
+    material: Vec<u8>,
+    /// The key parsed once per algorithm on first use: rebuilding an RSA key (and its
+    /// Montgomery context) for every signature was a tenth of a registration's CPU.
+    parsed: [OnceLock<Option<ParsedPublicKey>>; ALGS.len()],
 }
+
+/// The algorithms a key can verify, and aws-lc's verifier for each.
+const ALGS: [(Algorithm, &dyn VerificationAlgorithm); 8] = [
+    (Algorithm::PS256, &sig::RSA_PSS_2048_8192_SHA256),
+    (Algorithm::PS384, &sig::RSA_PSS_2048_8192_SHA384),
+    (Algorithm::PS512, &sig::RSA_PSS_2048_8192_SHA512),
+    (Algorithm::RS256, &sig::RSA_PKCS1_2048_8192_SHA256),
+    (Algorithm::RS384, &sig::RSA_PKCS1_2048_8192_SHA384),
+    (Algorithm::RS512, &sig::RSA_PKCS1_2048_8192_SHA512),
+    (Algorithm::ES256, &sig::ECDSA_P256_SHA256_FIXED),
+    (Algorithm::ES384, &sig::ECDSA_P384_SHA384_FIXED),
+];
 
 impl std::fmt::Debug for VerificationKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -82,6 +100,19 @@ impl std::fmt::Debug for VerificationKey {
 }
 
 impl VerificationKey {
+    /// Whether `signature` (raw bytes, JWS form) signs `message` with `alg`. The caller has
+    /// checked [`VerificationKey::fits`].
+    pub fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
+        let Some(i) = ALGS.iter().position(|(a, _)| *a == alg) else {
+            return false;
+        };
+        let parsed =
+            self.parsed[i].get_or_init(|| ParsedPublicKey::new(ALGS[i].1, &self.material).ok());
+        parsed
+            .as_ref()
+            .is_some_and(|key| key.verify_sig(message, signature).is_ok())
+    }
+
     /// Whether this key may verify `alg`.
     pub fn fits(&self, alg: Algorithm) -> bool {
         let family_ok = match alg {
@@ -150,30 +181,45 @@ fn usable_key(raw: &Value) -> Option<VerificationKey> {
         Some(Value::String(u)) if u == "sig" => {}
         _ => return None,
     }
-    let family = match obj.get("kty")?.as_str()? {
+    let b64 = |name: &str| URL_SAFE_NO_PAD.decode(obj.get(name)?.as_str()?).ok();
+    let (family, material) = match obj.get("kty")?.as_str()? {
         "RSA" => {
-            let n = URL_SAFE_NO_PAD.decode(obj.get("n")?.as_str()?).ok()?;
+            let (n, e) = (b64("n")?, b64("e")?);
             let start = n.iter().position(|b| *b != 0)?;
             let bits = (n.len() - start) * 8 - n[start].leading_zeros() as usize;
             if bits < MIN_RSA_BITS {
                 return None;
             }
-            KeyFamily::Rsa
+            let e = &e[e.iter().position(|b| *b != 0)?..];
+            let spki = aws_lc_rs::rsa::PublicKeyComponents { n: &n[start..], e }
+                .as_der()
+                .ok()?;
+            (KeyFamily::Rsa, spki.as_ref().to_vec())
         }
-        "EC" => match obj.get("crv")?.as_str()? {
-            "P-256" => KeyFamily::EcP256,
-            "P-384" => KeyFamily::EcP384,
-            _ => return None,
-        },
+        "EC" => {
+            let (family, size) = match obj.get("crv")?.as_str()? {
+                "P-256" => (KeyFamily::EcP256, 32),
+                "P-384" => (KeyFamily::EcP384, 48),
+                _ => return None,
+            };
+            let (x, y) = (b64("x")?, b64("y")?);
+            if x.len() != size || y.len() != size {
+                return None;
+            }
+            let mut point = Vec::with_capacity(1 + 2 * size);
+            point.push(0x04);
+            point.extend_from_slice(&x);
+            point.extend_from_slice(&y);
+            (family, point)
+        }
         _ => return None,
     };
-    let jwk: Jwk = serde_json::from_value(raw.clone()).ok()?;
-    let key = DecodingKey::from_jwk(&jwk).ok()?;
     Some(VerificationKey {
         kid: obj.get("kid").and_then(Value::as_str).map(str::to_string),
         family,
         alg: obj.get("alg").and_then(Value::as_str).map(str::to_string),
-        key,
+        material,
+        parsed: Default::default(),
     })
 }
 

@@ -319,14 +319,14 @@ impl AppState {
                     .key(&client.jwks_uri, kid, jws.alg, true)
                     .await
                     .map_err(|e| invalid(format!("client assertion: {e}")))?;
-                jws.verify(&key.key, kid).is_ok()
+                jws.verify(&key, kid).is_ok()
             }
             None => jwks
                 .keys_for(&client.jwks_uri, jws.alg, true)
                 .await
                 .map_err(|e| invalid(format!("client assertion: {e}")))?
                 .iter()
-                .any(|k| jws.verify(&k.key, "").is_ok()),
+                .any(|k| jws.verify(k, "").is_ok()),
         };
         if !verified {
             return Err(invalid(

@@ -107,7 +107,7 @@ fn verify_with(jws: &Jws<'_>, keys: &KeySet) {
     if let Some(kid) = jws.kid.as_deref()
         && let Ok(key) = select(keys, kid, jws.alg, "fuzz")
     {
-        let _ = jws.verify(&key.key, kid);
+        let _ = jws.verify(&key, kid);
     }
 }
 

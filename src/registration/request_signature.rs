@@ -30,5 +30,5 @@ pub async fn verify(request: &Jws<'_>, ssa: &Ssa, jwks: &JwksCache) -> Result<()
         .key(&ssa.software_jwks_endpoint, kid, request.alg, true)
         .await
         .map_err(SignatureError::Keys)?;
-    request.verify(&key.key, kid).map_err(SignatureError::Jws)
+    request.verify(&key, kid).map_err(SignatureError::Jws)
 }

@@ -121,7 +121,7 @@ pub async fn verify_signature(
         IssuerKeys::Url(url) => jwks.key(url, kid, jws.alg, false).await,
     }
     .map_err(SsaError::Keys)?;
-    jws.verify(&key.key, kid).map_err(SsaError::Jws)
+    jws.verify(&key, kid).map_err(SsaError::Jws)
 }
 
 /// Reads the claims this server needs and checks organisation status and roles.

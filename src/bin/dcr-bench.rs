@@ -418,8 +418,8 @@ macro_rules! seed_rows {
             for batch in chunk.chunks(SEED_BATCH) {
                 let mut q = sqlx::QueryBuilder::<$db>::new(
                     "INSERT INTO clients (client_id, software_id, org_id, metadata, \
-                     software_statement, ssa_claims, client_secret_hash, \
-                     token_endpoint_auth_method, jwks_uri, enabled, created_at, updated_at) ",
+                     client_secret_hash, token_endpoint_auth_method, jwks_uri, enabled, \
+                     created_at, updated_at) ",
                 );
                 q.push_values(batch, |mut b, id| {
                     b.push_bind(id.clone())
@@ -428,8 +428,6 @@ macro_rules! seed_rows {
                         .push_bind(format!(
                             r#"{{"client_id":"{id}","scope":"openid accounts"}}"#
                         ))
-                        .push_bind("seed")
-                        .push_bind("{}")
                         .push_bind(dcr_server::registration::hash_secret(id))
                         .push_bind("private_key_jwt")
                         .push_bind("https://seed.invalid/jwks")

@@ -28,10 +28,6 @@ pub struct ClientRecord {
     pub org_id: String,
     /// The registered metadata as JSON: the response body without `client_secret`.
     pub metadata: String,
-    /// The SSA exactly as the TPP sent it.
-    pub software_statement: String,
-    /// The SSA's decoded claims as JSON.
-    pub ssa_claims: String,
     /// Hash of the client secret; the secret itself is never stored.
     pub client_secret_hash: String,
     pub token_endpoint_auth_method: String,

@@ -7,20 +7,17 @@ use super::{
     AuditRecord, ClientRecord, Conflict, JtiRecord, Store, StoreError, StoreResult, TokenRecord,
 };
 
-const CLIENT_COLUMNS: &str = "client_id, software_id, org_id, metadata, software_statement, \
-     ssa_claims, client_secret_hash, token_endpoint_auth_method, tls_client_auth_subject_dn, \
+const CLIENT_COLUMNS: &str = "client_id, software_id, org_id, metadata, client_secret_hash, token_endpoint_auth_method, tls_client_auth_subject_dn, \
      jwks_uri, cert_thumbprint, enabled, created_at, updated_at";
 
 pub(super) const INSERT_CLIENT: &str = "INSERT INTO clients (client_id, software_id, org_id, metadata, \
-     software_statement, ssa_claims, client_secret_hash, token_endpoint_auth_method, \
-     tls_client_auth_subject_dn, jwks_uri, cert_thumbprint, enabled, created_at, updated_at, \
-     software_id_unique) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+     client_secret_hash, token_endpoint_auth_method, tls_client_auth_subject_dn, jwks_uri, \
+     cert_thumbprint, enabled, created_at, updated_at, software_id_unique) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
 pub(super) const UPDATE_CLIENT: &str = "UPDATE clients SET org_id = $2, metadata = $3, \
-     software_statement = $4, ssa_claims = $5, token_endpoint_auth_method = $6, \
-     tls_client_auth_subject_dn = $7, jwks_uri = $8, cert_thumbprint = $9, updated_at = $10 \
-     WHERE client_id = $1";
+     token_endpoint_auth_method = $4, tls_client_auth_subject_dn = $5, jwks_uri = $6, \
+     cert_thumbprint = $7, updated_at = $8 WHERE client_id = $1";
 
 /// Insert-or-refresh: a `jti` is new if it is absent or its row has expired. One statement,
 /// so two replicas racing on the same `jti` cannot both succeed.
@@ -193,8 +190,6 @@ macro_rules! sql_store {
                     .bind(&c.software_id)
                     .bind(&c.org_id)
                     .bind(&c.metadata)
-                    .bind(&c.software_statement)
-                    .bind(&c.ssa_claims)
                     .bind(&c.client_secret_hash)
                     .bind(&c.token_endpoint_auth_method)
                     .bind(&c.tls_client_auth_subject_dn)
@@ -226,8 +221,6 @@ macro_rules! sql_store {
                     .bind(&c.client_id)
                     .bind(&c.org_id)
                     .bind(&c.metadata)
-                    .bind(&c.software_statement)
-                    .bind(&c.ssa_claims)
                     .bind(&c.token_endpoint_auth_method)
                     .bind(&c.tls_client_auth_subject_dn)
                     .bind(&c.jwks_uri)

@@ -563,7 +563,7 @@ async fn logs_and_tables_hold_no_secrets(backend: Backend) -> Result<()> {
     // Tables: secrets and tokens only as hashes.
     let store = env.db.connect().await?;
     let dump_sql = [
-        "SELECT client_id || metadata || software_statement || ssa_claims || client_secret_hash FROM clients",
+        "SELECT client_id || metadata || client_secret_hash FROM clients",
         "SELECT token_hash || client_id || scope FROM tokens",
         "SELECT scope || jti FROM jtis",
         "SELECT action || outcome || COALESCE(detail, '') FROM audit_log",

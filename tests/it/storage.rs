@@ -37,8 +37,6 @@ fn client(client_id: &str, software_id: &str) -> ClientRecord {
             r#"{{"client_id":"{client_id}","redirect_uris":["{}"]}}"#,
             long_uri()
         ),
-        software_statement: "eyJ.ssa.sig".into(),
-        ssa_claims: r#"{"iss":"OpenBanking Ltd"}"#.into(),
         client_secret_hash: "hash".into(),
         token_endpoint_auth_method: "private_key_jwt".into(),
         tls_client_auth_subject_dn: None,

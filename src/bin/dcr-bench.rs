@@ -73,6 +73,10 @@ struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Repeat the measurement this many times (fresh requests each time) and also print the
+    /// medians.
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
     /// Request `aud` (default: the server's issuer from discovery).
     #[arg(long)]
     aud: Option<String>,
@@ -92,6 +96,26 @@ struct Args {
 struct Tally {
     latencies_us: Vec<u32>,
     statuses: BTreeMap<String, usize>,
+}
+
+/// One measured run: every worker's tally, the wall time, and the CPU time (server, this
+/// process) spent in it.
+struct Measured {
+    tallies: Vec<Tally>,
+    elapsed: Duration,
+    server_cpu: Option<Duration>,
+    bench_cpu: Option<Duration>,
+}
+
+/// utime + stime of a process, from `/proc/<pid>/stat` (in USER_HZ ticks, 100 per second on
+/// Linux).
+fn cpu_time(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after it are plain numbers.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ').skip(11);
+    let ticks: u64 = fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }
 
 struct Ctx {
@@ -232,11 +256,14 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 }
 
 /// Runs `op` on every worker until the deadline or until `jobs` runs out.
-async fn drive<F, Fut>(ctx: &Arc<Ctx>, jobs: usize, op: F) -> Result<(Vec<Tally>, Duration)>
+async fn drive<F, Fut>(ctx: &Arc<Ctx>, jobs: usize, op: F) -> Result<Measured>
 where
     F: Fn(Arc<Ctx>, reqwest::Client, usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = Result<u16>> + Send,
 {
+    let server = ctx.args.pid.map(|p| p.to_string());
+    let server_before = server.as_deref().and_then(cpu_time);
+    let bench_before = cpu_time("self");
     let next = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + Duration::from_secs_f64(ctx.args.duration);
     let started = Instant::now();
@@ -268,10 +295,17 @@ where
     for h in handles {
         tallies.push(h.await??);
     }
-    Ok((tallies, started.elapsed()))
+    let elapsed = started.elapsed();
+    let since = |before: Option<Duration>, now: Option<Duration>| Some(now? - before?);
+    Ok(Measured {
+        tallies,
+        elapsed,
+        server_cpu: since(server_before, server.as_deref().and_then(cpu_time)),
+        bench_cpu: since(bench_before, cpu_time("self")),
+    })
 }
 
-async fn handshakes(ctx: &Arc<Ctx>) -> Result<(Vec<Tally>, Duration)> {
+async fn handshakes(ctx: &Arc<Ctx>) -> Result<Measured> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ctx.ca_pem.as_bytes()) {
@@ -309,13 +343,14 @@ async fn handshakes(ctx: &Arc<Ctx>) -> Result<(Vec<Tally>, Duration)> {
     .await
 }
 
-/// Prints the results; returns how many requests did not succeed.
-fn report(
-    args: &Args,
-    tallies: Vec<Tally>,
-    elapsed: Duration,
-    rss: (Option<u64>, Option<u64>, Option<u64>),
-) -> usize {
+/// Prints the results of one run and returns them as JSON.
+fn report(args: &Args, run: Measured, rss: (Option<u64>, Option<u64>, Option<u64>)) -> Value {
+    let Measured {
+        tallies,
+        elapsed,
+        server_cpu,
+        bench_cpu,
+    } = run;
     let mut latencies: Vec<u32> = tallies
         .iter()
         .flat_map(|t| t.latencies_us.iter().copied())
@@ -349,11 +384,16 @@ fn report(
             "max": percentile(&latencies, 1.0),
         },
         "statuses": statuses,
+        "failed": total - ok,
+        "cpu_us_per_request": {
+            "server": per_request(server_cpu, total),
+            "bench": per_request(bench_cpu, total),
+        },
         "server_rss_kib": { "before": rss.0, "peak": rss.1, "after": rss.2 },
     });
     if args.json {
         println!("{result}");
-        return total - ok;
+        return result;
     }
     println!(
         "scenario      {}",
@@ -389,7 +429,59 @@ fn report(
             rss.2.unwrap_or(0) as f64 / 1024.0
         );
     }
-    total - ok
+    let cpu = &result["cpu_us_per_request"];
+    if let Some(server) = cpu["server"].as_f64() {
+        println!(
+            "CPU/request   server {server:.0} µs, dcr-bench {:.0} µs",
+            cpu["bench"].as_f64().unwrap_or_default()
+        );
+    }
+    result
+}
+
+fn per_request(cpu: Option<Duration>, requests: usize) -> Option<f64> {
+    (requests > 0).then_some(())?;
+    Some((cpu?.as_secs_f64() * 1e6 / requests as f64).round())
+}
+
+/// Prints the medians of several runs.
+fn report_medians(args: &Args, runs: &[Value]) {
+    let median = |pointer: &str| {
+        let mut v: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| r.pointer(pointer).and_then(Value::as_f64))
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    };
+    let summary = json!({
+        "medians_of_runs": runs.len(),
+        "throughput_per_s": median("/throughput_per_s"),
+        "latency_ms": {
+            "p50": median("/latency_ms/p50"),
+            "p90": median("/latency_ms/p90"),
+            "p99": median("/latency_ms/p99"),
+            "max": median("/latency_ms/max"),
+        },
+        "cpu_us_per_request": {
+            "server": median("/cpu_us_per_request/server"),
+            "bench": median("/cpu_us_per_request/bench"),
+        },
+        "server_rss_kib_peak": median("/server_rss_kib/peak"),
+    });
+    if args.json {
+        println!("{summary}");
+        return;
+    }
+    let f = |p: &str| median(p).map_or("-".to_string(), |v| format!("{v}"));
+    println!(
+        "median of {} runs: {}/s, p50 {} ms, p99 {} ms, server CPU {} µs/request",
+        runs.len(),
+        f("/throughput_per_s"),
+        f("/latency_ms/p50"),
+        f("/latency_ms/p99"),
+        f("/cpu_us_per_request/server"),
+    );
 }
 
 fn main() -> Result<()> {
@@ -409,9 +501,9 @@ const SEED_BATCH: usize = 1000;
 const SEED_BATCHES_PER_TX: usize = 10;
 
 macro_rules! seed_rows {
-    ($pool:expr, $db:ty, $clients:expr, $tokens:expr, $now:expr) => {{
+    ($pool:expr, $db:ty, $clients:expr, $tokens:expr, $now:expr, $ssa:expr) => {{
         let pool = $pool;
-        let (clients, tokens, now) = ($clients, $tokens, $now);
+        let (clients, tokens, now, ssa) = ($clients, $tokens, $now, $ssa);
         let ids: Vec<String> = (0..clients).map(|i| format!("seed-{i:08}")).collect();
         for (n, chunk) in ids.chunks(SEED_BATCH * SEED_BATCHES_PER_TX).enumerate() {
             let mut tx = pool.begin().await?;
@@ -425,9 +517,7 @@ macro_rules! seed_rows {
                     b.push_bind(id.clone())
                         .push_bind(format!("sw{id}"))
                         .push_bind("seedorg")
-                        .push_bind(format!(
-                            r#"{{"client_id":"{id}","scope":"openid accounts"}}"#
-                        ))
+                        .push_bind(seed_metadata(id, now, ssa))
                         .push_bind(dcr_server::registration::hash_secret(id))
                         .push_bind("private_key_jwt")
                         .push_bind("https://seed.invalid/jwks")
@@ -472,21 +562,52 @@ macro_rules! seed_rows {
     }};
 }
 
+/// A seeded client's metadata, shaped and sized like a registered client's.
+fn seed_metadata(id: &str, now: i64, ssa: &str) -> String {
+    json!({
+        "client_id": id,
+        "client_id_issued_at": now,
+        "redirect_uris": ["https://tpp.example.com/callback"],
+        "token_endpoint_auth_method": "private_key_jwt",
+        "token_endpoint_auth_signing_alg": "PS256",
+        "grant_types": ["authorization_code", "client_credentials", "refresh_token"],
+        "response_types": ["code id_token"],
+        "scope": "openid accounts payments",
+        "software_id": format!("sw{id}"),
+        "software_statement": ssa,
+        "application_type": "web",
+        "id_token_signed_response_alg": "PS256",
+        "request_object_signing_alg": "PS256",
+    })
+    .to_string()
+}
+
 /// The bulk loader: clients and live tokens, straight into the database.
 async fn seed(args: &Args) -> Result<()> {
     if args.tokens > 0 && args.clients == 0 {
         bail!("tokens need at least one client");
     }
     let config = dcr_server::config::Config::load(&args.config)?;
+    // Rows as large as real ones: the sandbox's SSA when there is one, or as many bytes.
+    let ssa = Sandbox::load(&args.sandbox)
+        .and_then(|s| s.ssa())
+        .unwrap_or_else(|_| "x".repeat(1500));
     let store = dcr_server::server::open_store(&config).await?;
     let started = Instant::now();
     let now = dcr_server::clock::now();
     match &store {
         dcr_server::store::Database::Sqlite(s) => {
-            seed_rows!(s.pool(), sqlx::Sqlite, args.clients, args.tokens, now)
+            seed_rows!(s.pool(), sqlx::Sqlite, args.clients, args.tokens, now, &ssa)
         }
         dcr_server::store::Database::Postgres(s) => {
-            seed_rows!(s.pool(), sqlx::Postgres, args.clients, args.tokens, now)
+            seed_rows!(
+                s.pool(),
+                sqlx::Postgres,
+                args.clients,
+                args.tokens,
+                now,
+                &ssa
+            )
         }
     }
     println!(
@@ -549,12 +670,39 @@ async fn run(args: Args) -> Result<()> {
             }
         })
     });
+    let mut results = Vec::new();
+    for _ in 0..ctx.args.runs.max(1) {
+        peak.store(pid.and_then(rss_kib).unwrap_or(0), Ordering::Relaxed);
+        let before = pid.and_then(rss_kib);
+        let measured = once(&ctx).await?;
+        let after = pid.and_then(rss_kib);
+        let peak = pid.map(|_| peak.load(Ordering::Relaxed));
+        results.push(report(&ctx.args, measured, (before, peak, after)));
+        if !ctx.args.json {
+            println!();
+        }
+    }
+    if let Some(s) = sampler {
+        s.abort();
+    }
+    if results.len() > 1 {
+        report_medians(&ctx.args, &results);
+    }
+    let failed: u64 = results.iter().filter_map(|r| r["failed"].as_u64()).sum();
+    if failed > 0 {
+        bail!("{failed} requests did not succeed");
+    }
+    Ok(())
+}
+
+/// One run of the chosen scenario, with its requests signed before the clock starts.
+async fn once(ctx: &Arc<Ctx>) -> Result<Measured> {
     let n = ctx.args.count;
-    let (tallies, elapsed) = match ctx.args.scenario {
+    Ok(match ctx.args.scenario {
         Scenario::Register => {
             eprintln!("signing {n} registration requests…");
             let jwts = Arc::new(ctx.presign_requests(n, "private_key_jwt")?);
-            drive(&ctx, n, move |ctx, client, i| {
+            drive(ctx, n, move |ctx, client, i| {
                 let jwt = jwts[i].clone();
                 async move { Ok(ctx.register(&client, jwt).await?.0) }
             })
@@ -564,7 +712,7 @@ async fn run(args: Args) -> Result<()> {
             let id = ctx.setup_client("private_key_jwt").await?;
             eprintln!("signing {n} client assertions…");
             let assertions = Arc::new(ctx.presign_assertions(n, &id)?);
-            drive(&ctx, n, move |ctx, client, i| {
+            drive(ctx, n, move |ctx, client, i| {
                 let a = assertions[i].clone();
                 async move {
                     let form = [
@@ -582,7 +730,7 @@ async fn run(args: Args) -> Result<()> {
         }
         Scenario::TokenTls => {
             let id = Arc::new(ctx.setup_client("tls_client_auth").await?);
-            drive(&ctx, n, move |ctx, client, _| {
+            drive(ctx, n, move |ctx, client, _| {
                 let id = id.clone();
                 async move {
                     let form = [
@@ -612,7 +760,7 @@ async fn run(args: Args) -> Result<()> {
                     .to_string(),
             );
             let url = Arc::new(format!("{}/{id}", ctx.register_url));
-            drive(&ctx, n, move |_, client, _| {
+            drive(ctx, n, move |_, client, _| {
                 let (token, url) = (token.clone(), url.clone());
                 async move {
                     Ok(client
@@ -629,7 +777,7 @@ async fn run(args: Args) -> Result<()> {
         Scenario::Mixed => {
             eprintln!("signing {} registration requests…", 2 * n);
             let jwts = Arc::new(ctx.presign_requests(2 * n, "tls_client_auth")?);
-            drive(&ctx, n, move |ctx, client, i| {
+            drive(ctx, n, move |ctx, client, i| {
                 let (create, update) = (jwts[2 * i].clone(), jwts[2 * i + 1].clone());
                 async move {
                     let (status, body) = ctx.register(&client, create).await?;
@@ -687,17 +835,7 @@ async fn run(args: Args) -> Result<()> {
             })
             .await?
         }
-        Scenario::Handshake => handshakes(&ctx).await?,
-        Scenario::Seed => unreachable!("seed runs before anything connects"),
-    };
-    if let Some(s) = sampler {
-        s.abort();
-    }
-    let after = pid.and_then(rss_kib);
-    let peak = pid.map(|_| peak.load(Ordering::Relaxed));
-    let failed = report(&ctx.args, tallies, elapsed, (before, peak, after));
-    if failed > 0 {
-        bail!("{failed} requests did not succeed");
-    }
-    Ok(())
+        Scenario::Handshake => handshakes(ctx).await?,
+        Scenario::Seed => bail!("seed sends nothing to the server"),
+    })
 }

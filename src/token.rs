@@ -226,15 +226,19 @@ impl AppState {
         }
     }
 
-    /// Authenticates the client with its registered method; returns it.
+    /// Authenticates the client with its registered method; returns it, and the assertion's
+    /// `jti` to remember in the same transaction as the token.
     async fn authenticate(
         &self,
         req: &TokenRequest<'_>,
         now: i64,
-    ) -> Result<ClientRecord, TokenError> {
+    ) -> Result<(ClientRecord, Option<JtiRecord>), TokenError> {
         let methods = &self.config.open_banking.dcr.token_endpoint_auth_methods;
         match credentials(req)? {
-            Credentials::Assertion(assertion) => self.authenticate_assertion(&assertion, now).await,
+            Credentials::Assertion(assertion) => {
+                let (client, jti) = self.authenticate_assertion(&assertion, now).await?;
+                Ok((client, Some(jti)))
+            }
             Credentials::Secret {
                 client_id,
                 secret,
@@ -261,7 +265,7 @@ impl AppState {
                 {
                     return Err(TokenError::InvalidClient("wrong client secret".into()));
                 }
-                Ok(client)
+                Ok((client, None))
             }
             Credentials::Certificate(client_id) => {
                 let client = self.client_for(&client_id).await?;
@@ -284,7 +288,7 @@ impl AppState {
                         "the certificate's subject is not the registered tls_client_auth_subject_dn".into(),
                     ));
                 }
-                Ok(client)
+                Ok((client, None))
             }
         }
     }
@@ -293,7 +297,7 @@ impl AppState {
         &self,
         assertion: &str,
         now: i64,
-    ) -> Result<ClientRecord, TokenError> {
+    ) -> Result<(ClientRecord, JtiRecord), TokenError> {
         let invalid = |m: String| TokenError::InvalidClient(m);
         let jws = Jws::parse(assertion, &self.config.open_banking.dcr.signing_algorithms)
             .map_err(|e| invalid(format!("the client assertion {e}")))?;
@@ -375,13 +379,7 @@ impl AppState {
             jti: jti.to_string(),
             expires_at: exp + skew,
         };
-        match self.store.remember_jti(&record).await {
-            Ok(()) => Ok(client),
-            Err(StoreError::Conflict(Conflict::Jti(_))) => Err(invalid(
-                "the client assertion has been used before (replayed jti)".into(),
-            )),
-            Err(e) => Err(TokenError::from_store(e)),
-        }
+        Ok((client, record))
     }
 
     /// The whole grant: authenticate, check the grant and scope, issue and store a token.
@@ -391,7 +389,7 @@ impl AppState {
             Some(other) => return Err(TokenError::UnsupportedGrantType(printable(other, 60))),
             None => return Err(TokenError::InvalidRequest("grant_type is required".into())),
         }
-        let client = self.authenticate(req, now).await?;
+        let (client, jti) = self.authenticate(req, now).await?;
         let metadata: Value = serde_json::from_str(&client.metadata)
             .map_err(|e| TokenError::Internal(format!("stored metadata: {e}")))?;
         let registered_grants = metadata["grant_types"]
@@ -447,8 +445,19 @@ impl AppState {
             interaction_id: req.interaction_id.map(str::to_string),
             ..AuditRecord::default()
         };
-        match self.store.insert_token(&record, &audit).await {
+        // The assertion's jti is remembered in the token's transaction: one write, and a
+        // replayed assertion cannot get a token however the two requests interleave.
+        match self
+            .store
+            .insert_token(&record, jti.as_slice(), &audit)
+            .await
+        {
             Ok(()) => {}
+            Err(StoreError::Conflict(Conflict::Jti(_))) => {
+                return Err(TokenError::InvalidClient(
+                    "the client assertion has been used before (replayed jti)".into(),
+                ));
+            }
             // Deleted between authentication and now: no token may outlive its client.
             Err(StoreError::Conflict(Conflict::UnknownClient)) => {
                 return Err(TokenError::InvalidClient("unknown client".into()));

@@ -190,10 +190,12 @@ pub trait Store: Send + Sync {
     /// Deletes `jti`s that expired before `now`; returns how many.
     fn purge_expired_jtis(&self, now: i64) -> impl Future<Output = StoreResult<u64>> + Send;
 
-    /// Stores a token with its audit record. Fails if the client does not exist.
+    /// Stores a token with its audit record, and remembers `jtis` (the client assertion's) in
+    /// the same transaction. Fails if the client does not exist or a `jti` was seen.
     fn insert_token(
         &self,
         token: &TokenRecord,
+        jtis: &[JtiRecord],
         audit: &AuditRecord,
     ) -> impl Future<Output = StoreResult<()>> + Send;
     fn find_token(
@@ -417,8 +419,13 @@ impl Store for Database {
     async fn purge_expired_jtis(&self, now: i64) -> StoreResult<u64> {
         delegate!(self, s => s.purge_expired_jtis(now))
     }
-    async fn insert_token(&self, token: &TokenRecord, audit: &AuditRecord) -> StoreResult<()> {
-        delegate!(self, s => s.insert_token(token, audit))
+    async fn insert_token(
+        &self,
+        token: &TokenRecord,
+        jtis: &[JtiRecord],
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
+        delegate!(self, s => s.insert_token(token, jtis, audit))
     }
     async fn find_token(&self, token_hash: &str) -> StoreResult<Option<TokenRecord>> {
         delegate!(self, s => s.find_token(token_hash))

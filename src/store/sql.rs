@@ -305,11 +305,17 @@ macro_rules! sql_store {
                 Ok(done.rows_affected())
             }
 
-            async fn insert_token(&self, t: &TokenRecord, audit: &AuditRecord) -> StoreResult<()> {
+            async fn insert_token(
+                &self,
+                t: &TokenRecord,
+                jtis: &[JtiRecord],
+                audit: &AuditRecord,
+            ) -> StoreResult<()> {
                 if let Some(w) = &self.direct {
-                    return w.insert_token(t, audit).await;
+                    return w.insert_token(t, jtis, audit).await;
                 }
                 let mut tx = self.writer.begin().await.map_err(map_err)?;
+                Self::jtis_in(&mut tx, jtis).await?;
                 sqlx::query(INSERT_TOKEN)
                     .bind(&t.token_hash)
                     .bind(&t.client_id)

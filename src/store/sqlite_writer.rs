@@ -36,7 +36,7 @@ enum Job {
     ),
     DeleteClient(String, Box<AuditRecord>, Reply<bool>),
     RememberJti(JtiRecord, Reply<()>),
-    InsertToken(Box<(TokenRecord, AuditRecord)>, Reply<()>),
+    InsertToken(Box<(TokenRecord, Vec<JtiRecord>, AuditRecord)>, Reply<()>),
     RevokeToken(String, Box<AuditRecord>, Reply<bool>),
     AppendAudit(Box<AuditRecord>, Reply<()>),
     Purge(&'static str, i64, Reply<u64>),
@@ -221,7 +221,8 @@ fn run(conn: &Connection, job: &Job) -> StoreResult<Outcome> {
             Ok(Outcome::Unit)
         }
         Job::InsertToken(args, _) => {
-            let (t, audit) = args.as_ref();
+            let (t, js, audit) = args.as_ref();
+            jtis(conn, js, now)?;
             exec(
                 conn,
                 INSERT_TOKEN,
@@ -434,8 +435,13 @@ impl SqliteWriter {
         self.call(|r| Job::RememberJti(jti, r)).await
     }
 
-    pub async fn insert_token(&self, t: &TokenRecord, audit: &AuditRecord) -> StoreResult<()> {
-        let args = Box::new((t.clone(), audit.clone()));
+    pub async fn insert_token(
+        &self,
+        t: &TokenRecord,
+        jtis: &[JtiRecord],
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
+        let args = Box::new((t.clone(), jtis.to_vec(), audit.clone()));
         self.call(|r| Job::InsertToken(args, r)).await
     }
 

@@ -406,7 +406,7 @@ async fn authorisation_rules(backend: Backend) -> Result<()> {
             expires_at,
             revoked: false,
         };
-        ctx.store.insert_token(&record, &audit).await?;
+        ctx.store.insert_token(&record, &[], &audit).await?;
         if revoke {
             ctx.store.revoke_token(&record.token_hash, &audit).await?;
         }

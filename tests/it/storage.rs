@@ -260,18 +260,32 @@ async fn tokens_and_client_deletion(backend: Backend) -> Result<()> {
         expires_at: now + 3600,
         revoked: false,
     };
-    s.insert_token(&token("t1", "a"), &audit("token", "a"))
+    s.insert_token(&token("t1", "a"), &[], &audit("token", "a"))
         .await?;
-    s.insert_token(&token("t2", "a"), &audit("token", "a"))
+    s.insert_token(&token("t2", "a"), &[], &audit("token", "a"))
         .await?;
     ensure_eq!(s.find_token("t1").await?, Some(token("t1", "a")));
+    // The assertion's jti goes in with the token; a replay stores neither.
+    let assertion = jti("assertion:a", "once", now + 600);
+    s.insert_token(
+        &token("t4", "a"),
+        std::slice::from_ref(&assertion),
+        &audit("token", "a"),
+    )
+    .await?;
+    conflict(
+        s.insert_token(&token("t5", "a"), &[assertion], &audit("token", "a"))
+            .await,
+        Conflict::Jti(0),
+    )?;
+    ensure_eq!(s.find_token("t5").await?, None);
     ensure!(s.revoke_token("t1", &audit("revoke", "a")).await?);
     ensure!(!s.revoke_token("t1", &audit("revoke", "a")).await?);
     ensure!(!s.revoke_token("unknown", &audit("revoke", "a")).await?);
     ensure_eq!(s.find_token("t1").await?.map(|t| t.revoked), Some(true));
     // No token for a client that does not exist.
     conflict(
-        s.insert_token(&token("t3", "ghost"), &audit("token", "ghost"))
+        s.insert_token(&token("t3", "ghost"), &[], &audit("token", "ghost"))
             .await,
         Conflict::UnknownClient,
     )?;
@@ -286,7 +300,7 @@ async fn tokens_and_client_deletion(backend: Backend) -> Result<()> {
         .await?;
     let mut old = token("old", "b");
     old.expires_at = now - 1;
-    s.insert_token(&old, &audit("token", "b")).await?;
+    s.insert_token(&old, &[], &audit("token", "b")).await?;
     ensure_eq!(s.purge_expired_tokens(now).await?, 1);
     ensure_eq!(s.find_token("old").await?, None);
     Ok(())

@@ -302,6 +302,12 @@ fn copy_err(e: &StoreError) -> StoreError {
     }
 }
 
+/// Runs a transaction-control statement from the statement cache (not re-parsed each time).
+fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
 fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
@@ -315,7 +321,7 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {
         if group.is_empty() {
             continue;
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = control(&conn, "BEGIN IMMEDIATE") {
             let e = map_err(e);
             for job in group {
                 answer(job, Err(copy_err(&e)));
@@ -324,20 +330,21 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {
         }
         let mut results = Vec::with_capacity(group.len());
         for job in &group {
-            let result = conn
-                .execute_batch("SAVEPOINT op")
+            let result = control(&conn, "SAVEPOINT op")
                 .map_err(map_err)
                 .and_then(|()| run(&conn, job));
             let undo = match result {
-                Err(_) | Ok(Outcome::UndoFalse) => "ROLLBACK TO op; RELEASE op",
-                Ok(_) => "RELEASE op",
+                Err(_) | Ok(Outcome::UndoFalse) => {
+                    control(&conn, "ROLLBACK TO op").and_then(|()| control(&conn, "RELEASE op"))
+                }
+                Ok(_) => control(&conn, "RELEASE op"),
             };
-            if let Err(e) = conn.execute_batch(undo) {
+            if let Err(e) = undo {
                 tracing::warn!(error = %e, "savepoint cleanup failed");
             }
             results.push(result);
         }
-        match conn.execute_batch("COMMIT") {
+        match control(&conn, "COMMIT") {
             Ok(()) => {
                 for (job, result) in group.into_iter().zip(results) {
                     answer(job, result);

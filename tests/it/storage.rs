@@ -17,6 +17,7 @@ pub fn cases() -> Vec<Case> {
         case!(concurrent_jti_is_accepted_once, BOTH),
         case!(tokens_and_client_deletion, BOTH),
         case!(audit_log_is_append_only, BOTH),
+        case!(migrations_keep_existing_data, BOTH),
     ]
 }
 
@@ -337,5 +338,76 @@ async fn audit_log_is_append_only(backend: Backend) -> Result<()> {
     };
     ensure_eq!(refused, [true, true]);
     ensure_eq!(s.list_audit(None, None).await?.len(), 2);
+    Ok(())
+}
+
+/// A database made by the first schema, with data in it, migrates to the current schema
+/// without losing a client, a token, a jti or an audit row.
+async fn migrations_keep_existing_data(backend: Backend) -> Result<()> {
+    let db = TestDb::new(backend).await?;
+    let flavour = match backend {
+        Backend::Postgres => "postgres",
+        _ => "sqlite",
+    };
+    let first = tempfile::TempDir::new()?;
+    std::fs::copy(
+        format!("migrations/{flavour}/0001_init.sql"),
+        first.path().join("0001_init.sql"),
+    )?;
+    let migrator = sqlx::migrate::Migrator::new(first.path()).await?;
+    let now = dcr_server::clock::now();
+    let rows = [
+        "INSERT INTO clients (client_id, software_id, org_id, metadata, software_statement, \
+         ssa_claims, client_secret_hash, token_endpoint_auth_method, jwks_uri, created_at, \
+         updated_at) VALUES ('old', 'sw', 'org', '{\"client_id\":\"old\"}', 'eyJ.x.y', '{}', \
+         'hash', 'private_key_jwt', 'https://tpp.example.com/jwks', 1, 1)",
+        "INSERT INTO tokens (token_hash, client_id, scope, issued_at, expires_at) \
+         VALUES ('t', 'old', 'accounts', 1, 4102444800)",
+        "INSERT INTO jtis (scope, jti, expires_at) VALUES ('request:sw', 'j', 4102444800)",
+        "INSERT INTO audit_log (at, action, outcome, client_id) VALUES (1, 'register', 'success', 'old')",
+    ];
+    match backend {
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await?;
+            migrator.run(&pool).await?;
+            for sql in rows {
+                sqlx::query(sql).execute(&pool).await?;
+            }
+            pool.close().await;
+        }
+        _ => {
+            let pool = sqlx::SqlitePool::connect(&format!("{}?mode=rwc", db.url)).await?;
+            migrator.run(&pool).await?;
+            for sql in rows {
+                sqlx::query(sql).execute(&pool).await?;
+            }
+            pool.close().await;
+        }
+    }
+    let s = db.connect().await?;
+    s.migrate().await?;
+    let client = s.get_client("old").await?;
+    ensure_eq!(
+        client.map(|c| (c.metadata, c.client_secret_hash)),
+        Some((r#"{"client_id":"old"}"#.to_string(), "hash".to_string()))
+    );
+    ensure_eq!(
+        s.find_token("t").await?.map(|t| t.client_id),
+        Some("old".into())
+    );
+    conflict(
+        s.remember_jti(&jti("request:sw", "j", now + 600)).await,
+        Conflict::Jti(0),
+    )?;
+    // The audit log carries on after the old rows, and is still append-only.
+    s.append_audit(&audit("register", "new")).await?;
+    let all = s.list_audit(None, None).await?;
+    ensure_eq!(
+        all.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(),
+        ["register", "register"]
+    );
+    ensure_eq!(s.list_audit(Some("old"), None).await?.len(), 1);
+    ensure!(s.delete_client("old", &audit("delete", "old")).await?);
+    ensure_eq!(s.find_token("t").await?, None);
     Ok(())
 }

@@ -264,9 +264,8 @@ impl Database {
                 .connect_with(options.clone())
                 .await
                 .map_err(StoreError::from_sqlx)?;
-            // Reader connections open on first use. They read through a memory map: without it
-            // every page that the writer changed is copied in again with pread().
-            let options = options.pragma("mmap_size", "268435456");
+            // Reader connections open on first use. (A memory map for them was tried: the TLB
+            // shootdowns as the file grew cost more than the pread() copies it saved.)
             let readers = SqlitePoolOptions::new()
                 .test_before_acquire(false)
                 .max_connections(config.max_connections)

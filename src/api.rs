@@ -105,6 +105,8 @@ pub fn interaction_id(headers: &HeaderMap) -> Option<String> {
 /// code and reason (never a secret). Server-side failures are not the TPP's doing: no record.
 pub async fn refused(state: &AppState, e: &RegistrationError, mut audit: AuditRecord) -> Response {
     let api = e.to_api_error();
+    let action = if audit.action == "register" { "register" } else { "update" };
+    crate::metrics::registration(action, "refused", api.error);
     tracing::info!(action = %audit.action, client_id = ?audit.client_id, error = api.error, reason = %api.description, "request refused");
     if !matches!(
         e,
@@ -151,8 +153,13 @@ pub async fn post_register(
     let now = crate::clock::now();
     match state.registrar.register(&state.store, &input, now).await {
         Ok(registered) => {
-            tracing::info!(client_id = %registered.client_id, "client registered");
-            client_json(StatusCode::CREATED, &registered.body)
+            crate::metrics::registration("register", "success", "");
+            let software_id = registered.body["software_id"].as_str();
+            crate::request_log::Known::attach(
+                client_json(StatusCode::CREATED, &registered.body),
+                Some(&registered.client_id),
+                software_id,
+            )
         }
         Err(e) => {
             let audit = AuditRecord {

@@ -23,8 +23,8 @@ pub struct Cli {
     /// Path of deployment.toml. Relative paths inside it are relative to the working directory.
     #[arg(long, global = true, default_value = DEFAULT_CONFIG, env = "DCR_CONFIG")]
     pub config: PathBuf,
-    /// Log format.
-    #[arg(long, global = true, value_enum, default_value = "text")]
+    /// Log format: one JSON object per line (the default), or text for a terminal.
+    #[arg(long, global = true, value_enum, default_value = "json", env = "DCR_LOG_FORMAT")]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -50,6 +50,18 @@ pub enum Command {
     /// Registered clients, straight from the database.
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Read the audit trail (registrations, updates, deletions, tokens, refusals), oldest first.
+    Audit {
+        /// Only this client's records.
+        #[arg(long = "client")]
+        client_id: Option<String>,
+        /// Only records at or after this time: RFC 3339 (`2026-11-26T09:00:00Z`) or Unix seconds.
+        #[arg(long)]
+        since: Option<String>,
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,9 +114,29 @@ pub enum ClientsCommand {
         json: bool,
     },
     /// Show one client's registration.
-    Show { client_id: String },
+    Show {
+        client_id: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete a client and every token issued to it.
-    Delete { client_id: String },
+    Delete {
+        client_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a client: it gets no tokens, and its live tokens are revoked.
+    Disable {
+        client_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enable a disabled client again (its old tokens stay revoked).
+    Enable {
+        client_id: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Entry point of the binary.
@@ -139,7 +171,12 @@ fn init_logging(format: LogFormat) {
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
     };
 }
 
@@ -160,6 +197,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::CheckConfig => check_config(&cli.config),
         Command::Sandbox(cmd) => sandbox(&cli.config, cmd),
         Command::Clients(cmd) => clients(&cli.config, cmd).await,
+        Command::Audit {
+            client_id,
+            since,
+            json,
+        } => audit(&cli.config, client_id, since, json).await,
     }
 }
 
@@ -294,71 +336,179 @@ fn sandbox(config_path: &Path, cmd: SandboxCommand) -> Result<ExitCode> {
 async fn clients(config_path: &Path, cmd: ClientsCommand) -> Result<ExitCode> {
     let config = Config::load(config_path)?;
     let store = crate::server::open_store(&config).await?;
+    let operator = |action: &str, client_id: &str| AuditRecord {
+        at: crate::clock::now(),
+        action: action.into(),
+        outcome: "success".into(),
+        client_id: Some(client_id.to_string()),
+        detail: Some(r#"{"by":"operator cli"}"#.into()),
+        ..AuditRecord::default()
+    };
+    // The answer of delete/disable/enable, as a line or as JSON.
+    let done = |json: bool, client_id: &str, ok: bool, what: &str| {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"client_id": client_id, "result": if ok { what } else { "not_found" }})
+            );
+        } else if ok {
+            println!("{what} {client_id}");
+        } else {
+            eprintln!("no client {client_id}");
+        }
+        if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    };
     match cmd {
         ClientsCommand::List { json } => {
             let clients = store.list_clients().await?;
             if json {
-                let rows: Vec<_> = clients
-                    .iter()
-                    .map(|c| {
-                        serde_json::json!({
-                            "client_id": c.client_id,
-                            "software_id": c.software_id,
-                            "org_id": c.org_id,
-                            "token_endpoint_auth_method": c.token_endpoint_auth_method,
-                            "enabled": c.enabled,
-                            "created_at": c.created_at,
-                        })
-                    })
-                    .collect();
+                let rows: Vec<_> = clients.iter().map(client_summary).collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 println!(
-                    "{:<36}  {:<22}  {:<18}  {:<16}  created_at",
-                    "client_id", "software_id", "org_id", "auth_method"
+                    "{:<36}  {:<22}  {:<18}  {:<16}  {:<8}  created",
+                    "client_id", "software_id", "org_id", "auth_method", "enabled"
                 );
                 for c in &clients {
                     println!(
-                        "{:<36}  {:<22}  {:<18}  {:<16}  {}",
+                        "{:<36}  {:<22}  {:<18}  {:<16}  {:<8}  {}",
                         c.client_id,
                         c.software_id,
                         c.org_id,
                         c.token_endpoint_auth_method,
-                        c.created_at
+                        if c.enabled { "yes" } else { "no" },
+                        rfc3339(c.created_at)
                     );
                 }
                 eprintln!("{} client(s)", clients.len());
             }
             Ok(ExitCode::SUCCESS)
         }
-        ClientsCommand::Show { client_id } => match store.get_client(&client_id).await? {
+        ClientsCommand::Show { client_id, json } => match store.get_client(&client_id).await? {
             Some(c) => {
                 let metadata: serde_json::Value =
                     serde_json::from_str(&c.metadata).unwrap_or(serde_json::Value::Null);
-                println!("{}", serde_json::to_string_pretty(&metadata)?);
+                if json {
+                    let mut out = client_summary(&c);
+                    out["metadata"] = metadata;
+                    println!("{}", serde_json::to_string_pretty(&out)?);
+                } else {
+                    let summary = client_summary(&c);
+                    for (key, value) in summary.as_object().into_iter().flatten() {
+                        println!("{key:<28}{}", plain(value));
+                    }
+                    for (key, value) in metadata.as_object().into_iter().flatten() {
+                        if key != "client_id" && key != "software_id" {
+                            println!("{key:<28}{}", plain(value));
+                        }
+                    }
+                }
                 Ok(ExitCode::SUCCESS)
             }
-            None => {
-                eprintln!("no client {client_id}");
-                Ok(ExitCode::FAILURE)
-            }
+            None => Ok(done(json, &client_id, false, "")),
         },
-        ClientsCommand::Delete { client_id } => {
-            let audit = AuditRecord {
-                at: crate::clock::now(),
-                action: "client.delete".into(),
-                outcome: "success".into(),
-                client_id: Some(client_id.clone()),
-                detail: Some(r#"{"by":"operator cli"}"#.into()),
-                ..AuditRecord::default()
-            };
-            if store.delete_client(&client_id, &audit).await? {
-                println!("deleted {client_id} and its tokens");
-                Ok(ExitCode::SUCCESS)
-            } else {
-                eprintln!("no client {client_id}");
-                Ok(ExitCode::FAILURE)
-            }
+        ClientsCommand::Delete { client_id, json } => {
+            let ok = store
+                .delete_client(&client_id, &operator("client.delete", &client_id))
+                .await?;
+            Ok(done(json, &client_id, ok, "deleted"))
+        }
+        ClientsCommand::Disable { client_id, json } => {
+            let ok = store
+                .set_client_enabled(&client_id, false, &operator("client.disable", &client_id))
+                .await?;
+            Ok(done(json, &client_id, ok, "disabled"))
+        }
+        ClientsCommand::Enable { client_id, json } => {
+            let ok = store
+                .set_client_enabled(&client_id, true, &operator("client.enable", &client_id))
+                .await?;
+            Ok(done(json, &client_id, ok, "enabled"))
         }
     }
+}
+
+/// The columns an operator looks at first.
+fn client_summary(c: &crate::store::ClientRecord) -> serde_json::Value {
+    serde_json::json!({
+        "client_id": c.client_id,
+        "software_id": c.software_id,
+        "org_id": c.org_id,
+        "token_endpoint_auth_method": c.token_endpoint_auth_method,
+        "enabled": c.enabled,
+        "created_at": rfc3339(c.created_at),
+        "updated_at": rfc3339(c.updated_at),
+    })
+}
+
+/// A JSON value for a table cell: strings without quotes, lists joined.
+fn plain(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(items) => items.iter().map(plain).collect::<Vec<_>>().join(" "),
+        other => other.to_string(),
+    }
+}
+
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// `--since`: RFC 3339 or Unix seconds.
+fn parse_since(s: &str) -> Result<i64> {
+    if let Ok(unix) = s.parse::<i64>() {
+        return Ok(unix);
+    }
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .with_context(|| format!("--since {s}: not RFC 3339 (2026-11-26T09:00:00Z) or Unix seconds"))
+}
+
+async fn audit(
+    config_path: &Path,
+    client_id: Option<String>,
+    since: Option<String>,
+    json: bool,
+) -> Result<ExitCode> {
+    let since = since.as_deref().map(parse_since).transpose()?;
+    let config = Config::load(config_path)?;
+    let store = crate::server::open_store(&config).await?;
+    let records = store.list_audit(client_id.as_deref(), since).await?;
+    if json {
+        let rows: Vec<_> = records
+            .iter()
+            .map(|r| {
+                let mut row = serde_json::to_value(r).unwrap_or_default();
+                row["time"] = rfc3339(r.at).into();
+                if let Some(detail) = r.detail.as_deref() {
+                    row["detail"] = serde_json::from_str(detail).unwrap_or_else(|_| detail.into());
+                }
+                row
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!(
+            "{:<20}  {:<18}  {:<8}  {:<36}  {:<22}  {:<28}  interaction_id",
+            "time", "action", "outcome", "client_id", "software_id", "error_code"
+        );
+        let cell = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        for r in &records {
+            println!(
+                "{:<20}  {:<18}  {:<8}  {:<36}  {:<22}  {:<28}  {}",
+                rfc3339(r.at),
+                r.action,
+                r.outcome,
+                cell(&r.client_id),
+                cell(&r.software_id),
+                cell(&r.error_code),
+                cell(&r.interaction_id)
+            );
+        }
+        eprintln!("{} record(s)", records.len());
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -384,8 +384,10 @@ impl JwksCache {
             && fetched_at.elapsed() < self.ttl
             && satisfies(&keys)
         {
+            crate::metrics::jwks_cache(true);
             return Ok(keys);
         }
+        crate::metrics::jwks_cache(false);
 
         let _fetching = source.fetch.lock().await;
         // Someone else may have fetched while this caller waited: share their result.
@@ -424,8 +426,10 @@ impl JwksCache {
         if let Ok(mut t) = source.last_attempt.write() {
             *t = Some(Instant::now());
         }
+        let host = url.host_str().unwrap_or_default().to_string();
         match self.fetch(&url).await {
             Ok(keys) => {
+                crate::metrics::jwks_fetch(&host, "ok");
                 let keys = Arc::new(keys);
                 if let Ok(mut c) = source.cached.write() {
                     *c = Some(Cached {
@@ -436,6 +440,7 @@ impl JwksCache {
                 Ok(keys)
             }
             Err(e) => {
+                crate::metrics::jwks_fetch(&host, "failed");
                 tracing::warn!(location = %printable(location, 200), error = %e, "JWKS fetch failed");
                 if let Ok(mut t) = source.last_failure.write() {
                     *t = Some(Instant::now());

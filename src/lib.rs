@@ -13,8 +13,10 @@ pub mod jobs;
 pub mod jose;
 pub mod jwks;
 pub mod management;
+pub mod metrics;
 pub mod mtls;
 pub mod registration;
+pub mod request_log;
 pub mod sandbox;
 pub mod server;
 pub mod store;
@@ -23,3 +25,5 @@ pub mod token;
 
 /// The path of the registration endpoint on this server.
 pub const REGISTER_PATH: &str = "/open-banking/v3.2/register";
+/// The route of one registration, as the logs and metrics name it.
+pub const REGISTER_CLIENT_ROUTE: &str = "/open-banking/v3.2/register/{ClientId}";

@@ -66,7 +66,14 @@ impl AppState {
             ..AuditRecord::default()
         };
         match self.store.revoke_token(&token.token_hash, &audit).await {
-            Ok(_) => tracing::info!(client_id = %token.client_id, reason = why, "token revoked"),
+            Ok(_) => {
+                crate::metrics::token_revoked(if why == "unknown ClientId" {
+                    "unknown_client_id"
+                } else {
+                    "certificate_or_client_mismatch"
+                });
+                tracing::info!(client_id = %token.client_id, reason = why, "token revoked")
+            }
             Err(e) => tracing::warn!(error = %e, "could not revoke a token"),
         }
     }
@@ -146,7 +153,11 @@ pub async fn get_client(
     Path(client_id): Path<String>,
 ) -> Response {
     match state.authorize(identity, &headers, &client_id).await {
-        Ok(auth) => crate::api::client_json_text(StatusCode::OK, auth.client.metadata),
+        Ok(auth) => crate::request_log::Known::attach(
+            crate::api::client_json_text(StatusCode::OK, auth.client.metadata),
+            Some(&auth.client.client_id),
+            Some(&auth.client.software_id),
+        ),
         Err(e) => e.into_response(),
     }
 }
@@ -188,8 +199,12 @@ pub async fn put_client(
         .await
     {
         Ok(body) => {
-            tracing::info!(client_id = %client_id, "client updated");
-            crate::api::client_json(StatusCode::OK, &body)
+            crate::metrics::registration("update", "success", "");
+            crate::request_log::Known::attach(
+                crate::api::client_json(StatusCode::OK, &body),
+                Some(&client_id),
+                Some(&auth.client.software_id),
+            )
         }
         Err(e) => {
             let audit = AuditRecord {

@@ -142,6 +142,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .route("/ready", get(ready))
         .route(
             crate::REGISTER_PATH,
@@ -165,6 +166,20 @@ pub fn routes() -> Router<AppState> {
         )
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let (in_use, idle) = state.store.pool_usage();
+    crate::metrics::db_pool(in_use, idle);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(),
+    )
+        .into_response()
 }
 
 /// Connects the database named by the config and applies the migrations.
@@ -219,7 +234,9 @@ impl Server {
                     }
                 },
             ),
-        );
+        )
+        // Outermost: it sees the timeout's 503 too, and every response gets the interaction id.
+        .layer(axum::middleware::from_fn(crate::request_log::middleware));
 
         let listener = TcpListener::bind(&config.server.listen)
             .await
@@ -329,12 +346,17 @@ impl Connection {
     ) {
         let stream =
             match tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => stream,
+                Ok(Ok(stream)) => {
+                    crate::metrics::handshake("ok");
+                    stream
+                }
                 Ok(Err(e)) => {
+                    crate::metrics::handshake("failed");
                     tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed");
                     return;
                 }
                 Err(_) => {
+                    crate::metrics::handshake("timeout");
                     tracing::debug!(peer = %self.peer, "TLS handshake timed out");
                     return;
                 }

@@ -383,7 +383,11 @@ impl AppState {
     }
 
     /// The whole grant: authenticate, check the grant and scope, issue and store a token.
-    pub async fn issue_token(&self, req: &TokenRequest<'_>, now: i64) -> Result<Value, TokenError> {
+    pub async fn issue_token(
+        &self,
+        req: &TokenRequest<'_>,
+        now: i64,
+    ) -> Result<Issued, TokenError> {
         match req.form.get("grant_type").map(String::as_str) {
             Some("client_credentials") => {}
             Some(other) => return Err(TokenError::UnsupportedGrantType(printable(other, 60))),
@@ -464,14 +468,26 @@ impl AppState {
             }
             Err(e) => return Err(TokenError::from_store(e)),
         }
-        tracing::info!(client_id = %client.client_id, bound = record.cert_thumbprint.is_some(), "access token issued");
-        Ok(json!({
-            "access_token": token,
-            "token_type": "Bearer",
-            "expires_in": lifetime,
-            "scope": scope,
-        }))
+        crate::metrics::token_issued(&client.token_endpoint_auth_method);
+        Ok(Issued {
+            body: json!({
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_in": lifetime,
+                "scope": scope,
+            }),
+            client_id: client.client_id,
+            software_id: client.software_id,
+        })
     }
+}
+
+/// A token issued: the response body, and who got it (for the request's log line).
+#[derive(Debug)]
+pub struct Issued {
+    pub body: Value,
+    pub client_id: String,
+    pub software_id: String,
 }
 
 fn form_content_type(headers: &HeaderMap) -> bool {
@@ -515,7 +531,11 @@ pub async fn post_token(
     }
     .await;
     match result {
-        Ok(body) => crate::api::client_json(StatusCode::OK, &body),
+        Ok(issued) => crate::request_log::Known::attach(
+            crate::api::client_json(StatusCode::OK, &issued.body),
+            Some(&issued.client_id),
+            Some(&issued.software_id),
+        ),
         Err(e) => {
             let api = e.to_api_error(used_basic);
             tracing::info!(error = api.error, reason = %api.description, "token request refused");

@@ -65,7 +65,7 @@ pub struct TokenRecord {
 }
 
 /// One line of the append-only audit log.
-#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
 pub struct AuditRecord {
     pub at: i64,
     pub action: String,
@@ -182,6 +182,16 @@ pub trait Store: Send + Sync {
     fn delete_client(
         &self,
         client_id: &str,
+        audit: &AuditRecord,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Disables or enables a client, with the audit record, in one transaction. Disabling also
+    /// revokes every live token of the client, so that enabling it again brings none back.
+    /// Returns false when the client does not exist.
+    fn set_client_enabled(
+        &self,
+        client_id: &str,
+        enabled: bool,
         audit: &AuditRecord,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 
@@ -313,6 +323,15 @@ impl Database {
         }
     }
 
+    /// Reader pool connections (in use, idle), for the metrics.
+    pub fn pool_usage(&self) -> (usize, usize) {
+        let (size, idle) = match self {
+            Self::Sqlite(s) => (s.pool().size(), s.pool().num_idle()),
+            Self::Postgres(s) => (s.pool().size(), s.pool().num_idle()),
+        };
+        ((size as usize).saturating_sub(idle), idle)
+    }
+
     pub fn backend_name(&self) -> &'static str {
         match self {
             Self::Sqlite(_) => "sqlite",
@@ -416,6 +435,14 @@ impl Store for Database {
     }
     async fn delete_client(&self, client_id: &str, audit: &AuditRecord) -> StoreResult<bool> {
         delegate!(self, s => s.delete_client(client_id, audit))
+    }
+    async fn set_client_enabled(
+        &self,
+        client_id: &str,
+        enabled: bool,
+        audit: &AuditRecord,
+    ) -> StoreResult<bool> {
+        delegate!(self, s => s.set_client_enabled(client_id, enabled, audit))
     }
     async fn remember_jti(&self, jti: &JtiRecord) -> StoreResult<()> {
         delegate!(self, s => s.remember_jti(jti))

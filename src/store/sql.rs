@@ -19,6 +19,12 @@ pub(super) const UPDATE_CLIENT: &str = "UPDATE clients SET org_id = $2, metadata
      token_endpoint_auth_method = $4, tls_client_auth_subject_dn = $5, jwks_uri = $6, \
      cert_thumbprint = $7, updated_at = $8 WHERE client_id = $1";
 
+pub(super) const SET_CLIENT_ENABLED: &str =
+    "UPDATE clients SET enabled = $2, updated_at = $3 WHERE client_id = $1";
+
+pub(super) const REVOKE_CLIENT_TOKENS: &str =
+    "UPDATE tokens SET revoked = $2 WHERE client_id = $1 AND revoked = $3";
+
 /// Insert-or-refresh: a `jti` is new if it is absent or its row has expired. One statement,
 /// so two replicas racing on the same `jti` cannot both succeed.
 pub(super) const REMEMBER_JTI: &str = "INSERT INTO jtis (scope, jti, expires_at) VALUES ($1, $2, $3) \
@@ -279,6 +285,40 @@ macro_rules! sql_store {
                     .map_err(map_err)?;
                 if done.rows_affected() == 0 {
                     return Ok(false);
+                }
+                Self::audit_in(&mut tx, audit).await.map_err(map_err)?;
+                tx.commit().await.map_err(map_err)?;
+                Ok(true)
+            }
+
+            async fn set_client_enabled(
+                &self,
+                client_id: &str,
+                enabled: bool,
+                audit: &AuditRecord,
+            ) -> StoreResult<bool> {
+                if let Some(w) = &self.direct {
+                    return w.set_client_enabled(client_id, enabled, audit).await;
+                }
+                let mut tx = self.writer.begin().await.map_err(map_err)?;
+                let done = sqlx::query(SET_CLIENT_ENABLED)
+                    .bind(client_id)
+                    .bind(enabled)
+                    .bind(audit.at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                if done.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                if !enabled {
+                    sqlx::query(REVOKE_CLIENT_TOKENS)
+                        .bind(client_id)
+                        .bind(true)
+                        .bind(false)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
                 }
                 Self::audit_in(&mut tx, audit).await.map_err(map_err)?;
                 tx.commit().await.map_err(map_err)?;

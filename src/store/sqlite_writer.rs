@@ -15,7 +15,10 @@ use rusqlite::types::ToSql;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::sync::oneshot;
 
-use super::sql::{INSERT_AUDIT, INSERT_CLIENT, INSERT_TOKEN, REMEMBER_JTI, UPDATE_CLIENT};
+use super::sql::{
+    INSERT_AUDIT, INSERT_CLIENT, INSERT_TOKEN, REMEMBER_JTI, REVOKE_CLIENT_TOKENS, SET_CLIENT_ENABLED,
+    UPDATE_CLIENT,
+};
 use super::{AuditRecord, ClientRecord, Conflict, JtiRecord, StoreError, StoreResult, TokenRecord};
 
 /// Operations taken into one transaction at most.
@@ -35,6 +38,7 @@ enum Job {
         Reply<bool>,
     ),
     DeleteClient(String, Box<AuditRecord>, Reply<bool>),
+    SetEnabled(String, bool, Box<AuditRecord>, Reply<bool>),
     RememberJti(JtiRecord, Reply<()>),
     InsertToken(Box<(TokenRecord, Vec<JtiRecord>, AuditRecord)>, Reply<()>),
     RevokeToken(String, Box<AuditRecord>, Reply<bool>),
@@ -51,9 +55,10 @@ impl Job {
             | Job::RememberJti(_, r)
             | Job::InsertToken(_, r)
             | Job::AppendAudit(_, r) => r.is_closed(),
-            Job::UpdateClient(_, r) | Job::DeleteClient(_, _, r) | Job::RevokeToken(_, _, r) => {
-                r.is_closed()
-            }
+            Job::UpdateClient(_, r)
+            | Job::DeleteClient(_, _, r)
+            | Job::SetEnabled(_, _, _, r)
+            | Job::RevokeToken(_, _, r) => r.is_closed(),
             Job::Purge(_, _, r) => r.is_closed(),
         }
     }
@@ -216,6 +221,22 @@ fn run(conn: &Connection, job: &Job) -> StoreResult<Outcome> {
             exec(conn, INSERT_AUDIT, &audit_values(audit)).map_err(map_err)?;
             Ok(Outcome::Bool(true))
         }
+        Job::SetEnabled(client_id, enabled, audit, _) => {
+            let changed = exec(
+                conn,
+                SET_CLIENT_ENABLED,
+                &[client_id, enabled, &audit.at],
+            )
+            .map_err(map_err)?;
+            if changed == 0 {
+                return Ok(Outcome::Bool(false));
+            }
+            if !*enabled {
+                exec(conn, REVOKE_CLIENT_TOKENS, &[client_id, &true, &false]).map_err(map_err)?;
+            }
+            exec(conn, INSERT_AUDIT, &audit_values(audit)).map_err(map_err)?;
+            Ok(Outcome::Bool(true))
+        }
         Job::RememberJti(j, _) => {
             jtis(conn, std::slice::from_ref(j), now)?;
             Ok(Outcome::Unit)
@@ -281,6 +302,7 @@ fn answer(job: Job, result: StoreResult<Outcome>) {
         }
         Job::UpdateClient(_, reply)
         | Job::DeleteClient(_, _, reply)
+        | Job::SetEnabled(_, _, _, reply)
         | Job::RevokeToken(_, _, reply) => {
             let _ = reply.send(result.map(|o| matches!(o, Outcome::Bool(true))));
         }
@@ -435,6 +457,16 @@ impl SqliteWriter {
     pub async fn delete_client(&self, client_id: &str, audit: &AuditRecord) -> StoreResult<bool> {
         let (id, audit) = (client_id.to_string(), Box::new(audit.clone()));
         self.call(|r| Job::DeleteClient(id, audit, r)).await
+    }
+
+    pub async fn set_client_enabled(
+        &self,
+        client_id: &str,
+        enabled: bool,
+        audit: &AuditRecord,
+    ) -> StoreResult<bool> {
+        let (id, audit) = (client_id.to_string(), Box::new(audit.clone()));
+        self.call(|r| Job::SetEnabled(id, enabled, audit, r)).await
     }
 
     pub async fn remember_jti(&self, jti: &JtiRecord) -> StoreResult<()> {

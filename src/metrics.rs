@@ -1,0 +1,108 @@
+//! Prometheus metrics, served at `GET /metrics` in the Prometheus text format.
+//!
+//! Built on the `metrics` facade with `metrics-exporter-prometheus` as the recorder. Labels
+//! come from fixed sets (route templates, error codes, outcomes), never from a client_id, so
+//! that the number of series stays bounded.
+
+use std::sync::OnceLock;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Request latency buckets, in seconds.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// Installs the process-wide recorder (once; later calls reuse it).
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&LATENCY_BUCKETS)
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            // Fails only when another recorder was installed first (a test harness).
+            metrics::set_global_recorder(recorder).ok()?;
+            describe();
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// The current metrics, rendered.
+pub fn render() -> String {
+    install().map(PrometheusHandle::render).unwrap_or_default()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!("dcr_http_requests_total", "HTTP requests by route, method and status");
+    describe_histogram!(
+        "dcr_http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "HTTP request latency by route and method"
+    );
+    describe_counter!(
+        "dcr_registrations_total",
+        "Registrations and updates by action, outcome and error code"
+    );
+    describe_counter!("dcr_tokens_issued_total", "Access tokens issued, by client authentication method");
+    describe_counter!("dcr_tokens_revoked_total", "Access tokens revoked, by reason");
+    describe_counter!("dcr_jwks_fetches_total", "JWKS fetches by source host and outcome");
+    describe_counter!("dcr_jwks_cache_total", "JWKS lookups answered from the cache (hit) or not (miss)");
+    describe_gauge!("dcr_db_pool_connections", "Database pool connections by state (in_use, idle)");
+    describe_histogram!(
+        "dcr_db_wait_seconds",
+        metrics::Unit::Seconds,
+        "Time an operation waited for a database connection or for the SQLite writer"
+    );
+    describe_counter!("dcr_tls_handshakes_total", "TLS handshakes by outcome");
+}
+
+/// One finished HTTP request.
+pub fn request(route: &'static str, method: &str, status: u16, seconds: f64) {
+    counter!("dcr_http_requests_total", "route" => route, "method" => method.to_string(), "status" => status.to_string())
+        .increment(1);
+    histogram!("dcr_http_request_duration_seconds", "route" => route, "method" => method.to_string())
+        .record(seconds);
+}
+
+/// One registration or update: `outcome` is `success` or `refused`; `error` the error code.
+pub fn registration(action: &'static str, outcome: &'static str, error: &'static str) {
+    counter!("dcr_registrations_total", "action" => action, "outcome" => outcome, "error" => error)
+        .increment(1);
+}
+
+pub fn token_issued(method: &str) {
+    counter!("dcr_tokens_issued_total", "method" => method.to_string()).increment(1);
+}
+
+pub fn token_revoked(reason: &'static str) {
+    counter!("dcr_tokens_revoked_total", "reason" => reason).increment(1);
+}
+
+pub fn jwks_fetch(host: &str, outcome: &'static str) {
+    counter!("dcr_jwks_fetches_total", "source" => host.to_string(), "outcome" => outcome)
+        .increment(1);
+}
+
+pub fn jwks_cache(hit: bool) {
+    counter!("dcr_jwks_cache_total", "result" => if hit { "hit" } else { "miss" }).increment(1);
+}
+
+pub fn db_pool(in_use: usize, idle: usize) {
+    gauge!("dcr_db_pool_connections", "state" => "in_use").set(in_use as f64);
+    gauge!("dcr_db_pool_connections", "state" => "idle").set(idle as f64);
+}
+
+pub fn db_wait(seconds: f64) {
+    histogram!("dcr_db_wait_seconds").record(seconds);
+}
+
+pub fn handshake(outcome: &'static str) {
+    counter!("dcr_tls_handshakes_total", "outcome" => outcome).increment(1);
+}

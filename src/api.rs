@@ -105,7 +105,11 @@ pub fn interaction_id(headers: &HeaderMap) -> Option<String> {
 /// code and reason (never a secret). Server-side failures are not the TPP's doing: no record.
 pub async fn refused(state: &AppState, e: &RegistrationError, mut audit: AuditRecord) -> Response {
     let api = e.to_api_error();
-    let action = if audit.action == "register" { "register" } else { "update" };
+    let action = if audit.action == "register" {
+        "register"
+    } else {
+        "update"
+    };
     crate::metrics::registration(action, "refused", api.error);
     tracing::info!(action = %audit.action, client_id = ?audit.client_id, error = api.error, reason = %api.description, "request refused");
     if !matches!(

@@ -24,7 +24,13 @@ pub struct Cli {
     #[arg(long, global = true, default_value = DEFAULT_CONFIG, env = "DCR_CONFIG")]
     pub config: PathBuf,
     /// Log format: one JSON object per line (the default), or text for a terminal.
-    #[arg(long, global = true, value_enum, default_value = "json", env = "DCR_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "json",
+        env = "DCR_LOG_FORMAT"
+    )]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -356,7 +362,11 @@ async fn clients(config_path: &Path, cmd: ClientsCommand) -> Result<ExitCode> {
         } else {
             eprintln!("no client {client_id}");
         }
-        if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
     };
     match cmd {
         ClientsCommand::List { json } => {
@@ -453,7 +463,10 @@ fn plain(v: &serde_json::Value) -> String {
 fn rfc3339(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| unix.to_string())
 }
 
@@ -464,7 +477,9 @@ fn parse_since(s: &str) -> Result<i64> {
     }
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .map(|t| t.unix_timestamp())
-        .with_context(|| format!("--since {s}: not RFC 3339 (2026-11-26T09:00:00Z) or Unix seconds"))
+        .with_context(|| {
+            format!("--since {s}: not RFC 3339 (2026-11-26T09:00:00Z) or Unix seconds")
+        })
 }
 
 async fn audit(

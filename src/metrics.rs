@@ -40,7 +40,10 @@ pub fn render() -> String {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_counter!("dcr_http_requests_total", "HTTP requests by route, method and status");
+    describe_counter!(
+        "dcr_http_requests_total",
+        "HTTP requests by route, method and status"
+    );
     describe_histogram!(
         "dcr_http_request_duration_seconds",
         metrics::Unit::Seconds,
@@ -50,11 +53,26 @@ fn describe() {
         "dcr_registrations_total",
         "Registrations and updates by action, outcome and error code"
     );
-    describe_counter!("dcr_tokens_issued_total", "Access tokens issued, by client authentication method");
-    describe_counter!("dcr_tokens_revoked_total", "Access tokens revoked, by reason");
-    describe_counter!("dcr_jwks_fetches_total", "JWKS fetches by source host and outcome");
-    describe_counter!("dcr_jwks_cache_total", "JWKS lookups answered from the cache (hit) or not (miss)");
-    describe_gauge!("dcr_db_pool_connections", "Database pool connections by state (in_use, idle)");
+    describe_counter!(
+        "dcr_tokens_issued_total",
+        "Access tokens issued, by client authentication method"
+    );
+    describe_counter!(
+        "dcr_tokens_revoked_total",
+        "Access tokens revoked, by reason"
+    );
+    describe_counter!(
+        "dcr_jwks_fetches_total",
+        "JWKS fetches by source host and outcome"
+    );
+    describe_counter!(
+        "dcr_jwks_cache_total",
+        "JWKS lookups answered from the cache (hit) or not (miss)"
+    );
+    describe_gauge!(
+        "dcr_db_pool_connections",
+        "Database pool connections by state (in_use, idle)"
+    );
     describe_histogram!(
         "dcr_db_wait_seconds",
         metrics::Unit::Seconds,

@@ -91,7 +91,11 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
     response
         .headers_mut()
         .insert(INTERACTION_ID, interaction.clone());
-    let known = response.extensions().get::<Known>().cloned().unwrap_or_default();
+    let known = response
+        .extensions()
+        .get::<Known>()
+        .cloned()
+        .unwrap_or_default();
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     crate::metrics::request(route, method.as_str(), status, latency_ms / 1000.0);
@@ -121,15 +125,22 @@ mod tests {
             route_of(&format!("{}/abc", crate::REGISTER_PATH)),
             crate::REGISTER_CLIENT_ROUTE
         );
-        assert_eq!(route_of(&format!("{}/a/b", crate::REGISTER_PATH)), "unmatched");
+        assert_eq!(
+            route_of(&format!("{}/a/b", crate::REGISTER_PATH)),
+            "unmatched"
+        );
         assert_eq!(route_of("/nope"), "unmatched");
     }
 
     #[test]
     fn interaction_ids_are_checked() {
-        assert!(acceptable(&HeaderValue::from_static("93bac548-d2de-4546-b106-880a5018460d")));
+        assert!(acceptable(&HeaderValue::from_static(
+            "93bac548-d2de-4546-b106-880a5018460d"
+        )));
         assert!(!acceptable(&HeaderValue::from_static("")));
         assert!(!acceptable(&HeaderValue::from_static("a b")));
-        assert!(!acceptable(&HeaderValue::from_str(&"x".repeat(129)).unwrap()));
+        assert!(!acceptable(
+            &HeaderValue::from_str(&"x".repeat(129)).unwrap()
+        ));
     }
 }

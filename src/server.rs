@@ -216,13 +216,16 @@ impl Server {
             tracing::info!(dir = %config.sandbox.dir.display(), "creating the sandbox PKI");
             crate::sandbox::init(&config.sandbox.dir, &config.server.issuer)?;
         }
+        crate::metrics::install();
         let tls = crate::tls::server_config(&config.server.tls)?;
         let store = open_store(&config).await?;
         let config = Arc::new(config);
         let state = AppState::new(config.clone(), store.clone())?;
         let request_timeout = Duration::from_millis(config.server.request_timeout_ms);
-        let router = routes().merge(extra_routes).with_state(state).layer(
-            axum::middleware::from_fn(
+        let router = routes()
+            .merge(extra_routes)
+            .with_state(state)
+            .layer(axum::middleware::from_fn(
                 move |request: axum::extract::Request, next: axum::middleware::Next| async move {
                     // No request is held past the timeout, whatever it waits for.
                     match tokio::time::timeout(request_timeout, next.run(request)).await {
@@ -233,10 +236,9 @@ impl Server {
                         }
                     }
                 },
-            ),
-        )
-        // Outermost: it sees the timeout's 503 too, and every response gets the interaction id.
-        .layer(axum::middleware::from_fn(crate::request_log::middleware));
+            ))
+            // Outermost: it sees the timeout's 503 too, and every response gets the interaction id.
+            .layer(axum::middleware::from_fn(crate::request_log::middleware));
 
         let listener = TcpListener::bind(&config.server.listen)
             .await

@@ -16,8 +16,8 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::sync::oneshot;
 
 use super::sql::{
-    INSERT_AUDIT, INSERT_CLIENT, INSERT_TOKEN, REMEMBER_JTI, REVOKE_CLIENT_TOKENS, SET_CLIENT_ENABLED,
-    UPDATE_CLIENT,
+    INSERT_AUDIT, INSERT_CLIENT, INSERT_TOKEN, REMEMBER_JTI, REVOKE_CLIENT_TOKENS,
+    SET_CLIENT_ENABLED, UPDATE_CLIENT,
 };
 use super::{AuditRecord, ClientRecord, Conflict, JtiRecord, StoreError, StoreResult, TokenRecord};
 
@@ -222,12 +222,8 @@ fn run(conn: &Connection, job: &Job) -> StoreResult<Outcome> {
             Ok(Outcome::Bool(true))
         }
         Job::SetEnabled(client_id, enabled, audit, _) => {
-            let changed = exec(
-                conn,
-                SET_CLIENT_ENABLED,
-                &[client_id, enabled, &audit.at],
-            )
-            .map_err(map_err)?;
+            let changed = exec(conn, SET_CLIENT_ENABLED, &[client_id, enabled, &audit.at])
+                .map_err(map_err)?;
             if changed == 0 {
                 return Ok(Outcome::Bool(false));
             }

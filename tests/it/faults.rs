@@ -591,6 +591,37 @@ async fn logs_and_tables_hold_no_secrets(backend: Backend) -> Result<()> {
 
     drop(server);
     let text = std::fs::read_to_string(&log)?;
+    // JSON by default, and one line per request with who and how it went.
+    let lines: Vec<Value> = text
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .context("a log line is not JSON")?;
+    let registered = lines
+        .iter()
+        .find(|l| {
+            l["message"] == "request"
+                && l["route"] == dcr_server::REGISTER_PATH
+                && l["client_id"].as_str() == Some(id.as_str())
+        })
+        .context("no request line for the registration")?;
+    ensure_eq!(registered["status"], json!(201));
+    ensure_eq!(registered["method"], json!("POST"));
+    ensure!(registered["latency_ms"].is_number());
+    ensure!(
+        registered["cert_thumbprint"]
+            .as_str()
+            .is_some_and(|t| t.len() == 43)
+    );
+    ensure!(registered["software_id"].is_string());
+    ensure!(
+        registered["interaction_id"]
+            .as_str()
+            .is_some_and(|i| i.len() == 36)
+    );
+    ensure!(lines.iter().any(|l| l["message"] == "request"
+        && l["route"] == dcr_server::REGISTER_CLIENT_ROUTE
+        && l["status"] == json!(200)));
     ensure!(
         text.lines().count() > 50,
         "trace logging produced only {} lines",

@@ -10,7 +10,7 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 
 use crate::registration::{Ctx, Req, eidas_cert, raw_jws};
-use crate::support::{BOTH, Backend, Case, SQLITE, count_rows};
+use crate::support::{BOTH, Backend, Case, SQLITE, count_rows, run_binary};
 use crate::{case, ensure_eq};
 
 pub fn cases() -> Vec<Case> {
@@ -23,6 +23,8 @@ pub fn cases() -> Vec<Case> {
         case!(put_keeps_identity, SQLITE),
         case!(delete_racing_token_issuance_leaves_no_live_token, BOTH),
         case!(introspection_for_listed_gateways, SQLITE),
+        case!(operator_disables_and_enables_a_client, BOTH),
+        case!(interaction_id_and_metrics, SQLITE),
     ]
 }
 
@@ -960,4 +962,203 @@ async fn introspection_for_listed_gateways(backend: Backend) -> Result<()> {
         json!({"active": false})
     );
     ctx.server.stop().await
+}
+
+/// `clients disable|enable|list|show` and `audit`, run as the operator would, against the
+/// database of a running server.
+async fn operator_disables_and_enables_a_client(backend: Backend) -> Result<()> {
+    let ctx = Ctx::start(backend, "", "").await?;
+    let created = ctx.register(ctx.request(|_| {})?).await?;
+    let id = created["client_id"]
+        .as_str()
+        .context("client_id")?
+        .to_string();
+    let token = ctx.token_pkj(&id, "accounts").await?;
+    ensure_eq!(ctx.get(&id, &token).await?.status, 200);
+
+    let config = ctx.env.write_config(&ctx.env.config_toml(""))?;
+    let config = config.to_string_lossy().into_owned();
+    let cli = |args: &[&str]| -> Result<(bool, String, String)> {
+        let mut all = vec!["--config", config.as_str(), "--log-format", "text"];
+        all.extend_from_slice(args);
+        run_binary(&all, ctx.env.dir.path())
+    };
+    let json_of = |out: &str| -> Result<Value> {
+        serde_json::from_str(out).with_context(|| format!("not JSON: {out}"))
+    };
+
+    let (ok, out, err) = cli(&["clients", "disable", &id, "--json"])?;
+    ensure!(ok, "disable failed: {err}");
+    ensure_eq!(
+        json_of(&out)?,
+        json!({"client_id": id, "result": "disabled"})
+    );
+    // Its token stops working, and it gets no new one.
+    ensure_invalid_token(&ctx.get(&id, &token).await?, "token of a disabled client")?;
+    let assertion =
+        ctx.sandbox
+            .client_assertion(&id, &format!("{}/token", ctx.env.issuer()), "PS256")?;
+    let refused = ctx
+        .token_form(
+            &[
+                ("grant_type", "client_credentials"),
+                (
+                    "client_assertion_type",
+                    dcr_server::token::CLIENT_ASSERTION_TYPE,
+                ),
+                ("client_assertion", &assertion),
+            ],
+            None,
+        )
+        .await?;
+    ensure_eq!(refused.status, 401);
+    ensure_eq!(refused.body["error"], json!("invalid_client"));
+    let (_, out, _) = cli(&["clients", "list", "--json"])?;
+    ensure_eq!(json_of(&out)?[0]["enabled"], json!(false));
+    let (_, out, _) = cli(&["clients", "list"])?;
+    ensure!(
+        out.lines()
+            .any(|l| l.starts_with(id.as_str()) && l.contains(" no ")),
+        "{out}"
+    );
+
+    let (ok, out, err) = cli(&["clients", "enable", &id])?;
+    ensure!(ok, "enable failed: {err}");
+    ensure_eq!(out.trim(), format!("enabled {id}"));
+    // The old token stays revoked; a new one works.
+    ensure_invalid_token(
+        &ctx.get(&id, &token).await?,
+        "token from before the disable",
+    )?;
+    let fresh = ctx.token_pkj(&id, "accounts").await?;
+    ensure_eq!(ctx.get(&id, &fresh).await?.status, 200);
+
+    let (ok, out, _) = cli(&["clients", "show", &id])?;
+    ensure!(
+        ok && out
+            .lines()
+            .any(|l| l.starts_with("enabled") && l.ends_with("true")),
+        "{out}"
+    );
+    let (_, out, _) = cli(&["clients", "show", &id, "--json"])?;
+    let shown = json_of(&out)?;
+    ensure_eq!(shown["metadata"]["client_id"], json!(id));
+    ensure!(shown["metadata"].get("client_secret").is_none());
+
+    let (ok, out, err) = cli(&["audit", "--client", &id, "--json"])?;
+    ensure!(ok, "audit failed: {err}");
+    let actions: Vec<String> = json_of(&out)?
+        .as_array()
+        .context("array")?
+        .iter()
+        .filter_map(|r| r["action"].as_str().map(str::to_string))
+        .collect();
+    ensure_eq!(
+        actions,
+        [
+            "register",
+            "token.issue",
+            "client.disable",
+            "client.enable",
+            "token.issue"
+        ]
+    );
+    let (_, out, _) = cli(&["audit", "--since", "2100-01-01T00:00:00Z", "--json"])?;
+    ensure_eq!(json_of(&out)?, json!([]));
+    let (ok, _, err) = cli(&["audit", "--since", "yesterday"])?;
+    ensure!(!ok && err.contains("--since"), "{err}");
+    let (_, out, _) = cli(&["audit", "--client", &id])?;
+    ensure!(
+        out.lines()
+            .any(|l| l.contains("client.disable") && l.contains(id.as_str())),
+        "{out}"
+    );
+
+    let (ok, out, _) = cli(&["clients", "disable", "no-such-client", "--json"])?;
+    ensure!(!ok);
+    ensure_eq!(json_of(&out)?["result"], json!("not_found"));
+    Ok(())
+}
+
+/// Every response carries an `x-fapi-interaction-id` (the TPP's, or a new UUID that the audit
+/// record also gets), and `/metrics` counts what happened.
+async fn interaction_id_and_metrics(backend: Backend) -> Result<()> {
+    let ctx = Ctx::start(backend, "", "").await?;
+    let http = ctx.http(None)?;
+    let req = ctx.request(|_| {})?;
+    let answer = ctx
+        .send(
+            http.post(ctx.env.url(dcr_server::REGISTER_PATH))
+                .header("content-type", "application/jwt")
+                .body(req.body.clone()),
+        )
+        .await?;
+    ensure_eq!(answer.status, 201);
+    let generated = answer
+        .headers
+        .get("x-fapi-interaction-id")
+        .and_then(|v| v.to_str().ok())
+        .context("no interaction id on the 201")?
+        .to_string();
+    ensure!(uuid::Uuid::parse_str(&generated).is_ok(), "{generated}");
+    let id = answer.body["client_id"].as_str().context("client_id")?;
+    let audit = ctx.store.list_audit(Some(id), None).await?;
+    ensure_eq!(audit[0].interaction_id.as_deref(), Some(generated.as_str()));
+
+    let echoed = ctx
+        .send(http.get(ctx.env.url("/no/such/route")).header(
+            "x-fapi-interaction-id",
+            "93bac548-d2de-4546-b106-880a5018460d",
+        ))
+        .await?;
+    ensure_eq!(echoed.status, 404);
+    ensure_eq!(
+        echoed
+            .headers
+            .get("x-fapi-interaction-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("93bac548-d2de-4546-b106-880a5018460d")
+    );
+    // A refusal is counted by its error code.
+    let (status, _) = ctx
+        .post(
+            &ctx.request(|c| c["aud"] = json!("https://elsewhere"))?,
+            true,
+        )
+        .await?;
+    ensure_eq!(status, 400);
+
+    let metrics = http.get(ctx.env.url("/metrics")).send().await?;
+    ensure_eq!(metrics.status().as_u16(), 200);
+    let text = metrics.text().await?;
+    let has = |needles: &[&str]| {
+        text.lines()
+            .any(|l| !l.starts_with('#') && needles.iter().all(|n| l.contains(n)))
+    };
+    for needles in [
+        &["dcr_registrations_total{", "outcome=\"success\""][..],
+        &[
+            "dcr_registrations_total{",
+            "outcome=\"refused\"",
+            "error=\"invalid_client_metadata\"",
+        ],
+        &[
+            "dcr_http_requests_total{",
+            "route=\"/open-banking/v3.2/register\"",
+            "status=\"201\"",
+        ],
+        &[
+            "dcr_http_requests_total{",
+            "route=\"unmatched\"",
+            "status=\"404\"",
+        ],
+        &["dcr_http_request_duration_seconds_bucket{"],
+        &["dcr_tls_handshakes_total{", "outcome=\"ok\""],
+        &["dcr_jwks_cache_total{"],
+        &["dcr_jwks_fetches_total{", "outcome=\"ok\""],
+        &["dcr_db_pool_connections{", "state=\"idle\""],
+    ] {
+        ensure!(has(needles), "no metric line with {needles:?} in:\n{text}");
+    }
+    Ok(())
 }

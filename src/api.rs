@@ -126,6 +126,29 @@ pub async fn refused(state: &AppState, e: &RegistrationError, mut audit: AuditRe
     api.into_response()
 }
 
+/// The `software_id` and `org_id` that a refused request's SSA claims, read without any
+/// verification, for the audit trail only (cut to 100 printable characters).
+pub fn claimed_identity(body: &[u8]) -> (Option<String>, Option<String>) {
+    fn payload(jwt: &str) -> Option<serde_json::Value> {
+        use base64::Engine;
+        let part = jwt.trim().split('.').nth(1)?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+    let ssa = std::str::from_utf8(body)
+        .ok()
+        .and_then(payload)
+        .and_then(|claims| claims["software_statement"].as_str().and_then(payload));
+    let claim = |name: &str| {
+        ssa.as_ref()
+            .and_then(|c| c[name].as_str())
+            .map(|v| crate::jose::printable(v, 100))
+    };
+    (claim("software_id"), claim("org_id"))
+}
+
 /// `POST /open-banking/v3.2/register`.
 pub async fn post_register(
     State(state): State<AppState>,
@@ -166,9 +189,13 @@ pub async fn post_register(
             )
         }
         Err(e) => {
+            // What they tried: the software and organisation the SSA names, unverified.
+            let (software_id, org_id) = claimed_identity(&bytes);
             let audit = AuditRecord {
                 at: now,
                 action: "register".into(),
+                software_id,
+                org_id,
                 cert_thumbprint: Some(certificate.x5t_s256()),
                 interaction_id: interaction,
                 ..AuditRecord::default()

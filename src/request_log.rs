@@ -48,17 +48,7 @@ fn acceptable(v: &HeaderValue) -> bool {
 /// The route template of `path`: a fixed set of names, so that a client_id in the path does
 /// not become a log field's (or a metric label's) unbounded value.
 pub fn route_of(path: &str) -> &'static str {
-    const FIXED: [&str; 8] = [
-        crate::REGISTER_PATH,
-        "/token",
-        "/introspect",
-        "/.well-known/openid-configuration",
-        "/health",
-        "/ready",
-        crate::sandbox::TPP_JWKS_PATH,
-        crate::sandbox::DIRECTORY_JWKS_PATH,
-    ];
-    if let Some(fixed) = FIXED.iter().find(|p| **p == path) {
+    if let Some((_, fixed)) = crate::server::ROUTES.iter().find(|(_, p)| *p == path) {
         return fixed;
     }
     match path.strip_prefix(crate::REGISTER_PATH) {

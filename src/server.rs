@@ -143,6 +143,7 @@ pub fn routes() -> Router<AppState> {
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
         .route("/ready", get(ready))
         .route(
             crate::REGISTER_PATH,
@@ -166,6 +167,37 @@ pub fn routes() -> Router<AppState> {
         )
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+}
+
+/// Every route the server answers, as (method, path template). The OpenAPI document in
+/// docs/openapi.json describes exactly these (a test holds the two together), and the request
+/// log names a request by its template from here.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", crate::REGISTER_PATH),
+    ("GET", crate::REGISTER_CLIENT_ROUTE),
+    ("PUT", crate::REGISTER_CLIENT_ROUTE),
+    ("DELETE", crate::REGISTER_CLIENT_ROUTE),
+    ("POST", "/token"),
+    ("POST", "/introspect"),
+    ("GET", "/.well-known/openid-configuration"),
+    ("GET", "/health"),
+    ("GET", "/ready"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+    ("GET", crate::sandbox::TPP_JWKS_PATH),
+    ("GET", crate::sandbox::DIRECTORY_JWKS_PATH),
+];
+
+/// The OpenAPI 3.1 document, checked in under docs/.
+pub const OPENAPI: &str = include_str!("../docs/openapi.json");
+
+/// `GET /openapi.json`.
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
 }
 
 /// `GET /metrics`: Prometheus text format.

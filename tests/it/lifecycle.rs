@@ -1127,6 +1127,25 @@ async fn interaction_id_and_metrics(backend: Backend) -> Result<()> {
         )
         .await?;
     ensure_eq!(status, 400);
+    // The refusal is audited with what it tried.
+    let refusal = ctx
+        .store
+        .list_audit(None, None)
+        .await?
+        .into_iter()
+        .find(|r| r.outcome == "refused")
+        .context("no audit record for the refusal")?;
+    ensure_eq!(refusal.action, "register");
+    ensure_eq!(
+        refusal.error_code.as_deref(),
+        Some("invalid_client_metadata")
+    );
+    ensure_eq!(
+        refusal.software_id.as_deref(),
+        answer.body["software_id"].as_str()
+    );
+    ensure!(refusal.org_id.is_some() && refusal.cert_thumbprint.is_some());
+    ensure!(refusal.client_id.is_none());
 
     let metrics = http.get(ctx.env.url("/metrics")).send().await?;
     ensure_eq!(metrics.status().as_u16(), 200);

@@ -27,6 +27,7 @@ pub fn cases() -> Vec<Case> {
         case!(ready_answers_503_without_database, SQLITE),
         case!(sandbox_jwks_is_served, SQLITE),
         case!(shutdown_stops_the_listener, SQLITE),
+        case!(openapi_describes_every_route, SQLITE),
     ]
 }
 
@@ -321,4 +322,49 @@ async fn shutdown_stops_the_listener(backend: Backend) -> Result<()> {
         "the port still accepts connections after shutdown"
     );
     Ok(())
+}
+
+/// docs/openapi.json is what `/openapi.json` serves, documents exactly the server's routes, and
+/// every documented operation is routed (it does not fall through to the JSON 404 or 405).
+async fn openapi_describes_every_route(backend: Backend) -> Result<()> {
+    let env = TestEnv::new(backend).await?;
+    let server = env.start().await?;
+    let transport = env.transport_pem()?;
+    let client = env.client(Some((transport.0.as_str(), transport.1.as_str())))?;
+    let served: Value = client
+        .get(env.url("/openapi.json"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let file: Value = serde_json::from_str(&std::fs::read_to_string("docs/openapi.json")?)?;
+    ensure_eq!(served, file);
+    ensure_eq!(served["openapi"], json!("3.1.0"));
+
+    let mut documented = std::collections::BTreeSet::new();
+    for (path, item) in served["paths"].as_object().context("paths")? {
+        for method in ["get", "put", "post", "delete", "patch"] {
+            if item.get(method).is_some() {
+                documented.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    let routes: std::collections::BTreeSet<(String, String)> = dcr_server::server::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    ensure_eq!(documented, routes);
+
+    for (method, path) in &documented {
+        let url = env.url(&path.replace("{ClientId}", "some-client"));
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let response = client.request(method.clone(), url).send().await?;
+        let status = response.status().as_u16();
+        let body: Value = serde_json::from_slice(&response.bytes().await?).unwrap_or(Value::Null);
+        ensure!(
+            status != 405 && !(status == 404 && body["error"] == "not_found"),
+            "{method} {path} is documented but not routed ({status} {body})"
+        );
+    }
+    server.stop().await
 }

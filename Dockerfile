@@ -10,9 +10,10 @@
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY migrations ./migrations
+COPY docs/openapi.json ./docs/openapi.json
 RUN cargo build --release --locked --bin dcr-server
 
 FROM debian:bookworm-slim

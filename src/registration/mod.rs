@@ -311,7 +311,10 @@ impl Registrar {
         now: i64,
     ) -> Result<Registered, RegistrationError> {
         let v = self.validate(input, now).await?;
-        let client_id = uuid::Uuid::new_v4().to_string();
+        // UUIDv7: time-ordered, so a new client lands at the end of the primary-key and audit
+        // indexes instead of on a random page (fewer pages written per registration); its 74
+        // random bits keep it unguessable. It is an identifier, not a secret.
+        let client_id = uuid::Uuid::now_v7().to_string();
         let secret = new_client_secret();
         let stored_body = client_body(&client_id, now, &v.metadata);
         let record = ClientRecord {

@@ -601,6 +601,39 @@ mod tests {
     }
 
     #[test]
+    fn parsed_keys_verify_real_signatures_for_their_algorithm_only() {
+        use aws_lc_rs::rand::SystemRandom;
+        use aws_lc_rs::signature::{KeyPair, RSA_PSS_SHA256};
+        let rng = SystemRandom::new();
+        let rsa = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let public = aws_lc_rs::rsa::PublicKeyComponents::<Vec<u8>>::from(rsa.public_key());
+        let ec = aws_lc_rs::signature::EcdsaKeyPair::generate(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        )
+        .unwrap();
+        let point = ec.public_key().as_ref();
+        let doc = json!({"keys": [
+            {"kty": "RSA", "kid": "r", "n": URL_SAFE_NO_PAD.encode(&public.n), "e": URL_SAFE_NO_PAD.encode(&public.e)},
+            {"kty": "EC", "kid": "e", "crv": "P-256",
+             "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..])},
+        ]});
+        let set = KeySet::parse(doc.to_string().as_bytes()).unwrap();
+        let message = b"header.payload";
+        let mut pss = vec![0; rsa.public_modulus_len()];
+        rsa.sign(&RSA_PSS_SHA256, &rng, message, &mut pss).unwrap();
+        let es = ec.sign(&rng, message).unwrap();
+        let (r, e) = (set.find("r").unwrap(), set.find("e").unwrap());
+        assert!(r.verify(Algorithm::PS256, message, &pss));
+        // Twice: the second use takes the cached parsed key.
+        assert!(r.verify(Algorithm::PS256, message, &pss));
+        assert!(!r.verify(Algorithm::PS256, b"header.other", &pss));
+        assert!(!r.verify(Algorithm::RS256, message, &pss));
+        assert!(e.verify(Algorithm::ES256, message, es.as_ref()));
+        assert!(!e.verify(Algorithm::ES256, b"header.other", es.as_ref()));
+        assert!(!e.verify(Algorithm::PS256, message, es.as_ref()));
+    }
+
+    #[test]
     fn not_a_jwks_is_an_error() {
         assert!(KeySet::parse(b"[]").is_err());
         assert!(KeySet::parse(b"{\"keys\": 3}").is_err());

@@ -76,7 +76,7 @@ fn describe() {
     describe_histogram!(
         "dcr_db_wait_seconds",
         metrics::Unit::Seconds,
-        "Time an operation waited for a database connection or for the SQLite writer"
+        "Time a request-path read waited for a pooled database connection"
     );
     describe_counter!("dcr_tls_handshakes_total", "TLS handshakes by outcome");
 }

@@ -482,8 +482,8 @@ impl AppState {
     }
 }
 
-/// A token issued: the response body, and who got it (for the request's log line).
-#[derive(Debug)]
+/// A token issued: the response body, and who got it (for the request's log line). No `Debug`:
+/// the body holds the access token.
 pub struct Issued {
     pub body: Value,
     pub client_id: String,

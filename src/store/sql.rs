@@ -118,6 +118,14 @@ macro_rules! sql_store {
                 &self.pool
             }
 
+            /// A read connection for the request path; the wait for it is a metric.
+            async fn reader(&self) -> StoreResult<sqlx::pool::PoolConnection<$db>> {
+                let started = std::time::Instant::now();
+                let conn = self.pool.acquire().await.map_err(map_err)?;
+                crate::metrics::db_wait(started.elapsed().as_secs_f64());
+                Ok(conn)
+            }
+
             async fn audit_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 a: &AuditRecord,
@@ -249,7 +257,7 @@ macro_rules! sql_store {
                     "SELECT {CLIENT_COLUMNS} FROM clients WHERE client_id = $1"
                 ))
                 .bind(client_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.reader().await?)
                 .await
                 .map_err(map_err)
             }
@@ -376,7 +384,7 @@ macro_rules! sql_store {
                     "SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_hash = $1"
                 ))
                 .bind(token_hash)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.reader().await?)
                 .await
                 .map_err(map_err)
             }

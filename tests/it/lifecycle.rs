@@ -1147,6 +1147,10 @@ async fn interaction_id_and_metrics(backend: Backend) -> Result<()> {
     ensure!(refusal.org_id.is_some() && refusal.cert_thumbprint.is_some());
     ensure!(refusal.client_id.is_none());
 
+    // A token and a read, for the token and database metrics.
+    let token = ctx.token_pkj(id, "accounts").await?;
+    ensure_eq!(ctx.get(id, &token).await?.status, 200);
+
     let metrics = http.get(ctx.env.url("/metrics")).send().await?;
     ensure_eq!(metrics.status().as_u16(), 200);
     let text = metrics.text().await?;
@@ -1176,6 +1180,8 @@ async fn interaction_id_and_metrics(backend: Backend) -> Result<()> {
         &["dcr_jwks_cache_total{"],
         &["dcr_jwks_fetches_total{", "outcome=\"ok\""],
         &["dcr_db_pool_connections{", "state=\"idle\""],
+        &["dcr_db_wait_seconds_count"],
+        &["dcr_tokens_issued_total{", "method=\"private_key_jwt\""],
     ] {
         ensure!(has(needles), "no metric line with {needles:?} in:\n{text}");
     }

@@ -87,6 +87,46 @@ pub struct ServerConfig {
     /// Open connections at most; further connections wait in the listen backlog.
     #[serde(default = "defaults::max_connections")]
     pub max_connections: usize,
+    /// TLS terminated at a load balancer that forwards the client certificate in a header.
+    #[serde(default)]
+    pub forwarded_certificate: ForwardedCertificateConfig,
+}
+
+/// `[server.forwarded_certificate]`: off unless enabled, and then only for listed proxies.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ForwardedCertificateConfig {
+    #[serde(default)]
+    pub enable: bool,
+    /// The header that carries the certificate.
+    #[serde(default = "defaults::forwarded_header")]
+    pub header: String,
+    /// `pem`: a URL-encoded (or plain) PEM certificate, as WSO2's `x-wso2-mutual-auth-cert` and
+    /// nginx's `$ssl_client_escaped_cert`; `xfcc`: Envoy's `x-forwarded-client-cert`.
+    #[serde(default)]
+    pub format: ForwardedFormat,
+    /// IP addresses of the proxies whose header is believed. From any other peer the header is
+    /// removed and ignored.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Default for ForwardedCertificateConfig {
+    fn default() -> Self {
+        Self {
+            enable: false,
+            header: defaults::forwarded_header(),
+            format: ForwardedFormat::default(),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardedFormat {
+    #[default]
+    Pem,
+    Xfcc,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -266,6 +306,10 @@ impl Default for SandboxConfig {
 mod defaults {
     use super::Switch;
     use std::path::PathBuf;
+
+    pub fn forwarded_header() -> String {
+        "x-wso2-mutual-auth-cert".into()
+    }
 
     pub fn shutdown_grace_secs() -> u64 {
         10
@@ -464,6 +508,27 @@ impl Config {
             return Err(bad(
                 "server.request_timeout_ms",
                 "must be at least 100".into(),
+            ));
+        }
+        let fwd = &self.server.forwarded_certificate;
+        if axum::http::HeaderName::from_bytes(fwd.header.as_bytes()).is_err() {
+            return Err(bad(
+                "server.forwarded_certificate.header",
+                format!("`{}` is not a header name", fwd.header),
+            ));
+        }
+        for (i, proxy) in fwd.trusted_proxies.iter().enumerate() {
+            if proxy.parse::<std::net::IpAddr>().is_err() {
+                return Err(bad(
+                    &format!("server.forwarded_certificate.trusted_proxies[{i}]"),
+                    format!("`{proxy}` is not an IP address"),
+                ));
+            }
+        }
+        if fwd.enable && fwd.trusted_proxies.is_empty() {
+            return Err(bad(
+                "server.forwarded_certificate.trusted_proxies",
+                "list the load balancers' addresses: the header is believed from them only".into(),
             ));
         }
         if self.database.max_connections == 0 {

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod discovery;
 pub mod error;
+pub mod forwarded;
 pub mod jobs;
 pub mod jose;
 pub mod jwks;

@@ -237,6 +237,7 @@ pub struct Server {
     connections: Arc<tokio::sync::Semaphore>,
     shutdown_grace: Duration,
     local_addr: SocketAddr,
+    forwarded: Option<Arc<crate::forwarded::ForwardedCertificates>>,
 }
 
 impl Server {
@@ -250,6 +251,7 @@ impl Server {
         }
         crate::metrics::install();
         let tls = crate::tls::server_config(&config.server.tls)?;
+        let forwarded = crate::forwarded::ForwardedCertificates::from_config(&config.server)?;
         let store = open_store(&config).await?;
         let config = Arc::new(config);
         let state = AppState::new(config.clone(), store.clone())?;
@@ -287,6 +289,7 @@ impl Server {
             connections: Arc::new(tokio::sync::Semaphore::new(config.server.max_connections)),
             shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
             local_addr,
+            forwarded,
         })
     }
 
@@ -342,6 +345,7 @@ impl Server {
                         builder: builder.clone(),
                         handshake_timeout: self.handshake_timeout,
                         peer,
+                        forwarded: self.forwarded.clone(),
                     };
                     let watcher = graceful.watcher();
                     tokio::spawn(async move {
@@ -370,6 +374,7 @@ struct Connection {
     builder: Builder<TokioExecutor>,
     handshake_timeout: Duration,
     peer: SocketAddr,
+    forwarded: Option<Arc<crate::forwarded::ForwardedCertificates>>,
 }
 
 impl Connection {
@@ -412,10 +417,15 @@ impl Connection {
             None => None,
         };
         let identity = PeerIdentity { certificate };
+        let (forwarded, peer) = (self.forwarded.clone(), self.peer);
         let service =
             self.router
                 .map_request(move |mut request: Request<hyper::body::Incoming>| {
-                    request.extensions_mut().insert(identity.clone());
+                    let identity = match &forwarded {
+                        None => identity.clone(),
+                        Some(f) => forwarded_identity(f, peer, &mut request, &identity),
+                    };
+                    request.extensions_mut().insert(identity);
                     request
                 });
         let connection = self
@@ -424,6 +434,28 @@ impl Connection {
             .into_owned();
         if let Err(e) = watcher.watch(connection).await {
             tracing::debug!(peer = %self.peer, error = %e, "connection ended with an error");
+        }
+    }
+}
+
+/// The identity of one request when a load balancer may forward certificates.
+fn forwarded_identity(
+    forwarded: &crate::forwarded::ForwardedCertificates,
+    peer: SocketAddr,
+    request: &mut Request<hyper::body::Incoming>,
+    connection: &PeerIdentity,
+) -> PeerIdentity {
+    use crate::forwarded::Source;
+    match forwarded.apply(peer.ip(), request.headers_mut()) {
+        Source::Connection => connection.clone(),
+        Source::Forwarded(None) => PeerIdentity::default(),
+        Source::Forwarded(Some(Ok(cert))) => PeerIdentity {
+            certificate: Some(Arc::new(cert)),
+        },
+        Source::Forwarded(Some(Err(e))) => {
+            // The request goes on without a certificate: endpoints that need one answer 401.
+            tracing::warn!(peer = %peer, error = %e, "forwarded client certificate refused");
+            PeerIdentity::default()
         }
     }
 }

@@ -134,11 +134,12 @@ pub fn load_client_roots(paths: &[PathBuf]) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
-/// Builds the rustls server configuration from `[server.tls]`.
-pub fn server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+/// The verifier of TPP transport certificates: `client_ca` and the CRLs. The handshake uses it,
+/// and so does a certificate forwarded by a load balancer.
+pub fn client_verifier(
+    tls: &TlsConfig,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
     let provider = crypto_provider();
-    let chain = load_certificates("server.tls.certificate", &tls.certificate)?;
-    let key = load_private_key("server.tls.private_key", &tls.private_key)?;
     let roots = load_client_roots(&tls.client_ca)?;
     let mut crls = Vec::new();
     for (i, path) in tls.crl.iter().enumerate() {
@@ -156,10 +157,18 @@ pub fn server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsEr
             .only_check_end_entity_revocation()
             .allow_unknown_revocation_status();
     }
-    let verifier = verifier.build().map_err(|e| TlsError::Config {
+    verifier.build().map_err(|e| TlsError::Config {
         key: "server.tls.client_ca".into(),
         message: e.to_string(),
-    })?;
+    })
+}
+
+/// Builds the rustls server configuration from `[server.tls]`.
+pub fn server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = crypto_provider();
+    let chain = load_certificates("server.tls.certificate", &tls.certificate)?;
+    let key = load_private_key("server.tls.private_key", &tls.private_key)?;
+    let verifier = client_verifier(tls)?;
 
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])

@@ -28,6 +28,7 @@ pub fn cases() -> Vec<Case> {
         case!(sandbox_jwks_is_served, SQLITE),
         case!(shutdown_stops_the_listener, SQLITE),
         case!(openapi_describes_every_route, SQLITE),
+        case!(forwarded_certificate_from_listed_proxies_only, SQLITE),
     ]
 }
 
@@ -366,5 +367,121 @@ async fn openapi_describes_every_route(backend: Backend) -> Result<()> {
             "{method} {path} is documented but not routed ({status} {body})"
         );
     }
+    server.stop().await
+}
+
+/// Behind a TLS-terminating load balancer: the certificate in the configured header is the
+/// client's identity when the peer is a listed proxy, verified against `client_ca`; from any
+/// other peer the header is ignored.
+async fn forwarded_certificate_from_listed_proxies_only(backend: Backend) -> Result<()> {
+    use dcr_server::config::{ForwardedCertificateConfig, ForwardedFormat};
+    let env = TestEnv::new(backend).await?;
+    let (cert, key) = env.transport_pem()?;
+    let tpp = env.sandbox()?.tpp;
+    let encode = |pem: &str| {
+        percent_encoding::utf8_percent_encode(pem, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let rogue = SandboxCa::generate("rogue CA")?;
+    let (rogue_cert, _) = rogue.issue_ob_transport(&tpp.org_id, &tpp.software_id)?;
+    let whoami = |client: reqwest::Client, header: &'static str, value: String| {
+        let url = env.url("/test/whoami");
+        async move {
+            let body: Value = client
+                .get(url)
+                .header(header, value)
+                .send()
+                .await?
+                .json()
+                .await?;
+            Ok::<_, anyhow::Error>(body)
+        }
+    };
+
+    // The loopback proxy is listed (WSO2's header, URL-encoded PEM).
+    let mut config = env.config("")?;
+    config.server.forwarded_certificate = ForwardedCertificateConfig {
+        enable: true,
+        header: "x-wso2-mutual-auth-cert".into(),
+        format: ForwardedFormat::Pem,
+        trusted_proxies: vec!["127.0.0.1".into()],
+    };
+    let server = env.start_with(config, whoami_route()).await?;
+    let anonymous = env.client(None)?;
+    let header = "x-wso2-mutual-auth-cert";
+    let body = whoami(anonymous.clone(), header, encode(&cert)).await?;
+    ensure_eq!(body["thumbprint"], json!(der_sha256_hex(&cert)?));
+    ensure_eq!(body["subject"], json!(tpp.transport_subject_dn));
+    // Verified as a handshake would be: a certificate from another CA is no identity.
+    ensure_eq!(
+        whoami(anonymous.clone(), header, encode(&rogue_cert)).await?,
+        Value::Null
+    );
+    ensure_eq!(
+        whoami(anonymous.clone(), header, "garbage".into()).await?,
+        Value::Null
+    );
+    // From a listed proxy, the header is the identity even over an mTLS connection: without
+    // it there is none.
+    let with_cert = env.client(Some((&cert, &key)))?;
+    let body: Value = with_cert
+        .get(env.url("/test/whoami"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    ensure_eq!(body, Value::Null);
+    // A registration through the proxy works with the forwarded certificate alone.
+    let jwt = env
+        .sandbox()?
+        .request(&dcr_server::sandbox::RequestOptions {
+            aud: env.issuer(),
+            ..Default::default()
+        })?;
+    let created = anonymous
+        .post(env.url(dcr_server::REGISTER_PATH))
+        .header("content-type", "application/jwt")
+        .header(header, encode(&cert))
+        .body(jwt)
+        .send()
+        .await?;
+    ensure_eq!(created.status().as_u16(), 201);
+    server.stop().await?;
+
+    // Only 10.9.9.9 is listed: the header from loopback is removed and ignored, and the
+    // connection's own certificate counts.
+    let mut config = env.config("")?;
+    config.server.forwarded_certificate = ForwardedCertificateConfig {
+        enable: true,
+        header: "x-forwarded-client-cert".into(),
+        format: ForwardedFormat::Xfcc,
+        trusted_proxies: vec!["10.9.9.9".into()],
+    };
+    let server = env.start_with(config, whoami_route()).await?;
+    let xfcc = format!("By=spiffe://lb;Cert=\"{}\"", encode(&cert));
+    let anonymous = env.client(None)?;
+    ensure_eq!(
+        whoami(anonymous, "x-forwarded-client-cert", xfcc.clone()).await?,
+        Value::Null
+    );
+    let body = whoami(
+        env.client(Some((&cert, &key)))?,
+        "x-forwarded-client-cert",
+        xfcc.clone(),
+    )
+    .await?;
+    ensure_eq!(body["thumbprint"], json!(der_sha256_hex(&cert)?));
+    server.stop().await?;
+
+    // Envoy's format from a listed proxy.
+    let mut config = env.config("")?;
+    config.server.forwarded_certificate = ForwardedCertificateConfig {
+        enable: true,
+        header: "x-forwarded-client-cert".into(),
+        format: ForwardedFormat::Xfcc,
+        trusted_proxies: vec!["127.0.0.1".into()],
+    };
+    let server = env.start_with(config, whoami_route()).await?;
+    let body = whoami(env.client(None)?, "x-forwarded-client-cert", xfcc).await?;
+    ensure_eq!(body["thumbprint"], json!(der_sha256_hex(&cert)?));
     server.stop().await
 }

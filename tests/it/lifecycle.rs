@@ -82,27 +82,31 @@ impl Ctx {
         self.send(builder).await
     }
 
-    /// A client-credentials token with `private_key_jwt`.
-    async fn token_pkj(&self, client_id: &str, scope: &str) -> Result<String> {
+    /// The token endpoint's answer to a `private_key_jwt` request with a fresh assertion.
+    async fn token_pkj_answer(&self, client_id: &str, scope: &str) -> Result<Answer> {
         let assertion = self.sandbox.client_assertion(
             client_id,
             &format!("{}/token", self.env.issuer()),
             "PS256",
         )?;
-        let a = self
-            .token_form(
-                &[
-                    ("grant_type", "client_credentials"),
-                    ("scope", scope),
-                    (
-                        "client_assertion_type",
-                        dcr_server::token::CLIENT_ASSERTION_TYPE,
-                    ),
-                    ("client_assertion", &assertion),
-                ],
-                None,
-            )
-            .await?;
+        self.token_form(
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", scope),
+                (
+                    "client_assertion_type",
+                    dcr_server::token::CLIENT_ASSERTION_TYPE,
+                ),
+                ("client_assertion", &assertion),
+            ],
+            None,
+        )
+        .await
+    }
+
+    /// A client-credentials token with `private_key_jwt`.
+    async fn token_pkj(&self, client_id: &str, scope: &str) -> Result<String> {
+        let a = self.token_pkj_answer(client_id, scope).await?;
         ensure!(a.status == 200, "token: {} {}", a.status, a.body);
         a.body["access_token"]
             .as_str()
@@ -836,24 +840,7 @@ async fn delete_racing_token_issuance_leaves_no_live_token(backend: Backend) -> 
         issuers.push(tokio::spawn(async move {
             let mut issued = Vec::new();
             for _ in 0..10 {
-                let assertion = ctx.sandbox.client_assertion(
-                    &id,
-                    &format!("{}/token", ctx.env.issuer()),
-                    "PS256",
-                )?;
-                let a = ctx
-                    .token_form(
-                        &[
-                            ("grant_type", "client_credentials"),
-                            (
-                                "client_assertion_type",
-                                dcr_server::token::CLIENT_ASSERTION_TYPE,
-                            ),
-                            ("client_assertion", &assertion),
-                        ],
-                        None,
-                    )
-                    .await?;
+                let a = ctx.token_pkj_answer(&id, "").await?;
                 match a.status {
                     200 => issued.push(
                         a.body["access_token"]
@@ -995,22 +982,7 @@ async fn operator_disables_and_enables_a_client(backend: Backend) -> Result<()> 
     );
     // Its token stops working, and it gets no new one.
     ensure_invalid_token(&ctx.get(&id, &token).await?, "token of a disabled client")?;
-    let assertion =
-        ctx.sandbox
-            .client_assertion(&id, &format!("{}/token", ctx.env.issuer()), "PS256")?;
-    let refused = ctx
-        .token_form(
-            &[
-                ("grant_type", "client_credentials"),
-                (
-                    "client_assertion_type",
-                    dcr_server::token::CLIENT_ASSERTION_TYPE,
-                ),
-                ("client_assertion", &assertion),
-            ],
-            None,
-        )
-        .await?;
+    let refused = ctx.token_pkj_answer(&id, "accounts").await?;
     ensure_eq!(refused.status, 401);
     ensure_eq!(refused.body["error"], json!("invalid_client"));
     let (_, out, _) = cli(&["clients", "list", "--json"])?;

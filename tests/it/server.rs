@@ -374,7 +374,7 @@ async fn openapi_describes_every_route(backend: Backend) -> Result<()> {
 /// client's identity when the peer is a listed proxy, verified against `client_ca`; from any
 /// other peer the header is ignored.
 async fn forwarded_certificate_from_listed_proxies_only(backend: Backend) -> Result<()> {
-    use dcr_server::config::{ForwardedCertificateConfig, ForwardedFormat};
+    use dcr_server::config::ForwardedFormat;
     let env = TestEnv::new(backend).await?;
     let (cert, key) = env.transport_pem()?;
     let tpp = env.sandbox()?.tpp;
@@ -398,13 +398,12 @@ async fn forwarded_certificate_from_listed_proxies_only(backend: Backend) -> Res
     };
 
     // The loopback proxy is listed (WSO2's header, URL-encoded PEM).
-    let mut config = env.config("")?;
-    config.server.forwarded_certificate = ForwardedCertificateConfig {
-        enable: true,
-        header: "x-wso2-mutual-auth-cert".into(),
-        format: ForwardedFormat::Pem,
-        trusted_proxies: vec!["127.0.0.1".into()],
-    };
+    let config = forwarding(
+        &env,
+        "x-wso2-mutual-auth-cert",
+        ForwardedFormat::Pem,
+        "127.0.0.1",
+    )?;
     let server = env.start_with(config, whoami_route()).await?;
     let anonymous = env.client(None)?;
     let header = "x-wso2-mutual-auth-cert";
@@ -449,13 +448,12 @@ async fn forwarded_certificate_from_listed_proxies_only(backend: Backend) -> Res
 
     // Only 10.9.9.9 is listed: the header from loopback is removed and ignored, and the
     // connection's own certificate counts.
-    let mut config = env.config("")?;
-    config.server.forwarded_certificate = ForwardedCertificateConfig {
-        enable: true,
-        header: "x-forwarded-client-cert".into(),
-        format: ForwardedFormat::Xfcc,
-        trusted_proxies: vec!["10.9.9.9".into()],
-    };
+    let config = forwarding(
+        &env,
+        "x-forwarded-client-cert",
+        ForwardedFormat::Xfcc,
+        "10.9.9.9",
+    )?;
     let server = env.start_with(config, whoami_route()).await?;
     let xfcc = format!("By=spiffe://lb;Cert=\"{}\"", encode(&cert));
     let anonymous = env.client(None)?;
@@ -473,15 +471,31 @@ async fn forwarded_certificate_from_listed_proxies_only(backend: Backend) -> Res
     server.stop().await?;
 
     // Envoy's format from a listed proxy.
-    let mut config = env.config("")?;
-    config.server.forwarded_certificate = ForwardedCertificateConfig {
-        enable: true,
-        header: "x-forwarded-client-cert".into(),
-        format: ForwardedFormat::Xfcc,
-        trusted_proxies: vec!["127.0.0.1".into()],
-    };
+    let config = forwarding(
+        &env,
+        "x-forwarded-client-cert",
+        ForwardedFormat::Xfcc,
+        "127.0.0.1",
+    )?;
     let server = env.start_with(config, whoami_route()).await?;
     let body = whoami(env.client(None)?, "x-forwarded-client-cert", xfcc).await?;
     ensure_eq!(body["thumbprint"], json!(der_sha256_hex(&cert)?));
     server.stop().await
+}
+
+/// A config that believes `header` in `format` from `proxy` only.
+fn forwarding(
+    env: &TestEnv,
+    header: &str,
+    format: dcr_server::config::ForwardedFormat,
+    proxy: &str,
+) -> Result<dcr_server::config::Config> {
+    let mut config = env.config("")?;
+    config.server.forwarded_certificate = dcr_server::config::ForwardedCertificateConfig {
+        enable: true,
+        header: header.into(),
+        format,
+        trusted_proxies: vec![proxy.into()],
+    };
+    Ok(config)
 }

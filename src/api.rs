@@ -94,11 +94,13 @@ pub fn client_json_text(status: StatusCode, body: String) -> Response {
     response
 }
 
+/// The request's interaction id: the request log middleware has set it (the TPP's, checked, or
+/// a new UUID), so this only reads it back.
 pub fn interaction_id(headers: &HeaderMap) -> Option<String> {
     headers
         .get(INTERACTION_ID)
         .and_then(|v| v.to_str().ok())
-        .map(|v| crate::jose::printable(v, 100))
+        .map(str::to_string)
 }
 
 /// Answers a refused registration or update, and appends it to the audit log with its error

@@ -7,8 +7,25 @@ use super::{
     AuditRecord, ClientRecord, Conflict, JtiRecord, Store, StoreError, StoreResult, TokenRecord,
 };
 
-const CLIENT_COLUMNS: &str = "client_id, software_id, org_id, metadata, client_secret_hash, token_endpoint_auth_method, tls_client_auth_subject_dn, \
-     jwks_uri, cert_thumbprint, enabled, created_at, updated_at";
+// The column lists are macros so that the SELECTs below are constants, not formatted per request.
+macro_rules! client_columns {
+    () => {
+        "client_id, software_id, org_id, metadata, client_secret_hash, \
+         token_endpoint_auth_method, tls_client_auth_subject_dn, jwks_uri, cert_thumbprint, \
+         enabled, created_at, updated_at"
+    };
+}
+
+const SELECT_CLIENT: &str = concat!(
+    "SELECT ",
+    client_columns!(),
+    " FROM clients WHERE client_id = $1"
+);
+const LIST_CLIENTS: &str = concat!(
+    "SELECT ",
+    client_columns!(),
+    " FROM clients ORDER BY created_at, client_id"
+);
 
 pub(super) const INSERT_CLIENT: &str = "INSERT INTO clients (client_id, software_id, org_id, metadata, \
      client_secret_hash, token_endpoint_auth_method, tls_client_auth_subject_dn, jwks_uri, \
@@ -35,8 +52,8 @@ pub(super) const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, action, outcom
      org_id, cert_thumbprint, interaction_id, error_code, detail) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
-const TOKEN_COLUMNS: &str =
-    "token_hash, client_id, scope, cert_thumbprint, issued_at, expires_at, revoked";
+const SELECT_TOKEN: &str = "SELECT token_hash, client_id, scope, cert_thumbprint, issued_at, \
+     expires_at, revoked FROM tokens WHERE token_hash = $1";
 
 pub(super) const INSERT_TOKEN: &str = "INSERT INTO tokens (token_hash, client_id, scope, \
      cert_thumbprint, issued_at, expires_at, revoked) VALUES ($1, $2, $3, $4, $5, $6, $7)";
@@ -253,22 +270,18 @@ macro_rules! sql_store {
             }
 
             async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
-                sqlx::query_as::<_, ClientRecord>(&format!(
-                    "SELECT {CLIENT_COLUMNS} FROM clients WHERE client_id = $1"
-                ))
-                .bind(client_id)
-                .fetch_optional(&mut *self.reader().await?)
-                .await
-                .map_err(map_err)
+                sqlx::query_as::<_, ClientRecord>(SELECT_CLIENT)
+                    .bind(client_id)
+                    .fetch_optional(&mut *self.reader().await?)
+                    .await
+                    .map_err(map_err)
             }
 
             async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
-                sqlx::query_as::<_, ClientRecord>(&format!(
-                    "SELECT {CLIENT_COLUMNS} FROM clients ORDER BY created_at, client_id"
-                ))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_err)
+                sqlx::query_as::<_, ClientRecord>(LIST_CLIENTS)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)
             }
 
             async fn delete_client(
@@ -380,13 +393,11 @@ macro_rules! sql_store {
             }
 
             async fn find_token(&self, token_hash: &str) -> StoreResult<Option<TokenRecord>> {
-                sqlx::query_as::<_, TokenRecord>(&format!(
-                    "SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_hash = $1"
-                ))
-                .bind(token_hash)
-                .fetch_optional(&mut *self.reader().await?)
-                .await
-                .map_err(map_err)
+                sqlx::query_as::<_, TokenRecord>(SELECT_TOKEN)
+                    .bind(token_hash)
+                    .fetch_optional(&mut *self.reader().await?)
+                    .await
+                    .map_err(map_err)
             }
 
             async fn revoke_token(

@@ -191,6 +191,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve => {
             let config = Config::load(&cli.config)?;
             let server = crate::server::Server::bind(config, axum::Router::new()).await?;
+            tokio::spawn(crate::reload::on_sighup(
+                server.reloader(),
+                cli.config.clone(),
+            ));
             server.run(crate::server::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -253,7 +253,7 @@ impl SsaIssuer {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct JwksConfig {
     #[serde(default)]
     pub allowed_hosts: Vec<String>,

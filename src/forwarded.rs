@@ -61,7 +61,11 @@ pub enum Source {
 
 impl ForwardedCertificates {
     /// The mode of `server`, or `None` when it is off. The config was checked at load.
-    pub fn from_config(server: &ServerConfig) -> Result<Option<Arc<Self>>, crate::tls::TlsError> {
+    /// `verifier` is the handshake's (`server.tls.client_ca` and the CRLs).
+    pub fn from_config(
+        server: &ServerConfig,
+        verifier: Arc<dyn ClientCertVerifier>,
+    ) -> Result<Option<Arc<Self>>, crate::tls::TlsError> {
         let cfg = &server.forwarded_certificate;
         if !cfg.enable {
             return Ok(None);
@@ -80,7 +84,7 @@ impl ForwardedCertificates {
                 .iter()
                 .filter_map(|p| p.parse().ok())
                 .collect(),
-            verifier: crate::tls::client_verifier(&server.tls)?,
+            verifier,
         })))
     }
 

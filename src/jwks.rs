@@ -293,6 +293,15 @@ impl JwksCache {
         }
     }
 
+    /// This cache with the entries of `old` (a reload keeps the TPPs' cached key sets, so
+    /// that it does not cause a burst of refetches). The entries are shared, not copied.
+    pub fn with_entries_of(self, old: &JwksCache) -> Self {
+        if let (Ok(mut mine), Ok(theirs)) = (self.sources.write(), old.sources.read()) {
+            mine.extend(theirs.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        self
+    }
+
     /// Checks that `location` is an https URL on an allowed host.
     pub fn check_location(
         &self,

@@ -17,6 +17,7 @@ pub mod management;
 pub mod metrics;
 pub mod mtls;
 pub mod registration;
+pub mod reload;
 pub mod request_log;
 pub mod sandbox;
 pub mod server;

@@ -79,6 +79,14 @@ fn describe() {
         "Time a request-path read waited for a pooled database connection"
     );
     describe_counter!("dcr_tls_handshakes_total", "TLS handshakes by outcome");
+    describe_counter!(
+        "dcr_config_reloads_total",
+        "Config reloads (SIGHUP) by outcome: ok, or failed (the old config stays)"
+    );
+    describe_gauge!(
+        "dcr_config_last_reload_success_timestamp_seconds",
+        "Unix time of the last config reload that was applied"
+    );
 }
 
 /// One finished HTTP request.
@@ -123,4 +131,13 @@ pub fn db_wait(seconds: f64) {
 
 pub fn handshake(outcome: &'static str) {
     counter!("dcr_tls_handshakes_total", "outcome" => outcome).increment(1);
+}
+
+/// One config reload. A failed one changed nothing.
+pub fn reload(outcome: &'static str) {
+    counter!("dcr_config_reloads_total", "outcome" => outcome).increment(1);
+    if outcome == "ok" {
+        gauge!("dcr_config_last_reload_success_timestamp_seconds")
+            .set(crate::clock::now() as f64);
+    }
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use arc_swap::ArcSwap;
+use axum::extract::{FromRef, State};
 use axum::http::{HeaderValue, Request, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -17,7 +18,7 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
+use rustls::pki_types::CertificateDer;
 use tower::ServiceExt;
 
 use crate::config::Config;
@@ -25,6 +26,7 @@ use crate::error::ApiError;
 use crate::jwks::JwksCache;
 use crate::mtls::{ClientCertificate, PeerIdentity};
 use crate::registration::{Policy, Registrar};
+use crate::reload::{Reloader, Transport};
 use crate::store::{Database, Store};
 
 /// What every handler can reach.
@@ -49,6 +51,17 @@ impl AppState {
     /// Builds the state. Work that is the same for every request (the discovery document, the
     /// sandbox JWKS) is done here once.
     pub fn new(config: Arc<Config>, store: Database) -> Result<Self> {
+        Self::build(config, store, None)
+    }
+
+    /// The state for a re-read config: the same database, and the SSA issuers' JWKS files
+    /// read again. The JWKS cache keeps what it fetched unless `[open_banking.dcr.jwks]`
+    /// changed (its hosts, CAs or limits may have been tightened).
+    pub fn reloaded(&self, config: Arc<Config>) -> Result<Self> {
+        Self::build(config, self.store.clone(), Some(self))
+    }
+
+    fn build(config: Arc<Config>, store: Database, previous: Option<&AppState>) -> Result<Self> {
         let discovery = Bytes::from(serde_json::to_vec(&crate::discovery::document(&config))?);
         let sandbox_jwks = if config.sandbox_enabled() {
             let dir = &config.sandbox.dir;
@@ -65,10 +78,17 @@ impl AppState {
         } else {
             None
         };
-        let http = crate::jwks::http_client(&config.open_banking.dcr.jwks)?;
+        let jwks_config = &config.open_banking.dcr.jwks;
+        let http = crate::jwks::http_client(jwks_config)?;
+        let mut jwks = JwksCache::new(http.clone(), jwks_config);
+        if let Some(previous) = previous
+            && previous.config.open_banking.dcr.jwks == *jwks_config
+        {
+            jwks = jwks.with_entries_of(&previous.registrar.jwks);
+        }
         let registrar = Registrar {
             policy: Policy::from_config(&config)?,
-            jwks: Arc::new(JwksCache::new(http.clone(), &config.open_banking.dcr.jwks)),
+            jwks: Arc::new(jwks),
             http,
         };
         let introspection_subjects = config
@@ -86,6 +106,34 @@ impl AppState {
             discovery,
             sandbox_jwks,
         })
+    }
+}
+
+/// The router's state: the current [`AppState`], replaced as a whole by a reload. Every
+/// request takes the state that is current when it starts, so a reload applies to the next
+/// request, on open connections too.
+#[derive(Clone)]
+pub struct SharedState(Arc<ArcSwap<AppState>>);
+
+impl SharedState {
+    pub fn new(state: AppState) -> Self {
+        Self(Arc::new(ArcSwap::from_pointee(state)))
+    }
+
+    /// The state now.
+    pub fn current(&self) -> Arc<AppState> {
+        self.0.load_full()
+    }
+
+    /// Puts `state` in place for every later request.
+    pub fn replace(&self, state: AppState) {
+        self.0.store(Arc::new(state));
+    }
+}
+
+impl FromRef<SharedState> for AppState {
+    fn from_ref(shared: &SharedState) -> Self {
+        AppState::clone(&shared.0.load())
     }
 }
 
@@ -138,7 +186,7 @@ async fn sandbox_directory_jwks(State(state): State<AppState>) -> Response {
 }
 
 /// The product's routes, before the state is attached. Tests add their own routes to this.
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<SharedState> {
     Router::new()
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/health", get(health))
@@ -229,32 +277,32 @@ pub async fn open_store(config: &Config) -> Result<Database> {
 /// A bound, ready-to-run server.
 pub struct Server {
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    /// The TLS material and certificate checks of new connections; a reload replaces it.
+    transport: Arc<ArcSwap<Transport>>,
+    reloader: Reloader,
     router: Router,
-    handshake_timeout: Duration,
     request_timeout: Duration,
     max_header_bytes: usize,
     connections: Arc<tokio::sync::Semaphore>,
     shutdown_grace: Duration,
     local_addr: SocketAddr,
-    forwarded: Option<Arc<crate::forwarded::ForwardedCertificates>>,
 }
 
 impl Server {
     /// Prepares everything that can fail (sandbox, TLS files, database, migrations, the
     /// listening socket) so that `run` only serves.
-    pub async fn bind(config: Config, extra_routes: Router<AppState>) -> Result<Self> {
+    pub async fn bind(config: Config, extra_routes: Router<SharedState>) -> Result<Self> {
         crate::tls::install_default_provider();
         if config.sandbox_enabled() && !crate::sandbox::exists(&config.sandbox.dir) {
             tracing::info!(dir = %config.sandbox.dir.display(), "creating the sandbox PKI");
             crate::sandbox::init(&config.sandbox.dir, &config.server.issuer)?;
         }
         crate::metrics::install();
-        let tls = crate::tls::server_config(&config.server.tls)?;
-        let forwarded = crate::forwarded::ForwardedCertificates::from_config(&config.server)?;
+        let transport = Arc::new(ArcSwap::from_pointee(Transport::from_config(&config)?));
         let store = open_store(&config).await?;
         let config = Arc::new(config);
-        let state = AppState::new(config.clone(), store.clone())?;
+        let state = SharedState::new(AppState::new(config.clone(), store.clone())?);
+        let reloader = Reloader::new(state.clone(), transport.clone());
         let request_timeout = Duration::from_millis(config.server.request_timeout_ms);
         let router = routes()
             .merge(extra_routes)
@@ -281,20 +329,24 @@ impl Server {
         crate::jobs::spawn_purger(store);
         Ok(Self {
             listener,
-            acceptor: TlsAcceptor::from(tls),
+            transport,
+            reloader,
             router,
-            handshake_timeout: Duration::from_millis(config.server.tls.handshake_timeout_ms),
             request_timeout,
             max_header_bytes: config.server.max_header_bytes,
             connections: Arc::new(tokio::sync::Semaphore::new(config.server.max_connections)),
             shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
             local_addr,
-            forwarded,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The handle that reloads this server's config and TLS material (SIGHUP uses it).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// Serves until `shutdown` resolves, then lets open requests finish (up to the grace
@@ -340,12 +392,12 @@ impl Server {
                     };
                     let _ = tcp.set_nodelay(true);
                     let connection = Connection {
-                        acceptor: self.acceptor.clone(),
+                        // The material current now; a later reload does not touch this handshake.
+                        accepted_with: self.transport.load_full(),
+                        transport: self.transport.clone(),
                         router: self.router.clone(),
                         builder: builder.clone(),
-                        handshake_timeout: self.handshake_timeout,
                         peer,
-                        forwarded: self.forwarded.clone(),
                     };
                     let watcher = graceful.watcher();
                     tokio::spawn(async move {
@@ -369,12 +421,17 @@ impl Server {
 }
 
 struct Connection {
-    acceptor: TlsAcceptor,
+    accepted_with: Arc<Transport>,
+    transport: Arc<ArcSwap<Transport>>,
     router: Router,
     builder: Builder<TokioExecutor>,
-    handshake_timeout: Duration,
     peer: SocketAddr,
-    forwarded: Option<Arc<crate::forwarded::ForwardedCertificates>>,
+}
+
+/// A connection's client identity, and the transport generation it was last checked under.
+struct CheckedIdentity {
+    generation: u64,
+    identity: PeerIdentity,
 }
 
 impl Connection {
@@ -383,30 +440,32 @@ impl Connection {
         tcp: tokio::net::TcpStream,
         watcher: hyper_util::server::graceful::Watcher,
     ) {
-        let stream =
-            match tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => {
-                    crate::metrics::handshake("ok");
-                    stream
-                }
-                Ok(Err(e)) => {
-                    crate::metrics::handshake("failed");
-                    tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    crate::metrics::handshake("timeout");
-                    tracing::debug!(peer = %self.peer, "TLS handshake timed out");
-                    return;
-                }
-            };
+        let accepted_with = &self.accepted_with;
+        let handshake = accepted_with.acceptor.accept(tcp);
+        let stream = match tokio::time::timeout(accepted_with.handshake_timeout, handshake).await {
+            Ok(Ok(stream)) => {
+                crate::metrics::handshake("ok");
+                stream
+            }
+            Ok(Err(e)) => {
+                crate::metrics::handshake("failed");
+                tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                crate::metrics::handshake("timeout");
+                tracing::debug!(peer = %self.peer, "TLS handshake timed out");
+                return;
+            }
+        };
         // Parsed once per connection; every request on it shares the result.
-        let certificate = match stream
+        let chain: Arc<[CertificateDer<'static>]> = stream
             .get_ref()
             .1
             .peer_certificates()
-            .and_then(|c| c.first())
-        {
+            .map(|c| c.iter().map(|d| d.clone().into_owned()).collect())
+            .unwrap_or_default();
+        let certificate = match chain.first() {
             Some(der) => match ClientCertificate::from_der(der) {
                 Ok(cert) => Some(Arc::new(cert)),
                 Err(e) => {
@@ -416,14 +475,20 @@ impl Connection {
             },
             None => None,
         };
-        let identity = PeerIdentity { certificate };
-        let (forwarded, peer) = (self.forwarded.clone(), self.peer);
+        let accepted = PeerIdentity { certificate };
+        let checked = Arc::new(std::sync::Mutex::new(CheckedIdentity {
+            generation: accepted_with.generation,
+            identity: accepted.clone(),
+        }));
+        let (transport, peer) = (self.transport.clone(), self.peer);
         let service =
             self.router
                 .map_request(move |mut request: Request<hyper::body::Incoming>| {
-                    let identity = match &forwarded {
-                        None => identity.clone(),
-                        Some(f) => forwarded_identity(f, peer, &mut request, &identity),
+                    let now = transport.load();
+                    let connection = current_identity(&now, &checked, &accepted, &chain, peer);
+                    let identity = match &now.forwarded {
+                        None => connection,
+                        Some(f) => forwarded_identity(f, peer, &mut request, &connection),
                     };
                     request.extensions_mut().insert(identity);
                     request
@@ -436,6 +501,32 @@ impl Connection {
             tracing::debug!(peer = %self.peer, error = %e, "connection ended with an error");
         }
     }
+}
+
+/// The connection's identity under the transport `now`. After a reload, the certificate the
+/// handshake accepted is checked again, once, against the new `client_ca` and CRLs: the
+/// connection stays open, but a certificate they no longer trust stops counting.
+fn current_identity(
+    now: &Transport,
+    checked: &std::sync::Mutex<CheckedIdentity>,
+    accepted: &PeerIdentity,
+    chain: &[CertificateDer<'static>],
+    peer: SocketAddr,
+) -> PeerIdentity {
+    let mut checked = checked.lock().unwrap_or_else(|e| e.into_inner());
+    if checked.generation != now.generation {
+        checked.generation = now.generation;
+        checked.identity = if accepted.certificate.is_none() || now.still_trusts(chain) {
+            accepted.clone()
+        } else {
+            tracing::warn!(
+                peer = %peer,
+                "the client certificate of an open connection is no longer trusted after a reload"
+            );
+            PeerIdentity::default()
+        };
+    }
+    checked.identity.clone()
 }
 
 /// The identity of one request when a load balancer may forward certificates.

@@ -165,10 +165,18 @@ pub fn client_verifier(
 
 /// Builds the rustls server configuration from `[server.tls]`.
 pub fn server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    server_config_with(tls, client_verifier(tls)?)
+}
+
+/// Builds the rustls server configuration from `[server.tls]` with a verifier already built
+/// from it (the forwarded-certificate mode and open connections share that verifier).
+pub fn server_config_with(
+    tls: &TlsConfig,
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let provider = crypto_provider();
     let chain = load_certificates("server.tls.certificate", &tls.certificate)?;
     let key = load_private_key("server.tls.private_key", &tls.private_key)?;
-    let verifier = client_verifier(tls)?;
 
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])

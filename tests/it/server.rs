@@ -33,7 +33,7 @@ pub fn cases() -> Vec<Case> {
 }
 
 /// A route mounted only in tests: echoes the parsed client certificate.
-fn whoami_route() -> axum::Router<dcr_server::server::AppState> {
+fn whoami_route() -> axum::Router<dcr_server::server::SharedState> {
     axum::Router::new().route(
         "/test/whoami",
         get(|Extension(identity): Extension<PeerIdentity>| async move {
@@ -272,7 +272,7 @@ async fn ready_answers_503_without_database(backend: Backend) -> Result<()> {
     let config = std::sync::Arc::new(env.config("")?);
     let store = env.db.connect().await?;
     let state = dcr_server::server::AppState::new(config, store.clone())?;
-    let app = dcr_server::server::routes().with_state(state);
+    let app = dcr_server::server::routes().with_state(dcr_server::server::SharedState::new(state));
     store.close().await;
     let response = app
         .oneshot(axum::http::Request::get("/ready").body(axum::body::Body::empty())?)

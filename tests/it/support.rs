@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use dcr_server::config::Config;
 use dcr_server::sandbox::{Sandbox, SandboxCa};
-use dcr_server::server::{AppState, Server};
+use dcr_server::server::{Server, SharedState};
 use dcr_server::store::Database;
 use sqlx::Connection;
 use tempfile::TempDir;
@@ -276,16 +276,18 @@ dir = "{s}"
     pub async fn start_with(
         &self,
         config: Config,
-        extra_routes: axum::Router<AppState>,
+        extra_routes: axum::Router<SharedState>,
     ) -> Result<RunningServer> {
         let server = Server::bind(config, extra_routes).await?;
         let addr = server.local_addr();
+        let reloader = server.reloader();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(server.run(async {
             let _ = rx.await;
         }));
         Ok(RunningServer {
             addr,
+            reloader,
             shutdown: Some(tx),
             handle,
         })
@@ -316,6 +318,8 @@ pub fn https_client(ca_pem: &str, identity: Option<(&str, &str)>) -> Result<reqw
 
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// What SIGHUP drives in the binary.
+    pub reloader: dcr_server::reload::Reloader,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: tokio::task::JoinHandle<Result<()>>,
 }

@@ -1,0 +1,284 @@
+//! Live reload on SIGHUP.
+//!
+//! A reload reads the config file again, and with it the TLS certificate and key, `client_ca`,
+//! the CRLs and the SSA issuers' JWKS files. Everything is loaded first and swapped in only when
+//! all of it loads: a broken file keeps the old material, with an error in the log. New
+//! connections use the new TLS material; open connections stay open, and their next request
+//! sees the new config and has its client certificate checked again against the new
+//! `client_ca` and CRLs.
+//!
+//! Keys that shape the listener, the connection limits, the database pool or the sandbox (see
+//! [`RESTART_ONLY`]) take effect only after a restart; a reload keeps their running values and
+//! says so.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::ClientCertVerifier;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{Config, ConfigError};
+use crate::forwarded::ForwardedCertificates;
+use crate::server::SharedState;
+use crate::tls::TlsError;
+
+/// Why a reload was refused. Nothing was changed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// The config file does not read, parse or check.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A TLS file (certificate, key, `client_ca`, CRL) is missing or does not parse.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// Something else the config names (an SSA issuer's JWKS file, `jwks.extra_ca`, the
+    /// sandbox JWKS) could not be loaded.
+    #[error("{0:#}")]
+    Material(anyhow::Error),
+}
+
+/// What a connection is accepted with: the TLS material and the client-certificate checks.
+pub struct Transport {
+    /// Bumped by every reload: a connection whose generation is older re-checks its
+    /// certificate on its next request.
+    pub generation: u64,
+    pub acceptor: TlsAcceptor,
+    /// `client_ca` and the CRLs: the handshake's verifier, shared with the forwarded mode.
+    pub verifier: Arc<dyn ClientCertVerifier>,
+    pub forwarded: Option<Arc<ForwardedCertificates>>,
+    pub handshake_timeout: Duration,
+}
+
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+impl Transport {
+    /// Loads every TLS file of the config.
+    pub fn from_config(config: &Config) -> Result<Self, TlsError> {
+        let tls = &config.server.tls;
+        let verifier = crate::tls::client_verifier(tls)?;
+        let server_config = crate::tls::server_config_with(tls, verifier.clone())?;
+        let forwarded = ForwardedCertificates::from_config(&config.server, verifier.clone())?;
+        Ok(Self {
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+            acceptor: TlsAcceptor::from(server_config),
+            verifier,
+            forwarded,
+            handshake_timeout: Duration::from_millis(tls.handshake_timeout_ms),
+        })
+    }
+
+    /// Whether a chain accepted under an earlier generation is still trusted now.
+    pub fn still_trusts(&self, chain: &[CertificateDer<'static>]) -> bool {
+        match chain.split_first() {
+            Some((leaf, intermediates)) => self
+                .verifier
+                .verify_client_cert(leaf, intermediates, UnixTime::now())
+                .is_ok(),
+            None => false,
+        }
+    }
+}
+
+/// Declares the keys that a reload does not apply, once: the list and the function that keeps
+/// their running values come from the same names.
+macro_rules! restart_only {
+    ($($section:ident . $key:ident),* $(,)?) => {
+        /// The keys that a reload does not apply, as named in `deployment.toml`.
+        pub const RESTART_ONLY: &[&str] =
+            &[$(concat!(stringify!($section), ".", stringify!($key))),*];
+
+        /// Sets in `new` the running values of the [`RESTART_ONLY`] keys, and names those that
+        /// the file changed.
+        pub fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str> {
+            let mut changed = Vec::new();
+            $(
+                if new.$section.$key != running.$section.$key {
+                    changed.push(concat!(stringify!($section), ".", stringify!($key)));
+                    new.$section.$key = running.$section.$key.clone();
+                }
+            )*
+            changed
+        }
+    };
+}
+
+restart_only!(
+    server.listen,
+    server.shutdown_grace_secs,
+    server.max_header_bytes,
+    server.request_timeout_ms,
+    server.max_connections,
+    database.url,
+    database.max_connections,
+    database.acquire_timeout_ms,
+    database.sqlite_busy_timeout_ms,
+    sandbox.enable,
+    sandbox.dir,
+);
+
+/// A reload that was applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Keys the file changed that need a restart; their running values were kept.
+    pub restart_needed: Vec<&'static str>,
+}
+
+/// Replaces the running server's material. Cheap to clone; every clone drives the same server.
+#[derive(Clone)]
+pub struct Reloader {
+    state: SharedState,
+    transport: Arc<ArcSwap<Transport>>,
+    /// One reload at a time: two SIGHUPs in a row must not interleave their swaps.
+    serial: Arc<Mutex<()>>,
+}
+
+impl Reloader {
+    pub fn new(state: SharedState, transport: Arc<ArcSwap<Transport>>) -> Self {
+        Self {
+            state,
+            transport,
+            serial: Arc::new(Mutex::new(())),
+        }
+    }
+
+    /// Reads the config at `path` and everything it names, then applies it.
+    pub fn reload_file(&self, path: &Path) -> Result<Reloaded, ReloadError> {
+        let config = Config::load(path)?;
+        self.apply(config)
+    }
+
+    /// Loads everything `config` names and, only if all of it loads, puts it in place.
+    pub fn apply(&self, mut config: Config) -> Result<Reloaded, ReloadError> {
+        let _serial = self.serial.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.state.current();
+        let restart_needed = keep_restart_only(&current.config, &mut config);
+        let transport = Transport::from_config(&config)?;
+        let state = current
+            .reloaded(Arc::new(config))
+            .map_err(ReloadError::Material)?;
+        self.state.replace(state);
+        self.transport.store(Arc::new(transport));
+        Ok(Reloaded { restart_needed })
+    }
+
+    /// Reloads from `path` and logs the outcome: what a SIGHUP does.
+    pub async fn reload_and_log(&self, path: PathBuf) {
+        let this = self.clone();
+        let shown = path.display().to_string();
+        let outcome = tokio::task::spawn_blocking(move || this.reload_file(&path)).await;
+        match outcome {
+            Ok(Ok(done)) => {
+                crate::metrics::reload("ok");
+                for key in &done.restart_needed {
+                    tracing::warn!(
+                        key,
+                        "config reload: this key changed but takes effect only after a restart; \
+                         the running value is kept"
+                    );
+                }
+                tracing::info!(
+                    config = %shown,
+                    restart_needed = ?done.restart_needed,
+                    "config reloaded: new connections use the new TLS material"
+                );
+            }
+            Ok(Err(e)) => {
+                crate::metrics::reload("failed");
+                tracing::error!(
+                    config = %shown,
+                    error = %e,
+                    "CONFIG RELOAD FAILED: nothing was changed; still serving with the previous \
+                     config and certificates"
+                );
+            }
+            Err(e) => {
+                crate::metrics::reload("failed");
+                tracing::error!(error = %e, "CONFIG RELOAD FAILED: the reload task did not finish");
+            }
+        }
+    }
+}
+
+/// Reloads from `path` on every SIGHUP, for as long as the server runs.
+pub async fn on_sighup(reloader: Reloader, path: PathBuf) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGHUP; live reload is off");
+                return;
+            }
+        };
+        while hangup.recv().await.is_some() {
+            tracing::info!(config = %path.display(), "SIGHUP: reloading");
+            reloader.reload_and_log(path.clone()).await;
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (reloader, path);
+        std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra_server: &str, database: &str) -> Config {
+        let text = format!(
+            r#"
+[server]
+listen = "127.0.0.1:8443"
+issuer = "https://localhost:8443"
+{extra_server}
+[server.tls]
+certificate = "server.pem"
+private_key = "server.key"
+client_ca = ["ca.pem"]
+[database]
+url = "{database}"
+[[open_banking.dcr.ssa_issuer]]
+name = "OpenBanking Ltd"
+jwks = "directory.jwks"
+"#
+        );
+        Config::parse(&text, Path::new("test.toml")).expect("test config")
+    }
+
+    #[test]
+    fn restart_only_keys_keep_their_running_values() {
+        let running = config("", "sqlite://a.db");
+        let mut new = config(
+            "max_connections = 7\nmax_body_bytes = 4096",
+            "sqlite://b.db",
+        );
+        new.server.listen = "127.0.0.1:9443".into();
+        new.oauth.token.access_token_lifetime = 60;
+        let changed = keep_restart_only(&running, &mut new);
+        assert_eq!(
+            changed,
+            ["server.listen", "server.max_connections", "database.url"]
+        );
+        assert_eq!(new.server.listen, "127.0.0.1:8443");
+        assert_eq!(new.server.max_connections, running.server.max_connections);
+        assert_eq!(new.database.url, "sqlite://a.db");
+        // Everything else is the file's.
+        assert_eq!(new.server.max_body_bytes, 4096);
+        assert_eq!(new.oauth.token.access_token_lifetime, 60);
+    }
+
+    #[test]
+    fn an_unchanged_file_needs_no_restart() {
+        let running = config("", "sqlite://a.db");
+        let mut new = running.clone();
+        assert!(keep_restart_only(&running, &mut new).is_empty());
+    }
+}

@@ -137,7 +137,6 @@ pub fn handshake(outcome: &'static str) {
 pub fn reload(outcome: &'static str) {
     counter!("dcr_config_reloads_total", "outcome" => outcome).increment(1);
     if outcome == "ok" {
-        gauge!("dcr_config_last_reload_success_timestamp_seconds")
-            .set(crate::clock::now() as f64);
+        gauge!("dcr_config_last_reload_success_timestamp_seconds").set(crate::clock::now() as f64);
     }
 }

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Bytes;
-use arc_swap::ArcSwap;
 use axum::extract::{FromRef, State};
 use axum::http::{HeaderValue, Request, header};
 use axum::response::{IntoResponse, Response};
@@ -17,8 +17,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
 use rustls::pki_types::CertificateDer;
+use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::config::Config;

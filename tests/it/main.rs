@@ -8,6 +8,7 @@ mod conformance;
 mod faults;
 mod lifecycle;
 mod registration;
+mod reload;
 mod server;
 mod storage;
 mod support;
@@ -22,6 +23,7 @@ fn cases() -> Vec<Case> {
     all.extend(storage::cases());
     all.extend(registration::cases());
     all.extend(lifecycle::cases());
+    all.extend(reload::cases());
     all.extend(conformance::cases());
     all.extend(faults::cases());
     all

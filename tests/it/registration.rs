@@ -58,10 +58,12 @@ pub struct Ctx {
     pub jwks: JwksServer,
     pub store: Database,
     pub rogue_rsa: EncodingKey,
-    rogue_rsa_pem: String,
+    pub rogue_rsa_pem: String,
     pub tpp_jwks: Value,
     directory_kid: String,
     pub transport: (String, String),
+    /// The config the server was started with, as TOML.
+    pub config_text: String,
 }
 
 /// The dcr settings of the table's server: every optional check on.
@@ -111,6 +113,7 @@ impl Ctx {
             );
         let config = dcr_server::config::Config::parse(&text, std::path::Path::new("test.toml"))?;
         let server = env.start_with(config, axum::Router::new()).await?;
+        let config_text = text;
         let sandbox = env.sandbox()?;
         let rogue = KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)?;
         let rogue_rsa_pem = rogue.serialize_pem();
@@ -134,6 +137,7 @@ impl Ctx {
             server,
             jwks,
             store,
+            config_text,
             env,
         })
     }

@@ -33,7 +33,7 @@ pub fn cases() -> Vec<Case> {
 }
 
 /// A route mounted only in tests: echoes the parsed client certificate.
-fn whoami_route() -> axum::Router<dcr_server::server::SharedState> {
+pub fn whoami_route() -> axum::Router<dcr_server::server::SharedState> {
     axum::Router::new().route(
         "/test/whoami",
         get(|Extension(identity): Extension<PeerIdentity>| async move {

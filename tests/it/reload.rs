@@ -16,13 +16,14 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::{Value, json};
 
 use crate::registration::{Ctx, raw_jws};
-use crate::support::{Backend, Case, SQLITE, SpawnedServer, TestEnv};
+use crate::support::{Backend, Case, Doc, SQLITE, SpawnedServer, TestEnv};
 use crate::{case, ensure_eq};
 use dcr_server::reload::ReloadError;
 
 pub fn cases() -> Vec<Case> {
     vec![
         case!(reload_rotates_the_server_certificate_and_a_crl, SQLITE),
+        case!(reload_applies_to_forwarded_certificates, SQLITE),
         case!(reload_applies_config_and_ssa_issuer_keys, SQLITE),
         case!(sighup_reloads_the_running_binary, SQLITE),
     ]
@@ -86,13 +87,20 @@ async fn open(
 impl OpenConnection {
     /// GET on this very connection (never a new one).
     async fn get(&mut self, path: &str) -> Result<(u16, Value)> {
+        self.get_with(path, &[]).await
+    }
+
+    /// GET with extra headers, on this very connection.
+    async fn get_with(&mut self, path: &str, headers: &[(&str, &str)]) -> Result<(u16, Value)> {
         self.sender
             .ready()
             .await
             .context("the connection is closed")?;
-        let request = hyper::Request::get(path)
-            .header("host", "localhost")
-            .body(Empty::new())?;
+        let mut request = hyper::Request::get(path).header("host", "localhost");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Empty::new())?;
         let response = self.sender.send_request(request).await?;
         let status = response.status().as_u16();
         let bytes = response.into_body().collect().await?.to_bytes();
@@ -237,6 +245,42 @@ fn expect_tls_error(
     }
 }
 
+/// Behind an L7 load balancer the proxy's connection lives long: a reloaded CRL applies to
+/// the certificates it forwards from the next request on.
+async fn reload_applies_to_forwarded_certificates(backend: Backend) -> Result<()> {
+    let env = TestEnv::new(backend).await?;
+    let ca = env.ca()?;
+    let tpp = env.sandbox()?.tpp;
+    let crl = env.dir.path().join("ca.crl.pem");
+    std::fs::write(&crl, ca.crl_pem(&[])?)?;
+    let text = env.config_toml_full(
+        &format!("crl = [\"{}\"]", crl.display()),
+        "",
+        "",
+        "[server.forwarded_certificate]\nenable = true\ntrusted_proxies = [\"127.0.0.1\"]\n",
+    );
+    let path = env.write_config(&text)?;
+    let config = dcr_server::config::Config::parse(&text, &path)?;
+    let server = env
+        .start_with(config, crate::server::whoami_route())
+        .await?;
+    let (victim_cert, _) = ca.issue_ob_transport(&tpp.org_id, &tpp.software_id)?;
+    let forwarded =
+        percent_encoding::utf8_percent_encode(&victim_cert, percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
+    let header = [("x-wso2-mutual-auth-cert", forwarded.as_str())];
+    let mut proxy = open(server.addr, &env.ca_pem()?, None).await?;
+    let (status, body) = proxy.get_with("/test/whoami", &header).await?;
+    ensure_eq!((status, body["cn"].clone()), (200, json!(tpp.software_id)));
+
+    std::fs::write(&crl, ca.crl_pem(&[&victim_cert])?)?;
+    server.reloader.reload_file(&path)?;
+    let (status, body) = proxy.get_with("/test/whoami", &header).await?;
+    ensure_eq!((status, body), (200, Value::Null));
+    drop(proxy);
+    server.stop().await
+}
+
 async fn reload_applies_config_and_ssa_issuer_keys(backend: Backend) -> Result<()> {
     // Several registrations of the one sandbox software.
     let ctx = Ctx::start(
@@ -260,8 +304,17 @@ async fn reload_applies_config_and_ssa_issuer_keys(backend: Backend) -> Result<(
         discovery().await?,
         json!(["private_key_jwt", "tls_client_auth"])
     );
-    let (status, body) = ctx.post(&ctx.request(|_| {})?, true).await?;
+    // The TPP's keys come from a JWKS server that counts its hits.
+    ctx.jwks
+        .set("tpp.jwks", Doc::json(ctx.tpp_jwks.to_string()));
+    let tpp_ssa = ctx.ssa(|s| s["software_jwks_endpoint"] = json!(ctx.jwks.url("tpp.jwks")))?;
+    let register_tpp = || async {
+        let req = ctx.request(|r| r["software_statement"] = json!(tpp_ssa))?;
+        ctx.post(&req, true).await
+    };
+    let (status, body) = register_tpp().await?;
     ensure!(status == 201, "{status} {body}");
+    ensure_eq!(ctx.jwks.hits("tpp.jwks"), 1);
 
     // A config change applies to the next request; a restart-only key is reported and kept.
     let changed = ctx
@@ -278,6 +331,18 @@ async fn reload_applies_config_and_ssa_issuer_keys(backend: Backend) -> Result<(
     let done = ctx.server.reloader.reload_file(&path)?;
     ensure_eq!(done.restart_needed, vec!["server.max_connections"]);
     ensure_eq!(discovery().await?, json!(["private_key_jwt"]));
+    // The JWKS cache survived the reload ([open_banking.dcr.jwks] did not change)...
+    ensure_eq!(register_tpp().await?.0, 201);
+    ensure_eq!(ctx.jwks.hits("tpp.jwks"), 1);
+    // ...and is emptied by a reload that changes it.
+    let changed = changed.replace(
+        "allowed_hosts = [\"localhost\"]",
+        "allowed_hosts = [\"localhost\"]\ncache_ttl = 301",
+    );
+    std::fs::write(&path, &changed)?;
+    ctx.server.reloader.reload_file(&path)?;
+    ensure_eq!(register_tpp().await?.0, 201);
+    ensure_eq!(ctx.jwks.hits("tpp.jwks"), 2);
 
     // The directory rotates its signing key: SSAs signed by the old key stop verifying, SSAs
     // signed by the new one are accepted.

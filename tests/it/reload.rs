@@ -358,17 +358,16 @@ async fn reload_applies_config_and_ssa_issuer_keys(backend: Backend) -> Result<(
         (status, body["error"].clone()),
         (400, json!("invalid_software_statement"))
     );
-    let new_ssa = raw_jws(
-        json!({"alg": "PS256", "kid": new_kid, "typ": "JWT"}),
-        &ctx.sandbox.ssa_claims(),
-        Some((&ctx.rogue_rsa, Algorithm::PS256)),
-    )?;
-    let (status, body) = ctx
-        .post(
-            &ctx.request(|r| r["software_statement"] = json!(new_ssa))?,
-            true,
-        )
-        .await?;
+    let register_with_new_key = || async {
+        let ssa = raw_jws(
+            json!({"alg": "PS256", "kid": new_kid, "typ": "JWT"}),
+            &ctx.sandbox.ssa_claims(),
+            Some((&ctx.rogue_rsa, Algorithm::PS256)),
+        )?;
+        let req = ctx.request(|r| r["software_statement"] = json!(ssa))?;
+        ctx.post(&req, true).await
+    };
+    let (status, body) = register_with_new_key().await?;
     ensure!(
         status == 201,
         "an SSA signed by the new key: {status} {body}"
@@ -390,17 +389,7 @@ async fn reload_applies_config_and_ssa_issuer_keys(backend: Backend) -> Result<(
         Err(ReloadError::Config(_)) => {}
         other => bail!("a broken config was not refused: {other:?}"),
     }
-    let again = raw_jws(
-        json!({"alg": "PS256", "kid": new_kid, "typ": "JWT"}),
-        &ctx.sandbox.ssa_claims(),
-        Some((&ctx.rogue_rsa, Algorithm::PS256)),
-    )?;
-    let (status, body) = ctx
-        .post(
-            &ctx.request(|r| r["software_statement"] = json!(again))?,
-            true,
-        )
-        .await?;
+    let (status, body) = register_with_new_key().await?;
     ensure!(status == 201, "after refused reloads: {status} {body}");
     ensure_eq!(discovery().await?, json!(["private_key_jwt"]));
     ctx.server.stop().await
@@ -452,7 +441,7 @@ async fn sighup_reloads_the_running_binary(backend: Backend) -> Result<()> {
     // A broken file: a loud line naming the key, and the last good material stays.
     std::fs::write(env.sandbox_dir.join("server.key"), "not a key")?;
     sighup(&server)?;
-    let seen = wait_for_log(&log, seen, "CONFIG RELOAD FAILED").await?;
+    wait_for_log(&log, seen, "CONFIG RELOAD FAILED").await?;
     let text = std::fs::read_to_string(&log)?;
     let line = text
         .lines()
@@ -469,7 +458,6 @@ async fn sighup_reloads_the_running_binary(backend: Backend) -> Result<()> {
     );
     let (presented, status, _) = fresh_get(addr, &ca_pem, None, "/health").await?;
     ensure_eq!((presented, status), (rotated, 200));
-    ensure!(seen <= std::fs::read_to_string(&log)?.len());
     ensure_eq!(open_before.get("/health").await?.0, 200);
     Ok(())
 }

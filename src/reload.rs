@@ -170,7 +170,9 @@ impl Reloader {
     pub async fn reload_and_log(&self, path: PathBuf) {
         let this = self.clone();
         let shown = path.display().to_string();
+        let started = std::time::Instant::now();
         let outcome = tokio::task::spawn_blocking(move || this.reload_file(&path)).await;
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         match outcome {
             Ok(Ok(done)) => {
                 crate::metrics::reload("ok");
@@ -183,6 +185,7 @@ impl Reloader {
                 }
                 tracing::info!(
                     config = %shown,
+                    elapsed_ms,
                     restart_needed = ?done.restart_needed,
                     "config reloaded: new connections use the new TLS material"
                 );

@@ -716,10 +716,11 @@ pub fn mask_password(url: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const MINIMAL: &str = r#"
+    /// A config with only the contract's required keys (other modules' tests start from it).
+    pub(crate) const MINIMAL: &str = r#"
 [server]
 listen = "127.0.0.1:8243"
 issuer = "https://localhost:8243"

@@ -235,44 +235,27 @@ pub async fn on_sighup(reloader: Reloader, path: PathBuf) {
 mod tests {
     use super::*;
 
-    fn config(extra_server: &str, database: &str) -> Config {
-        let text = format!(
-            r#"
-[server]
-listen = "127.0.0.1:8443"
-issuer = "https://localhost:8443"
-{extra_server}
-[server.tls]
-certificate = "server.pem"
-private_key = "server.key"
-client_ca = ["ca.pem"]
-[database]
-url = "{database}"
-[[open_banking.dcr.ssa_issuer]]
-name = "OpenBanking Ltd"
-jwks = "directory.jwks"
-"#
-        );
-        Config::parse(&text, Path::new("test.toml")).expect("test config")
+    fn config() -> Config {
+        Config::parse(crate::config::tests::MINIMAL, Path::new("test.toml")).expect("test config")
     }
 
     #[test]
     fn restart_only_keys_keep_their_running_values() {
-        let running = config("", "sqlite://a.db");
-        let mut new = config(
-            "max_connections = 7\nmax_body_bytes = 4096",
-            "sqlite://b.db",
-        );
+        let running = config();
+        let mut new = config();
         new.server.listen = "127.0.0.1:9443".into();
+        new.server.max_connections = 7;
+        new.server.max_body_bytes = 4096;
+        new.database.url = "sqlite://b.db".into();
         new.oauth.token.access_token_lifetime = 60;
         let changed = keep_restart_only(&running, &mut new);
         assert_eq!(
             changed,
             ["server.listen", "server.max_connections", "database.url"]
         );
-        assert_eq!(new.server.listen, "127.0.0.1:8443");
+        assert_eq!(new.server.listen, running.server.listen);
         assert_eq!(new.server.max_connections, running.server.max_connections);
-        assert_eq!(new.database.url, "sqlite://a.db");
+        assert_eq!(new.database.url, running.database.url);
         // Everything else is the file's.
         assert_eq!(new.server.max_body_bytes, 4096);
         assert_eq!(new.oauth.token.access_token_lifetime, 60);
@@ -280,8 +263,23 @@ jwks = "directory.jwks"
 
     #[test]
     fn an_unchanged_file_needs_no_restart() {
-        let running = config("", "sqlite://a.db");
+        let running = config();
         let mut new = running.clone();
         assert!(keep_restart_only(&running, &mut new).is_empty());
+    }
+
+    /// The README's live-reload section tells operators which keys need a restart; it must
+    /// name every one (the config reference names them all anyway, so only that section counts).
+    #[test]
+    fn the_readme_lists_every_restart_only_key() {
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split_once("**Live reload.**")
+            .and_then(|(_, rest)| rest.split_once("**Audit trail.**"))
+            .map(|(section, _)| section)
+            .expect("README: the live reload section");
+        for key in RESTART_ONLY {
+            assert!(section.contains(&format!("`{key}`")), "README: {key}");
+        }
     }
 }

@@ -392,8 +392,6 @@ impl Server {
                     };
                     let _ = tcp.set_nodelay(true);
                     let connection = Connection {
-                        // The material current now; a later reload does not touch this handshake.
-                        accepted_with: self.transport.load_full(),
                         transport: self.transport.clone(),
                         router: self.router.clone(),
                         builder: builder.clone(),
@@ -421,7 +419,6 @@ impl Server {
 }
 
 struct Connection {
-    accepted_with: Arc<Transport>,
     transport: Arc<ArcSwap<Transport>>,
     router: Router,
     builder: Builder<TokioExecutor>,
@@ -440,7 +437,8 @@ impl Connection {
         tcp: tokio::net::TcpStream,
         watcher: hyper_util::server::graceful::Watcher,
     ) {
-        let accepted_with = &self.accepted_with;
+        // The material current now; a later reload does not touch this handshake.
+        let accepted_with = self.transport.load_full();
         let handshake = accepted_with.acceptor.accept(tcp);
         let stream = match tokio::time::timeout(accepted_with.handshake_timeout, handshake).await {
             Ok(Ok(stream)) => {
@@ -463,7 +461,7 @@ impl Connection {
             .get_ref()
             .1
             .peer_certificates()
-            .map(|c| c.iter().map(|d| d.clone().into_owned()).collect())
+            .map(Arc::from)
             .unwrap_or_default();
         let certificate = match chain.first() {
             Some(der) => match ClientCertificate::from_der(der) {

@@ -789,19 +789,7 @@ async fn transport_abuse_is_cut_off() -> Result<()> {
     );
 
     // Slowloris over TLS + HTTP/1.1: a request head that never finishes is cut off.
-    let connector = {
-        use rustls::pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(c.env.ca_pem()?.as_bytes()) {
-            roots.add(cert?)?;
-        }
-        let config =
-            rustls::ClientConfig::builder_with_provider(dcr_server::tls::crypto_provider())
-                .with_safe_default_protocol_versions()?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-    };
+    let connector = support::tls_connector(&c.env.ca_pem()?, None)?;
     let tcp = tokio::net::TcpStream::connect(c.server.addr).await?;
     let mut tls = connector
         .connect(

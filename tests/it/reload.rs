@@ -2,7 +2,6 @@
 //! server, open connections kept, broken files refused.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -12,7 +11,7 @@ use hyper_util::rt::TokioIo;
 use jsonwebtoken::Algorithm;
 use rcgen::{DnType, ExtendedKeyUsagePurpose, KeyPair};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
 
 use crate::registration::{Ctx, raw_jws};
@@ -48,22 +47,8 @@ async fn open(
     ca_pem: &str,
     identity: Option<(&str, &str)>,
 ) -> Result<OpenConnection> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert?)?;
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(dcr_server::tls::crypto_provider())
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots);
-    let config = match identity {
-        Some((cert, key)) => builder.with_client_auth_cert(
-            CertificateDer::pem_slice_iter(cert.as_bytes()).collect::<Result<Vec<_>, _>>()?,
-            PrivateKeyDer::from_pem_slice(key.as_bytes())?,
-        )?,
-        None => builder.with_no_client_auth(),
-    };
     let tcp = tokio::net::TcpStream::connect(addr).await?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    let tls = crate::support::tls_connector(ca_pem, identity)?
         .connect(ServerName::try_from("localhost")?.to_owned(), tcp)
         .await?;
     let server_cert = tls

@@ -170,6 +170,15 @@ impl Ctx {
         self.sandbox.sign_ssa(&claims)
     }
 
+    /// An SSA whose `software_jwks_endpoint` is `tpp.jwks` on the test's JWKS server, which
+    /// serves the sandbox TPP's keys there (and counts the fetches).
+    pub fn ssa_with_served_tpp_jwks(&self) -> Result<String> {
+        self.jwks
+            .set("tpp.jwks", Doc::json(self.tpp_jwks.to_string()));
+        let url = self.jwks.url("tpp.jwks");
+        self.ssa(|s| s["software_jwks_endpoint"] = json!(url))
+    }
+
     /// A signed request carrying an SSA changed by `f`.
     pub fn request_with_ssa(&self, f: impl FnOnce(&mut Value)) -> Result<Req> {
         let ssa = self.ssa(f)?;
@@ -1211,10 +1220,7 @@ async fn unknown_kids_do_not_amplify_jwks_fetches(backend: Backend) -> Result<()
         )
         .await?,
     );
-    ctx.jwks
-        .set("tpp.jwks", Doc::json(ctx.tpp_jwks.to_string()));
-    let url = ctx.jwks.url("tpp.jwks");
-    let ssa = ctx.ssa(|s| s["software_jwks_endpoint"] = json!(url))?;
+    let ssa = ctx.ssa_with_served_tpp_jwks()?;
     let mut tasks = Vec::new();
     for i in 0..30 {
         let ctx = ctx.clone();
@@ -1251,10 +1257,7 @@ async fn jwks_outage_is_bridged_by_the_stale_cache(backend: Backend) -> Result<(
         "cache_ttl = 1\nmax_stale = 600",
     )
     .await?;
-    ctx.jwks
-        .set("tpp.jwks", Doc::json(ctx.tpp_jwks.to_string()));
-    let url = ctx.jwks.url("tpp.jwks");
-    let ssa = ctx.ssa(|s| s["software_jwks_endpoint"] = json!(url))?;
+    let ssa = ctx.ssa_with_served_tpp_jwks()?;
     ensure_eq!(
         ctx.post(
             &ctx.request(|r| r["software_statement"] = json!(ssa))?,

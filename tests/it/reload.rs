@@ -15,7 +15,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
 
 use crate::registration::{Ctx, raw_jws};
-use crate::support::{Backend, Case, Doc, SQLITE, SpawnedServer, TestEnv};
+use crate::support::{Backend, Case, SQLITE, SpawnedServer, TestEnv};
 use crate::{case, ensure_eq};
 use dcr_server::reload::ReloadError;
 
@@ -290,9 +290,7 @@ async fn reload_applies_config_and_ssa_issuer_keys(backend: Backend) -> Result<(
         json!(["private_key_jwt", "tls_client_auth"])
     );
     // The TPP's keys come from a JWKS server that counts its hits.
-    ctx.jwks
-        .set("tpp.jwks", Doc::json(ctx.tpp_jwks.to_string()));
-    let tpp_ssa = ctx.ssa(|s| s["software_jwks_endpoint"] = json!(ctx.jwks.url("tpp.jwks")))?;
+    let tpp_ssa = ctx.ssa_with_served_tpp_jwks()?;
     let register_tpp = || async {
         let req = ctx.request(|r| r["software_statement"] = json!(tpp_ssa))?;
         ctx.post(&req, true).await

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 
 use crate::error::ApiError;
-use crate::mtls::PeerIdentity;
+use crate::pki::PeerIdentity;
 use crate::registration::{Input, RegistrationError};
 use crate::server::AppState;
 use crate::store::{AuditRecord, Store};
@@ -146,7 +146,7 @@ pub fn claimed_identity(body: &[u8]) -> (Option<String>, Option<String>) {
     let claim = |name: &str| {
         ssa.as_ref()
             .and_then(|c| c[name].as_str())
-            .map(|v| crate::jose::printable(v, 100))
+            .map(|v| crate::text::printable(v, 100))
     };
     (claim("software_id"), claim("org_id"))
 }

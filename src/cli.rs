@@ -216,7 +216,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn check_config(path: &Path) -> Result<ExitCode> {
-    crate::tls::install_default_provider();
+    crate::pki::tls::install_default_provider();
     let config = Config::load(path)?;
     let pending_sandbox = config.sandbox_enabled() && !crate::sandbox::exists(&config.sandbox.dir);
     if pending_sandbox {
@@ -239,7 +239,7 @@ pub fn check_files(config: &Config) -> Result<()> {
             bail!("{key} = {}: no such file", file.display());
         }
     }
-    crate::tls::server_config(&config.server.tls)?;
+    crate::pki::tls::server_config(&config.server.tls)?;
     for (i, issuer) in config.open_banking.dcr.ssa_issuer.iter().enumerate() {
         if issuer.jwks_is_url() {
             continue;
@@ -258,7 +258,7 @@ pub fn check_files(config: &Config) -> Result<()> {
         }
     }
     for (i, file) in config.open_banking.dcr.jwks.extra_ca.iter().enumerate() {
-        crate::tls::load_certificates(&format!("open_banking.dcr.jwks.extra_ca[{i}]"), file)?;
+        crate::pki::tls::load_certificates(&format!("open_banking.dcr.jwks.extra_ca[{i}]"), file)?;
     }
     Ok(())
 }

@@ -8,21 +8,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::{AuthMethod, DistinguishedName, SigningAlg};
+
 /// Environment variable that overrides `database.url`.
 pub const DATABASE_URL_ENV: &str = "DCR_DATABASE_URL";
-
-/// Algorithms that may ever be allowed. `none` and HS* are deliberately absent: they cannot be
-/// switched on, because a shared-secret or unsigned request proves nothing about the TPP.
-pub const KNOWN_SIGNING_ALGS: &[&str] = &["PS256", "ES256", "RS256", "PS384", "PS512", "ES384"];
-
-/// The five `token_endpoint_auth_method` values of DCR v3.2.
-pub const KNOWN_AUTH_METHODS: &[&str] = &[
-    "private_key_jwt",
-    "tls_client_auth",
-    "client_secret_basic",
-    "client_secret_post",
-    "client_secret_jwt",
-];
 
 /// A configuration problem, phrased for the operator on one line.
 #[derive(Debug, thiserror::Error)]
@@ -172,7 +161,7 @@ pub struct IntrospectionConfig {
     pub allowed_thumbprints: Vec<String>,
     /// Subject DNs (RFC 4514) of allowed client certificates, compared as RDN sets.
     #[serde(default)]
-    pub allowed_subjects: Vec<String>,
+    pub allowed_subjects: Vec<DistinguishedName>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -225,9 +214,9 @@ pub struct DcrConfig {
     #[serde(default)]
     pub audience: Vec<String>,
     #[serde(default = "defaults::signing_algorithms")]
-    pub signing_algorithms: Vec<String>,
+    pub signing_algorithms: Vec<SigningAlg>,
     #[serde(default = "defaults::token_endpoint_auth_methods")]
-    pub token_endpoint_auth_methods: Vec<String>,
+    pub token_endpoint_auth_methods: Vec<AuthMethod>,
     /// Seconds since SSA `iat`; 0 = no limit.
     #[serde(default)]
     pub ssa_max_age: u64,
@@ -305,6 +294,7 @@ impl Default for SandboxConfig {
 
 mod defaults {
     use super::Switch;
+    use crate::domain::{AuthMethod, SigningAlg};
     use std::path::PathBuf;
 
     pub fn forwarded_header() -> String {
@@ -335,11 +325,11 @@ mod defaults {
     pub fn jti_cache_expiry_time() -> u64 {
         60
     }
-    pub fn signing_algorithms() -> Vec<String> {
-        vec!["PS256".into(), "ES256".into()]
+    pub fn signing_algorithms() -> Vec<SigningAlg> {
+        vec![SigningAlg::PS256, SigningAlg::ES256]
     }
-    pub fn token_endpoint_auth_methods() -> Vec<String> {
-        vec!["private_key_jwt".into(), "tls_client_auth".into()]
+    pub fn token_endpoint_auth_methods() -> Vec<AuthMethod> {
+        vec![AuthMethod::PrivateKeyJwt, AuthMethod::TlsClientAuth]
     }
     pub fn jwks_timeout_ms() -> u64 {
         3000
@@ -540,14 +530,6 @@ impl Config {
                 "must be at least 1 second".into(),
             ));
         }
-        for (i, subject) in self.oauth.introspection.allowed_subjects.iter().enumerate() {
-            if let Err(e) = crate::mtls::DistinguishedName::parse(subject) {
-                return Err(bad(
-                    &format!("oauth.introspection.allowed_subjects[{i}]"),
-                    e.to_string(),
-                ));
-            }
-        }
         let dcr = &self.open_banking.dcr;
         if dcr.signing_algorithms.is_empty() {
             return Err(bad(
@@ -555,33 +537,11 @@ impl Config {
                 "must list at least one algorithm".into(),
             ));
         }
-        for alg in &dcr.signing_algorithms {
-            if !KNOWN_SIGNING_ALGS.contains(&alg.as_str()) {
-                return Err(bad(
-                    "open_banking.dcr.signing_algorithms",
-                    format!(
-                        "`{alg}` is not supported; choose from {}",
-                        KNOWN_SIGNING_ALGS.join(", ")
-                    ),
-                ));
-            }
-        }
         if dcr.token_endpoint_auth_methods.is_empty() {
             return Err(bad(
                 "open_banking.dcr.token_endpoint_auth_methods",
                 "must list at least one method".into(),
             ));
-        }
-        for method in &dcr.token_endpoint_auth_methods {
-            if !KNOWN_AUTH_METHODS.contains(&method.as_str()) {
-                return Err(bad(
-                    "open_banking.dcr.token_endpoint_auth_methods",
-                    format!(
-                        "`{method}` is not a DCR v3.2 method; choose from {}",
-                        KNOWN_AUTH_METHODS.join(", ")
-                    ),
-                ));
-            }
         }
         if dcr.ssa_issuer.is_empty() {
             return Err(bad(
@@ -748,7 +708,10 @@ jwks = "certs/sandbox/directory.jwks"
         assert!(dcr.software_id_as_application_name.enable);
         assert!(dcr.request_jti_validation.enable);
         assert!(!dcr.ssa_jti_validation.enable);
-        assert_eq!(dcr.signing_algorithms, ["PS256", "ES256"]);
+        assert_eq!(
+            dcr.signing_algorithms,
+            [SigningAlg::PS256, SigningAlg::ES256]
+        );
         assert_eq!(c.database.max_connections, 10);
         assert_eq!(
             c.registration_endpoint(),

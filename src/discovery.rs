@@ -3,19 +3,12 @@
 use serde_json::{Value, json};
 
 use crate::config::Config;
-
-/// Grant types a client may register (v3.2 enum). `/token` itself issues client_credentials;
-/// the others are for the bank's authorisation server that shares this registry.
-pub const GRANT_TYPES: &[&str] = &["authorization_code", "client_credentials", "refresh_token"];
-/// Response types a client may register (v3.2).
-pub const RESPONSE_TYPES: &[&str] = &["code", "code id_token"];
-/// Scopes this server knows; `openid` is always allowed, the others follow SSA roles.
-pub const SCOPES: &[&str] = &["openid", "accounts", "payments", "fundsconfirmations"];
+use crate::domain::{GrantType, ResponseType, Scope, SigningAlg};
 
 /// The configured signing algorithms with PS256 first, as the contract asks.
-pub fn ordered_algs(config: &Config) -> Vec<String> {
+pub fn ordered_algs(config: &Config) -> Vec<SigningAlg> {
     let mut algs = config.open_banking.dcr.signing_algorithms.clone();
-    algs.sort_by_key(|a| a != "PS256");
+    algs.sort_by_key(|a| *a != SigningAlg::PS256);
     algs
 }
 
@@ -30,9 +23,9 @@ pub fn document(config: &Config) -> Value {
         "token_endpoint_auth_signing_alg_values_supported": algs,
         "request_object_signing_alg_values_supported": algs,
         "id_token_signing_alg_values_supported": algs,
-        "grant_types_supported": GRANT_TYPES,
-        "response_types_supported": RESPONSE_TYPES,
-        "scopes_supported": SCOPES,
+        "grant_types_supported": GrantType::ALL,
+        "response_types_supported": ResponseType::ALL,
+        "scopes_supported": Scope::ALL,
         "tls_client_certificate_bound_access_tokens": true,
         "claims_parameter_supported": false,
         "request_parameter_supported": true,

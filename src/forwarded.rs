@@ -15,7 +15,7 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::ClientCertVerifier;
 
 use crate::config::{ForwardedFormat, ServerConfig};
-use crate::mtls::ClientCertificate;
+use crate::pki::ClientCertificate;
 
 /// Why a forwarded certificate was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -65,13 +65,13 @@ impl ForwardedCertificates {
     pub fn from_config(
         server: &ServerConfig,
         verifier: Arc<dyn ClientCertVerifier>,
-    ) -> Result<Option<Arc<Self>>, crate::tls::TlsError> {
+    ) -> Result<Option<Arc<Self>>, crate::pki::tls::TlsError> {
         let cfg = &server.forwarded_certificate;
         if !cfg.enable {
             return Ok(None);
         }
         let header = HeaderName::from_bytes(cfg.header.as_bytes()).map_err(|_| {
-            crate::tls::TlsError::Config {
+            crate::pki::tls::TlsError::Config {
                 key: "server.forwarded_certificate.header".into(),
                 message: "not a header name".into(),
             }

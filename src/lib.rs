@@ -8,21 +8,21 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod discovery;
+pub mod domain;
 pub mod error;
 pub mod forwarded;
 pub mod jobs;
 pub mod jose;
-pub mod jwks;
 pub mod management;
 pub mod metrics;
-pub mod mtls;
+pub mod pki;
 pub mod registration;
 pub mod reload;
 pub mod request_log;
 pub mod sandbox;
 pub mod server;
 pub mod store;
-pub mod tls;
+pub mod text;
 pub mod token;
 
 /// The path of the registration endpoint on this server.

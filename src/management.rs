@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::mtls::{ClientCertificate, PeerIdentity};
+use crate::pki::{ClientCertificate, PeerIdentity};
 use crate::registration::Input;
 use crate::server::AppState;
 use crate::store::{AuditRecord, ClientRecord, Store, TokenRecord};
@@ -259,8 +259,8 @@ fn may_introspect(state: &AppState, cert: &ClientCertificate) -> bool {
     let cfg = &state.config.oauth.introspection;
     let thumbprint = cert.x5t_s256();
     cfg.allowed_thumbprints.contains(&thumbprint)
-        || state
-            .introspection_subjects
+        || cfg
+            .allowed_subjects
             .iter()
             .any(|dn| dn.same_rdn_set(&cert.subject))
 }

@@ -23,8 +23,8 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, ConfigError};
 use crate::forwarded::ForwardedCertificates;
+use crate::pki::tls::TlsError;
 use crate::server::SharedState;
-use crate::tls::TlsError;
 
 /// Why a reload was refused. Nothing was changed.
 #[derive(Debug, thiserror::Error)]
@@ -60,8 +60,8 @@ impl Transport {
     /// Loads every TLS file of the config.
     pub fn from_config(config: &Config) -> Result<Self, TlsError> {
         let tls = &config.server.tls;
-        let verifier = crate::tls::client_verifier(tls)?;
-        let server_config = crate::tls::server_config_with(tls, verifier.clone())?;
+        let verifier = crate::pki::tls::client_verifier(tls)?;
+        let server_config = crate::pki::tls::server_config_with(tls, verifier.clone())?;
         let forwarded = ForwardedCertificates::from_config(&config.server, verifier.clone())?;
         Ok(Self {
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),

@@ -12,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::api::INTERACTION_ID;
-use crate::mtls::PeerIdentity;
+use crate::pki::PeerIdentity;
 
 /// What a handler learnt about the caller, for the request's log line (a response extension).
 #[derive(Debug, Clone, Default)]

@@ -23,8 +23,8 @@ use tower::ServiceExt;
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::jwks::JwksCache;
-use crate::mtls::{ClientCertificate, PeerIdentity};
+use crate::jose::JwksCache;
+use crate::pki::{ClientCertificate, PeerIdentity};
 use crate::registration::{Policy, Registrar};
 use crate::reload::{Reloader, Transport};
 use crate::store::{Database, Store};
@@ -35,8 +35,6 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Database,
     pub registrar: Arc<Registrar>,
-    /// `[oauth.introspection] allowed_subjects`, parsed once (the config check validated them).
-    pub introspection_subjects: Arc<Vec<crate::mtls::DistinguishedName>>,
     discovery: Bytes,
     sandbox_jwks: Option<SandboxJwks>,
 }
@@ -79,7 +77,7 @@ impl AppState {
             None
         };
         let jwks_config = &config.open_banking.dcr.jwks;
-        let http = crate::jwks::http_client(jwks_config)?;
+        let http = crate::pki::outbound::http_client(jwks_config)?;
         let mut jwks = JwksCache::new(http.clone(), jwks_config);
         if let Some(previous) = previous
             && previous.config.open_banking.dcr.jwks == *jwks_config
@@ -91,15 +89,7 @@ impl AppState {
             jwks: Arc::new(jwks),
             http,
         };
-        let introspection_subjects = config
-            .oauth
-            .introspection
-            .allowed_subjects
-            .iter()
-            .filter_map(|s| crate::mtls::DistinguishedName::parse(s).ok())
-            .collect();
         Ok(Self {
-            introspection_subjects: Arc::new(introspection_subjects),
             config,
             store,
             registrar: Arc::new(registrar),
@@ -292,7 +282,7 @@ impl Server {
     /// Prepares everything that can fail (sandbox, TLS files, database, migrations, the
     /// listening socket) so that `run` only serves.
     pub async fn bind(config: Config, extra_routes: Router<SharedState>) -> Result<Self> {
-        crate::tls::install_default_provider();
+        crate::pki::tls::install_default_provider();
         if config.sandbox_enabled() && !crate::sandbox::exists(&config.sandbox.dir) {
             tracing::info!(dir = %config.sandbox.dir.display(), "creating the sandbox PKI");
             crate::sandbox::init(&config.sandbox.dir, &config.server.issuer)?;

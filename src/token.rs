@@ -24,14 +24,16 @@ use rand::RngCore;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::domain::DistinguishedName;
 use crate::error::ApiError;
-use crate::jose::{Jws, printable};
-use crate::mtls::{ClientCertificate, DistinguishedName, PeerIdentity};
+use crate::jose::Jws;
+use crate::pki::{ClientCertificate, PeerIdentity};
 use crate::registration::claims_access as access;
 use crate::server::AppState;
 use crate::store::{
     AuditRecord, ClientRecord, Conflict, JtiRecord, Store, StoreError, TokenRecord,
 };
+use crate::text::printable;
 
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// Longest accepted client-assertion lifetime (`exp` − `iat`, or `exp` − now).
@@ -244,7 +246,7 @@ impl AppState {
                 secret,
                 method,
             } => {
-                if !methods.iter().any(|m| m == method) {
+                if !methods.iter().any(|m| m.as_str() == method) {
                     return Err(TokenError::InvalidClient(format!(
                         "{method} is not enabled"
                     )));
@@ -256,7 +258,7 @@ impl AppState {
                         client.token_endpoint_auth_method
                     )));
                 }
-                let presented = crate::registration::hash_secret(&secret);
+                let presented = crate::domain::secret::hash(&secret);
                 if aws_lc_rs::constant_time::verify_slices_are_equal(
                     presented.as_bytes(),
                     client.client_secret_hash.as_bytes(),

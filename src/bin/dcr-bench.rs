@@ -314,10 +314,11 @@ async fn handshakes(ctx: &Arc<Ctx>) -> Result<Measured> {
     let chain = rustls::pki_types::CertificateDer::pem_slice_iter(ctx.identity_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()?;
     let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(ctx.identity_pem.as_bytes())?;
-    let config = rustls::ClientConfig::builder_with_provider(dcr_server::tls::crypto_provider())
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)?;
+    let config =
+        rustls::ClientConfig::builder_with_provider(dcr_server::pki::tls::crypto_provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let url = url::Url::parse(&ctx.args.url)?;
     let host = url.host_str().context("no host")?.to_string();
@@ -518,7 +519,7 @@ macro_rules! seed_rows {
                         .push_bind(format!("sw{id}"))
                         .push_bind("seedorg")
                         .push_bind(seed_metadata(id, now, ssa))
-                        .push_bind(dcr_server::registration::hash_secret(id))
+                        .push_bind(dcr_server::domain::secret::hash(id))
                         .push_bind("private_key_jwt")
                         .push_bind("https://seed.invalid/jwks")
                         .push_bind(true)
@@ -545,7 +546,7 @@ macro_rules! seed_rows {
                      revoked) ",
                 );
                 q.push_values(batch_start..batch_end, |mut b, i| {
-                    b.push_bind(dcr_server::token::hash_token(&format!("seed-token-{i}")))
+                    b.push_bind(dcr_server::domain::secret::hash(&format!("seed-token-{i}")))
                         .push_bind(ids[i % ids.len()].clone())
                         .push_bind("openid accounts")
                         .push_bind(now)

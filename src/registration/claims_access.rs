@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::jose::printable;
+use crate::text::printable;
 
 /// A claim that is missing or of the wrong JSON type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

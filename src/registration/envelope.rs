@@ -1,6 +1,8 @@
 //! Step 1, the envelope: content type, and a compact JWS in the body.
 
-use crate::jose::{Jws, JwsError, printable};
+use crate::domain::SigningAlg;
+use crate::jose::{Jws, JwsError};
+use crate::text::printable;
 
 use super::ErrorCode;
 
@@ -40,7 +42,7 @@ pub fn check_content_type(content_type: Option<&str>) -> Result<(), EnvelopeErro
 }
 
 /// The body as a compact JWS, header checked against the allowed algorithms.
-pub fn parse<'a>(body: &'a [u8], algs: &[String]) -> Result<Jws<'a>, EnvelopeError> {
+pub fn parse<'a>(body: &'a [u8], algs: &[SigningAlg]) -> Result<Jws<'a>, EnvelopeError> {
     let text = std::str::from_utf8(body).map_err(|_| EnvelopeError::NotText)?;
     Jws::parse(text.trim(), algs).map_err(EnvelopeError::Jws)
 }

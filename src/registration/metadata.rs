@@ -8,11 +8,11 @@ use super::ErrorCode;
 use super::claims_access::{self as access, ClaimError};
 use super::policy::Policy;
 use super::ssa::Ssa;
-use crate::discovery::{GRANT_TYPES, RESPONSE_TYPES};
-use crate::jose::printable;
+use crate::domain::{
+    ApplicationType, AuthMethod, GrantType, ProtocolValue, ResponseType, SigningAlg,
+};
+use crate::text::printable;
 
-/// `application_type` values of v3.2.
-pub const APPLICATION_TYPES: &[&str] = &["web", "mobile"];
 /// Longest `scope` (v3.2: Max256Text).
 pub const MAX_SCOPE_LEN: usize = 256;
 /// Longest `tls_client_auth_subject_dn`. v3.2 says 128, which real eIDAS DNs exceed; v3.4
@@ -39,7 +39,7 @@ pub enum MetadataError {
     OnlyWith(&'static str, &'static str),
     /// A claim that is required because of another.
     #[error("`{0}` is required when token_endpoint_auth_method is {1}")]
-    RequiredWith(&'static str, String),
+    RequiredWith(&'static str, AuthMethod),
 }
 
 impl MetadataError {
@@ -52,38 +52,38 @@ impl MetadataError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientMetadata {
     pub redirect_uris: Vec<String>,
-    pub token_endpoint_auth_method: String,
-    pub grant_types: Vec<String>,
-    pub response_types: Vec<String>,
+    pub token_endpoint_auth_method: AuthMethod,
+    pub grant_types: Vec<GrantType>,
+    pub response_types: Vec<ResponseType>,
     pub scope: String,
     pub software_id: String,
     pub software_statement: String,
-    pub application_type: String,
-    pub id_token_signed_response_alg: String,
-    pub request_object_signing_alg: String,
+    pub application_type: ApplicationType,
+    pub id_token_signed_response_alg: SigningAlg,
+    pub request_object_signing_alg: SigningAlg,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub token_endpoint_auth_signing_alg: Option<String>,
+    pub token_endpoint_auth_signing_alg: Option<SigningAlg>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub tls_client_auth_subject_dn: Option<String>,
 }
 
-fn one_of(
+/// `value` if it is one of `allowed` (the whole list, or the configured part of it).
+fn one_of<T: ProtocolValue>(
     claim: &'static str,
     value: &str,
-    allowed: &[impl AsRef<str>],
-) -> Result<String, MetadataError> {
-    if allowed.iter().any(|a| a.as_ref() == value) {
-        Ok(value.to_string())
-    } else {
-        Err(MetadataError::NotAllowed {
+    allowed: &[T],
+) -> Result<T, MetadataError> {
+    match allowed.iter().find(|a| a.name() == value) {
+        Some(v) => Ok(*v),
+        None => Err(MetadataError::NotAllowed {
             claim,
             value: printable(value, 60),
             allowed: allowed
                 .iter()
-                .map(|a| a.as_ref())
+                .map(|a| a.name())
                 .collect::<Vec<_>>()
                 .join(", "),
-        })
+        }),
     }
 }
 
@@ -105,7 +105,7 @@ pub fn parse(
 
     let mut grant_types = Vec::new();
     for g in access::req_str_array(claims, "grant_types").map_err(claim)? {
-        let g = one_of("grant_types", g, GRANT_TYPES)?;
+        let g = one_of("grant_types", g, GrantType::ALL)?;
         if !grant_types.contains(&g) {
             grant_types.push(g);
         }
@@ -113,12 +113,12 @@ pub fn parse(
 
     let response_types = match access::opt_str_array(claims, "response_types").map_err(claim)? {
         // v3.2: absent means `code id_token`.
-        None => vec!["code id_token".to_string()],
+        None => vec![ResponseType::CodeIdToken],
         Some(v) if v.is_empty() => return Err(claim(ClaimError::Empty("response_types".into()))),
         Some(v) => {
             let mut out = Vec::new();
             for r in v {
-                let r = one_of("response_types", r, RESPONSE_TYPES)?;
+                let r = one_of("response_types", r, ResponseType::ALL)?;
                 if !out.contains(&r) {
                     out.push(r);
                 }
@@ -138,7 +138,7 @@ pub fn parse(
     let scope = scope.split_whitespace().collect::<Vec<_>>().join(" ");
 
     let application_type = access::req_str(claims, "application_type").map_err(claim)?;
-    let application_type = one_of("application_type", application_type, APPLICATION_TYPES)?;
+    let application_type = one_of("application_type", application_type, ApplicationType::ALL)?;
     let algs = &policy.signing_algorithms;
     let id_token_alg = access::req_str(claims, "id_token_signed_response_alg").map_err(claim)?;
     let id_token_alg = one_of("id_token_signed_response_alg", id_token_alg, algs)?;
@@ -146,8 +146,7 @@ pub fn parse(
     let request_alg = one_of("request_object_signing_alg", request_alg, algs)?;
 
     let signing_alg = access::opt_str(claims, "token_endpoint_auth_signing_alg").map_err(claim)?;
-    let jwt_method = matches!(method.as_str(), "private_key_jwt" | "client_secret_jwt");
-    let token_endpoint_auth_signing_alg = match (jwt_method, signing_alg) {
+    let token_endpoint_auth_signing_alg = match (method.signs_jwt(), signing_alg) {
         (true, Some(alg)) => Some(one_of("token_endpoint_auth_signing_alg", alg, algs)?),
         (true, None) => {
             return Err(MetadataError::RequiredWith(
@@ -165,7 +164,7 @@ pub fn parse(
     };
 
     let dn = access::opt_str(claims, "tls_client_auth_subject_dn").map_err(claim)?;
-    let tls_client_auth_subject_dn = match (method == "tls_client_auth", dn) {
+    let tls_client_auth_subject_dn = match (method == AuthMethod::TlsClientAuth, dn) {
         (true, Some(dn)) if dn.trim().is_empty() => {
             return Err(claim(ClaimError::Empty(
                 "tls_client_auth_subject_dn".into(),
@@ -243,7 +242,7 @@ mod tests {
     #[test]
     fn defaults_and_normalisation() {
         let m = run(json!({})).unwrap();
-        assert_eq!(m.response_types, ["code id_token"]);
+        assert_eq!(m.response_types, [ResponseType::CodeIdToken]);
         assert_eq!(m.scope, "openid accounts");
         assert_eq!(m.software_id, "abcDEF123");
         assert_eq!(m.software_statement, "SSA");

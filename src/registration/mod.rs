@@ -31,14 +31,11 @@ pub mod uri_policy;
 
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rand::RngCore;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
-use crate::jwks::JwksCache;
-use crate::mtls::ClientCertificate;
+use crate::domain::secret;
+use crate::jose::JwksCache;
+use crate::pki::ClientCertificate;
 use crate::store::{AuditRecord, ClientRecord, Conflict, Database, JtiRecord, Store, StoreError};
 
 pub use metadata::ClientMetadata;
@@ -211,19 +208,6 @@ pub struct Registrar {
     pub http: reqwest::Client,
 }
 
-/// SHA-256 of a client secret, hex. Secrets are 216 random bits, so a fast hash is enough:
-/// there is nothing to brute-force.
-pub fn hash_secret(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
-/// 27 random bytes, base64url: 36 characters.
-pub fn new_client_secret() -> String {
-    let mut bytes = [0u8; 27];
-    rand::rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
 /// The client as GET returns it (and as POST returns it, plus the secret).
 pub fn client_body(client_id: &str, issued_at: i64, metadata: &ClientMetadata) -> Value {
     let mut body = serde_json::to_value(metadata).unwrap_or_else(|_| json!({}));
@@ -315,15 +299,15 @@ impl Registrar {
         // indexes instead of on a random page (fewer pages written per registration); its 74
         // random bits keep it unguessable. It is an identifier, not a secret.
         let client_id = uuid::Uuid::now_v7().to_string();
-        let secret = new_client_secret();
+        let client_secret = secret::new_client_secret();
         let stored_body = client_body(&client_id, now, &v.metadata);
         let record = ClientRecord {
             client_id: client_id.clone(),
             software_id: v.ssa.software_id.clone(),
             org_id: v.ssa.org_id.clone(),
             metadata: stored_body.to_string(),
-            client_secret_hash: hash_secret(&secret),
-            token_endpoint_auth_method: v.metadata.token_endpoint_auth_method.clone(),
+            client_secret_hash: secret::hash(&client_secret),
+            token_endpoint_auth_method: v.metadata.token_endpoint_auth_method.as_str().into(),
             tls_client_auth_subject_dn: v.metadata.tls_client_auth_subject_dn.clone(),
             jwks_uri: v.ssa.software_jwks_endpoint.clone(),
             cert_thumbprint: Some(v.cert_thumbprint.clone()),
@@ -350,7 +334,7 @@ impl Registrar {
 
         let mut body = stored_body;
         if let Value::Object(map) = &mut body {
-            map.insert("client_secret".into(), json!(secret));
+            map.insert("client_secret".into(), json!(client_secret));
         }
         Ok(Registered { client_id, body })
     }
@@ -387,7 +371,7 @@ impl Registrar {
         let body = client_body(&existing.client_id, issued_at, &v.metadata);
         let record = ClientRecord {
             metadata: body.to_string(),
-            token_endpoint_auth_method: v.metadata.token_endpoint_auth_method.clone(),
+            token_endpoint_auth_method: v.metadata.token_endpoint_auth_method.as_str().into(),
             tls_client_auth_subject_dn: v.metadata.tls_client_auth_subject_dn.clone(),
             jwks_uri: v.ssa.software_jwks_endpoint.clone(),
             cert_thumbprint: Some(v.cert_thumbprint.clone()),
@@ -411,23 +395,5 @@ impl Registrar {
             Ok(false) => Err(RegistrationError::Gone),
             Err(e) => Err(store_error(e, &existing.software_id, &kinds)),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_36_url_safe_characters_and_hash_stably() {
-        let s = new_client_secret();
-        assert_eq!(s.len(), 36);
-        assert!(
-            s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        );
-        assert_ne!(s, new_client_secret());
-        assert_eq!(hash_secret("x"), hash_secret("x"));
-        assert_ne!(hash_secret(&s), s);
     }
 }

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::jwks::KeySet;
+use crate::domain::{AuthMethod, SigningAlg};
+use crate::jose::KeySet;
 
 /// Where an SSA issuer's keys come from.
 #[derive(Debug, Clone)]
@@ -23,8 +24,8 @@ pub struct SsaIssuerPolicy {
 /// Everything the validation steps need from the config, in ready-to-use form.
 #[derive(Debug, Clone)]
 pub struct Policy {
-    pub signing_algorithms: Vec<String>,
-    pub auth_methods: Vec<String>,
+    pub signing_algorithms: Vec<SigningAlg>,
+    pub auth_methods: Vec<AuthMethod>,
     pub audience: Vec<String>,
     pub clock_skew: i64,
     pub ssa_max_age: i64,
@@ -86,9 +87,5 @@ impl Policy {
             uri_validation: dcr.uri_validation.enable,
             hostname_validation: dcr.hostname_validation.enable,
         })
-    }
-
-    pub fn alg_allowed(&self, alg: &str) -> bool {
-        self.signing_algorithms.iter().any(|a| a == alg)
     }
 }

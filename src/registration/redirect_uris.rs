@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use super::ErrorCode;
 use super::ssa::Ssa;
-use crate::jose::printable;
+use crate::text::printable;
 
 /// Longest redirect URI (v3.2).
 pub const MAX_URI_LEN: usize = 256;

@@ -6,7 +6,7 @@ use super::ErrorCode;
 use super::claims_access::{self as access, ClaimError};
 use super::policy::Policy;
 use super::ssa::Ssa;
-use crate::jose::printable;
+use crate::text::printable;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

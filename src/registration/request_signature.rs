@@ -3,8 +3,8 @@
 
 use super::ErrorCode;
 use super::ssa::Ssa;
+use crate::jose::{JwksCache, JwksError};
 use crate::jose::{Jws, JwsError};
-use crate::jwks::{JwksCache, JwksError};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -3,21 +3,13 @@
 //! is always allowed.
 
 use super::ErrorCode;
-use crate::jose::printable;
-
-/// (scope, role that grants it). `openid` needs no role.
-pub const ROLE_SCOPES: &[(&str, &str)] = &[
-    ("accounts", "AISP"),
-    ("payments", "PISP"),
-    ("fundsconfirmations", "CBPII"),
-];
+use crate::domain::Scope;
+use crate::text::printable;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ScopeError {
-    #[error(
-        "scope `{0}` is not supported; supported: openid, accounts, payments, fundsconfirmations"
-    )]
+    #[error("scope `{0}` is not supported; supported: {supported}", supported = Scope::choices())]
     Unknown(String),
     #[error("scope `{0}` needs the software role {1}, which the software statement does not grant")]
     RoleMissing(String, &'static str),
@@ -31,29 +23,17 @@ impl ScopeError {
     }
 }
 
-/// The scopes the roles allow, in a fixed order (used for discovery and token defaults).
-pub fn allowed_by_roles(roles: &[String]) -> Vec<&'static str> {
-    let mut out = vec!["openid"];
-    for (scope, role) in ROLE_SCOPES {
-        if roles.iter().any(|r| r.eq_ignore_ascii_case(role)) {
-            out.push(scope);
-        }
-    }
-    out
-}
-
 /// Checks every space-separated scope against the roles.
 pub fn check(scope: &str, roles: &[String]) -> Result<(), ScopeError> {
     let mut any = false;
     for s in scope.split_whitespace() {
         any = true;
-        if s == "openid" {
-            continue;
-        }
-        let Some((_, role)) = ROLE_SCOPES.iter().find(|(name, _)| *name == s) else {
-            return Err(ScopeError::Unknown(printable(s, 40)));
-        };
-        if !roles.iter().any(|r| r.eq_ignore_ascii_case(role)) {
+        let known: Scope = s
+            .parse()
+            .map_err(|_| ScopeError::Unknown(printable(s, 40)))?;
+        if let Some(role) = known.required_role()
+            && !known.granted_by(roles)
+        {
             return Err(ScopeError::RoleMissing(s.to_string(), role));
         }
     }
@@ -85,9 +65,10 @@ mod tests {
             check("  ", &roles(&["AISP"])).unwrap_err(),
             ScopeError::Empty
         );
-        assert_eq!(
-            allowed_by_roles(&roles(&["PISP", "AISP"])),
-            ["openid", "accounts", "payments"]
+        let err = check("admin", &roles(&["AISP"])).unwrap_err().to_string();
+        assert!(
+            err.ends_with("supported: openid, accounts, payments, fundsconfirmations"),
+            "{err}"
         );
     }
 }

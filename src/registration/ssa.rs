@@ -7,8 +7,10 @@ use serde_json::{Map, Value};
 use super::ErrorCode;
 use super::claims_access::{self as access, ClaimError};
 use super::policy::{IssuerKeys, Policy, SsaIssuerPolicy};
-use crate::jose::{Jws, JwsError, printable};
-use crate::jwks::{JwksCache, JwksError, select};
+use crate::jose::jwk::select;
+use crate::jose::{JwksCache, JwksError};
+use crate::jose::{Jws, JwsError};
+use crate::text::printable;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -322,8 +324,14 @@ pub(crate) mod tests {
 
     pub(crate) fn test_policy() -> Policy {
         Policy {
-            signing_algorithms: vec!["PS256".into(), "ES256".into()],
-            auth_methods: vec!["private_key_jwt".into(), "tls_client_auth".into()],
+            signing_algorithms: vec![
+                crate::domain::SigningAlg::PS256,
+                crate::domain::SigningAlg::ES256,
+            ],
+            auth_methods: vec![
+                crate::domain::AuthMethod::PrivateKeyJwt,
+                crate::domain::AuthMethod::TlsClientAuth,
+            ],
             audience: vec![],
             clock_skew: 60,
             ssa_max_age: 0,

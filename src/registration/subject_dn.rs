@@ -4,7 +4,8 @@
 
 use super::ErrorCode;
 use super::metadata::ClientMetadata;
-use crate::mtls::{ClientCertificate, DistinguishedName, DnParseError};
+use crate::domain::dn::{DistinguishedName, DnParseError};
+use crate::pki::ClientCertificate;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -29,7 +30,7 @@ pub fn check(metadata: &ClientMetadata, cert: &ClientCertificate) -> Result<(), 
     if parsed.same_rdn_set(&cert.subject) {
         Ok(())
     } else {
-        Err(SubjectDnError::Mismatch(crate::jose::printable(
+        Err(SubjectDnError::Mismatch(crate::text::printable(
             &cert.subject.to_string(),
             200,
         )))

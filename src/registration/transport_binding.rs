@@ -8,8 +8,8 @@
 
 use super::ErrorCode;
 use super::ssa::Ssa;
-use crate::jose::printable;
-use crate::mtls::ClientCertificate;
+use crate::pki::ClientCertificate;
+use crate::text::printable;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

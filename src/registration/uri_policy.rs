@@ -9,7 +9,7 @@
 use super::ErrorCode;
 use super::policy::Policy;
 use super::ssa::Ssa;
-use crate::jose::printable;
+use crate::text::printable;
 
 /// The SSA claims these policies look at.
 pub const SSA_URI_CLAIMS: &[&str] = &[

@@ -587,7 +587,7 @@ async fn logs_and_tables_hold_no_secrets(backend: Backend) -> Result<()> {
         !dump.contains(&secret2),
         "a client secret is stored in clear"
     );
-    ensure!(dump.contains(&dcr_server::registration::hash_secret(&secrets[0])));
+    ensure!(dump.contains(&dcr_server::domain::secret::hash(&secrets[0])));
 
     drop(server);
     let text = std::fs::read_to_string(&log)?;

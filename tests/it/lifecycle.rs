@@ -404,7 +404,7 @@ async fn authorisation_rules(backend: Backend) -> Result<()> {
     for (name, expires_at, revoke) in [("expired", now - 1, false), ("revoked", now + 600, true)] {
         let raw = format!("{name}-token-value");
         let record = TokenRecord {
-            token_hash: dcr_server::token::hash_token(&raw),
+            token_hash: dcr_server::domain::secret::hash(&raw),
             client_id: b_id.clone(),
             scope: "openid".into(),
             cert_thumbprint: None,

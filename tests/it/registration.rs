@@ -1093,7 +1093,7 @@ async fn replayed_request_jti_is_refused(backend: Backend) -> Result<()> {
     ensure!(client.client_secret_hash != secret);
     ensure_eq!(
         client.client_secret_hash,
-        dcr_server::registration::hash_secret(&secret)
+        dcr_server::domain::secret::hash(&secret)
     );
     ctx.server.stop().await
 }

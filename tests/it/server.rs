@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use axum::Extension;
 use axum::routing::get;
-use dcr_server::mtls::PeerIdentity;
+use dcr_server::pki::PeerIdentity;
 use dcr_server::sandbox::SandboxCa;
 use rcgen::{DnType, ExtendedKeyUsagePurpose};
 use serde_json::{Value, json};

@@ -315,9 +315,10 @@ pub fn tls_connector(
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(cert?)?;
     }
-    let builder = rustls::ClientConfig::builder_with_provider(dcr_server::tls::crypto_provider())
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots);
+    let builder =
+        rustls::ClientConfig::builder_with_provider(dcr_server::pki::tls::crypto_provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots);
     let config = match identity {
         Some((cert, key)) => builder.with_client_auth_cert(
             CertificateDer::pem_slice_iter(cert.as_bytes()).collect::<Result<Vec<_>, _>>()?,
@@ -455,10 +456,11 @@ impl JwksServer {
         let certs = rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()?;
         let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
-        let tls = rustls::ServerConfig::builder_with_provider(dcr_server::tls::crypto_provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)?;
+        let tls =
+            rustls::ServerConfig::builder_with_provider(dcr_server::pki::tls::crypto_provider())
+                .with_protocol_versions(&[&rustls::version::TLS13])?
+                .with_no_client_auth()
+                .with_single_cert(certs, key)?;
         let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();

@@ -1,30 +1,10 @@
-//! The TPP's transport certificate, as presented in the mTLS handshake.
-//!
-//! The certificate is parsed once per connection with x509-parser into a [`ClientCertificate`]
-//! and shared with every request on that connection through the request extensions.
+//! Distinguished names (X.501): the model that certificates, the config and registration
+//! metadata share, with an RFC 4514 parser and printer.
 
 use std::fmt;
-use std::sync::Arc;
-
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sha2::{Digest, Sha256};
-use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
 
 /// OID of `organizationIdentifier` (X.520, used by eIDAS QWACs and OBWACs).
 pub const OID_ORGANIZATION_IDENTIFIER: &str = "2.5.4.97";
-
-/// Why a presented certificate could not be turned into an identity.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CertificateError {
-    /// The DER does not parse as an X.509 certificate.
-    #[error("the client certificate is not valid DER X.509: {0}")]
-    Der(String),
-    /// A subject or issuer attribute has a malformed type or a value that is not a string.
-    #[error("the client certificate's {0} holds a malformed attribute")]
-    Attribute(&'static str),
-}
 
 /// The kind of one attribute of a distinguished name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -146,27 +126,6 @@ pub struct DistinguishedName {
 }
 
 impl DistinguishedName {
-    fn from_x509(name: &X509Name<'_>, what: &'static str) -> Result<Self, CertificateError> {
-        let mut attributes = Vec::new();
-        for attr in name.iter_attributes() {
-            let oid = attr.attr_type().to_id_string();
-            // A malformed type shows as "" or hex bytes, which no DN string can name (found by
-            // the cert_der fuzzer); refuse it like a value that is not a string.
-            if !AttributeKind::is_valid_name(&oid) {
-                return Err(CertificateError::Attribute(what));
-            }
-            let kind = AttributeKind::from_oid(&oid);
-            let value = match attr.as_str() {
-                Ok(s) => s.to_string(),
-                // BMPString and friends: keep them comparable rather than refusing the cert.
-                Err(_) => String::from_utf8(attr.as_slice().to_vec())
-                    .map_err(|_| CertificateError::Attribute(what))?,
-            };
-            attributes.push((kind, value));
-        }
-        Ok(Self { attributes })
-    }
-
     /// The first value of an attribute kind.
     pub fn get(&self, kind: &AttributeKind) -> Option<&str> {
         self.attributes
@@ -233,7 +192,7 @@ impl DistinguishedName {
             }
             let ty = ty.trim();
             if !has_eq || !AttributeKind::is_valid_name(ty) {
-                return Err(DnParseError(crate::jose::printable(s, 80)));
+                return Err(DnParseError(crate::text::printable(s, 80)));
             }
             // Attribute value.
             while chars.peek() == Some(&' ') {
@@ -253,13 +212,13 @@ impl DistinguishedName {
                         }
                         '\\' => match chars.next() {
                             Some(n) => push_char(&mut bytes, n),
-                            None => return Err(DnParseError(crate::jose::printable(s, 80))),
+                            None => return Err(DnParseError(crate::text::printable(s, 80))),
                         },
                         c => push_char(&mut bytes, c),
                     }
                 }
                 if !closed {
-                    return Err(DnParseError(crate::jose::printable(s, 80)));
+                    return Err(DnParseError(crate::text::printable(s, 80)));
                 }
                 while chars.peek() == Some(&' ') {
                     chars.next();
@@ -274,11 +233,11 @@ impl DistinguishedName {
                         '\\' => {
                             trailing_spaces = 0;
                             let Some(n) = chars.next() else {
-                                return Err(DnParseError(crate::jose::printable(s, 80)));
+                                return Err(DnParseError(crate::text::printable(s, 80)));
                             };
                             if n.is_ascii_hexdigit() {
                                 let Some(m) = chars.next().filter(char::is_ascii_hexdigit) else {
-                                    return Err(DnParseError(crate::jose::printable(s, 80)));
+                                    return Err(DnParseError(crate::text::printable(s, 80)));
                                 };
                                 let hex = format!("{n}{m}");
                                 bytes.push(u8::from_str_radix(&hex, 16).unwrap_or(b'?'));
@@ -299,20 +258,20 @@ impl DistinguishedName {
                 bytes.truncate(bytes.len() - trailing_spaces);
             }
             let value = String::from_utf8(bytes)
-                .map_err(|_| DnParseError(crate::jose::printable(s, 80)))?;
+                .map_err(|_| DnParseError(crate::text::printable(s, 80)))?;
             attributes.push((AttributeKind::from_name(ty), value));
             if !ended {
                 match chars.next() {
                     None => break,
                     Some(',' | ';' | '+') => {}
-                    Some(_) => return Err(DnParseError(crate::jose::printable(s, 80))),
+                    Some(_) => return Err(DnParseError(crate::text::printable(s, 80))),
                 }
             }
             while chars.peek() == Some(&' ') {
                 chars.next();
             }
             if ended && chars.peek().is_none() {
-                return Err(DnParseError(crate::jose::printable(s, 80)));
+                return Err(DnParseError(crate::text::printable(s, 80)));
             }
         }
         attributes.reverse();
@@ -352,50 +311,18 @@ impl fmt::Display for DistinguishedName {
     }
 }
 
-/// The verified client certificate of a connection, parsed once.
-#[derive(Debug, Clone)]
-pub struct ClientCertificate {
-    pub der: Arc<[u8]>,
-    /// SHA-256 of the DER: RFC 8705 `x5t#S256` before base64url.
-    pub thumbprint_sha256: [u8; 32],
-    pub subject: DistinguishedName,
-    pub issuer: DistinguishedName,
-    /// Validity period, Unix seconds.
-    pub not_before: i64,
-    pub not_after: i64,
-}
-
-impl ClientCertificate {
-    /// Parses the DER of a certificate that the TLS layer has already verified.
-    pub fn from_der(der: &[u8]) -> Result<Self, CertificateError> {
-        let (rest, cert) =
-            X509Certificate::from_der(der).map_err(|e| CertificateError::Der(e.to_string()))?;
-        if !rest.is_empty() {
-            return Err(CertificateError::Der(
-                "trailing bytes after the certificate".into(),
-            ));
-        }
-        let validity = cert.validity();
-        Ok(Self {
-            der: Arc::from(der),
-            thumbprint_sha256: Sha256::digest(der).into(),
-            subject: DistinguishedName::from_x509(cert.subject(), "subject")?,
-            issuer: DistinguishedName::from_x509(cert.issuer(), "issuer")?,
-            not_before: validity.not_before.timestamp(),
-            not_after: validity.not_after.timestamp(),
-        })
-    }
-
-    /// The RFC 8705 `x5t#S256` value: base64url SHA-256 of the DER.
-    pub fn x5t_s256(&self) -> String {
-        URL_SAFE_NO_PAD.encode(self.thumbprint_sha256)
+/// Config files name DNs as RFC 4514 strings.
+impl<'de> serde::Deserialize<'de> for DistinguishedName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
-/// What the connection layer attaches to every request.
-#[derive(Debug, Clone, Default)]
-pub struct PeerIdentity {
-    pub certificate: Option<Arc<ClientCertificate>>,
+impl serde::Serialize for DistinguishedName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 #[cfg(test)]
@@ -491,11 +418,5 @@ mod tests {
             let again = DistinguishedName::parse(&dn.to_string()).unwrap();
             assert!(again.same_rdn_set(&dn), "{s} -> {dn} -> {again:?}");
         }
-    }
-
-    #[test]
-    fn garbage_der_is_an_error_not_a_panic() {
-        assert!(ClientCertificate::from_der(b"\x30\x03\x02\x01").is_err());
-        assert!(ClientCertificate::from_der(&[]).is_err());
     }
 }

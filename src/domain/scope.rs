@@ -1,0 +1,32 @@
+//! Scopes, and the SSA software roles that grant them.
+
+use super::protocol_enum;
+
+protocol_enum! {
+    /// The scopes this server knows; `openid` is always allowed, the others follow SSA roles.
+    Scope, "a supported scope" {
+        OpenId = "openid",
+        Accounts = "accounts",
+        Payments = "payments",
+        FundsConfirmations = "fundsconfirmations",
+    }
+}
+
+impl Scope {
+    /// The SSA `software_roles` entry that grants this scope (compared case-insensitively);
+    /// `None` for `openid`, which needs no role.
+    pub const fn required_role(self) -> Option<&'static str> {
+        match self {
+            Self::OpenId => None,
+            Self::Accounts => Some("AISP"),
+            Self::Payments => Some("PISP"),
+            Self::FundsConfirmations => Some("CBPII"),
+        }
+    }
+
+    /// Whether `roles` (an SSA's `software_roles`) grant this scope.
+    pub fn granted_by(self, roles: &[String]) -> bool {
+        self.required_role()
+            .is_none_or(|role| roles.iter().any(|r| r.eq_ignore_ascii_case(role)))
+    }
+}

@@ -1,0 +1,107 @@
+//! The TPP's transport certificate, as presented in the mTLS handshake.
+//!
+//! The certificate is parsed once per connection with x509-parser into a [`ClientCertificate`]
+//! and shared with every request on that connection through the request extensions.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
+
+use crate::domain::dn::{AttributeKind, DistinguishedName};
+
+/// Why a presented certificate could not be turned into an identity.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertificateError {
+    /// The DER does not parse as an X.509 certificate.
+    #[error("the client certificate is not valid DER X.509: {0}")]
+    Der(String),
+    /// A subject or issuer attribute has a malformed type or a value that is not a string.
+    #[error("the client certificate's {0} holds a malformed attribute")]
+    Attribute(&'static str),
+}
+
+/// The subject or issuer of a parsed certificate.
+fn dn_from_x509(
+    name: &X509Name<'_>,
+    what: &'static str,
+) -> Result<DistinguishedName, CertificateError> {
+    let mut attributes = Vec::new();
+    for attr in name.iter_attributes() {
+        let oid = attr.attr_type().to_id_string();
+        // A malformed type shows as "" or hex bytes, which no DN string can name (found by
+        // the cert_der fuzzer); refuse it like a value that is not a string.
+        if !AttributeKind::is_valid_name(&oid) {
+            return Err(CertificateError::Attribute(what));
+        }
+        let kind = AttributeKind::from_oid(&oid);
+        let value = match attr.as_str() {
+            Ok(s) => s.to_string(),
+            // BMPString and friends: keep them comparable rather than refusing the cert.
+            Err(_) => String::from_utf8(attr.as_slice().to_vec())
+                .map_err(|_| CertificateError::Attribute(what))?,
+        };
+        attributes.push((kind, value));
+    }
+    Ok(DistinguishedName { attributes })
+}
+
+/// The verified client certificate of a connection, parsed once.
+#[derive(Debug, Clone)]
+pub struct ClientCertificate {
+    pub der: Arc<[u8]>,
+    /// SHA-256 of the DER: RFC 8705 `x5t#S256` before base64url.
+    pub thumbprint_sha256: [u8; 32],
+    pub subject: DistinguishedName,
+    pub issuer: DistinguishedName,
+    /// Validity period, Unix seconds.
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+impl ClientCertificate {
+    /// Parses the DER of a certificate that the TLS layer has already verified.
+    pub fn from_der(der: &[u8]) -> Result<Self, CertificateError> {
+        let (rest, cert) =
+            X509Certificate::from_der(der).map_err(|e| CertificateError::Der(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(CertificateError::Der(
+                "trailing bytes after the certificate".into(),
+            ));
+        }
+        let validity = cert.validity();
+        Ok(Self {
+            der: Arc::from(der),
+            thumbprint_sha256: Sha256::digest(der).into(),
+            subject: dn_from_x509(cert.subject(), "subject")?,
+            issuer: dn_from_x509(cert.issuer(), "issuer")?,
+            not_before: validity.not_before.timestamp(),
+            not_after: validity.not_after.timestamp(),
+        })
+    }
+
+    /// The RFC 8705 `x5t#S256` value: base64url SHA-256 of the DER.
+    pub fn x5t_s256(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.thumbprint_sha256)
+    }
+}
+
+/// What the connection layer attaches to every request.
+#[derive(Debug, Clone, Default)]
+pub struct PeerIdentity {
+    pub certificate: Option<Arc<ClientCertificate>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_der_is_an_error_not_a_panic() {
+        assert!(ClientCertificate::from_der(b"\x30\x03\x02\x01").is_err());
+        assert!(ClientCertificate::from_der(&[]).is_err());
+    }
+}

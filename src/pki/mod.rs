@@ -1,0 +1,8 @@
+//! Certificates and TLS: the client certificate of a connection, the server's TLS material and
+//! client-certificate verifier, and the https client for outbound fetches.
+
+pub mod certificate;
+pub mod outbound;
+pub mod tls;
+
+pub use certificate::{CertificateError, ClientCertificate, PeerIdentity};

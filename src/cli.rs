@@ -190,17 +190,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let config = Config::load(&cli.config)?;
-            let server = crate::server::Server::bind(config, axum::Router::new()).await?;
-            tokio::spawn(crate::reload::on_sighup(
+            let server = crate::app::Server::bind(config, axum::Router::new()).await?;
+            tokio::spawn(crate::app::reload::on_sighup(
                 server.reloader(),
                 cli.config.clone(),
             ));
-            server.run(crate::server::shutdown_signal()).await?;
+            server.run(crate::net::listener::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {
             let config = Config::load(&cli.config)?;
-            let store = crate::server::open_store(&config).await?;
+            let store = crate::store::open(&config).await?;
             println!("migrations applied ({})", store.backend_name());
             Ok(ExitCode::SUCCESS)
         }
@@ -345,7 +345,7 @@ fn sandbox(config_path: &Path, cmd: SandboxCommand) -> Result<ExitCode> {
 
 async fn clients(config_path: &Path, cmd: ClientsCommand) -> Result<ExitCode> {
     let config = Config::load(config_path)?;
-    let store = crate::server::open_store(&config).await?;
+    let store = crate::store::open(&config).await?;
     let operator = |action: &str, client_id: &str| AuditRecord {
         at: crate::clock::now(),
         action: action.into(),
@@ -494,7 +494,7 @@ async fn audit(
 ) -> Result<ExitCode> {
     let since = since.as_deref().map(parse_since).transpose()?;
     let config = Config::load(config_path)?;
-    let store = crate::server::open_store(&config).await?;
+    let store = crate::store::open(&config).await?;
     let records = store.list_audit(client_id.as_deref(), since).await?;
     if json {
         let rows: Vec<_> = records

@@ -54,6 +54,10 @@ fn describe() {
         "Registrations and updates by action, outcome and error code"
     );
     describe_counter!(
+        "dcr_token_requests_refused_total",
+        "Refused token requests by error code and, for invalid_client, the reason"
+    );
+    describe_counter!(
         "dcr_tokens_issued_total",
         "Access tokens issued, by client authentication method"
     );
@@ -90,10 +94,10 @@ fn describe() {
 }
 
 /// One finished HTTP request.
-pub fn request(route: &'static str, method: &str, status: u16, seconds: f64) {
-    counter!("dcr_http_requests_total", "route" => route, "method" => method.to_string(), "status" => status.to_string())
+pub fn request(route: &str, method: &str, status: u16, seconds: f64) {
+    counter!("dcr_http_requests_total", "route" => route.to_string(), "method" => method.to_string(), "status" => status.to_string())
         .increment(1);
-    histogram!("dcr_http_request_duration_seconds", "route" => route, "method" => method.to_string())
+    histogram!("dcr_http_request_duration_seconds", "route" => route.to_string(), "method" => method.to_string())
         .record(seconds);
 }
 
@@ -105,6 +109,12 @@ pub fn registration(action: &'static str, outcome: &'static str, error: &'static
 
 pub fn token_issued(method: &str) {
     counter!("dcr_tokens_issued_total", "method" => method.to_string()).increment(1);
+}
+
+/// A refused token request: the error code and, for `invalid_client`, what failed (a fixed
+/// label, which the public answer does not tell).
+pub fn token_refused(error: &'static str, reason: &'static str) {
+    counter!("dcr_token_requests_refused_total", "error" => error, "reason" => reason).increment(1);
 }
 
 pub fn token_revoked(reason: &'static str) {

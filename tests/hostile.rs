@@ -688,7 +688,7 @@ async fn corpus_gets_4xx_and_writes_nothing() -> Result<()> {
             ("grant_type", "client_credentials"),
             (
                 "client_assertion_type",
-                dcr_server::token::CLIENT_ASSERTION_TYPE,
+                dcr_server::oauth::client_auth::CLIENT_ASSERTION_TYPE,
             ),
             ("client_assertion", &assertion),
         ])

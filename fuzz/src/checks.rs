@@ -11,9 +11,9 @@ use dcr_server::config::Config;
 use dcr_server::domain::dn::{AttributeKind, DistinguishedName};
 use dcr_server::domain::{ApplicationType, AuthMethod, GrantType, ResponseType, SigningAlg};
 use dcr_server::jose::Jws;
+use dcr_server::jose::claims as access;
 use dcr_server::jose::{KeySet, jwk::select};
 use dcr_server::pki::ClientCertificate;
-use dcr_server::registration::claims_access as access;
 use dcr_server::registration::ssa::Ssa;
 use dcr_server::registration::{
     Policy, RegistrationError, client_body, envelope, metadata, redirect_uris, request_claims,
@@ -100,7 +100,7 @@ fn render(e: impl Into<RegistrationError>) {
     let e: RegistrationError = e.into();
     let _ = e.code();
     let _ = e.to_string();
-    let _ = e.to_api_error();
+    let _ = dcr_server::http::ApiError::from(&e);
 }
 
 /// Signature verification with a fixed key set: exercises the JWS's signing input and

@@ -593,7 +593,7 @@ async fn seed(args: &Args) -> Result<()> {
     let ssa = Sandbox::load(&args.sandbox)
         .and_then(|s| s.ssa())
         .unwrap_or_else(|_| "x".repeat(1500));
-    let store = dcr_server::server::open_store(&config).await?;
+    let store = dcr_server::store::open(&config).await?;
     let started = Instant::now();
     let now = dcr_server::clock::now();
     match &store {
@@ -720,7 +720,7 @@ async fn once(ctx: &Arc<Ctx>) -> Result<Measured> {
                         ("grant_type", "client_credentials"),
                         (
                             "client_assertion_type",
-                            dcr_server::token::CLIENT_ASSERTION_TYPE,
+                            dcr_server::oauth::client_auth::CLIENT_ASSERTION_TYPE,
                         ),
                         ("client_assertion", a.as_str()),
                     ];

@@ -134,6 +134,21 @@ impl<'de> serde::Deserialize<'de> for StrictValue {
     }
 }
 
+/// The payload of a compact JWS, decoded as strictly as [`Jws::parse`] does but without any
+/// header or signature check: only for recording what a refused request claimed.
+pub fn unverified_claims(token: &str) -> Option<Map<String, Value>> {
+    if token.len() > MAX_JWS_LEN {
+        return None;
+    }
+    let mut parts = token.split('.');
+    let (Some(_), Some(payload), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    decode_object(payload, "payload").ok()
+}
+
 impl<'a> Jws<'a> {
     /// Parses `token` and checks the header against `allowed_algs`.
     pub fn parse(token: &'a str, allowed_algs: &[SigningAlg]) -> Result<Self, JwsError> {

@@ -2,6 +2,7 @@
 //!
 //! The three files import downwards only: `jwks_cache` → `jwk`, `jws` → `jwk`.
 
+pub mod claims;
 pub mod jwk;
 pub mod jwks_cache;
 pub mod jws;

@@ -5,12 +5,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::ErrorCode;
-use super::claims_access::{self as access, ClaimError};
 use super::policy::Policy;
 use super::ssa::Ssa;
 use crate::domain::{
     ApplicationType, AuthMethod, GrantType, ProtocolValue, ResponseType, SigningAlg,
 };
+use crate::jose::claims::{self as access, ClaimError};
 use crate::text::printable;
 
 /// Longest `scope` (v3.2: Max256Text).

@@ -3,7 +3,7 @@
 //!
 //! | # | step | module | error code |
 //! |---|---|---|---|
-//! | 0 | client certificate present | here | 401 `invalid_client` |
+//! | 0 | client certificate present | `http::extract::ClientCert` | 401 `invalid_client` |
 //! | 1 | content type, compact JWS, `alg` allow-list, no header keys | [`envelope`] | `invalid_client_metadata` |
 //! | 2 | SSA: issuer allow-list → signature → `org_status`, roles → age | [`ssa`] | `unapproved_software_statement` / `invalid_software_statement` |
 //! | 3 | request signature with the `kid` from `software_jwks_endpoint` | [`request_signature`] | `invalid_client_metadata` |
@@ -16,11 +16,11 @@
 //! | 10 | `tls_client_auth_subject_dn` matches the certificate | [`subject_dn`] | `invalid_client_metadata` |
 //! | 11 | store: `jti` replay, one client per software_id, client + audit in one transaction | here | `invalid_client_metadata` / `invalid_software_statement` |
 
-pub mod claims_access;
 pub mod envelope;
 pub mod metadata;
 pub mod policy;
 pub mod redirect_uris;
+pub mod refusal;
 pub mod request_claims;
 pub mod request_signature;
 pub mod scopes;
@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::domain::secret;
+use crate::domain::{AuditAction, AuditOutcome, secret};
 use crate::jose::JwksCache;
 use crate::pki::ClientCertificate;
 use crate::store::{AuditRecord, ClientRecord, Conflict, Database, JtiRecord, Store, StoreError};
@@ -65,9 +65,6 @@ impl ErrorCode {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistrationError {
-    /// No client certificate on the connection (401 `invalid_client`).
-    #[error("a TLS client certificate (the TPP's transport certificate) is required")]
-    NoCertificate,
     #[error(transparent)]
     Envelope(#[from] envelope::EnvelopeError),
     #[error(transparent)]
@@ -125,29 +122,20 @@ impl RegistrationError {
             Self::DuplicateSoftware(_) | Self::ClientIdMismatch | Self::Immutable(_) => {
                 ErrorCode::InvalidClientMetadata
             }
-            Self::NoCertificate | Self::Gone | Self::Unavailable | Self::Internal(_) => {
+            Self::Gone | Self::Unavailable | Self::Internal(_) => {
                 return None;
             }
         })
     }
 
-    /// The public error as an HTTP response value.
-    pub fn to_api_error(&self) -> crate::error::ApiError {
-        use crate::error::ApiError;
-        use axum::http::StatusCode;
+    /// The public error code: the step's RFC 7591 code, or the server-side one.
+    pub fn error_code(&self) -> &'static str {
         match self {
-            Self::NoCertificate => {
-                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_client", self.to_string())
-            }
-            Self::Unavailable => ApiError::unavailable(),
-            Self::Internal(detail) => ApiError::internal(detail),
-            other => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                other
-                    .code()
-                    .map_or("invalid_client_metadata", ErrorCode::as_str),
-                other.to_string(),
-            ),
+            Self::Unavailable => "temporarily_unavailable",
+            Self::Internal(_) => "server_error",
+            other => other
+                .code()
+                .map_or("invalid_client_metadata", ErrorCode::as_str),
         }
     }
 }
@@ -176,7 +164,8 @@ enum JtiKind {
 /// One registration request as it arrived.
 #[derive(Debug, Clone, Copy)]
 pub struct Input<'a> {
-    pub certificate: Option<&'a ClientCertificate>,
+    /// The transport certificate of the request (the HTTP layer refuses a request without one).
+    pub certificate: &'a ClientCertificate,
     pub content_type: Option<&'a str>,
     pub body: &'a [u8],
     pub interaction_id: Option<&'a str>,
@@ -227,7 +216,7 @@ impl Registrar {
         now: i64,
     ) -> Result<Validated, RegistrationError> {
         let policy = &self.policy;
-        let cert = input.certificate.ok_or(RegistrationError::NoCertificate)?;
+        let cert = input.certificate;
 
         envelope::check_content_type(input.content_type)?;
         let request = envelope::parse(input.body, &policy.signing_algorithms)?;
@@ -247,7 +236,7 @@ impl Registrar {
         scopes::check(&metadata.scope, &ssa.software_roles)?;
         transport_binding::check(cert, &ssa)?;
         subject_dn::check(&metadata, cert)?;
-        let client_id_claim = claims_access::opt_str(&request.claims, "client_id")
+        let client_id_claim = crate::jose::claims::opt_str(&request.claims, "client_id")
             .map_err(metadata::MetadataError::Claim)?
             .map(str::to_string);
 
@@ -318,8 +307,8 @@ impl Registrar {
         let (jtis, kinds) = self.jtis(&v, now);
         let audit = AuditRecord {
             at: now,
-            action: "register".into(),
-            outcome: "success".into(),
+            action: AuditAction::Register.as_str().into(),
+            outcome: AuditOutcome::Success.as_str().into(),
             client_id: Some(client_id.clone()),
             software_id: Some(v.ssa.software_id.clone()),
             org_id: Some(v.ssa.org_id.clone()),
@@ -381,8 +370,8 @@ impl Registrar {
         let (jtis, kinds) = self.jtis(&v, now);
         let audit = AuditRecord {
             at: now,
-            action: "update".into(),
-            outcome: "success".into(),
+            action: AuditAction::Update.as_str().into(),
+            outcome: AuditOutcome::Success.as_str().into(),
             client_id: Some(existing.client_id.clone()),
             software_id: Some(existing.software_id.clone()),
             org_id: Some(existing.org_id.clone()),

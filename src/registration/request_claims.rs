@@ -3,9 +3,9 @@
 use serde_json::{Map, Value};
 
 use super::ErrorCode;
-use super::claims_access::{self as access, ClaimError};
 use super::policy::Policy;
 use super::ssa::Ssa;
+use crate::jose::claims::{self as access, ClaimError};
 use crate::text::printable;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -5,8 +5,8 @@
 use serde_json::{Map, Value};
 
 use super::ErrorCode;
-use super::claims_access::{self as access, ClaimError};
 use super::policy::{IssuerKeys, Policy, SsaIssuerPolicy};
+use crate::jose::claims::{self as access, ClaimError};
 use crate::jose::jwk::select;
 use crate::jose::{JwksCache, JwksError};
 use crate::jose::{Jws, JwsError};

@@ -340,6 +340,19 @@ impl Database {
     }
 }
 
+/// Connects the database named by the config and applies the migrations.
+pub async fn open(config: &crate::config::Config) -> anyhow::Result<Database> {
+    use anyhow::Context;
+    let store = Database::connect(&config.database).await.with_context(|| {
+        format!(
+            "database.url = {}: cannot connect",
+            crate::config::mask_password(&config.database.url)
+        )
+    })?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(store)
+}
+
 /// Creates the SQLite file with mode 0600 before SQLite does (SQLite would use 0644): it holds
 /// secret hashes and token hashes.
 fn create_sqlite_file(path: &Path) -> StoreResult<()> {

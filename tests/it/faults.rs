@@ -114,7 +114,7 @@ impl Tpp {
                 ("grant_type", "client_credentials"),
                 (
                     "client_assertion_type",
-                    dcr_server::token::CLIENT_ASSERTION_TYPE,
+                    dcr_server::oauth::client_auth::CLIENT_ASSERTION_TYPE,
                 ),
                 ("client_assertion", assertion),
             ])

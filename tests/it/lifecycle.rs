@@ -95,7 +95,7 @@ impl Ctx {
                 ("scope", scope),
                 (
                     "client_assertion_type",
-                    dcr_server::token::CLIENT_ASSERTION_TYPE,
+                    dcr_server::oauth::client_auth::CLIENT_ASSERTION_TYPE,
                 ),
                 ("client_assertion", &assertion),
             ],
@@ -458,7 +458,7 @@ async fn token_endpoint_errors(backend: Backend) -> Result<()> {
             ("scope".into(), scope.into()),
             (
                 "client_assertion_type".into(),
-                dcr_server::token::CLIENT_ASSERTION_TYPE.into(),
+                dcr_server::oauth::client_auth::CLIENT_ASSERTION_TYPE.into(),
             ),
             ("client_assertion".into(), a.into()),
         ]
@@ -752,7 +752,7 @@ async fn put_keeps_identity(backend: Backend) -> Result<()> {
                 ("grant_type", "client_credentials"),
                 (
                     "client_assertion_type",
-                    dcr_server::token::CLIENT_ASSERTION_TYPE,
+                    dcr_server::oauth::client_auth::CLIENT_ASSERTION_TYPE,
                 ),
                 ("client_assertion", &assertion),
             ],

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::registration::{Ctx, raw_jws};
 use crate::support::{Backend, Case, SQLITE, SpawnedServer, TestEnv};
 use crate::{case, ensure_eq};
-use dcr_server::reload::ReloadError;
+use dcr_server::app::reload::ReloadError;
 
 pub fn cases() -> Vec<Case> {
     vec![

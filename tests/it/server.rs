@@ -33,7 +33,7 @@ pub fn cases() -> Vec<Case> {
 }
 
 /// A route mounted only in tests: echoes the parsed client certificate.
-pub fn whoami_route() -> axum::Router<dcr_server::server::SharedState> {
+pub fn whoami_route() -> axum::Router<dcr_server::http::SharedState> {
     axum::Router::new().route(
         "/test/whoami",
         get(|Extension(identity): Extension<PeerIdentity>| async move {
@@ -271,8 +271,9 @@ async fn ready_answers_503_without_database(backend: Backend) -> Result<()> {
     let env = TestEnv::new(backend).await?;
     let config = std::sync::Arc::new(env.config("")?);
     let store = env.db.connect().await?;
-    let state = dcr_server::server::AppState::new(config, store.clone())?;
-    let app = dcr_server::server::routes().with_state(dcr_server::server::SharedState::new(state));
+    let state = dcr_server::http::AppState::new(config, store.clone())?;
+    let app =
+        dcr_server::http::router::routes().with_state(dcr_server::http::SharedState::new(state));
     store.close().await;
     let response = app
         .oneshot(axum::http::Request::get("/ready").body(axum::body::Body::empty())?)
@@ -350,7 +351,7 @@ async fn openapi_describes_every_route(backend: Backend) -> Result<()> {
             }
         }
     }
-    let routes: std::collections::BTreeSet<(String, String)> = dcr_server::server::ROUTES
+    let routes: std::collections::BTreeSet<(String, String)> = dcr_server::http::router::ROUTES
         .iter()
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();

@@ -7,9 +7,10 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use dcr_server::app::Server;
 use dcr_server::config::Config;
+use dcr_server::http::SharedState;
 use dcr_server::sandbox::{Sandbox, SandboxCa};
-use dcr_server::server::{Server, SharedState};
 use dcr_server::store::Database;
 use sqlx::Connection;
 use tempfile::TempDir;
@@ -347,7 +348,7 @@ pub fn https_client(ca_pem: &str, identity: Option<(&str, &str)>) -> Result<reqw
 pub struct RunningServer {
     pub addr: SocketAddr,
     /// What SIGHUP drives in the binary.
-    pub reloader: dcr_server::reload::Reloader,
+    pub reloader: dcr_server::app::reload::Reloader,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: tokio::task::JoinHandle<Result<()>>,
 }

@@ -7,6 +7,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::extract::BodyError;
+use crate::oauth::TokenError;
+use crate::oauth::registration_access::AccessError;
+use crate::registration::RegistrationError;
 use crate::store::StoreError;
 
 /// An error response.
@@ -85,6 +89,74 @@ impl ApiError {
             Self::unavailable()
         } else {
             Self::internal(&e)
+        }
+    }
+}
+
+/// The registration endpoints' answers: 400 with the RFC 7591 code the step chose.
+impl From<&RegistrationError> for ApiError {
+    fn from(e: &RegistrationError) -> Self {
+        match e {
+            RegistrationError::Unavailable => Self::unavailable(),
+            RegistrationError::Internal(detail) => Self::internal(detail),
+            other => Self::new(
+                StatusCode::BAD_REQUEST,
+                other.error_code(),
+                other.to_string(),
+            ),
+        }
+    }
+}
+
+impl ApiError {
+    /// A registration body that could not be had: 413 (or 400) `invalid_client_metadata`.
+    pub fn registration_body(e: BodyError) -> Self {
+        Self::new(body_status(e), "invalid_client_metadata", e.to_string())
+    }
+
+    /// An OAuth endpoint's body (`/token`, `/introspect`): 413 (or 400) `invalid_request`.
+    pub fn oauth_body(e: BodyError) -> Self {
+        Self::new(body_status(e), "invalid_request", e.to_string())
+    }
+
+    /// A token error; `used_basic` adds the `WWW-Authenticate: Basic` challenge to a 401.
+    pub fn token(e: &TokenError, used_basic: bool) -> Self {
+        let status = match e {
+            TokenError::InvalidClient(_) => StatusCode::UNAUTHORIZED,
+            TokenError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            TokenError::Unavailable => return Self::unavailable(),
+            TokenError::Internal(detail) => return Self::internal(detail),
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let mut api = Self::new(status, e.code(), e.to_string());
+        if used_basic && status == StatusCode::UNAUTHORIZED {
+            api.www_authenticate = Some("Basic realm=\"dcr-server\"");
+        }
+        api
+    }
+
+    /// 401 with `WWW-Authenticate: Bearer error="invalid_token"`.
+    pub fn invalid_token(description: impl Into<String>) -> Self {
+        Self {
+            www_authenticate: Some("Bearer error=\"invalid_token\""),
+            ..Self::new(StatusCode::UNAUTHORIZED, "invalid_token", description)
+        }
+    }
+}
+
+fn body_status(e: BodyError) -> StatusCode {
+    match e {
+        BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        BodyError::Unreadable => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// A refused management call: 401 `invalid_token`, or 503/500 from the store.
+impl From<AccessError> for ApiError {
+    fn from(e: AccessError) -> Self {
+        match e {
+            AccessError::Store(e) => Self::from_store(e),
+            other => Self::invalid_token(other.to_string()),
         }
     }
 }

@@ -12,19 +12,14 @@
 //! says so.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use rustls::pki_types::{CertificateDer, UnixTime};
-use rustls::server::danger::ClientCertVerifier;
-use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, ConfigError};
-use crate::forwarded::ForwardedCertificates;
+use crate::http::SharedState;
+use crate::net::Transport;
 use crate::pki::tls::TlsError;
-use crate::server::SharedState;
 
 /// Why a reload was refused. Nothing was changed.
 #[derive(Debug, thiserror::Error)]
@@ -40,48 +35,6 @@ pub enum ReloadError {
     /// sandbox JWKS) could not be loaded.
     #[error("{0:#}")]
     Material(anyhow::Error),
-}
-
-/// What a connection is accepted with: the TLS material and the client-certificate checks.
-pub struct Transport {
-    /// Bumped by every reload: a connection whose generation is older re-checks its
-    /// certificate on its next request.
-    pub generation: u64,
-    pub acceptor: TlsAcceptor,
-    /// `client_ca` and the CRLs: the handshake's verifier, shared with the forwarded mode.
-    pub verifier: Arc<dyn ClientCertVerifier>,
-    pub forwarded: Option<Arc<ForwardedCertificates>>,
-    pub handshake_timeout: Duration,
-}
-
-static GENERATION: AtomicU64 = AtomicU64::new(1);
-
-impl Transport {
-    /// Loads every TLS file of the config.
-    pub fn from_config(config: &Config) -> Result<Self, TlsError> {
-        let tls = &config.server.tls;
-        let verifier = crate::pki::tls::client_verifier(tls)?;
-        let server_config = crate::pki::tls::server_config_with(tls, verifier.clone())?;
-        let forwarded = ForwardedCertificates::from_config(&config.server, verifier.clone())?;
-        Ok(Self {
-            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
-            acceptor: TlsAcceptor::from(server_config),
-            verifier,
-            forwarded,
-            handshake_timeout: Duration::from_millis(tls.handshake_timeout_ms),
-        })
-    }
-
-    /// Whether a chain accepted under an earlier generation is still trusted now.
-    pub fn still_trusts(&self, chain: &[CertificateDer<'static>]) -> bool {
-        match chain.split_first() {
-            Some((leaf, intermediates)) => self
-                .verifier
-                .verify_client_cert(leaf, intermediates, UnixTime::now())
-                .is_ok(),
-            None => false,
-        }
-    }
 }
 
 /// Declares the keys that a reload does not apply, once: the list and the function that keeps
@@ -272,7 +225,7 @@ mod tests {
     /// name every one (the config reference names them all anyway, so only that section counts).
     #[test]
     fn the_readme_lists_every_restart_only_key() {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../../README.md");
         let section = readme
             .split_once("**Live reload.**")
             .and_then(|(_, rest)| rest.split_once("**Audit trail.**"))

@@ -1,0 +1,73 @@
+//! The composition root: builds the running server from a config (sandbox, TLS material,
+//! database, state, router, listener) and reloads it on SIGHUP.
+
+pub mod jobs;
+pub mod reload;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
+use axum::Router;
+
+use crate::config::Config;
+use crate::http::{AppState, SharedState};
+use crate::net::Transport;
+use crate::net::listener::{Limits, Listener};
+use reload::Reloader;
+
+/// A bound, ready-to-run server.
+pub struct Server {
+    listener: Listener,
+    reloader: Reloader,
+}
+
+impl Server {
+    /// Prepares everything that can fail (sandbox, TLS files, database, migrations, the
+    /// listening socket) so that `run` only serves.
+    pub async fn bind(config: Config, extra_routes: Router<SharedState>) -> Result<Self> {
+        crate::pki::tls::install_default_provider();
+        if config.sandbox_enabled() && !crate::sandbox::exists(&config.sandbox.dir) {
+            tracing::info!(dir = %config.sandbox.dir.display(), "creating the sandbox PKI");
+            crate::sandbox::init(&config.sandbox.dir, &config.server.issuer)?;
+        }
+        crate::metrics::install();
+        let transport = Arc::new(ArcSwap::from_pointee(Transport::from_config(&config)?));
+        let store = crate::store::open(&config).await?;
+        let config = Arc::new(config);
+        let state = SharedState::new(AppState::new(config.clone(), store.clone())?);
+        let reloader = Reloader::new(state.clone(), transport.clone());
+        let server = &config.server;
+        let limits = Limits {
+            request_timeout: Duration::from_millis(server.request_timeout_ms),
+            max_header_bytes: server.max_header_bytes,
+            max_connections: server.max_connections,
+            shutdown_grace: Duration::from_secs(server.shutdown_grace_secs),
+        };
+        let router = crate::http::router::app(state, extra_routes, limits.request_timeout);
+        let listener = Listener::bind(&server.listen, transport, router, limits)
+            .await
+            .with_context(|| format!("server.listen = {}: cannot bind", server.listen))?;
+        jobs::spawn_purger(store);
+        Ok(Self { listener, reloader })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr()
+    }
+
+    /// The handle that reloads this server's config and TLS material (SIGHUP uses it).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then lets open requests finish (up to the grace
+    /// period).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        self.listener.run(shutdown).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,226 @@
+//! Extractors: what handlers take instead of digging in the request.
+//!
+//! - [`Peer`]: the client certificate of the request, if any (from the connection or a trusted
+//!   load balancer; see `net/`).
+//! - [`ClientCert`]: a required client certificate (401 `invalid_client` without one).
+//! - [`InteractionId`]: the request's `x-fapi-interaction-id`, set by the middleware.
+//! - [`PendingBody`]: the body, read on demand within `server.max_body_bytes`.
+//! - [`Guarded`]: a guard extractor and the body; when the guard refuses, what the client is
+//!   still sending is read and dropped first, so that it sees the answer and not a reset.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+
+use super::error::ApiError;
+use super::state::AppState;
+use crate::pki::{ClientCertificate, PeerIdentity};
+
+/// The public description of a missing client certificate, on every endpoint that needs one.
+pub const CERTIFICATE_REQUIRED: &str =
+    "a TLS client certificate (the TPP's transport certificate) is required";
+
+/// An oversized body is still read (and dropped) up to this many bytes, so that the client,
+/// which may still be sending, gets to read the answer instead of a broken pipe.
+const DRAIN_LIMIT: usize = 2 * 1024 * 1024;
+
+/// Reads and discards up to [`DRAIN_LIMIT`] bytes, for at most two seconds.
+pub async fn drain(mut body: Body) {
+    let mut seen = 0usize;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len());
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// The request's client certificate, if it has one.
+#[derive(Debug, Clone, Default)]
+pub struct Peer(pub Option<Arc<ClientCertificate>>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<PeerIdentity>()
+                .and_then(|i| i.certificate.clone()),
+        ))
+    }
+}
+
+/// A client certificate the endpoint requires.
+#[derive(Debug, Clone)]
+pub struct ClientCert(pub Arc<ClientCertificate>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientCert {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Ok(Peer(certificate)) = Peer::from_request_parts(parts, state).await;
+        certificate.map(Self).ok_or_else(certificate_required)
+    }
+}
+
+/// 401 `invalid_client`: no client certificate.
+pub fn certificate_required() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+        CERTIFICATE_REQUIRED,
+    )
+}
+
+/// The request's `x-fapi-interaction-id` (the TPP's, checked, or a new UUID), as the
+/// middleware set it. `None` only where the middleware does not run (router unit tests).
+#[derive(Debug, Clone, Default)]
+pub struct InteractionId(pub Option<String>);
+
+impl InteractionId {
+    pub fn as_deref(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for InteractionId {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(parts
+            .extensions
+            .get::<InteractionId>()
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
+/// Why a body could not be had. Each endpoint answers with its own error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BodyError {
+    /// More than the limit (413), refused before anything is parsed.
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(usize),
+    /// The connection failed while the body was read (400).
+    #[error("the request body could not be read")]
+    Unreadable,
+}
+
+/// The body, not read yet. [`PendingBody::read`] refuses more than `server.max_body_bytes`
+/// (by `Content-Length` before reading, or while reading).
+pub struct PendingBody {
+    body: Body,
+    declared: Option<u64>,
+    limit: usize,
+}
+
+impl PendingBody {
+    fn new(parts: &Parts, body: Body, limit: usize) -> Self {
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        Self {
+            body,
+            declared,
+            limit,
+        }
+    }
+
+    pub async fn read(self) -> Result<Bytes, BodyError> {
+        let limit = self.limit;
+        if self.declared.is_some_and(|n| n > limit as u64) {
+            drain(self.body).await;
+            return Err(BodyError::TooLarge(limit));
+        }
+        let mut body = self.body;
+        let mut buf = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else {
+                return Err(BodyError::Unreadable);
+            };
+            if let Some(data) = frame.data_ref() {
+                if buf.len() + data.len() > limit {
+                    drain(body).await;
+                    return Err(BodyError::TooLarge(limit));
+                }
+                buf.extend_from_slice(data);
+            }
+        }
+        Ok(Bytes::from(buf))
+    }
+
+    /// Reads and drops the body (see [`drain`]).
+    pub async fn drain(self) {
+        drain(self.body).await;
+    }
+}
+
+fn body_limit<S>(state: &S) -> usize
+where
+    Arc<AppState>: FromRef<S>,
+{
+    Arc::<AppState>::from_ref(state)
+        .config
+        .server
+        .max_body_bytes
+}
+
+impl<S> FromRequest<S> for PendingBody
+where
+    S: Send + Sync,
+    Arc<AppState>: FromRef<S>,
+{
+    type Rejection = Infallible;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Infallible> {
+        let (parts, body) = request.into_parts();
+        Ok(Self::new(&parts, body, body_limit(state)))
+    }
+}
+
+/// A request that the guard `G` let through, with its body still to read. When `G` refuses,
+/// the body is drained before its refusal is answered.
+pub struct Guarded<G> {
+    pub guard: G,
+    pub body: PendingBody,
+}
+
+impl<S, G> FromRequest<S> for Guarded<G>
+where
+    S: Send + Sync,
+    Arc<AppState>: FromRef<S>,
+    G: FromRequestParts<S>,
+    G::Rejection: IntoResponse,
+{
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let refusal = match G::from_request_parts(&mut parts, state).await {
+            Ok(guard) => {
+                return Ok(Self {
+                    guard,
+                    body: PendingBody::new(&parts, body, body_limit(state)),
+                });
+            }
+            Err(refusal) => refusal.into_response(),
+        };
+        drain(body).await;
+        Err(refusal)
+    }
+}

@@ -1,0 +1,154 @@
+//! `GET`, `PUT` and `DELETE /open-banking/v3.2/register/{ClientId}` (RFC 7592 as OBIE profiles
+//! it), behind the [`RegistrationAccess`] extractor.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use super::extract::{ClientCert, Guarded, InteractionId};
+use super::register::content_type;
+use super::response::{Known, client_json, client_json_text};
+use super::state::AppState;
+use crate::domain::{AuditAction, AuditOutcome};
+use crate::oauth::registration_access::{self, bearer_token};
+use crate::pki::ClientCertificate;
+use crate::registration::{Input, refusal};
+use crate::store::{AuditRecord, ClientRecord, Store};
+
+/// An authorised management call: the path's client, and the certificate it came over
+/// (see `oauth::registration_access` for the rules).
+pub struct RegistrationAccess {
+    pub client: ClientRecord,
+    pub certificate: Arc<ClientCertificate>,
+    pub interaction: InteractionId,
+}
+
+impl<S> FromRequestParts<S> for RegistrationAccess
+where
+    S: Send + Sync,
+    Arc<AppState>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let ClientCert(certificate) = ClientCert::from_request_parts(parts, state).await?;
+        let Ok(interaction) = InteractionId::from_request_parts(parts, state).await;
+        let Path(client_id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::not_found())?;
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(bearer_token);
+        let app = Arc::<AppState>::from_ref(state);
+        let client = registration_access::authorize(
+            &app.store,
+            &certificate,
+            presented,
+            &client_id,
+            interaction.as_deref(),
+            crate::clock::now(),
+        )
+        .await?;
+        Ok(Self {
+            client,
+            certificate,
+            interaction,
+        })
+    }
+}
+
+impl RegistrationAccess {
+    /// The audit record of an action on this client.
+    fn audit(&self, at: i64) -> AuditRecord {
+        AuditRecord {
+            at,
+            client_id: Some(self.client.client_id.clone()),
+            software_id: Some(self.client.software_id.clone()),
+            org_id: Some(self.client.org_id.clone()),
+            cert_thumbprint: Some(self.certificate.x5t_s256()),
+            interaction_id: self.interaction.0.clone(),
+            ..AuditRecord::default()
+        }
+    }
+}
+
+/// `GET /register/{ClientId}`: the registration, without the secret.
+pub async fn get_client(access: RegistrationAccess) -> Response {
+    let client = access.client;
+    Known::attach(
+        client_json_text(StatusCode::OK, client.metadata),
+        Some(&client.client_id),
+        Some(&client.software_id),
+    )
+}
+
+/// `PUT /register/{ClientId}`: the full pipeline on the new JWS; tokens stay valid.
+pub async fn put_client(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Guarded {
+        guard: access,
+        body,
+    }: Guarded<RegistrationAccess>,
+) -> Result<Response, ApiError> {
+    let bytes = body.read().await.map_err(ApiError::registration_body)?;
+    let input = Input {
+        certificate: &access.certificate,
+        content_type: content_type(&headers),
+        body: &bytes,
+        interaction_id: access.interaction.as_deref(),
+    };
+    let now = crate::clock::now();
+    match state
+        .registrar
+        .update(&state.store, &access.client, &input, now)
+        .await
+    {
+        Ok(body) => {
+            crate::metrics::registration(
+                AuditAction::Update.as_str(),
+                AuditOutcome::Success.as_str(),
+                "",
+            );
+            Ok(Known::attach(
+                client_json(StatusCode::OK, &body),
+                Some(&access.client.client_id),
+                Some(&access.client.software_id),
+            ))
+        }
+        Err(e) => {
+            refusal::record(&state.store, &e, AuditAction::Update, access.audit(now)).await;
+            Err(ApiError::from(&e))
+        }
+    }
+}
+
+/// `DELETE /register/{ClientId}`: the client and every token issued to it, in one transaction.
+pub async fn delete_client(
+    State(state): State<Arc<AppState>>,
+    access: RegistrationAccess,
+) -> Result<Response, ApiError> {
+    let audit = AuditRecord {
+        action: AuditAction::Delete.as_str().into(),
+        outcome: AuditOutcome::Success.as_str().into(),
+        ..access.audit(crate::clock::now())
+    };
+    let client_id = &access.client.client_id;
+    if state
+        .store
+        .delete_client(client_id, &audit)
+        .await
+        .map_err(ApiError::from_store)?
+    {
+        tracing::info!(client_id = %client_id, "client deleted with its tokens");
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::invalid_token("unknown ClientId"))
+    }
+}

@@ -1,0 +1,111 @@
+//! Middleware: the `x-fapi-interaction-id`, one log line and the HTTP metrics per request, and
+//! the request timeout.
+//!
+//! The OBIE read/write specification asks servers to echo the TPP's `x-fapi-interaction-id`
+//! and to generate one (a UUID) when the TPP sent none. The id is put into the request's
+//! extensions before the handlers run ([`InteractionId`](super::extract::InteractionId)), so
+//! that their audit records carry it too.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::INTERACTION_ID;
+use super::error::ApiError;
+use super::extract::InteractionId;
+use super::response::Known;
+use crate::pki::PeerIdentity;
+
+/// The longest interaction id echoed; a longer or unprintable one is replaced.
+const MAX_INTERACTION_ID: usize = 128;
+
+fn acceptable(v: &HeaderValue) -> bool {
+    !v.is_empty()
+        && v.len() <= MAX_INTERACTION_ID
+        && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
+}
+
+/// The interaction id of a request: the TPP's when it is acceptable, else a new UUID.
+fn interaction_id(request: &Request) -> HeaderValue {
+    match request.headers().get(INTERACTION_ID) {
+        Some(v) if acceptable(v) => v.clone(),
+        _ => HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("invalid")),
+    }
+}
+
+/// Sets the interaction id, runs the request, logs one line and counts it. The route is the
+/// matched template (so a client_id in the path never becomes a log field's or a metric
+/// label's value), or `unmatched`.
+pub async fn request_log(mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let interaction = interaction_id(&request);
+    let id = interaction.to_str().unwrap_or_default().to_string();
+    request
+        .extensions_mut()
+        .insert(InteractionId(Some(id.clone())));
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let thumbprint = request
+        .extensions()
+        .get::<PeerIdentity>()
+        .and_then(|i| i.certificate.as_ref())
+        .map(|c| c.x5t_s256());
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(INTERACTION_ID, interaction);
+    let known = response
+        .extensions()
+        .get::<Known>()
+        .cloned()
+        .unwrap_or_default();
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    crate::metrics::request(&route, method.as_str(), status, latency_ms / 1000.0);
+    tracing::info!(
+        target: "dcr_server::request",
+        method = %method,
+        route,
+        status,
+        latency_ms = (latency_ms * 1000.0).round() / 1000.0,
+        cert_thumbprint = thumbprint.as_deref(),
+        client_id = known.client_id.as_deref(),
+        software_id = known.software_id.as_deref(),
+        interaction_id = id,
+        "request"
+    );
+    response
+}
+
+/// No request is held past `limit`, whatever it waits for: it gets a 503.
+pub async fn timeout(limit: Duration, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!("request timed out");
+            ApiError::unavailable().into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interaction_ids_are_checked() {
+        assert!(acceptable(&HeaderValue::from_static(
+            "93bac548-d2de-4546-b106-880a5018460d"
+        )));
+        assert!(!acceptable(&HeaderValue::from_static("")));
+        assert!(!acceptable(&HeaderValue::from_static("a b")));
+        assert!(!acceptable(
+            &HeaderValue::from_str(&"x".repeat(129)).unwrap()
+        ));
+    }
+}

@@ -1,0 +1,71 @@
+//! `POST /open-banking/v3.2/register`: the registration pipeline behind a client certificate.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+
+use super::error::ApiError;
+use super::extract::{ClientCert, Guarded, InteractionId};
+use super::response::{Known, client_json};
+use super::state::AppState;
+use crate::domain::{AuditAction, AuditOutcome};
+use crate::registration::{Input, refusal};
+use crate::store::AuditRecord;
+
+/// The request's `Content-Type`, for the envelope step.
+pub fn content_type(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// `POST /open-banking/v3.2/register`.
+pub async fn post_register(
+    State(state): State<Arc<AppState>>,
+    interaction: InteractionId,
+    headers: HeaderMap,
+    Guarded {
+        guard: ClientCert(certificate),
+        body,
+    }: Guarded<ClientCert>,
+) -> Result<Response, ApiError> {
+    let bytes = body.read().await.map_err(ApiError::registration_body)?;
+    let input = Input {
+        certificate: &certificate,
+        content_type: content_type(&headers),
+        body: &bytes,
+        interaction_id: interaction.as_deref(),
+    };
+    let now = crate::clock::now();
+    match state.registrar.register(&state.store, &input, now).await {
+        Ok(registered) => {
+            crate::metrics::registration(
+                AuditAction::Register.as_str(),
+                AuditOutcome::Success.as_str(),
+                "",
+            );
+            let software_id = registered.body["software_id"].as_str();
+            Ok(Known::attach(
+                client_json(StatusCode::CREATED, &registered.body),
+                Some(&registered.client_id),
+                software_id,
+            ))
+        }
+        Err(e) => {
+            // What they tried: the software and organisation the SSA names, unverified.
+            let (software_id, org_id) = refusal::claimed_identity(&bytes);
+            let audit = AuditRecord {
+                at: now,
+                software_id,
+                org_id,
+                cert_thumbprint: Some(certificate.x5t_s256()),
+                interaction_id: interaction.0,
+                ..AuditRecord::default()
+            };
+            refusal::record(&state.store, &e, AuditAction::Register, audit).await;
+            Err(ApiError::from(&e))
+        }
+    }
+}

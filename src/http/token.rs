@@ -1,0 +1,96 @@
+//! `POST /token`: the client-credentials grant (`oauth::client_credentials`).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+
+use super::error::ApiError;
+use super::extract::{InteractionId, Peer, PendingBody};
+use super::response::{Known, client_json};
+use super::state::AppState;
+use crate::oauth::TokenError;
+use crate::oauth::client_auth::client_secret::parse_basic;
+use crate::oauth::client_credentials::{self, Issued, TokenRequest};
+use crate::oauth::form::Form;
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// `POST /token`.
+pub async fn post_token(
+    State(state): State<Arc<AppState>>,
+    Peer(certificate): Peer,
+    interaction: InteractionId,
+    headers: HeaderMap,
+    body: PendingBody,
+) -> Result<Response, ApiError> {
+    let used_basic = headers.contains_key(header::AUTHORIZATION);
+    match issue(&state, certificate.as_deref(), &interaction, &headers, body).await {
+        Ok(issued) => Ok(Known::attach(
+            client_json(StatusCode::OK, &issued.body),
+            Some(&issued.client_id),
+            Some(&issued.software_id),
+        )),
+        Err(e) => {
+            let reason = match &e {
+                TokenError::InvalidClient(cause) => cause.reason(),
+                _ => "",
+            };
+            crate::metrics::token_refused(e.code(), reason);
+            // The public description is generic for invalid_client; the cause is logged.
+            let detail = match &e {
+                TokenError::InvalidClient(cause) => cause.to_string(),
+                other => other.to_string(),
+            };
+            tracing::info!(error = e.code(), reason = %detail, "token request refused");
+            Err(ApiError::token(&e, used_basic))
+        }
+    }
+}
+
+async fn issue(
+    state: &AppState,
+    certificate: Option<&crate::pki::ClientCertificate>,
+    interaction: &InteractionId,
+    headers: &HeaderMap,
+    body: PendingBody,
+) -> Result<Issued, TokenError> {
+    if !is_form(headers) {
+        return Err(TokenError::InvalidRequest(
+            "Content-Type must be application/x-www-form-urlencoded".into(),
+        ));
+    }
+    let bytes = body.read().await.map_err(|e| match e {
+        super::extract::BodyError::TooLarge(limit) => TokenError::TooLarge(limit),
+        other => TokenError::InvalidRequest(other.to_string()),
+    })?;
+    let form = Form::parse(&bytes)?;
+    let basic = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(v) => Some(parse_basic(v.to_str().unwrap_or_default())?),
+    };
+    let req = TokenRequest {
+        form: &form,
+        basic,
+        certificate,
+        interaction_id: interaction.as_deref(),
+    };
+    client_credentials::issue(
+        &state.store,
+        &state.jwks,
+        &state.tokens,
+        req,
+        crate::clock::now(),
+    )
+    .await
+}

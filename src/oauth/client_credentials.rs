@@ -1,0 +1,291 @@
+//! The client-credentials grant (RFC 6749 §4.4): authenticate the client, check the grant and
+//! the scope, mint a token and store it with its audit record and the assertion's `jti`.
+
+use serde_json::{Value, json};
+
+use super::access_token;
+use super::client_auth::{
+    self, AuthenticationFailure, ClientAuthError, ClientAuthPolicy, Credentials,
+};
+use super::form::{Form, FormError};
+use crate::config::Config;
+use crate::domain::{AuditAction, AuditOutcome, GrantType};
+use crate::jose::JwksCache;
+use crate::pki::ClientCertificate;
+use crate::store::{AuditRecord, Conflict, Store, StoreError};
+use crate::text::printable;
+
+/// An RFC 6749 §5.2 token error. `Display` is the public description.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// Client authentication failed (401 `invalid_client`). One description for every cause;
+    /// the cause is for the log and the metric label.
+    #[error("{}", client_auth::FAILED)]
+    InvalidClient(ClientAuthError),
+    /// A malformed request (400 `invalid_request`).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// A body over `server.max_body_bytes` (413 `invalid_request`).
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(usize),
+    /// Not `client_credentials` (400 `unsupported_grant_type`).
+    #[error("grant_type `{0}` is not supported; use client_credentials")]
+    UnsupportedGrantType(String),
+    /// The client did not register `client_credentials` (400 `unauthorized_client`).
+    #[error("the client did not register the client_credentials grant type")]
+    UnauthorizedClient,
+    /// A scope beyond the registered ones (400 `invalid_scope`).
+    #[error("scope `{0}` is not registered for this client")]
+    InvalidScope(String),
+    /// The database is unavailable (503).
+    #[error("the service is temporarily unavailable; retry shortly")]
+    Unavailable,
+    /// A bug or broken database (500); the detail is logged.
+    #[error("the server could not process the request")]
+    Internal(String),
+}
+
+impl TokenError {
+    /// The RFC 6749 error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidClient(_) => "invalid_client",
+            Self::InvalidRequest(_) | Self::TooLarge(_) => "invalid_request",
+            Self::UnsupportedGrantType(_) => "unsupported_grant_type",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::InvalidScope(_) => "invalid_scope",
+            Self::Unavailable => "temporarily_unavailable",
+            Self::Internal(_) => "server_error",
+        }
+    }
+
+    fn from_store(e: StoreError) -> Self {
+        if e.is_transient() {
+            Self::Unavailable
+        } else {
+            Self::Internal(e.to_string())
+        }
+    }
+}
+
+impl From<AuthenticationFailure> for TokenError {
+    fn from(e: AuthenticationFailure) -> Self {
+        match e {
+            AuthenticationFailure::Client(e) => Self::InvalidClient(e),
+            AuthenticationFailure::InvalidRequest(m) => Self::InvalidRequest(m),
+            AuthenticationFailure::Store(e) => Self::from_store(e),
+            AuthenticationFailure::Internal(m) => Self::Internal(m),
+        }
+    }
+}
+
+impl From<FormError> for TokenError {
+    fn from(e: FormError) -> Self {
+        Self::InvalidRequest(e.to_string())
+    }
+}
+
+/// What the token endpoint needs from the config, computed once.
+#[derive(Debug, Clone)]
+pub struct TokenPolicy {
+    pub client_auth: ClientAuthPolicy,
+    /// `oauth.token.access_token_lifetime`, seconds.
+    pub lifetime: i64,
+}
+
+impl TokenPolicy {
+    pub fn from_config(config: &Config) -> Self {
+        let dcr = &config.open_banking.dcr;
+        Self {
+            client_auth: ClientAuthPolicy {
+                methods: dcr.token_endpoint_auth_methods.clone(),
+                assertion: client_auth::private_key_jwt::AssertionPolicy {
+                    algs: dcr.signing_algorithms.clone(),
+                    clock_skew: dcr.clock_skew as i64,
+                    audiences: vec![
+                        config.token_endpoint(),
+                        config.server.issuer.clone(),
+                        config.issuer_base().to_string(),
+                    ],
+                },
+            },
+            lifetime: config.oauth.token.access_token_lifetime as i64,
+        }
+    }
+}
+
+/// One token request, parsed.
+pub struct TokenRequest<'a> {
+    pub form: &'a Form,
+    /// The decoded `Authorization: Basic` pair, if the request had one.
+    pub basic: Option<(String, String)>,
+    pub certificate: Option<&'a ClientCertificate>,
+    pub interaction_id: Option<&'a str>,
+}
+
+/// A token issued: the response body, and who got it (for the request's log line). No `Debug`:
+/// the body holds the access token.
+pub struct Issued {
+    pub body: Value,
+    pub client_id: String,
+    pub software_id: String,
+}
+
+/// The scope to grant: the registered scopes when none is asked for, else the requested ones
+/// (each once), every one of which must be registered.
+pub fn grant_scope(registered: &str, requested: &str) -> Result<String, TokenError> {
+    let registered: Vec<&str> = registered.split_whitespace().collect();
+    if requested.trim().is_empty() {
+        return Ok(registered.join(" "));
+    }
+    let mut granted: Vec<&str> = Vec::new();
+    for s in requested.split_whitespace() {
+        if !registered.contains(&s) {
+            return Err(TokenError::InvalidScope(printable(s, 60)));
+        }
+        if !granted.contains(&s) {
+            granted.push(s);
+        }
+    }
+    Ok(granted.join(" "))
+}
+
+/// The whole grant: authenticate, check the grant and scope, issue and store a token.
+pub async fn issue<S: Store>(
+    store: &S,
+    jwks: &JwksCache,
+    policy: &TokenPolicy,
+    req: TokenRequest<'_>,
+    now: i64,
+) -> Result<Issued, TokenError> {
+    match req.form.get("grant_type") {
+        Some(g) if g == GrantType::ClientCredentials.as_str() => {}
+        Some(other) => return Err(TokenError::UnsupportedGrantType(printable(other, 60))),
+        None => return Err(TokenError::InvalidRequest("grant_type is required".into())),
+    }
+    let credentials = Credentials::from_request(req.form, req.basic)?;
+    let auth = client_auth::authenticate(
+        store,
+        jwks,
+        &policy.client_auth,
+        credentials,
+        req.certificate,
+        now,
+    )
+    .await?;
+    let client = auth.client;
+    let registered_grants = client_grant_types(&client.metadata)?;
+    if !registered_grants.contains(&GrantType::ClientCredentials) {
+        return Err(TokenError::UnauthorizedClient);
+    }
+    let scope = grant_scope(
+        &client_scope(&client.metadata)?,
+        req.form.get("scope").unwrap_or_default(),
+    )?;
+    let minted = access_token::mint(
+        &client.client_id,
+        scope,
+        req.certificate,
+        now,
+        policy.lifetime,
+    );
+    let audit = AuditRecord {
+        at: now,
+        action: AuditAction::TokenIssue.as_str().into(),
+        outcome: AuditOutcome::Success.as_str().into(),
+        client_id: Some(client.client_id.clone()),
+        software_id: Some(client.software_id.clone()),
+        org_id: Some(client.org_id.clone()),
+        cert_thumbprint: minted.record.cert_thumbprint.clone(),
+        interaction_id: req.interaction_id.map(str::to_string),
+        ..AuditRecord::default()
+    };
+    // The assertion's jti is remembered in the token's transaction: one write, and a
+    // replayed assertion cannot get a token however the two requests interleave.
+    match store
+        .insert_token(&minted.record, auth.jti.as_slice(), &audit)
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::Conflict(Conflict::Jti(_))) => {
+            return Err(TokenError::InvalidClient(ClientAuthError::Replayed));
+        }
+        // Deleted between authentication and now: no token may outlive its client.
+        Err(StoreError::Conflict(Conflict::UnknownClient)) => {
+            return Err(TokenError::InvalidClient(ClientAuthError::UnknownClient));
+        }
+        Err(e) => return Err(TokenError::from_store(e)),
+    }
+    crate::metrics::token_issued(auth.method.as_str());
+    Ok(Issued {
+        body: json!({
+            "access_token": minted.token,
+            "token_type": "Bearer",
+            "expires_in": policy.lifetime,
+            "scope": minted.record.scope,
+        }),
+        client_id: client.client_id,
+        software_id: client.software_id,
+    })
+}
+
+// TEMPORARY until the client row carries grant_types and scope columns.
+fn client_grant_types(metadata: &str) -> Result<Vec<GrantType>, TokenError> {
+    let m: Value = serde_json::from_str(metadata)
+        .map_err(|e| TokenError::Internal(format!("stored metadata: {e}")))?;
+    Ok(m["grant_types"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|g| g.as_str().and_then(|g| g.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+fn client_scope(metadata: &str) -> Result<String, TokenError> {
+    let m: Value = serde_json::from_str(metadata)
+        .map_err(|e| TokenError::Internal(format!("stored metadata: {e}")))?;
+    Ok(m["scope"].as_str().unwrap_or_default().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_are_granted_from_the_registered_ones() {
+        let registered = "openid accounts payments";
+        assert_eq!(grant_scope(registered, "").unwrap(), registered);
+        assert_eq!(grant_scope(registered, "  ").unwrap(), registered);
+        assert_eq!(grant_scope(registered, "payments").unwrap(), "payments");
+        assert_eq!(
+            grant_scope(registered, "accounts accounts openid").unwrap(),
+            "accounts openid"
+        );
+        assert!(matches!(
+            grant_scope(registered, "accounts fundsconfirmations"),
+            Err(TokenError::InvalidScope(s)) if s == "fundsconfirmations"
+        ));
+    }
+
+    #[test]
+    fn every_invalid_client_has_the_same_public_description() {
+        let causes = [
+            ClientAuthError::UnknownClient,
+            ClientAuthError::WrongSecret,
+            ClientAuthError::Disabled,
+            ClientAuthError::Replayed,
+            ClientAuthError::WrongMethod {
+                registered: "private_key_jwt".into(),
+                presented: crate::domain::AuthMethod::TlsClientAuth,
+            },
+        ];
+        for cause in causes {
+            let e = TokenError::InvalidClient(cause.clone());
+            assert_eq!(e.to_string(), client_auth::FAILED, "{cause}");
+            assert_eq!(e.code(), "invalid_client");
+        }
+    }
+}

@@ -7,11 +7,22 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::extract::BodyError;
 use crate::oauth::TokenError;
 use crate::oauth::registration_access::AccessError;
 use crate::registration::RegistrationError;
 use crate::store::StoreError;
+
+/// Why a body could not be had. Each endpoint answers with its own error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BodyError {
+    /// More than the limit (413), refused before anything is parsed.
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(usize),
+    /// The connection failed while the body was read (400).
+    #[error("the request body could not be read")]
+    Unreadable,
+}
 
 /// An error response.
 #[derive(Debug, Clone)]

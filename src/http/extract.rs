@@ -19,7 +19,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 
-use super::error::ApiError;
+use super::error::{ApiError, BodyError};
 use super::state::AppState;
 use crate::pki::{ClientCertificate, PeerIdentity};
 
@@ -105,18 +105,6 @@ impl<S: Send + Sync> FromRequestParts<S> for InteractionId {
             .cloned()
             .unwrap_or_default())
     }
-}
-
-/// Why a body could not be had. Each endpoint answers with its own error code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum BodyError {
-    /// More than the limit (413), refused before anything is parsed.
-    #[error("the request body is larger than {0} bytes")]
-    TooLarge(usize),
-    /// The connection failed while the body was read (400).
-    #[error("the request body could not be read")]
-    Unreadable,
 }
 
 /// The body, not read yet. [`PendingBody::read`] refuses more than `server.max_body_bytes`

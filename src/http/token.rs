@@ -71,7 +71,7 @@ async fn issue(
         ));
     }
     let bytes = body.read().await.map_err(|e| match e {
-        super::extract::BodyError::TooLarge(limit) => TokenError::TooLarge(limit),
+        super::error::BodyError::TooLarge(limit) => TokenError::TooLarge(limit),
         other => TokenError::InvalidRequest(other.to_string()),
     })?;
     let form = Form::parse(&bytes)?;

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
@@ -225,42 +225,12 @@ fn check_config(path: &Path) -> Result<ExitCode> {
             config.sandbox.dir.display()
         );
     } else {
-        check_files(&config)?;
+        // What `serve` and a reload load, checked the same way.
+        crate::material::Material::load(&config)?;
     }
     print!("{}", config.effective_toml());
     eprintln!("config OK: {}", path.display());
     Ok(ExitCode::SUCCESS)
-}
-
-/// Every file the config names exists and parses as what it should be.
-pub fn check_files(config: &Config) -> Result<()> {
-    for (key, file) in config.named_files() {
-        if !file.is_file() {
-            bail!("{key} = {}: no such file", file.display());
-        }
-    }
-    crate::pki::tls::server_config(&config.server.tls)?;
-    for (i, issuer) in config.open_banking.dcr.ssa_issuer.iter().enumerate() {
-        if issuer.jwks_is_url() {
-            continue;
-        }
-        let key = format!("open_banking.dcr.ssa_issuer[{i}].jwks");
-        let text = std::fs::read_to_string(&issuer.jwks)
-            .with_context(|| format!("{key} = {}: cannot read", issuer.jwks))?;
-        let jwks: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("{key} = {}: not JSON", issuer.jwks))?;
-        let keys = jwks["keys"].as_array().filter(|k| !k.is_empty());
-        if keys.is_none() {
-            bail!(
-                "{key} = {}: not a JWKS (no \"keys\" array with a key)",
-                issuer.jwks
-            );
-        }
-    }
-    for (i, file) in config.open_banking.dcr.jwks.extra_ca.iter().enumerate() {
-        crate::pki::tls::load_certificates(&format!("open_banking.dcr.jwks.extra_ca[{i}]"), file)?;
-    }
-    Ok(())
 }
 
 /// The config, if there is a readable one; sandbox commands also work without it.

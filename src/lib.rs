@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod jose;
+pub mod material;
 pub mod metrics;
 pub mod net;
 pub mod oauth;

@@ -15,6 +15,7 @@ use axum::Router;
 
 use crate::config::Config;
 use crate::http::{AppState, SharedState};
+use crate::material::Material;
 use crate::net::Transport;
 use crate::net::listener::{Limits, Listener};
 use reload::Reloader;
@@ -32,13 +33,14 @@ impl Server {
         crate::pki::tls::install_default_provider();
         if config.sandbox_enabled() && !crate::sandbox::exists(&config.sandbox.dir) {
             tracing::info!(dir = %config.sandbox.dir.display(), "creating the sandbox PKI");
-            crate::sandbox::init(&config.sandbox.dir, &config.server.issuer)?;
+            crate::sandbox::init(&config.sandbox.dir, config.server.issuer.as_str())?;
         }
         crate::metrics::install();
-        let transport = Arc::new(ArcSwap::from_pointee(Transport::from_config(&config)?));
+        let material = Material::load(&config)?;
+        let transport = Arc::new(ArcSwap::from_pointee(Transport::new(&config, &material)));
         let store = crate::store::open(&config).await?;
         let config = Arc::new(config);
-        let state = SharedState::new(AppState::new(config.clone(), store.clone())?);
+        let state = SharedState::new(AppState::new(config.clone(), store.clone(), &material));
         let reloader = Reloader::new(state.clone(), transport.clone());
         let server = &config.server;
         let limits = Limits {
@@ -48,7 +50,7 @@ impl Server {
             shutdown_grace: Duration::from_secs(server.shutdown_grace_secs),
         };
         let router = crate::http::router::app(state, extra_routes, limits.request_timeout);
-        let listener = Listener::bind(&server.listen, transport, router, limits)
+        let listener = Listener::bind(server.listen, transport, router, limits)
             .await
             .with_context(|| format!("server.listen = {}: cannot bind", server.listen))?;
         jobs::spawn_purger(store);

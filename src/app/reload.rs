@@ -18,6 +18,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::{Config, ConfigError};
 use crate::http::SharedState;
+use crate::material::{Material, MaterialError};
 use crate::net::Transport;
 use crate::pki::tls::TlsError;
 
@@ -31,10 +32,19 @@ pub enum ReloadError {
     /// A TLS file (certificate, key, `client_ca`, CRL) is missing or does not parse.
     #[error(transparent)]
     Tls(#[from] TlsError),
-    /// Something else the config names (an SSA issuer's JWKS file, `jwks.extra_ca`, the
-    /// sandbox JWKS) could not be loaded.
-    #[error("{0:#}")]
-    Material(anyhow::Error),
+    /// Something else the config names (an SSA issuer's JWKS file, the sandbox JWKS) could
+    /// not be loaded.
+    #[error(transparent)]
+    Material(MaterialError),
+}
+
+impl From<MaterialError> for ReloadError {
+    fn from(e: MaterialError) -> Self {
+        match e {
+            MaterialError::Tls(e) => Self::Tls(e),
+            other => Self::Material(other),
+        }
+    }
 }
 
 /// Declares the keys that a reload does not apply, once: the list and the function that keeps
@@ -110,10 +120,9 @@ impl Reloader {
         let _serial = self.serial.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.state.current();
         let restart_needed = keep_restart_only(&current.config, &mut config);
-        let transport = Transport::from_config(&config)?;
-        let state = current
-            .reloaded(Arc::new(config))
-            .map_err(ReloadError::Material)?;
+        let material = Material::load(&config)?;
+        let transport = Transport::new(&config, &material);
+        let state = current.reloaded(Arc::new(config), &material);
         self.state.replace(state);
         self.transport.store(Arc::new(transport));
         Ok(Reloaded { restart_needed })
@@ -196,10 +205,10 @@ mod tests {
     fn restart_only_keys_keep_their_running_values() {
         let running = config();
         let mut new = config();
-        new.server.listen = "127.0.0.1:9443".into();
+        new.server.listen = "127.0.0.1:9443".parse().unwrap();
         new.server.max_connections = 7;
         new.server.max_body_bytes = 4096;
-        new.database.url = "sqlite://b.db".into();
+        new.database.url = "sqlite://b.db".parse().unwrap();
         new.oauth.token.access_token_lifetime = 60;
         let changed = keep_restart_only(&running, &mut new);
         assert_eq!(

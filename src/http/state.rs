@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use axum::body::Bytes;
 use axum::extract::FromRef;
 
 use crate::config::Config;
 use crate::jose::JwksCache;
+use crate::material::{Material, SandboxJwks};
 use crate::oauth::TokenPolicy;
 use crate::registration::{Policy, Registrar};
 use crate::store::Database;
@@ -27,68 +27,48 @@ pub struct AppState {
     pub sandbox_jwks: Option<SandboxJwks>,
 }
 
-/// The sandbox's JWKS documents, served as they are.
-#[derive(Clone)]
-pub struct SandboxJwks {
-    pub tpp: Bytes,
-    pub directory: Bytes,
-}
-
 impl AppState {
-    /// Builds the state. Work that is the same for every request (the discovery document, the
-    /// sandbox JWKS) is done here once.
-    pub fn new(config: Arc<Config>, store: Database) -> Result<Self> {
-        Self::build(config, store, None)
+    /// Builds the state from the config and what it names (loaded by [`Material::load`]).
+    /// Work that is the same for every request (the discovery document) is done here once.
+    pub fn new(config: Arc<Config>, store: Database, material: &Material) -> Self {
+        Self::build(config, store, material, None)
     }
 
-    /// The state for a re-read config: the same database, and the SSA issuers' JWKS files
-    /// read again. The JWKS cache keeps what it fetched unless `[open_banking.dcr.jwks]`
-    /// changed (its hosts, CAs or limits may have been tightened).
-    pub fn reloaded(&self, config: Arc<Config>) -> Result<Self> {
-        Self::build(config, self.store.clone(), Some(self))
+    /// The state for a re-read config: the same database. The JWKS cache keeps what it
+    /// fetched unless `[open_banking.dcr.jwks]` changed (its hosts, CAs or limits may have been
+    /// tightened).
+    pub fn reloaded(&self, config: Arc<Config>, material: &Material) -> Self {
+        Self::build(config, self.store.clone(), material, Some(self))
     }
 
-    fn build(config: Arc<Config>, store: Database, previous: Option<&AppState>) -> Result<Self> {
-        let discovery = Bytes::from(serde_json::to_vec(&crate::oauth::discovery::document(
-            &config,
-        ))?);
-        let sandbox_jwks = if config.sandbox_enabled() {
-            let dir = &config.sandbox.dir;
-            let read = |name: &str| -> Result<Bytes> {
-                let path = dir.join(name);
-                Ok(Bytes::from(std::fs::read(&path).with_context(|| {
-                    format!("sandbox: reading {}", path.display())
-                })?))
-            };
-            Some(SandboxJwks {
-                tpp: read("tpp/signing.jwks")?,
-                directory: read("directory.jwks")?,
-            })
-        } else {
-            None
-        };
+    fn build(
+        config: Arc<Config>,
+        store: Database,
+        material: &Material,
+        previous: Option<&AppState>,
+    ) -> Self {
+        let discovery = Bytes::from(crate::oauth::discovery::document(&config).to_string());
         let jwks_config = &config.open_banking.dcr.jwks;
-        let http = crate::pki::outbound::http_client(jwks_config)?;
-        let mut jwks = JwksCache::new(http.clone(), jwks_config);
+        let mut jwks = JwksCache::new(material.http.clone(), jwks_config);
         if let Some(previous) = previous
             && previous.config.open_banking.dcr.jwks == *jwks_config
         {
             jwks = jwks.with_entries_of(&previous.jwks);
         }
         let jwks = Arc::new(jwks);
-        Ok(Self {
+        Self {
             registrar: Registrar {
-                policy: Policy::from_config(&config)?,
+                policy: Policy::from_config(&config, &material.issuer_keys),
                 jwks: jwks.clone(),
-                http,
+                http: material.http.clone(),
             },
             tokens: TokenPolicy::from_config(&config),
             jwks,
             config,
             store,
             discovery,
-            sandbox_jwks,
-        })
+            sandbox_jwks: material.sandbox_jwks.clone(),
+        }
     }
 }
 

@@ -60,32 +60,21 @@ pub enum Source {
 }
 
 impl ForwardedCertificates {
-    /// The mode of `server`, or `None` when it is off. The config was checked at load.
-    /// `verifier` is the handshake's (`server.tls.client_ca` and the CRLs).
+    /// The mode of `server`, or `None` when it is off. `verifier` is the handshake's
+    /// (`server.tls.client_ca` and the CRLs).
     pub fn from_config(
         server: &ServerConfig,
         verifier: Arc<dyn ClientCertVerifier>,
-    ) -> Result<Option<Arc<Self>>, crate::pki::tls::TlsError> {
+    ) -> Option<Arc<Self>> {
         let cfg = &server.forwarded_certificate;
-        if !cfg.enable {
-            return Ok(None);
-        }
-        let header = HeaderName::from_bytes(cfg.header.as_bytes()).map_err(|_| {
-            crate::pki::tls::TlsError::Config {
-                key: "server.forwarded_certificate.header".into(),
-                message: "not a header name".into(),
-            }
-        })?;
-        Ok(Some(Arc::new(Self {
-            header,
-            format: cfg.format,
-            proxies: cfg
-                .trusted_proxies
-                .iter()
-                .filter_map(|p| p.parse().ok())
-                .collect(),
-            verifier,
-        })))
+        cfg.enable.then(|| {
+            Arc::new(Self {
+                header: cfg.header.0.clone(),
+                format: cfg.format,
+                proxies: cfg.trusted_proxies.clone(),
+                verifier,
+            })
+        })
     }
 
     /// Takes the header out of `headers` and says where the request's identity comes from.

@@ -37,7 +37,7 @@ pub struct Listener {
 
 impl Listener {
     pub async fn bind(
-        addr: &str,
+        addr: SocketAddr,
         transport: Arc<ArcSwap<Transport>>,
         router: Router,
         limits: Limits,

@@ -11,7 +11,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::forwarded::ForwardedCertificates;
 use crate::config::Config;
-use crate::pki::tls::TlsError;
+use crate::material::Material;
 
 pub struct Transport {
     /// Bumped by every reload: a connection whose generation is older re-checks its
@@ -27,19 +27,16 @@ pub struct Transport {
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 impl Transport {
-    /// Loads every TLS file of the config.
-    pub fn from_config(config: &Config) -> Result<Self, TlsError> {
-        let tls = &config.server.tls;
-        let verifier = crate::pki::tls::client_verifier(tls)?;
-        let server_config = crate::pki::tls::server_config_with(tls, verifier.clone())?;
-        let forwarded = ForwardedCertificates::from_config(&config.server, verifier.clone())?;
-        Ok(Self {
+    /// The transport of `config`, with its loaded TLS material.
+    pub fn new(config: &Config, material: &Material) -> Self {
+        let verifier = material.verifier.clone();
+        Self {
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
-            acceptor: TlsAcceptor::from(server_config),
+            acceptor: TlsAcceptor::from(material.server_tls.clone()),
+            forwarded: ForwardedCertificates::from_config(&config.server, verifier.clone()),
             verifier,
-            forwarded,
-            handshake_timeout: Duration::from_millis(tls.handshake_timeout_ms),
-        })
+            handshake_timeout: Duration::from_millis(config.server.tls.handshake_timeout_ms),
+        }
     }
 
     /// Whether a chain accepted under an earlier generation is still trusted now.

@@ -105,7 +105,7 @@ impl TokenPolicy {
                     clock_skew: dcr.clock_skew as i64,
                     audiences: vec![
                         config.token_endpoint(),
-                        config.server.issuer.clone(),
+                        config.server.issuer.to_string(),
                         config.issuer_base().to_string(),
                     ],
                 },

@@ -1,19 +1,8 @@
 //! The registration rules as configured, computed once at start-up.
 
-use std::sync::Arc;
-
 use crate::config::Config;
 use crate::domain::{AuthMethod, SigningAlg};
-use crate::jose::KeySet;
-
-/// Where an SSA issuer's keys come from.
-#[derive(Debug, Clone)]
-pub enum IssuerKeys {
-    /// Loaded from a file at start-up.
-    Static(Arc<KeySet>),
-    /// Fetched (and cached) from an https URL.
-    Url(String),
-}
+pub use crate::material::IssuerKeys;
 
 #[derive(Debug, Clone)]
 pub struct SsaIssuerPolicy {
@@ -38,42 +27,21 @@ pub struct Policy {
     pub hostname_validation: bool,
 }
 
-/// A JWKS file named by the config could not be used.
-#[derive(Debug, thiserror::Error)]
-#[error("{key} = {path}: {message}")]
-pub struct PolicyError {
-    pub key: String,
-    pub path: String,
-    pub message: String,
-}
-
 impl Policy {
-    pub fn from_config(config: &Config) -> Result<Self, PolicyError> {
+    /// The rules of `config`, with the issuers' keys as loaded (one per
+    /// `[[open_banking.dcr.ssa_issuer]]`, in order).
+    pub fn from_config(config: &Config, issuer_keys: &[IssuerKeys]) -> Self {
         let dcr = &config.open_banking.dcr;
-        let mut issuers = Vec::new();
-        for (i, issuer) in dcr.ssa_issuer.iter().enumerate() {
-            let keys = if issuer.jwks_is_url() {
-                IssuerKeys::Url(issuer.jwks.clone())
-            } else {
-                let err = |message: String| PolicyError {
-                    key: format!("open_banking.dcr.ssa_issuer[{i}].jwks"),
-                    path: issuer.jwks.clone(),
-                    message,
-                };
-                let bytes =
-                    std::fs::read(&issuer.jwks).map_err(|e| err(format!("cannot read: {e}")))?;
-                let set = KeySet::parse(&bytes).map_err(|e| err(format!("not a JWKS: {e}")))?;
-                if set.keys.is_empty() {
-                    return Err(err("holds no usable signature key".into()));
-                }
-                IssuerKeys::Static(Arc::new(set))
-            };
-            issuers.push(SsaIssuerPolicy {
+        let issuers = dcr
+            .ssa_issuer
+            .iter()
+            .zip(issuer_keys)
+            .map(|(issuer, keys)| SsaIssuerPolicy {
                 name: issuer.name.clone(),
-                keys,
-            });
-        }
-        Ok(Self {
+                keys: keys.clone(),
+            })
+            .collect();
+        Self {
             signing_algorithms: dcr.signing_algorithms.clone(),
             auth_methods: dcr.token_endpoint_auth_methods.clone(),
             audience: dcr.audience.clone(),
@@ -86,6 +54,6 @@ impl Policy {
             one_client_per_software: dcr.software_id_as_application_name.enable,
             uri_validation: dcr.uri_validation.enable,
             hostname_validation: dcr.hostname_validation.enable,
-        })
+        }
     }
 }

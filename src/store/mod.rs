@@ -243,8 +243,8 @@ impl Database {
     /// with their directory on first use.
     pub async fn connect(config: &DatabaseConfig) -> StoreResult<Self> {
         let acquire = Duration::from_millis(config.acquire_timeout_ms);
-        if config.url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(&config.url)
+        if config.url.is_sqlite() {
+            let options = SqliteConnectOptions::from_str(config.url.expose())
                 .map_err(|e| StoreError::Other(format!("database.url: {e}")))?;
             let file = options.get_filename().to_path_buf();
             if file.as_os_str().is_empty() || file.to_string_lossy().contains(":memory:") {
@@ -291,7 +291,7 @@ impl Database {
                 Some(direct),
             )))
         } else {
-            let options = PgConnectOptions::from_str(&config.url)
+            let options = PgConnectOptions::from_str(config.url.expose())
                 .map_err(|e| StoreError::Other(format!("database.url: {e}")))?;
             Self::connect_postgres(options, config.max_connections, acquire).await
         }
@@ -346,7 +346,7 @@ pub async fn open(config: &crate::config::Config) -> anyhow::Result<Database> {
     let store = Database::connect(&config.database).await.with_context(|| {
         format!(
             "database.url = {}: cannot connect",
-            crate::config::mask_password(&config.database.url)
+            config.database.url.masked()
         )
     })?;
     store.migrate().await.context("applying migrations")?;

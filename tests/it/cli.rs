@@ -15,6 +15,7 @@ pub fn cases() -> Vec<Case> {
     vec![
         case!(bad_config_is_refused_naming_the_key, SQLITE),
         case!(check_config_validates_named_files, SQLITE),
+        case!(check_config_refuses_what_serve_refuses, SQLITE),
         case!(migrations_applied_twice_are_a_no_op, BOTH),
         case!(contract_only_config_starts_and_stops_on_sigterm, BOTH),
         case!(sandbox_commands_sign_verifiable_jwts, SQLITE),
@@ -106,6 +107,104 @@ async fn check_config_validates_named_files(backend: Backend) -> Result<()> {
         !ok && stderr.contains("server.tls.client_ca[0]"),
         "{stderr}"
     );
+    Ok(())
+}
+
+/// Runs `serve` until it exits by itself (a refused config) or `limit` passes (it started:
+/// then it is killed, and `None` says so).
+fn serve_exit(path: &str, cwd: &std::path::Path, limit: Duration) -> Result<Option<String>> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dcr-server"))
+        .args(["--config", path, "serve"])
+        .current_dir(cwd)
+        .env_remove("DCR_DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            ensure!(!status.success(), "serve exited 0");
+            let mut stderr = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                std::io::Read::read_to_string(&mut e, &mut stderr)?;
+            }
+            return Ok(Some(stderr));
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill()?;
+            child.wait()?;
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `check-config` loads what `serve` loads, the same way: every file that makes `serve`
+/// refuse to start makes `check-config` fail too, naming the same key. (It used to accept an
+/// SSA issuer JWKS whose only key was an encryption key, which `serve` then refused.)
+async fn check_config_refuses_what_serve_refuses(backend: Backend) -> Result<()> {
+    let env = TestEnv::new(backend).await?;
+    let cwd = env.dir.path();
+    let sandbox = env.sandbox_dir.display().to_string();
+    let write = |name: &str, text: &str| -> Result<String> {
+        let file = env.dir.path().join(name);
+        std::fs::write(&file, text)?;
+        Ok(file.display().to_string())
+    };
+    let directory: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        env.sandbox_dir.join("directory.jwks"),
+    )?)?;
+    let mut enc_only = directory.clone();
+    for key in enc_only["keys"].as_array_mut().context("keys")? {
+        key["use"] = serde_json::json!("enc");
+    }
+    let enc_only = write("enc-only.jwks", &enc_only.to_string())?;
+    let no_keys = write("no-keys.jwks", r#"{"keys": []}"#)?;
+    let not_json = write("not-json.jwks", "keys")?;
+    let bad_crl = write(
+        "bad.crl",
+        "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n",
+    )?;
+    let base = env.config_toml("");
+    let directory_jwks = format!("{sandbox}/directory.jwks");
+    let cases = [
+        (
+            base.replace(&directory_jwks, &enc_only),
+            "open_banking.dcr.ssa_issuer[0].jwks",
+        ),
+        (
+            base.replace(&directory_jwks, &no_keys),
+            "open_banking.dcr.ssa_issuer[0].jwks",
+        ),
+        (
+            base.replace(&directory_jwks, &not_json),
+            "open_banking.dcr.ssa_issuer[0].jwks",
+        ),
+        (
+            base.replace(
+                &format!("{sandbox}/server.key"),
+                &format!("{sandbox}/tpp/transport.key"),
+            ),
+            "server.tls.private_key",
+        ),
+        (
+            base.replace(
+                "[server.tls]\n",
+                &format!("[server.tls]\ncrl = [\"{bad_crl}\"]\n"),
+            ),
+            "server.tls.crl[0]",
+        ),
+    ];
+    for (text, key) in cases {
+        ensure!(text != base, "{key}: the case did not change the config");
+        let path = env.write_config(&text)?;
+        let path = path.to_string_lossy().to_string();
+        let (ok, _, stderr) = run_binary(&["--config", &path, "check-config"], cwd)?;
+        ensure!(!ok && stderr.contains(key), "check-config, {key}: {stderr}");
+        let served = serve_exit(&path, cwd, Duration::from_secs(20))?
+            .with_context(|| format!("serve started with a broken {key}"))?;
+        ensure!(served.contains(key), "serve, {key}: {served}");
+    }
     Ok(())
 }
 

@@ -271,7 +271,8 @@ async fn ready_answers_503_without_database(backend: Backend) -> Result<()> {
     let env = TestEnv::new(backend).await?;
     let config = std::sync::Arc::new(env.config("")?);
     let store = env.db.connect().await?;
-    let state = dcr_server::http::AppState::new(config, store.clone())?;
+    let material = dcr_server::material::Material::load(&config)?;
+    let state = dcr_server::http::AppState::new(config, store.clone(), &material);
     let app =
         dcr_server::http::router::routes().with_state(dcr_server::http::SharedState::new(state));
     store.close().await;
@@ -494,9 +495,9 @@ fn forwarding(
     let mut config = env.config("")?;
     config.server.forwarded_certificate = dcr_server::config::ForwardedCertificateConfig {
         enable: true,
-        header: header.into(),
+        header: header.parse().map_err(anyhow::Error::msg)?,
         format,
-        trusted_proxies: vec![proxy.into()],
+        trusted_proxies: vec![proxy.parse()?],
     };
     Ok(config)
 }

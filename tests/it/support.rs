@@ -104,7 +104,7 @@ impl TestDb {
 
     pub async fn connect(&self) -> Result<Database> {
         let db = Database::connect(&dcr_server::config::DatabaseConfig {
-            url: self.url.clone(),
+            url: self.url.parse().map_err(anyhow::Error::msg)?,
             max_connections: 10,
             acquire_timeout_ms: 5000,
             sqlite_busy_timeout_ms: 5000,

@@ -1,0 +1,153 @@
+//! `[server]`: the listener, TLS, limits and forwarded client certificates.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::Checker;
+use super::types::{HeaderName, HttpsUrl};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ServerConfig {
+    /// `address:port` to listen on.
+    #[serde(deserialize_with = "socket_addr")]
+    pub listen: SocketAddr,
+    /// Public base URL; discovery `issuer`, and `{issuer}/token` is the token endpoint.
+    pub issuer: HttpsUrl,
+    pub tls: TlsConfig,
+    /// Seconds that open requests get to finish after SIGTERM/SIGINT.
+    #[serde(default = "defaults::shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
+    /// Request bodies larger than this are refused with 413 before they are parsed.
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Largest request head (request line and headers); larger ones are refused.
+    #[serde(default = "defaults::max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// A request that has not been answered after this many milliseconds gets a 503; a
+    /// request head that has not arrived by then closes the connection (slowloris).
+    #[serde(default = "defaults::request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Open connections at most; further connections wait in the listen backlog.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
+    /// TLS terminated at a load balancer that forwards the client certificate in a header.
+    #[serde(default)]
+    pub forwarded_certificate: ForwardedCertificateConfig,
+}
+
+fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+    text.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`{}` is not an address:port such as 127.0.0.1:8243",
+            crate::text::printable(&text, 60)
+        ))
+    })
+}
+
+/// `[server.forwarded_certificate]`: off unless enabled, and then only for listed proxies.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ForwardedCertificateConfig {
+    #[serde(default)]
+    pub enable: bool,
+    /// The header that carries the certificate.
+    #[serde(default = "defaults::forwarded_header")]
+    pub header: HeaderName,
+    /// `pem`: a URL-encoded (or plain) PEM certificate, as WSO2's `x-wso2-mutual-auth-cert` and
+    /// nginx's `$ssl_client_escaped_cert`; `xfcc`: Envoy's `x-forwarded-client-cert`.
+    #[serde(default)]
+    pub format: ForwardedFormat,
+    /// IP addresses of the proxies whose header is believed. From any other peer the header is
+    /// removed and ignored.
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+impl Default for ForwardedCertificateConfig {
+    fn default() -> Self {
+        Self {
+            enable: false,
+            header: defaults::forwarded_header(),
+            format: ForwardedFormat::default(),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardedFormat {
+    #[default]
+    Pem,
+    Xfcc,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct TlsConfig {
+    pub certificate: PathBuf,
+    pub private_key: PathBuf,
+    pub client_ca: Vec<PathBuf>,
+    #[serde(default)]
+    pub crl: Vec<PathBuf>,
+    /// A TLS handshake that has not finished after this many milliseconds is dropped.
+    #[serde(default = "defaults::handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
+}
+
+impl ServerConfig {
+    /// The rules one field's type cannot hold.
+    pub(super) fn check(&self, c: &Checker<'_>) -> Result<(), super::ConfigError> {
+        if self.tls.client_ca.is_empty() {
+            return Err(c.bad(
+                "server.tls.client_ca",
+                "at least one trust anchor is needed for TPP transport certificates",
+            ));
+        }
+        c.at_least("server.max_body_bytes", self.max_body_bytes, 1024)?;
+        c.at_least("server.max_header_bytes", self.max_header_bytes, 8192)?;
+        c.at_least("server.max_connections", self.max_connections, 1)?;
+        c.at_least(
+            "server.request_timeout_ms",
+            self.request_timeout_ms as usize,
+            100,
+        )?;
+        let fwd = &self.forwarded_certificate;
+        if fwd.enable && fwd.trusted_proxies.is_empty() {
+            return Err(c.bad(
+                "server.forwarded_certificate.trusted_proxies",
+                "list the load balancers' addresses: the header is believed from them only",
+            ));
+        }
+        Ok(())
+    }
+}
+
+mod defaults {
+    use super::HeaderName;
+
+    pub fn forwarded_header() -> HeaderName {
+        HeaderName(axum::http::HeaderName::from_static(
+            "x-wso2-mutual-auth-cert",
+        ))
+    }
+    pub fn shutdown_grace_secs() -> u64 {
+        10
+    }
+    pub fn handshake_timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn max_body_bytes() -> usize {
+        64 * 1024
+    }
+    pub fn max_header_bytes() -> usize {
+        16 * 1024
+    }
+    pub fn request_timeout_ms() -> u64 {
+        15_000
+    }
+    pub fn max_connections() -> usize {
+        4096
+    }
+}

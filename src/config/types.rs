@@ -1,0 +1,240 @@
+//! Value types for config fields: each is checked when the file is parsed, so that the rest
+//! of the server takes a checked value and never parses it again.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Implements serde for a type through its `FromStr` and `Display`.
+macro_rules! serde_as_string {
+    ($t:ty) => {
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+    };
+}
+
+/// An absolute `https://` URL with a host and no whitespace or control characters, kept as
+/// written (a trailing slash stays, so that the issuer compares as configured).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpsUrl(String);
+
+impl HttpsUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for HttpsUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let ok = s.starts_with("https://")
+            && !s.chars().any(|c| c.is_control() || c.is_whitespace())
+            && url::Url::parse(s).is_ok_and(|p| p.host_str().is_some());
+        if ok {
+            Ok(Self(s.to_string()))
+        } else {
+            Err("must be an https:// URL".into())
+        }
+    }
+}
+
+impl fmt::Display for HttpsUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+serde_as_string!(HttpsUrl);
+
+/// `database.url`: SQLite (`sqlite:`) or PostgreSQL (`postgres://`, `postgresql://`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL as written, password included: for connecting only, never for a message.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.0.starts_with("sqlite:")
+    }
+
+    /// The URL with any password replaced by `***`, for messages and `config show`.
+    pub fn masked(&self) -> String {
+        mask_password(&self.0)
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.starts_with("sqlite:")
+            || s.starts_with("postgres://")
+            || s.starts_with("postgresql://")
+        {
+            Ok(Self(s.to_string()))
+        } else {
+            Err("must start with sqlite:, postgres:// or postgresql://".into())
+        }
+    }
+}
+
+/// Shown masked: a `Debug` of the config never prints a password.
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({:?})", self.masked())
+    }
+}
+
+impl<'de> Deserialize<'de> for DatabaseUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serialised as written: `config show` masks it itself.
+impl Serialize for DatabaseUrl {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn mask_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            if parsed.set_password(Some("***")).is_ok() {
+                parsed.to_string()
+            } else {
+                url.to_string()
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Where an SSA issuer's JWKS comes from: a file, or an https URL (never plain http).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    File(PathBuf),
+    Url(HttpsUrl),
+}
+
+impl FromStr for JwksSource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.starts_with("http://") {
+            Err("a JWKS URL must use https".into())
+        } else if s.starts_with("https://") {
+            s.parse().map(Self::Url)
+        } else if s.trim().is_empty() {
+            Err("must name a file or an https URL".into())
+        } else {
+            Ok(Self::File(PathBuf::from(s)))
+        }
+    }
+}
+
+impl fmt::Display for JwksSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File(p) => write!(f, "{}", p.display()),
+            Self::Url(u) => f.write_str(u.as_str()),
+        }
+    }
+}
+
+serde_as_string!(JwksSource);
+
+/// An HTTP header name, lower-cased as HTTP/2 sends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderName(pub axum::http::HeaderName);
+
+impl FromStr for HeaderName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        axum::http::HeaderName::from_bytes(s.as_bytes())
+            .map(Self)
+            .map_err(|_| format!("`{}` is not a header name", crate::text::printable(s, 60)))
+    }
+}
+
+impl fmt::Display for HeaderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+serde_as_string!(HeaderName);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_urls() {
+        assert!("https://bank.example.com".parse::<HttpsUrl>().is_ok());
+        assert_eq!(
+            "https://bank.example.com/"
+                .parse::<HttpsUrl>()
+                .unwrap()
+                .as_str(),
+            "https://bank.example.com/"
+        );
+        for bad in [
+            "http://x",
+            "https://",
+            "https://a b",
+            "https://x/\n",
+            "ftp://x",
+        ] {
+            assert!(bad.parse::<HttpsUrl>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn jwks_sources() {
+        assert_eq!(
+            "certs/d.jwks".parse::<JwksSource>(),
+            Ok(JwksSource::File("certs/d.jwks".into()))
+        );
+        assert!(matches!(
+            "https://keys.example.com/jwks".parse::<JwksSource>(),
+            Ok(JwksSource::Url(_))
+        ));
+        assert!(
+            "http://keys.example.com/jwks"
+                .parse::<JwksSource>()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn masks_database_password() {
+        assert_eq!(
+            mask_password("postgres://u:pw@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(
+            mask_password("sqlite://data/dcr.db"),
+            "sqlite://data/dcr.db"
+        );
+        let url: DatabaseUrl = "postgres://u:pw@h/db".parse().unwrap();
+        assert!(!format!("{url:?}").contains("pw"));
+        assert!("mysql://x".parse::<DatabaseUrl>().is_err());
+    }
+}

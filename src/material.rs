@@ -1,0 +1,137 @@
+//! Everything the config names, loaded and checked once: the TLS certificate, key, `client_ca`
+//! and CRLs, the SSA issuers' JWKS files, `jwks.extra_ca` (in the outbound https client) and
+//! the sandbox JWKS.
+//!
+//! `serve`, a SIGHUP reload and `check-config` all call [`Material::load`], so the three
+//! refuse exactly the same files; `check-config` drops the result. Loading opens no database
+//! connection and fetches nothing over the network.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use rustls::server::danger::ClientCertVerifier;
+
+use crate::config::{Config, JwksSource};
+use crate::jose::KeySet;
+use crate::pki::tls::TlsError;
+
+/// A file the config names that cannot be used. `Display` names the key and the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MaterialError {
+    /// A TLS file (certificate, key, `client_ca`, CRL, `jwks.extra_ca`).
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// Any other file: an SSA issuer's JWKS, the sandbox JWKS.
+    #[error("{key} = {}: {message}", path.display())]
+    File {
+        key: String,
+        path: PathBuf,
+        message: String,
+    },
+}
+
+/// Where an SSA issuer's keys come from, ready to use.
+#[derive(Debug, Clone)]
+pub enum IssuerKeys {
+    /// Read from a file at load.
+    Static(Arc<KeySet>),
+    /// Fetched (and cached) from an https URL.
+    Url(String),
+}
+
+/// The sandbox's JWKS documents, served as they are.
+#[derive(Debug, Clone)]
+pub struct SandboxJwks {
+    pub tpp: Bytes,
+    pub directory: Bytes,
+}
+
+/// The loaded material.
+pub struct Material {
+    /// `client_ca` and the CRLs: the handshake's verifier, shared with forwarded certificates
+    /// and the re-check of open connections after a reload.
+    pub verifier: Arc<dyn ClientCertVerifier>,
+    /// The rustls server configuration (certificate, key, the verifier).
+    pub server_tls: Arc<rustls::ServerConfig>,
+    /// One per `[[open_banking.dcr.ssa_issuer]]`, in order.
+    pub issuer_keys: Vec<IssuerKeys>,
+    /// The https client for JWKS and URI checks: system roots plus `jwks.extra_ca`.
+    pub http: reqwest::Client,
+    /// When the sandbox is in use.
+    pub sandbox_jwks: Option<SandboxJwks>,
+}
+
+impl Material {
+    pub fn load(config: &Config) -> Result<Self, MaterialError> {
+        for (key, path) in config.named_files() {
+            if !path.is_file() {
+                return Err(MaterialError::File {
+                    key,
+                    path,
+                    message: "no such file".into(),
+                });
+            }
+        }
+        let tls = &config.server.tls;
+        let verifier = crate::pki::tls::client_verifier(tls)?;
+        let server_tls = crate::pki::tls::server_config_with(tls, verifier.clone())?;
+        let issuer_keys = config
+            .open_banking
+            .dcr
+            .ssa_issuer
+            .iter()
+            .enumerate()
+            .map(|(i, issuer)| match &issuer.jwks {
+                JwksSource::Url(url) => Ok(IssuerKeys::Url(url.to_string())),
+                JwksSource::File(path) => {
+                    load_key_set(&format!("open_banking.dcr.ssa_issuer[{i}].jwks"), path)
+                        .map(|set| IssuerKeys::Static(Arc::new(set)))
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        let http = crate::pki::outbound::http_client(&config.open_banking.dcr.jwks)?;
+        let sandbox_jwks = if config.sandbox_enabled() {
+            let dir = &config.sandbox.dir;
+            Some(SandboxJwks {
+                tpp: read("sandbox.dir", &dir.join("tpp/signing.jwks"))?,
+                directory: read("sandbox.dir", &dir.join("directory.jwks"))?,
+            })
+        } else {
+            None
+        };
+        Ok(Self {
+            verifier,
+            server_tls,
+            issuer_keys,
+            http,
+            sandbox_jwks,
+        })
+    }
+}
+
+fn read(key: &str, path: &std::path::Path) -> Result<Bytes, MaterialError> {
+    std::fs::read(path)
+        .map(Bytes::from)
+        .map_err(|e| MaterialError::File {
+            key: key.to_string(),
+            path: path.to_path_buf(),
+            message: format!("cannot read: {e}"),
+        })
+}
+
+/// A JWKS file with at least one usable signature key (the same rule as a fetched JWKS).
+fn load_key_set(key: &str, path: &std::path::Path) -> Result<KeySet, MaterialError> {
+    let err = |message: String| MaterialError::File {
+        key: key.to_string(),
+        path: path.to_path_buf(),
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    let set = KeySet::parse(&bytes).map_err(|e| err(format!("not a JWKS: {e}")))?;
+    if set.keys.is_empty() {
+        return Err(err("holds no usable signature key".into()));
+    }
+    Ok(set)
+}

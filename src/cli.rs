@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
+use crate::domain::{AuditAction, AuditOutcome};
 use crate::sandbox::{RequestOptions, Sandbox};
 use crate::store::{AuditRecord, Store};
 
@@ -316,10 +317,10 @@ fn sandbox(config_path: &Path, cmd: SandboxCommand) -> Result<ExitCode> {
 async fn clients(config_path: &Path, cmd: ClientsCommand) -> Result<ExitCode> {
     let config = Config::load(config_path)?;
     let store = crate::store::open(&config).await?;
-    let operator = |action: &str, client_id: &str| AuditRecord {
+    let operator = |action: AuditAction, client_id: &str| AuditRecord {
         at: crate::clock::now(),
-        action: action.into(),
-        outcome: "success".into(),
+        action: action.as_str().into(),
+        outcome: AuditOutcome::Success.as_str().into(),
         client_id: Some(client_id.to_string()),
         detail: Some(r#"{"by":"operator cli"}"#.into()),
         ..AuditRecord::default()
@@ -393,19 +394,23 @@ async fn clients(config_path: &Path, cmd: ClientsCommand) -> Result<ExitCode> {
         },
         ClientsCommand::Delete { client_id, json } => {
             let ok = store
-                .delete_client(&client_id, &operator("client.delete", &client_id))
+                .delete_client(&client_id, &operator(AuditAction::Delete, &client_id))
                 .await?;
             Ok(done(json, &client_id, ok, "deleted"))
         }
         ClientsCommand::Disable { client_id, json } => {
             let ok = store
-                .set_client_enabled(&client_id, false, &operator("client.disable", &client_id))
+                .set_client_enabled(
+                    &client_id,
+                    false,
+                    &operator(AuditAction::Disable, &client_id),
+                )
                 .await?;
             Ok(done(json, &client_id, ok, "disabled"))
         }
         ClientsCommand::Enable { client_id, json } => {
             let ok = store
-                .set_client_enabled(&client_id, true, &operator("client.enable", &client_id))
+                .set_client_enabled(&client_id, true, &operator(AuditAction::Enable, &client_id))
                 .await?;
             Ok(done(json, &client_id, ok, "enabled"))
         }

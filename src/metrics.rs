@@ -144,9 +144,10 @@ pub fn handshake(outcome: &'static str) {
 }
 
 /// One config reload. A failed one changed nothing.
-pub fn reload(outcome: &'static str) {
+pub fn reload(applied: bool) {
+    let outcome = if applied { "ok" } else { "failed" };
     counter!("dcr_config_reloads_total", "outcome" => outcome).increment(1);
-    if outcome == "ok" {
+    if applied {
         gauge!("dcr_config_last_reload_success_timestamp_seconds").set(crate::clock::now() as f64);
     }
 }

@@ -23,6 +23,8 @@ use anyhow::{Context, Result, bail};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+
+use crate::domain::AuthMethod;
 use rand::Rng;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -509,11 +511,12 @@ impl Sandbox {
             "id_token_signed_response_alg": options.alg,
             "request_object_signing_alg": options.alg,
         });
-        match options.auth_method.as_str() {
-            "private_key_jwt" | "client_secret_jwt" => {
+        // Any text may be asked for (tests send unknown methods); known ones get their claims.
+        match options.auth_method.parse::<AuthMethod>() {
+            Ok(m) if m.signs_jwt() => {
                 claims["token_endpoint_auth_signing_alg"] = json!(options.alg);
             }
-            "tls_client_auth" => {
+            Ok(AuthMethod::TlsClientAuth) => {
                 claims["tls_client_auth_subject_dn"] = json!(t.transport_subject_dn);
             }
             _ => {}

@@ -137,7 +137,7 @@ impl Reloader {
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         match outcome {
             Ok(Ok(done)) => {
-                crate::metrics::reload("ok");
+                crate::metrics::reload(true);
                 for key in &done.restart_needed {
                     tracing::warn!(
                         key,
@@ -153,7 +153,7 @@ impl Reloader {
                 );
             }
             Ok(Err(e)) => {
-                crate::metrics::reload("failed");
+                crate::metrics::reload(false);
                 tracing::error!(
                     config = %shown,
                     error = %e,
@@ -162,7 +162,7 @@ impl Reloader {
                 );
             }
             Err(e) => {
-                crate::metrics::reload("failed");
+                crate::metrics::reload(false);
                 tracing::error!(error = %e, "CONFIG RELOAD FAILED: the reload task did not finish");
             }
         }

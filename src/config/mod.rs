@@ -256,7 +256,8 @@ pub(crate) mod tests {
     use super::*;
     use crate::domain::SigningAlg;
 
-    /// A config with only the contract's required keys (other modules' tests start from it).
+    /// A config with only the required keys of the README's configuration reference (other
+    /// modules' tests start from it).
     pub(crate) const MINIMAL: &str = r#"
 [server]
 listen = "127.0.0.1:8243"
@@ -279,7 +280,7 @@ jwks = "certs/sandbox/directory.jwks"
     }
 
     #[test]
-    fn minimal_contract_config_gets_defaults() {
+    fn minimal_config_gets_defaults() {
         let c = parse(MINIMAL).unwrap();
         let dcr = &c.open_banking.dcr;
         assert!(dcr.software_id_as_application_name.enable);

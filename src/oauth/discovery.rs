@@ -5,7 +5,8 @@ use serde_json::{Value, json};
 use crate::config::Config;
 use crate::domain::{GrantType, ResponseType, Scope, SigningAlg};
 
-/// The configured signing algorithms with PS256 first, as the contract asks.
+/// The configured signing algorithms with PS256 first: OBIE mandates PS256, and clients that
+/// take the first advertised value should pick it.
 pub fn ordered_algs(config: &Config) -> Vec<SigningAlg> {
     let mut algs = config.open_banking.dcr.signing_algorithms.clone();
     algs.sort_by_key(|a| *a != SigningAlg::PS256);

@@ -1,5 +1,5 @@
 //! `POST /register` (and the validation that `PUT` re-runs): an ordered list of small named
-//! steps, one module each, each returning a typed error that maps to a contract error code.
+//! steps, one module each, each returning a typed error that maps to one of the RFC 7591 error codes.
 //!
 //! | # | step | module | error code |
 //! |---|---|---|---|
@@ -106,7 +106,7 @@ pub enum RegistrationError {
 }
 
 impl RegistrationError {
-    /// The contract error code, for 400s.
+    /// The RFC 7591 error code, for 400s.
     pub fn code(&self) -> Option<ErrorCode> {
         Some(match self {
             Self::Envelope(e) => e.code(),

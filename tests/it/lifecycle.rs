@@ -19,6 +19,7 @@ pub fn cases() -> Vec<Case> {
         case!(life_cycle_tls_client_auth, BOTH),
         case!(authorisation_rules, BOTH),
         case!(token_endpoint_errors, SQLITE),
+        case!(invalid_client_reveals_nothing, SQLITE),
         case!(client_secret_methods_only_when_enabled, SQLITE),
         case!(put_keeps_identity, SQLITE),
         case!(delete_racing_token_issuance_leaves_no_live_token, BOTH),
@@ -671,6 +672,118 @@ async fn token_endpoint_errors(backend: Backend) -> Result<()> {
     ctx.server.stop().await
 }
 
+/// `/token` answers every failed client authentication alike: an unknown client, another
+/// method than the registered one, a wrong secret and a replayed assertion all get the same
+/// 401 body, so that nobody can tell which client_ids exist or what they registered. What it
+/// was goes to the log and to the `reason` label of `dcr_token_requests_refused_total`. A body
+/// over the limit is 413 `invalid_request`.
+async fn invalid_client_reveals_nothing(backend: Backend) -> Result<()> {
+    let ctx = Ctx::start(
+        backend,
+        "token_endpoint_auth_methods = [\"private_key_jwt\", \"tls_client_auth\", \"client_secret_post\"]\nsoftware_id_as_application_name.enable = false",
+        "",
+    )
+    .await?;
+    let pkj = ctx.register(ctx.request(|_| {})?).await?;
+    let pkj_id = pkj["client_id"].as_str().context("id")?.to_string();
+    let pkj_secret = pkj["client_secret"].as_str().context("secret")?.to_string();
+    let post = ctx
+        .register(ctx.request(|r| {
+            r["token_endpoint_auth_method"] = json!("client_secret_post");
+            r.as_object_mut()
+                .map(|m| m.remove("token_endpoint_auth_signing_alg"));
+        })?)
+        .await?;
+    let post_id = post["client_id"].as_str().context("id")?.to_string();
+    let post_secret = post["client_secret"]
+        .as_str()
+        .context("secret")?
+        .to_string();
+    let secret_form = |id: &str, secret: &str| {
+        vec![
+            ("grant_type".to_string(), "client_credentials".to_string()),
+            ("client_id".to_string(), id.to_string()),
+            ("client_secret".to_string(), secret.to_string()),
+        ]
+    };
+    let assertion =
+        ctx.sandbox
+            .client_assertion(&pkj_id, &format!("{}/token", ctx.env.issuer()), "PS256")?;
+    let assertion_form = vec![
+        ("grant_type".to_string(), "client_credentials".to_string()),
+        (
+            "client_assertion_type".to_string(),
+            dcr_server::oauth::client_auth::CLIENT_ASSERTION_TYPE.to_string(),
+        ),
+        ("client_assertion".to_string(), assertion),
+    ];
+    let send = |form: Vec<(String, String)>| {
+        let cx = &ctx;
+        async move {
+            let pairs: Vec<(&str, &str)> =
+                form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            cx.token_form(&pairs, None).await
+        }
+    };
+    // The assertion works once; its replay is one of the refusals below.
+    ensure_eq!(send(assertion_form.clone()).await?.status, 200);
+    let cases = [
+        (
+            "unknown client",
+            secret_form("11111111-1111-4111-8111-111111111111", "x"),
+            "unknown_client",
+        ),
+        (
+            "another method",
+            secret_form(&pkj_id, &pkj_secret),
+            "wrong_method",
+        ),
+        (
+            "wrong secret",
+            secret_form(&post_id, &format!("{post_secret}x")),
+            "wrong_secret",
+        ),
+        ("replayed assertion", assertion_form, "replayed_assertion"),
+    ];
+    let want =
+        json!({"error": "invalid_client", "error_description": "client authentication failed"});
+    for (name, form, _) in &cases {
+        let a = send(form.clone()).await?;
+        ensure!(
+            a.status == 401 && a.body == want,
+            "{name}: {} {}",
+            a.status,
+            a.body
+        );
+    }
+    let metrics = ctx
+        .env
+        .client(None)?
+        .get(ctx.env.url("/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    for (name, _, reason) in &cases {
+        ensure!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("dcr_token_requests_refused_total")
+                    && l.contains("error=\"invalid_client\"")
+                    && l.contains(&format!("reason=\"{reason}\""))),
+            "{name}: no {reason} in the metrics"
+        );
+    }
+    // 413, not 400, for a body over server.max_body_bytes.
+    let big = secret_form(&post_id, &"x".repeat(70 * 1024));
+    let a = send(big).await?;
+    ensure_eq!(
+        (a.status, a.body["error"].clone()),
+        (413, json!("invalid_request"))
+    );
+    ctx.server.stop().await
+}
+
 async fn client_secret_methods_only_when_enabled(backend: Backend) -> Result<()> {
     // Off by default: a client cannot even register them.
     let ctx = Ctx::start(backend, "", "").await?;
@@ -937,6 +1050,13 @@ async fn introspection_for_listed_gateways(backend: Backend) -> Result<()> {
         .post(ctx.env.url("/introspect"))
         .form(&[("token", token.as_str())]);
     ensure_eq!(ctx.send(no_cert).await?.status, 401);
+    // A body over server.max_body_bytes (64 KiB) is 413 invalid_request, like on /token.
+    let big = "x".repeat(70 * 1024);
+    let a = introspect(big, Some(gateway.clone())).await?;
+    ensure_eq!(
+        (a.status, a.body["error"].clone()),
+        (413, json!("invalid_request"))
+    );
     // After DELETE the token is inactive.
     ensure_eq!(
         ctx.manage(reqwest::Method::DELETE, &id, Some(&token), None, None)

@@ -174,19 +174,13 @@ impl From<AccessError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::to_vec(&Body {
+        let body = serde_json::to_string(&Body {
             error: self.error,
             error_description: &self.description,
         })
         .unwrap_or_default();
-        let mut response = (self.status, body).into_response();
+        let mut response = super::response::client_json_text(self.status, body);
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         if let Some(value) = self.www_authenticate {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(value));
         }

@@ -353,11 +353,8 @@ impl Registrar {
         if v.ssa.org_id != existing.org_id {
             return Err(RegistrationError::Immutable("the organisation (org_id)"));
         }
-        let issued_at = serde_json::from_str::<Value>(&existing.metadata)
-            .ok()
-            .and_then(|m| m["client_id_issued_at"].as_i64())
-            .unwrap_or(existing.created_at);
-        let body = client_body(&existing.client_id, issued_at, &v.metadata);
+        // `client_id_issued_at` is the row's `created_at`: both are set at registration.
+        let body = client_body(&existing.client_id, existing.created_at, &v.metadata);
         let record = ClientRecord {
             metadata: body.to_string(),
             token_endpoint_auth_method: v.metadata.token_endpoint_auth_method.as_str().into(),

@@ -18,6 +18,8 @@ use tempfile::TempDir;
 pub const POSTGRES_ENV: &str = "TEST_POSTGRES_URL";
 /// Schemas made by tests are named with this prefix, and dropped when the harness starts.
 pub const SCHEMA_PREFIX: &str = "dcrtest_";
+/// Schemas older than this are left over from an earlier run and dropped at start.
+const STALE_SCHEMA_SECS: i64 = 3600;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -81,7 +83,13 @@ impl TestDb {
             Backend::Postgres => {
                 let base = std::env::var(POSTGRES_ENV)
                     .with_context(|| format!("{POSTGRES_ENV} is unset"))?;
-                let schema = format!("{SCHEMA_PREFIX}{}", uuid::Uuid::new_v4().simple());
+                // The creation time in the name lets a later run drop only stale schemas, not
+                // those of a run going on at the same time against the same database.
+                let schema = format!(
+                    "{SCHEMA_PREFIX}{}_{}",
+                    dcr_server::clock::now(),
+                    uuid::Uuid::new_v4().simple()
+                );
                 let mut conn = sqlx::PgConnection::connect(&base)
                     .await
                     .with_context(|| format!("connecting to {POSTGRES_ENV}"))?;
@@ -127,7 +135,15 @@ pub fn drop_old_schemas() {
         )
         .fetch_all(&mut conn)
         .await?;
+        let stale_before = dcr_server::clock::now() - STALE_SCHEMA_SECS;
         for (name,) in names {
+            let created = name
+                .strip_prefix(SCHEMA_PREFIX)
+                .and_then(|rest| rest.split_once('_'))
+                .and_then(|(at, _)| at.parse::<i64>().ok());
+            if created.is_some_and(|at| at > stale_before) {
+                continue;
+            }
             sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
                 .execute(&mut conn)
                 .await?;

@@ -120,7 +120,6 @@ async fn clients_round_trip(backend: Backend) -> Result<()> {
         )
         .await?
     );
-    s.remember_jti(&jti("request:sw9", "j3", later)).await?;
 
     s.create_client(&client("c2", "sw2"), true, &[], &audit("register", "c2"))
         .await?;
@@ -131,6 +130,14 @@ async fn clients_round_trip(backend: Backend) -> Result<()> {
         .map(|c| c.client_id)
         .collect();
     ensure_eq!(ids, vec!["c1".to_string(), "c2".to_string()]);
+    // The failed update's jti is free: a registration may use it.
+    s.create_client(
+        &client("c9", "sw9"),
+        true,
+        &[jti("request:sw9", "j3", later)],
+        &audit("register", "c9"),
+    )
+    .await?;
     conflict(
         s.create_client(&client("c1", "sw3"), false, &[], &audit("register", "c1"))
             .await,
@@ -192,29 +199,111 @@ async fn replayed_jti_writes_nothing(backend: Backend) -> Result<()> {
         .await,
         Conflict::SoftwareId,
     )?;
-    s.remember_jti(&jti("request:x", "fresh", later)).await?;
+    s.create_client(
+        &client("d", "sw4"),
+        true,
+        &[jti("request:x", "fresh", later)],
+        &audit("register", "d"),
+    )
+    .await?;
     // The same jti under another scope is a different jti.
-    s.remember_jti(&jti("request:y", "same", later)).await?;
+    s.create_client(
+        &client("e", "sw5"),
+        true,
+        &[jti("request:y", "same", later)],
+        &audit("register", "e"),
+    )
+    .await?;
+    // A replay later in the list names its index, and the fresh one before it is undone too.
+    conflict(
+        s.create_client(
+            &client("f", "sw6"),
+            true,
+            &[
+                jti("request:x", "new", later),
+                jti("request:x", "same", later),
+            ],
+            &audit("register", "f"),
+        )
+        .await,
+        Conflict::Jti(1),
+    )?;
+    ensure_eq!(s.get_client("f").await?, None);
+    s.create_client(
+        &client("g", "sw7"),
+        true,
+        &[jti("request:x", "new", later)],
+        &audit("register", "g"),
+    )
+    .await?;
     Ok(())
 }
 
 async fn jti_expiry_and_purge(backend: Backend) -> Result<()> {
     let (_db, s) = store(backend).await?;
     let now = dcr_server::clock::now();
-    s.remember_jti(&jti("ssa:OB", "old", now - 1)).await?;
+    s.create_client(
+        &client("a", "sw1"),
+        true,
+        &[jti("ssa:OB", "old", now - 1)],
+        &audit("register", "a"),
+    )
+    .await?;
     // Expired but not purged yet: usable again, and it now lives until the new expiry.
-    s.remember_jti(&jti("ssa:OB", "old", now + 600)).await?;
+    s.insert_token(
+        &token("t1", "a", now),
+        &[jti("ssa:OB", "old", now + 600)],
+        &audit("token", "a"),
+    )
+    .await?;
     conflict(
-        s.remember_jti(&jti("ssa:OB", "old", now + 900)).await,
+        s.create_client(
+            &client("b", "sw2"),
+            true,
+            &[jti("ssa:OB", "old", now + 900)],
+            &audit("register", "b"),
+        )
+        .await,
         Conflict::Jti(0),
     )?;
-    s.remember_jti(&jti("ssa:OB", "gone", now - 10)).await?;
+    s.insert_token(
+        &token("t2", "a", now),
+        &[jti("ssa:OB", "gone", now - 10)],
+        &audit("token", "a"),
+    )
+    .await?;
     ensure_eq!(s.purge_expired_jtis(now).await?, 1);
     ensure_eq!(s.purge_expired_jtis(now).await?, 0);
     conflict(
-        s.remember_jti(&jti("ssa:OB", "old", now + 900)).await,
+        s.insert_token(
+            &token("t3", "a", now),
+            &[jti("ssa:OB", "old", now + 900)],
+            &audit("token", "a"),
+        )
+        .await,
         Conflict::Jti(0),
+    )?;
+    ensure_eq!(s.find_token("t3").await?, None);
+    // The purged one is new again.
+    s.insert_token(
+        &token("t4", "a", now),
+        &[jti("ssa:OB", "gone", now + 600)],
+        &audit("token", "a"),
     )
+    .await?;
+    Ok(())
+}
+
+fn token(hash: &str, client_id: &str, now: i64) -> TokenRecord {
+    TokenRecord {
+        token_hash: hash.into(),
+        client_id: client_id.into(),
+        scope: "accounts".into(),
+        cert_thumbprint: Some("thumb".into()),
+        issued_at: now,
+        expires_at: now + 3600,
+        revoked: false,
+    }
 }
 
 async fn concurrent_jti_is_accepted_once(backend: Backend) -> Result<()> {
@@ -244,6 +333,31 @@ async fn concurrent_jti_is_accepted_once(backend: Backend) -> Result<()> {
     }
     ensure_eq!(ok, 1);
     ensure_eq!(s.list_clients().await?.len(), 1);
+
+    // The same for tokens: one client assertion, many concurrent token requests.
+    let client_id = s.list_clients().await?.remove(0).client_id;
+    let now = dcr_server::clock::now();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (s, client_id) = (s.clone(), client_id.clone());
+        tasks.push(tokio::spawn(async move {
+            s.insert_token(
+                &token(&format!("race-{i}"), &client_id, now),
+                &[jti("assertion:race", "one", later)],
+                &audit("token", &client_id),
+            )
+            .await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await? {
+            Ok(()) => ok += 1,
+            Err(StoreError::Conflict(Conflict::Jti(0))) => {}
+            Err(e) => bail!("unexpected error: {e}"),
+        }
+    }
+    ensure_eq!(ok, 1);
     Ok(())
 }
 
@@ -252,15 +366,7 @@ async fn tokens_and_client_deletion(backend: Backend) -> Result<()> {
     let now = dcr_server::clock::now();
     s.create_client(&client("a", "sw"), true, &[], &audit("register", "a"))
         .await?;
-    let token = |hash: &str, client_id: &str| TokenRecord {
-        token_hash: hash.into(),
-        client_id: client_id.into(),
-        scope: "accounts".into(),
-        cert_thumbprint: Some("thumb".into()),
-        issued_at: now,
-        expires_at: now + 3600,
-        revoked: false,
-    };
+    let token = |hash: &str, client_id: &str| token(hash, client_id, now);
     s.insert_token(&token("t1", "a"), &[], &audit("token", "a"))
         .await?;
     s.insert_token(&token("t2", "a"), &[], &audit("token", "a"))
@@ -386,9 +492,9 @@ async fn migrations_keep_existing_data(backend: Backend) -> Result<()> {
     }
     let s = db.connect().await?;
     s.migrate().await?;
-    let client = s.get_client("old").await?;
+    let old = s.get_client("old").await?;
     ensure_eq!(
-        client.map(|c| (c.metadata, c.client_secret_hash)),
+        old.map(|c| (c.metadata, c.client_secret_hash)),
         Some((r#"{"client_id":"old"}"#.to_string(), "hash".to_string()))
     );
     ensure_eq!(
@@ -396,7 +502,13 @@ async fn migrations_keep_existing_data(backend: Backend) -> Result<()> {
         Some("old".into())
     );
     conflict(
-        s.remember_jti(&jti("request:sw", "j", now + 600)).await,
+        s.create_client(
+            &client("new", "sw-new"),
+            true,
+            &[jti("request:sw", "j", now + 600)],
+            &audit("register", "new"),
+        )
+        .await,
         Conflict::Jti(0),
     )?;
     // The audit log carries on after the old rows, and is still append-only.

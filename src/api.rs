@@ -12,7 +12,7 @@ use crate::error::ApiError;
 use crate::mtls::PeerIdentity;
 use crate::registration::{Input, RegistrationError};
 use crate::server::AppState;
-use crate::store::{AuditRecord, Store};
+use crate::store::{AuditLog, AuditRecord};
 
 /// Header that OBIE uses to correlate a request across parties.
 pub const INTERACTION_ID: &str = "x-fapi-interaction-id";

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 use crate::sandbox::{RequestOptions, Sandbox};
-use crate::store::{AuditRecord, Store};
+use crate::store::{AuditLog, AuditRecord, ClientStore};
 
 /// Default config path, relative to the working directory.
 pub const DEFAULT_CONFIG: &str = "config/deployment.toml";

@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::mtls::{ClientCertificate, PeerIdentity};
 use crate::registration::Input;
 use crate::server::AppState;
-use crate::store::{AuditRecord, ClientRecord, Store, TokenRecord};
+use crate::store::{AuditRecord, ClientRecord, ClientStore, TokenRecord, TokenStore};
 use crate::token::hash_token;
 
 /// 401 with `WWW-Authenticate: Bearer error="invalid_token"`.

@@ -27,7 +27,7 @@ use crate::jwks::JwksCache;
 use crate::mtls::{ClientCertificate, PeerIdentity};
 use crate::registration::{Policy, Registrar};
 use crate::reload::{Reloader, Transport};
-use crate::store::{Database, Store};
+use crate::store::Database;
 
 /// What every handler can reach.
 #[derive(Clone)]

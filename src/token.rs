@@ -30,7 +30,8 @@ use crate::mtls::{ClientCertificate, DistinguishedName, PeerIdentity};
 use crate::registration::claims_access as access;
 use crate::server::AppState;
 use crate::store::{
-    AuditRecord, ClientRecord, Conflict, JtiRecord, Store, StoreError, TokenRecord,
+    AuditRecord, ClientRecord, ClientStore, Conflict, JtiRecord, StoreError, TokenRecord,
+    TokenStore,
 };
 
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";

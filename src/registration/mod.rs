@@ -39,7 +39,9 @@ use sha2::{Digest, Sha256};
 
 use crate::jwks::JwksCache;
 use crate::mtls::ClientCertificate;
-use crate::store::{AuditRecord, ClientRecord, Conflict, Database, JtiRecord, Store, StoreError};
+use crate::store::{
+    AuditRecord, ClientRecord, ClientStore, Conflict, Database, JtiRecord, StoreError,
+};
 
 pub use metadata::ClientMetadata;
 pub use policy::Policy;

@@ -395,20 +395,14 @@ impl AppState {
             None => return Err(TokenError::InvalidRequest("grant_type is required".into())),
         }
         let (client, jti) = self.authenticate(req, now).await?;
-        let metadata: Value = serde_json::from_str(&client.metadata)
-            .map_err(|e| TokenError::Internal(format!("stored metadata: {e}")))?;
-        let registered_grants = metadata["grant_types"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if !registered_grants.iter().any(|g| g == "client_credentials") {
+        if !client
+            .grant_types
+            .split(' ')
+            .any(|g| g == "client_credentials")
+        {
             return Err(TokenError::UnauthorizedClient);
         }
-        let registered: Vec<&str> = metadata["scope"]
-            .as_str()
-            .unwrap_or_default()
-            .split_whitespace()
-            .collect();
+        let registered: Vec<&str> = client.scope.split_whitespace().collect();
         let requested = req
             .form
             .get("scope")

@@ -500,6 +500,10 @@ fn main() -> Result<()> {
 /// Rows handed to the store per call when seeding (it splits them into multi-row INSERTs).
 const SEED_CHUNK: usize = 10_000;
 
+/// What every seeded client registered (in its metadata and in the row's own columns).
+const SEED_GRANT_TYPES: [&str; 3] = ["authorization_code", "client_credentials", "refresh_token"];
+const SEED_SCOPE: &str = "openid accounts payments";
+
 /// A seeded client, shaped and sized like a registered one.
 fn seed_client(id: &str, now: i64, ssa: &str) -> ClientRecord {
     ClientRecord {
@@ -507,6 +511,8 @@ fn seed_client(id: &str, now: i64, ssa: &str) -> ClientRecord {
         software_id: format!("sw{id}"),
         org_id: "seedorg".into(),
         metadata: seed_metadata(id, now, ssa),
+        grant_types: SEED_GRANT_TYPES.join(" "),
+        scope: SEED_SCOPE.into(),
         client_secret_hash: dcr_server::registration::hash_secret(id),
         token_endpoint_auth_method: "private_key_jwt".into(),
         tls_client_auth_subject_dn: None,
@@ -543,9 +549,9 @@ fn seed_metadata(id: &str, now: i64, ssa: &str) -> String {
         "redirect_uris": ["https://tpp.example.com/callback"],
         "token_endpoint_auth_method": "private_key_jwt",
         "token_endpoint_auth_signing_alg": "PS256",
-        "grant_types": ["authorization_code", "client_credentials", "refresh_token"],
+        "grant_types": SEED_GRANT_TYPES,
         "response_types": ["code id_token"],
-        "scope": "openid accounts payments",
+        "scope": SEED_SCOPE,
         "software_id": format!("sw{id}"),
         "software_statement": ssa,
         "application_type": "web",

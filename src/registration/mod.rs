@@ -324,6 +324,8 @@ impl Registrar {
             software_id: v.ssa.software_id.clone(),
             org_id: v.ssa.org_id.clone(),
             metadata: stored_body.to_string(),
+            grant_types: v.metadata.grant_types.join(" "),
+            scope: v.metadata.scope.clone(),
             client_secret_hash: hash_secret(&secret),
             token_endpoint_auth_method: v.metadata.token_endpoint_auth_method.clone(),
             tls_client_auth_subject_dn: v.metadata.tls_client_auth_subject_dn.clone(),
@@ -389,6 +391,8 @@ impl Registrar {
         let body = client_body(&existing.client_id, issued_at, &v.metadata);
         let record = ClientRecord {
             metadata: body.to_string(),
+            grant_types: v.metadata.grant_types.join(" "),
+            scope: v.metadata.scope.clone(),
             token_endpoint_auth_method: v.metadata.token_endpoint_auth_method.clone(),
             tls_client_auth_subject_dn: v.metadata.tls_client_auth_subject_dn.clone(),
             jwks_uri: v.ssa.software_jwks_endpoint.clone(),

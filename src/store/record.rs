@@ -9,6 +9,11 @@ pub struct ClientRecord {
     pub org_id: String,
     /// The registered metadata as JSON: the response body without `client_secret`.
     pub metadata: String,
+    /// The registered `grant_types`, space-separated in their registered order: the copy the
+    /// token endpoint reads, so that it never parses `metadata`.
+    pub grant_types: String,
+    /// The registered `scope` string (space-separated scopes), likewise for the token endpoint.
+    pub scope: String,
     /// Hash of the client secret; the secret itself is never stored.
     pub client_secret_hash: String,
     pub token_endpoint_auth_method: String,

@@ -9,7 +9,7 @@ use super::error::Conflict;
 // Column lists are macros so that the statements below are `concat!`ed constants.
 macro_rules! client_columns {
     () => {
-        "client_id, software_id, org_id, metadata, client_secret_hash, \
+        "client_id, software_id, org_id, metadata, grant_types, scope, client_secret_hash, \
          token_endpoint_auth_method, tls_client_auth_subject_dn, jwks_uri, cert_thumbprint, \
          enabled, created_at, updated_at"
     };
@@ -48,11 +48,13 @@ pub(super) const INSERT_CLIENTS: &str = concat!(
 pub(super) const INSERT_CLIENT: &str = concat!(
     "INSERT INTO clients (",
     client_columns!(),
-    ", software_id_unique) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    ", software_id_unique) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
 );
 pub(super) const UPDATE_CLIENT: &str = "UPDATE clients SET org_id = $2, metadata = $3, \
-     token_endpoint_auth_method = $4, tls_client_auth_subject_dn = $5, jwks_uri = $6, \
-     cert_thumbprint = $7, updated_at = $8 WHERE client_id = $1";
+     grant_types = $4, scope = $5, token_endpoint_auth_method = $6, \
+     tls_client_auth_subject_dn = $7, jwks_uri = $8, cert_thumbprint = $9, updated_at = $10 \
+     WHERE client_id = $1";
 pub(super) const SET_CLIENT_ENABLED: &str =
     "UPDATE clients SET enabled = $2, updated_at = $3 WHERE client_id = $1";
 pub(super) const DELETE_CLIENT: &str = "DELETE FROM clients WHERE client_id = $1";

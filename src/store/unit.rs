@@ -30,7 +30,7 @@ pub(super) enum Param<'a> {
 use Param::{Bool, Int, OptText, Text};
 
 /// Parameters of the widest statement (INSERT_CLIENT).
-const MAX_PARAMS: usize = 13;
+const MAX_PARAMS: usize = 15;
 
 /// What a statement's row count means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,6 +188,8 @@ impl WriteUnit<'_> {
                     Text(&c.client_id),
                     Text(&c.org_id),
                     Text(&c.metadata),
+                    Text(&c.grant_types),
+                    Text(&c.scope),
                     Text(&c.token_endpoint_auth_method),
                     OptText(c.tls_client_auth_subject_dn.as_deref()),
                     Text(&c.jwks_uri),
@@ -350,12 +352,14 @@ impl WriteUnit<'_> {
 }
 
 /// A client's parameters for [`INSERT_CLIENT`] and the bulk [`INSERT_CLIENTS`](super::schema::INSERT_CLIENTS), in column order.
-pub(super) fn client_row(c: &ClientRecord, unique_software_id: bool) -> [Param<'_>; 13] {
+pub(super) fn client_row(c: &ClientRecord, unique_software_id: bool) -> [Param<'_>; 15] {
     [
         Text(&c.client_id),
         Text(&c.software_id),
         Text(&c.org_id),
         Text(&c.metadata),
+        Text(&c.grant_types),
+        Text(&c.scope),
         Text(&c.client_secret_hash),
         Text(&c.token_endpoint_auth_method),
         OptText(c.tls_client_auth_subject_dn.as_deref()),
@@ -520,6 +524,8 @@ mod tests {
             software_id: "s".into(),
             org_id: "o".into(),
             metadata: "{}".into(),
+            grant_types: "client_credentials".into(),
+            scope: "accounts".into(),
             client_secret_hash: "h".into(),
             token_endpoint_auth_method: "private_key_jwt".into(),
             tls_client_auth_subject_dn: None,

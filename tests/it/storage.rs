@@ -1,6 +1,6 @@
 //! The storage suite: the same checks against SQLite and PostgreSQL.
 
-use anyhow::{Result, bail, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use dcr_server::store::{
     AuditLog, AuditRecord, ClientRecord, ClientStore, Conflict, Database, JtiRecord, JtiStore,
     StoreError, TokenRecord, TokenStore,
@@ -19,6 +19,7 @@ pub fn cases() -> Vec<Case> {
         case!(tokens_and_client_deletion, BOTH),
         case!(audit_log_is_append_only, BOTH),
         case!(migrations_keep_existing_data, BOTH),
+        case!(migration_0003_copies_grant_types_and_scope, BOTH),
         case!(bulk_seeding_round_trip, BOTH),
     ]
 }
@@ -40,6 +41,8 @@ fn client(client_id: &str, software_id: &str) -> ClientRecord {
             r#"{{"client_id":"{client_id}","redirect_uris":["{}"]}}"#,
             long_uri()
         ),
+        grant_types: "client_credentials".into(),
+        scope: "openid accounts".into(),
         client_secret_hash: "hash".into(),
         token_endpoint_auth_method: "private_key_jwt".into(),
         tls_client_auth_subject_dn: None,
@@ -102,6 +105,8 @@ async fn clients_round_trip(backend: Backend) -> Result<()> {
 
     let mut updated = c.clone();
     updated.metadata = r#"{"client_id":"c1","scope":"openid"}"#.into();
+    updated.grant_types = "client_credentials refresh_token".into();
+    updated.scope = "openid".into();
     updated.updated_at += 5;
     ensure!(
         s.update_client(
@@ -447,16 +452,6 @@ async fn audit_log_is_append_only(backend: Backend) -> Result<()> {
 /// without losing a client, a token, a jti or an audit row.
 async fn migrations_keep_existing_data(backend: Backend) -> Result<()> {
     let db = TestDb::new(backend).await?;
-    let flavour = match backend {
-        Backend::Postgres => "postgres",
-        _ => "sqlite",
-    };
-    let first = tempfile::TempDir::new()?;
-    std::fs::copy(
-        format!("migrations/{flavour}/0001_init.sql"),
-        first.path().join("0001_init.sql"),
-    )?;
-    let migrator = sqlx::migrate::Migrator::new(first.path()).await?;
     let now = dcr_server::clock::now();
     let rows = [
         "INSERT INTO clients (client_id, software_id, org_id, metadata, software_statement, \
@@ -468,30 +463,18 @@ async fn migrations_keep_existing_data(backend: Backend) -> Result<()> {
         "INSERT INTO jtis (scope, jti, expires_at) VALUES ('request:sw', 'j', 4102444800)",
         "INSERT INTO audit_log (at, action, outcome, client_id) VALUES (1, 'register', 'success', 'old')",
     ];
-    match backend {
-        Backend::Postgres => {
-            let pool = sqlx::PgPool::connect(&db.url).await?;
-            migrator.run(&pool).await?;
-            for sql in rows {
-                sqlx::query(sql).execute(&pool).await?;
-            }
-            pool.close().await;
-        }
-        _ => {
-            let pool = sqlx::SqlitePool::connect(&format!("{}?mode=rwc", db.url)).await?;
-            migrator.run(&pool).await?;
-            for sql in rows {
-                sqlx::query(sql).execute(&pool).await?;
-            }
-            pool.close().await;
-        }
-    }
+    old_schema(backend, &db, &["0001_init.sql"], &rows).await?;
     let s = db.connect().await?;
     s.migrate().await?;
     let old = s.get_client("old").await?;
     ensure_eq!(
-        old.map(|c| (c.metadata, c.client_secret_hash)),
-        Some((r#"{"client_id":"old"}"#.to_string(), "hash".to_string()))
+        old.map(|c| (c.metadata, c.client_secret_hash, c.grant_types, c.scope)),
+        Some((
+            r#"{"client_id":"old"}"#.to_string(),
+            "hash".to_string(),
+            String::new(),
+            String::new()
+        ))
     );
     ensure_eq!(
         s.find_token("t").await?.map(|t| t.client_id),
@@ -517,6 +500,119 @@ async fn migrations_keep_existing_data(backend: Backend) -> Result<()> {
     ensure_eq!(s.list_audit(Some("old"), None).await?.len(), 1);
     ensure!(s.delete_client("old", &audit("delete", "old")).await?);
     ensure_eq!(s.find_token("t").await?, None);
+    Ok(())
+}
+
+/// Makes the schema of the first `migrations` only, and writes `rows` into it.
+async fn old_schema(
+    backend: Backend,
+    db: &TestDb,
+    migrations: &[&str],
+    rows: &[&str],
+) -> Result<()> {
+    let flavour = match backend {
+        Backend::Postgres => "postgres",
+        _ => "sqlite",
+    };
+    let dir = tempfile::TempDir::new()?;
+    for file in migrations {
+        std::fs::copy(
+            format!("migrations/{flavour}/{file}"),
+            dir.path().join(file),
+        )?;
+    }
+    let migrator = sqlx::migrate::Migrator::new(dir.path()).await?;
+    match backend {
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await?;
+            migrator.run(&pool).await?;
+            for sql in rows {
+                sqlx::query(sql).execute(&pool).await?;
+            }
+            pool.close().await;
+        }
+        _ => {
+            let pool = sqlx::SqlitePool::connect(&format!("{}?mode=rwc", db.url)).await?;
+            migrator.run(&pool).await?;
+            for sql in rows {
+                sqlx::query(sql).execute(&pool).await?;
+            }
+            pool.close().await;
+        }
+    }
+    Ok(())
+}
+
+/// Clients stored before 0003 get `grant_types` and `scope` columns holding what the token
+/// endpoint used to read from their metadata JSON.
+async fn migration_0003_copies_grant_types_and_scope(backend: Backend) -> Result<()> {
+    let db = TestDb::new(backend).await?;
+    let cases = [
+        // As registration stores it.
+        (
+            "registered",
+            r#"{"client_id":"registered","grant_types":["client_credentials","authorization_code"],"scope":"openid accounts","software_statement":"eyJ.x.y"}"#,
+            "client_credentials authorization_code",
+            "openid accounts",
+        ),
+        // Absent: no grant type (the token endpoint answered unauthorized_client), no scope.
+        ("bare", r#"{"client_id":"bare"}"#, "", ""),
+        // The wrong JSON types count as absent; non-string grant types are skipped; the
+        // scope string is kept as it was, escapes decoded.
+        (
+            "odd",
+            r#"{"grant_types":[1,"refresh_token",null,"client_credentials"],"scope":"a\u00e9  b"}"#,
+            "refresh_token client_credentials",
+            "a\u{e9}  b",
+        ),
+        (
+            "typed",
+            r#"{"grant_types":"client_credentials","scope":["accounts"]}"#,
+            "",
+            "",
+        ),
+        // Not JSON at all: migrated, with nothing registered.
+        ("broken", "not json", "", ""),
+    ];
+    let rows: Vec<String> = cases
+        .iter()
+        .map(|(id, metadata, _, _)| {
+            format!(
+                "INSERT INTO clients (client_id, software_id, org_id, metadata, \
+                 client_secret_hash, token_endpoint_auth_method, jwks_uri, created_at, \
+                 updated_at) VALUES ('{id}', 'sw-{id}', 'org', '{metadata}', 'hash', \
+                 'private_key_jwt', 'https://tpp.example.com/jwks', 1, 1)"
+            )
+        })
+        .collect();
+    let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+    old_schema(
+        backend,
+        &db,
+        &["0001_init.sql", "0002_leaner_rows.sql"],
+        &rows,
+    )
+    .await?;
+    let s = db.connect().await?;
+    s.migrate().await?;
+    for (id, metadata, grant_types, scope) in cases {
+        let c = s.get_client(id).await?.context("client")?;
+        ensure_eq!(
+            (
+                c.metadata.as_str(),
+                c.grant_types.as_str(),
+                c.scope.as_str()
+            ),
+            (metadata, grant_types, scope)
+        );
+    }
+    // New rows carry their own values.
+    let mut fresh = client("fresh", "sw-fresh");
+    fresh.grant_types = "client_credentials".into();
+    fresh.scope = "payments".into();
+    s.create_client(&fresh, true, &[], &audit("register", "fresh"))
+        .await?;
+    ensure_eq!(s.get_client("fresh").await?, Some(fresh));
     Ok(())
 }
 

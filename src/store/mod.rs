@@ -9,8 +9,9 @@
 //! [`JtiStore`]); [`Database`] implements them all. Inside, every write is a
 //! [`unit::WriteUnit`] that both backends execute, so its transaction rules exist once.
 //!
-//! Module graph (no cycles): `error`, `record` ← `schema` ← `unit` ← `postgres`, `sqlite`
-//! ← this module; `pool` is shared by the two sqlx users.
+//! Imports go one way (no cycles): `error` and `record` are leaves; `schema` uses `error`;
+//! `unit` uses those three; the backends (`postgres`, `sqlite`) use all of them and `pool`,
+//! never each other; this module uses everything.
 
 mod error;
 mod pool;

@@ -38,8 +38,8 @@ pub(super) const LIST_CLIENTS: &str = concat!(
     client_columns!(),
     " FROM clients ORDER BY created_at, client_id"
 );
-/// The head of a multi-row insert: the client columns, then `software_id_unique`, in the
-/// order of [`client_row`](super::unit::client_row).
+/// The head of a multi-row insert: the client columns, then `software_id_unique` (the order
+/// of `unit::client_row`).
 pub(super) const INSERT_CLIENTS: &str = concat!(
     "INSERT INTO clients (",
     client_columns!(),
@@ -71,7 +71,7 @@ pub(super) const SELECT_TOKEN: &str = concat!(
     token_columns!(),
     " FROM tokens WHERE token_hash = $1"
 );
-/// The head of a multi-row insert, in the order of [`token_row`](super::unit::token_row).
+/// The head of a multi-row insert (the order of `unit::token_row`).
 pub(super) const INSERT_TOKENS: &str = concat!("INSERT INTO tokens (", token_columns!(), ") ");
 pub(super) const INSERT_TOKEN: &str = concat!(
     "INSERT INTO tokens (",

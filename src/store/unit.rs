@@ -351,7 +351,8 @@ impl WriteUnit<'_> {
     }
 }
 
-/// A client's parameters for [`INSERT_CLIENT`] and the bulk [`INSERT_CLIENTS`](super::schema::INSERT_CLIENTS), in column order.
+/// A client's parameters, in column order, for [`INSERT_CLIENT`] and the bulk
+/// [`INSERT_CLIENTS`](super::schema::INSERT_CLIENTS).
 pub(super) fn client_row(c: &ClientRecord, unique_software_id: bool) -> [Param<'_>; 15] {
     [
         Text(&c.client_id),
@@ -372,7 +373,8 @@ pub(super) fn client_row(c: &ClientRecord, unique_software_id: bool) -> [Param<'
     ]
 }
 
-/// A token's parameters for [`INSERT_TOKEN`] and the bulk [`INSERT_TOKENS`](super::schema::INSERT_TOKENS), in column order.
+/// A token's parameters, in column order, for [`INSERT_TOKEN`] and the bulk
+/// [`INSERT_TOKENS`](super::schema::INSERT_TOKENS).
 pub(super) fn token_row(t: &TokenRecord) -> [Param<'_>; 7] {
     [
         Text(&t.token_hash),

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 use crate::domain::{AuditAction, AuditOutcome};
 use crate::sandbox::{RequestOptions, Sandbox};
-use crate::store::{AuditRecord, Store};
+use crate::store::{AuditLog, AuditRecord, ClientStore};
 
 /// Default config path, relative to the working directory.
 pub const DEFAULT_CONFIG: &str = "config/deployment.toml";

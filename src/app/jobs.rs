@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::store::{Database, Store};
+use crate::store::{Database, JtiStore, TokenStore};
 
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 

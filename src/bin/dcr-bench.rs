@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use dcr_server::sandbox::{RequestOptions, Sandbox};
+use dcr_server::store::{ClientRecord, TokenRecord};
 use serde_json::{Value, json};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -497,70 +498,48 @@ fn main() -> Result<()> {
     runtime.block_on(run(args))
 }
 
-/// Rows per INSERT, and INSERTs per transaction, when seeding.
-const SEED_BATCH: usize = 1000;
-const SEED_BATCHES_PER_TX: usize = 10;
+/// Rows handed to the store per call when seeding (it splits them into multi-row INSERTs).
+const SEED_CHUNK: usize = 10_000;
 
-macro_rules! seed_rows {
-    ($pool:expr, $db:ty, $clients:expr, $tokens:expr, $now:expr, $ssa:expr) => {{
-        let pool = $pool;
-        let (clients, tokens, now, ssa) = ($clients, $tokens, $now, $ssa);
-        let ids: Vec<String> = (0..clients).map(|i| format!("seed-{i:08}")).collect();
-        for (n, chunk) in ids.chunks(SEED_BATCH * SEED_BATCHES_PER_TX).enumerate() {
-            let mut tx = pool.begin().await?;
-            for batch in chunk.chunks(SEED_BATCH) {
-                let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO clients (client_id, software_id, org_id, metadata, \
-                     client_secret_hash, token_endpoint_auth_method, jwks_uri, enabled, \
-                     created_at, updated_at) ",
-                );
-                q.push_values(batch, |mut b, id| {
-                    b.push_bind(id.clone())
-                        .push_bind(format!("sw{id}"))
-                        .push_bind("seedorg")
-                        .push_bind(seed_metadata(id, now, ssa))
-                        .push_bind(dcr_server::domain::secret::hash(id))
-                        .push_bind("private_key_jwt")
-                        .push_bind("https://seed.invalid/jwks")
-                        .push_bind(true)
-                        .push_bind(now)
-                        .push_bind(now);
-                });
-                q.build().execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            let done = ((n + 1) * SEED_BATCH * SEED_BATCHES_PER_TX).min(clients);
-            eprint!("\rclients {done}/{clients}");
-        }
-        eprintln!();
-        for (n, start) in (0..tokens)
-            .step_by(SEED_BATCH * SEED_BATCHES_PER_TX)
-            .enumerate()
-        {
-            let end = (start + SEED_BATCH * SEED_BATCHES_PER_TX).min(tokens);
-            let mut tx = pool.begin().await?;
-            for batch_start in (start..end).step_by(SEED_BATCH) {
-                let batch_end = (batch_start + SEED_BATCH).min(end);
-                let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO tokens (token_hash, client_id, scope, issued_at, expires_at, \
-                     revoked) ",
-                );
-                q.push_values(batch_start..batch_end, |mut b, i| {
-                    b.push_bind(dcr_server::domain::secret::hash(&format!("seed-token-{i}")))
-                        .push_bind(ids[i % ids.len()].clone())
-                        .push_bind("openid accounts")
-                        .push_bind(now)
-                        .push_bind(now + 30 * 86_400)
-                        .push_bind(false);
-                });
-                q.build().execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            let done = ((n + 1) * SEED_BATCH * SEED_BATCHES_PER_TX).min(tokens);
-            eprint!("\rtokens {done}/{tokens}");
-        }
-        eprintln!();
-    }};
+/// What every seeded client registered (in its metadata and in the row's own columns).
+const SEED_GRANT_TYPES: [&str; 3] = ["authorization_code", "client_credentials", "refresh_token"];
+const SEED_SCOPE: &str = "openid accounts payments";
+
+/// A seeded client, shaped and sized like a registered one.
+fn seed_client(id: &str, now: i64, ssa: &str) -> ClientRecord {
+    ClientRecord {
+        client_id: id.to_string(),
+        software_id: format!("sw{id}"),
+        org_id: "seedorg".into(),
+        metadata: seed_metadata(id, now, ssa),
+        grant_types: SEED_GRANT_TYPES.join(" "),
+        scope: SEED_SCOPE.into(),
+        client_secret_hash: dcr_server::domain::secret::hash(id),
+        token_endpoint_auth_method: "private_key_jwt".into(),
+        tls_client_auth_subject_dn: None,
+        jwks_uri: "https://seed.invalid/jwks".into(),
+        cert_thumbprint: None,
+        enabled: true,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// Seed token `i`, issued to one of the seeded clients in turn.
+fn seed_token(i: usize, clients: usize, now: i64) -> TokenRecord {
+    TokenRecord {
+        token_hash: dcr_server::domain::secret::hash(&format!("seed-token-{i}")),
+        client_id: seed_client_id(i % clients),
+        scope: "openid accounts".into(),
+        cert_thumbprint: None,
+        issued_at: now,
+        expires_at: now + 30 * 86_400,
+        revoked: false,
+    }
+}
+
+fn seed_client_id(i: usize) -> String {
+    format!("seed-{i:08}")
 }
 
 /// A seeded client's metadata, shaped and sized like a registered client's.
@@ -571,9 +550,9 @@ fn seed_metadata(id: &str, now: i64, ssa: &str) -> String {
         "redirect_uris": ["https://tpp.example.com/callback"],
         "token_endpoint_auth_method": "private_key_jwt",
         "token_endpoint_auth_signing_alg": "PS256",
-        "grant_types": ["authorization_code", "client_credentials", "refresh_token"],
+        "grant_types": SEED_GRANT_TYPES,
         "response_types": ["code id_token"],
-        "scope": "openid accounts payments",
+        "scope": SEED_SCOPE,
         "software_id": format!("sw{id}"),
         "software_statement": ssa,
         "application_type": "web",
@@ -596,21 +575,24 @@ async fn seed(args: &Args) -> Result<()> {
     let store = dcr_server::store::open(&config).await?;
     let started = Instant::now();
     let now = dcr_server::clock::now();
-    match &store {
-        dcr_server::store::Database::Sqlite(s) => {
-            seed_rows!(s.pool(), sqlx::Sqlite, args.clients, args.tokens, now, &ssa)
-        }
-        dcr_server::store::Database::Postgres(s) => {
-            seed_rows!(
-                s.pool(),
-                sqlx::Postgres,
-                args.clients,
-                args.tokens,
-                now,
-                &ssa
-            )
-        }
+    for start in (0..args.clients).step_by(SEED_CHUNK) {
+        let end = (start + SEED_CHUNK).min(args.clients);
+        let rows: Vec<ClientRecord> = (start..end)
+            .map(|i| seed_client(&seed_client_id(i), now, &ssa))
+            .collect();
+        store.seed_clients(&rows).await?;
+        eprint!("\rclients {end}/{}", args.clients);
     }
+    eprintln!();
+    for start in (0..args.tokens).step_by(SEED_CHUNK) {
+        let end = (start + SEED_CHUNK).min(args.tokens);
+        let rows: Vec<TokenRecord> = (start..end)
+            .map(|i| seed_token(i, args.clients, now))
+            .collect();
+        store.seed_tokens(&rows).await?;
+        eprint!("\rtokens {end}/{}", args.tokens);
+    }
+    eprintln!();
     println!(
         "seeded {} clients and {} live tokens in {:.1} s",
         args.clients,

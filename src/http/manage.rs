@@ -17,7 +17,7 @@ use crate::domain::{AuditAction, AuditOutcome};
 use crate::oauth::registration_access::{self, bearer_token};
 use crate::pki::ClientCertificate;
 use crate::registration::{Input, refusal};
-use crate::store::{AuditRecord, ClientRecord, Store};
+use crate::store::{AuditRecord, ClientRecord, ClientStore};
 
 /// An authorised management call: the path's client, and the certificate it came over
 /// (see `oauth::registration_access` for the rules).

@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::state::AppState;
-use crate::store::Store;
 
 /// The OpenAPI 3.1 document, checked in under docs/.
 pub const OPENAPI: &str = include_str!("../../docs/openapi.json");

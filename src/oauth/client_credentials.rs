@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::domain::{AuditAction, AuditOutcome, GrantType};
 use crate::jose::JwksCache;
 use crate::pki::ClientCertificate;
-use crate::store::{AuditRecord, Conflict, Store, StoreError};
+use crate::store::{AuditRecord, ClientStore, Conflict, StoreError, TokenStore};
 use crate::text::printable;
 
 /// An RFC 6749 §5.2 token error. `Display` is the public description.
@@ -152,7 +152,7 @@ pub fn grant_scope(registered: &str, requested: &str) -> Result<String, TokenErr
 }
 
 /// The whole grant: authenticate, check the grant and scope, issue and store a token.
-pub async fn issue<S: Store>(
+pub async fn issue<S: ClientStore + TokenStore>(
     store: &S,
     jwks: &JwksCache,
     policy: &TokenPolicy,
@@ -175,14 +175,15 @@ pub async fn issue<S: Store>(
     )
     .await?;
     let client = auth.client;
-    let registered_grants = client_grant_types(&client.metadata)?;
-    if !registered_grants.contains(&GrantType::ClientCredentials) {
+    let client_credentials = GrantType::ClientCredentials.as_str();
+    if !client
+        .grant_types
+        .split(' ')
+        .any(|g| g == client_credentials)
+    {
         return Err(TokenError::UnauthorizedClient);
     }
-    let scope = grant_scope(
-        &client_scope(&client.metadata)?,
-        req.form.get("scope").unwrap_or_default(),
-    )?;
+    let scope = grant_scope(&client.scope, req.form.get("scope").unwrap_or_default())?;
     let minted = access_token::mint(
         &client.client_id,
         scope,
@@ -228,26 +229,6 @@ pub async fn issue<S: Store>(
         client_id: client.client_id,
         software_id: client.software_id,
     })
-}
-
-// TEMPORARY until the client row carries grant_types and scope columns.
-fn client_grant_types(metadata: &str) -> Result<Vec<GrantType>, TokenError> {
-    let m: Value = serde_json::from_str(metadata)
-        .map_err(|e| TokenError::Internal(format!("stored metadata: {e}")))?;
-    Ok(m["grant_types"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|g| g.as_str().and_then(|g| g.parse().ok()))
-                .collect()
-        })
-        .unwrap_or_default())
-}
-
-fn client_scope(metadata: &str) -> Result<String, TokenError> {
-    let m: Value = serde_json::from_str(metadata)
-        .map_err(|e| TokenError::Internal(format!("stored metadata: {e}")))?;
-    Ok(m["scope"].as_str().unwrap_or_default().to_string())
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use super::access_token;
 use crate::config::IntrospectionConfig;
 use crate::domain::secret;
 use crate::pki::ClientCertificate;
-use crate::store::{Store, StoreError};
+use crate::store::{ClientStore, StoreError, TokenStore};
 
 /// Whether a certificate may call the introspection endpoint: its thumbprint or its subject
 /// (as an RDN set) is listed.
@@ -20,7 +20,11 @@ pub fn may_introspect(config: &IntrospectionConfig, cert: &ClientCertificate) ->
 
 /// The introspection answer for `token`: active only while it is live and its client exists
 /// and is enabled. Binding is reported (`cnf`), not enforced: the gateway checks it.
-pub async fn introspect<S: Store>(store: &S, token: &str, now: i64) -> Result<Value, StoreError> {
+pub async fn introspect<S: ClientStore + TokenStore>(
+    store: &S,
+    token: &str,
+    now: i64,
+) -> Result<Value, StoreError> {
     let live = match store.find_token(&secret::hash(token)).await? {
         Some(t) if access_token::check_live(&t, t.cert_thumbprint.as_deref(), now).is_ok() => {
             match store.get_client(&t.client_id).await? {

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::access_token::{self, TokenRejected};
 use crate::domain::{AuditAction, AuditOutcome, secret};
 use crate::pki::ClientCertificate;
-use crate::store::{AuditRecord, ClientRecord, Store, StoreError, TokenRecord};
+use crate::store::{AuditRecord, ClientRecord, ClientStore, StoreError, TokenRecord, TokenStore};
 
 /// Why a management call is refused. `Display` is the public description (401
 /// `invalid_token`, except [`AccessError::Store`]).
@@ -55,7 +55,7 @@ impl Revocation {
 
 /// Authorises a call on `client_id` with the `presented` bearer token over `certificate`;
 /// returns the client.
-pub async fn authorize<S: Store>(
+pub async fn authorize<S: ClientStore + TokenStore>(
     store: &S,
     certificate: &ClientCertificate,
     presented: Option<&str>,
@@ -91,7 +91,7 @@ pub async fn authorize<S: Store>(
 }
 
 /// Revokes `token` with an audit record; a failure is logged, the refusal stands anyway.
-async fn revoke<S: Store>(
+async fn revoke<S: TokenStore>(
     store: &S,
     token: &TokenRecord,
     why: Revocation,

@@ -67,6 +67,14 @@ pub struct ClientMetadata {
     pub tls_client_auth_subject_dn: Option<String>,
 }
 
+impl ClientMetadata {
+    /// The registered grant types, space-separated: the client row's `grant_types` column.
+    pub fn grant_types_text(&self) -> String {
+        let names: Vec<&str> = self.grant_types.iter().map(|g| g.as_str()).collect();
+        names.join(" ")
+    }
+}
+
 /// `value` if it is one of `allowed` (the whole list, or the configured part of it).
 fn one_of<T: ProtocolValue>(
     claim: &'static str,

@@ -36,7 +36,9 @@ use serde_json::{Value, json};
 use crate::domain::{AuditAction, AuditOutcome, secret};
 use crate::jose::JwksCache;
 use crate::pki::ClientCertificate;
-use crate::store::{AuditRecord, ClientRecord, Conflict, Database, JtiRecord, Store, StoreError};
+use crate::store::{
+    AuditRecord, ClientRecord, ClientStore, Conflict, Database, JtiRecord, StoreError,
+};
 
 pub use metadata::ClientMetadata;
 pub use policy::Policy;
@@ -295,6 +297,8 @@ impl Registrar {
             software_id: v.ssa.software_id.clone(),
             org_id: v.ssa.org_id.clone(),
             metadata: stored_body.to_string(),
+            grant_types: v.metadata.grant_types_text(),
+            scope: v.metadata.scope.clone(),
             client_secret_hash: secret::hash(&client_secret),
             token_endpoint_auth_method: v.metadata.token_endpoint_auth_method.as_str().into(),
             tls_client_auth_subject_dn: v.metadata.tls_client_auth_subject_dn.clone(),
@@ -357,6 +361,8 @@ impl Registrar {
         let body = client_body(&existing.client_id, existing.created_at, &v.metadata);
         let record = ClientRecord {
             metadata: body.to_string(),
+            grant_types: v.metadata.grant_types_text(),
+            scope: v.metadata.scope.clone(),
             token_endpoint_auth_method: v.metadata.token_endpoint_auth_method.as_str().into(),
             tls_client_auth_subject_dn: v.metadata.tls_client_auth_subject_dn.clone(),
             jwks_uri: v.ssa.software_jwks_endpoint.clone(),

@@ -7,11 +7,11 @@ use serde_json::json;
 use super::RegistrationError;
 use crate::domain::{AuditAction, AuditOutcome};
 use crate::jose::jws::unverified_claims;
-use crate::store::{AuditRecord, Store};
+use crate::store::{AuditLog, AuditRecord};
 use crate::text::printable;
 
 /// Records the refusal `e` of `action` (register or update); `audit` says who tried.
-pub async fn record<S: Store>(
+pub async fn record<S: AuditLog>(
     store: &S,
     e: &RegistrationError,
     action: AuditAction,

@@ -1,162 +1,45 @@
-//! Storage: one interface, two backends (SQLite, the embedded default, and PostgreSQL).
+//! Storage: small interfaces, two backends (SQLite, the embedded default, and PostgreSQL).
 //!
 //! Every piece of state (clients, seen `jti`s, tokens, the audit log) lives in the database, so
 //! that several stateless replicas can share one PostgreSQL. Checks that must hold across
 //! replicas are single statements that the database makes atomic (a unique key, an upsert),
 //! never a read followed by a write.
+//!
+//! Callers take the interface they need ([`ClientStore`], [`TokenStore`], [`AuditLog`],
+//! [`JtiStore`]); [`Database`] implements them all. Inside, every write is a
+//! [`unit::WriteUnit`] that both backends execute, so its transaction rules exist once.
+//!
+//! Imports go one way (no cycles): `error` and `record` are leaves; `schema` uses `error`;
+//! `unit` uses those three; the backends (`postgres`, `sqlite`) use all of them and `pool`,
+//! never each other; this module uses everything.
 
-mod sql;
-mod sqlite_writer;
+mod error;
+mod pool;
+mod postgres;
+mod record;
+mod schema;
+mod sqlite;
+mod unit;
 
+use std::borrow::Cow;
 use std::future::Future;
-use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-
-pub use sql::{PostgresStore, SqliteStore};
+pub use error::{Conflict, StoreError, StoreResult};
+pub use record::{AuditRecord, ClientRecord, JtiRecord, TokenRecord};
 
 use crate::config::DatabaseConfig;
+use postgres::PostgresStore;
+use sqlite::SqliteStore;
+use unit::{Expiring, Outcome, WriteUnit};
 
-/// A registered client, as stored.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct ClientRecord {
-    pub client_id: String,
-    pub software_id: String,
-    pub org_id: String,
-    /// The registered metadata as JSON: the response body without `client_secret`.
-    pub metadata: String,
-    /// Hash of the client secret; the secret itself is never stored.
-    pub client_secret_hash: String,
-    pub token_endpoint_auth_method: String,
-    pub tls_client_auth_subject_dn: Option<String>,
-    /// The SSA's `software_jwks_endpoint`.
-    pub jwks_uri: String,
-    /// `x5t#S256` of the transport certificate used to register.
-    pub cert_thumbprint: Option<String>,
-    pub enabled: bool,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-/// A seen `jti`, remembered until `expires_at`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JtiRecord {
-    /// What the `jti` belongs to, e.g. `request:<software_id>` or `ssa:<issuer>`, so that two
-    /// issuers' identical `jti`s do not collide.
-    pub scope: String,
-    pub jti: String,
-    pub expires_at: i64,
-}
-
-/// An access token, stored only as a hash.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct TokenRecord {
-    pub token_hash: String,
-    pub client_id: String,
-    pub scope: String,
-    /// RFC 8705 `x5t#S256` of the certificate the token is bound to.
-    pub cert_thumbprint: Option<String>,
-    pub issued_at: i64,
-    pub expires_at: i64,
-    pub revoked: bool,
-}
-
-/// One line of the append-only audit log.
-#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
-pub struct AuditRecord {
-    pub at: i64,
-    pub action: String,
-    pub outcome: String,
-    pub client_id: Option<String>,
-    pub software_id: Option<String>,
-    pub org_id: Option<String>,
-    pub cert_thumbprint: Option<String>,
-    pub interaction_id: Option<String>,
-    pub error_code: Option<String>,
-    /// Free-form JSON; never a secret.
-    pub detail: Option<String>,
-}
-
-/// What a unique key refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Conflict {
-    /// The `jti` at this index of the given list was seen before and has not expired.
-    Jti(usize),
-    /// A client already holds this software_id.
-    SoftwareId,
-    /// The client_id exists already.
-    ClientId,
-    /// The client that a token refers to does not exist (any more).
-    UnknownClient,
-}
-
-/// A storage failure. The public side of the server turns these into 503 or 400; the detail
-/// is for the log only.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// A unique key refused the write; nothing was written.
-    #[error("conflict: {0:?}")]
-    Conflict(Conflict),
-    /// The database cannot be reached or is shutting down; retry later.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    /// The database is busy (SQLite lock contention) beyond the busy timeout.
-    #[error("database busy: {0}")]
-    Busy(String),
-    /// Anything else; a bug or a broken schema.
-    #[error("database error: {0}")]
-    Other(String),
-}
-
-impl StoreError {
-    pub(crate) fn from_sqlx(e: sqlx::Error) -> Self {
-        match &e {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => Self::Unavailable(e.to_string()),
-            sqlx::Error::Database(db) => {
-                let code = db.code().unwrap_or_default();
-                // SQLite: 5 SQLITE_BUSY, 6 SQLITE_LOCKED (and their extended codes).
-                // PostgreSQL: class 08 connection exceptions, 57P0x shutdown/crash.
-                if ["5", "6", "261", "262", "517"].contains(&code.as_ref()) {
-                    Self::Busy(db.message().to_string())
-                } else if code.starts_with("08") || code.starts_with("57P") {
-                    Self::Unavailable(db.message().to_string())
-                } else {
-                    Self::Other(db.message().to_string())
-                }
-            }
-            _ => Self::Other(e.to_string()),
-        }
-    }
-
-    /// Whether the caller should answer 503 and let the client retry.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Unavailable(_) | Self::Busy(_))
-    }
-}
-
-pub type StoreResult<T> = Result<T, StoreError>;
-
-/// The storage interface. Both backends pass the same test suite.
-pub trait Store: Send + Sync {
-    /// Applies the embedded migrations; a no-op when they are applied already.
-    fn migrate(&self) -> impl Future<Output = StoreResult<()>> + Send;
-    /// A cheap round trip, for `/ready`.
-    fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
-
+/// Registered clients.
+pub trait ClientStore: Send + Sync {
     /// Stores a new client with its `jti`s and audit record, in one transaction.
     ///
     /// With `unique_software_id`, a second client for the same software_id is refused with
-    /// [`Conflict::SoftwareId`]. A replayed `jti` is refused with [`Conflict::Jti`] (with the index of the replayed one). On any
-    /// error nothing is written.
+    /// [`Conflict::SoftwareId`]. A replayed `jti` is refused with [`Conflict::Jti`] (with the
+    /// index of the replayed one). On any error nothing is written.
     fn create_client(
         &self,
         client: &ClientRecord,
@@ -165,7 +48,7 @@ pub trait Store: Send + Sync {
         audit: &AuditRecord,
     ) -> impl Future<Output = StoreResult<()>> + Send;
     /// Replaces a client's registration (same client_id), with its `jti`s and audit record, in
-    /// one transaction. Returns false when the client does not exist.
+    /// one transaction. Returns false (and writes nothing) when the client does not exist.
     fn update_client(
         &self,
         client: &ClientRecord,
@@ -176,6 +59,7 @@ pub trait Store: Send + Sync {
         &self,
         client_id: &str,
     ) -> impl Future<Output = StoreResult<Option<ClientRecord>>> + Send;
+    /// Every client, oldest first.
     fn list_clients(&self) -> impl Future<Output = StoreResult<Vec<ClientRecord>>> + Send;
     /// Deletes a client and every token issued to it, with the audit record, in one
     /// transaction. Returns false when the client does not exist.
@@ -184,7 +68,6 @@ pub trait Store: Send + Sync {
         client_id: &str,
         audit: &AuditRecord,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
-
     /// Disables or enables a client, with the audit record, in one transaction. Disabling also
     /// revokes every live token of the client, so that enabling it again brings none back.
     /// Returns false when the client does not exist.
@@ -194,14 +77,13 @@ pub trait Store: Send + Sync {
         enabled: bool,
         audit: &AuditRecord,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
+}
 
-    /// Remembers a `jti`: one atomic statement. [`Conflict::Jti`] (with the index of the replayed one) if it is known and unexpired.
-    fn remember_jti(&self, jti: &JtiRecord) -> impl Future<Output = StoreResult<()>> + Send;
-    /// Deletes `jti`s that expired before `now`; returns how many.
-    fn purge_expired_jtis(&self, now: i64) -> impl Future<Output = StoreResult<u64>> + Send;
-
+/// Access tokens, stored as hashes.
+pub trait TokenStore: Send + Sync {
     /// Stores a token with its audit record, and remembers `jtis` (the client assertion's) in
-    /// the same transaction. Fails if the client does not exist or a `jti` was seen.
+    /// the same transaction. Fails with [`Conflict::UnknownClient`] if the client does not
+    /// exist, or [`Conflict::Jti`] if a `jti` was seen; then nothing is written.
     fn insert_token(
         &self,
         token: &TokenRecord,
@@ -219,9 +101,12 @@ pub trait Store: Send + Sync {
         token_hash: &str,
         audit: &AuditRecord,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
-    /// Deletes tokens that expired before `now`; returns how many.
+    /// Deletes tokens that expired at or before `now`; returns how many.
     fn purge_expired_tokens(&self, now: i64) -> impl Future<Output = StoreResult<u64>> + Send;
+}
 
+/// The append-only audit log.
+pub trait AuditLog: Send + Sync {
     fn append_audit(&self, audit: &AuditRecord) -> impl Future<Output = StoreResult<()>> + Send;
     /// Audit records, oldest first, optionally for one client and since a time.
     fn list_audit(
@@ -231,112 +116,134 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = StoreResult<Vec<AuditRecord>>> + Send;
 }
 
+/// Seen `jti`s. They are remembered by the writes they belong to ([`ClientStore`],
+/// [`TokenStore`]), never alone, so that a replay and the row it would create are one
+/// decision; only their expiry is managed here.
+pub trait JtiStore: Send + Sync {
+    /// Deletes `jti`s that expired at or before `now`; returns how many.
+    fn purge_expired_jtis(&self, now: i64) -> impl Future<Output = StoreResult<u64>> + Send;
+}
+
 /// The backend chosen by `database.url`.
 #[derive(Clone, Debug)]
-pub enum Database {
+pub struct Database {
+    backend: Backend,
+}
+
+#[derive(Clone, Debug)]
+enum Backend {
     Sqlite(SqliteStore),
     Postgres(PostgresStore),
 }
+
+/// Rows per INSERT when bulk loading: well under both engines' limit of bound parameters.
+const SEED_BATCH: usize = 1000;
 
 impl Database {
     /// Connects to the database that `config.url` names. SQLite files are created (mode 0600)
     /// with their directory on first use.
     pub async fn connect(config: &DatabaseConfig) -> StoreResult<Self> {
-        let acquire = Duration::from_millis(config.acquire_timeout_ms);
-        if config.url.is_sqlite() {
-            let options = SqliteConnectOptions::from_str(config.url.expose())
-                .map_err(|e| StoreError::Other(format!("database.url: {e}")))?;
-            let file = options.get_filename().to_path_buf();
-            if file.as_os_str().is_empty() || file.to_string_lossy().contains(":memory:") {
-                return Err(StoreError::Other(
-                    "database.url: an in-memory SQLite database is not supported; name a file"
-                        .into(),
-                ));
-            }
-            create_sqlite_file(&file)?;
-            let options = options
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                // WAL + NORMAL survives a process crash (kill -9); only a power loss can lose
-                // the last commits.
-                .synchronous(SqliteSynchronous::Normal)
-                .foreign_keys(true)
-                .busy_timeout(Duration::from_millis(config.sqlite_busy_timeout_ms));
-            // No ping before each use: a local file does not drop connections, and every ping
-            // is a round trip to the connection's worker thread.
-            // This pool only runs the migrations (writes go to the writer thread): opening a
-            // local file may take its time on a loaded machine, so it is not bounded by the
-            // per-request acquire timeout.
-            let writer = SqlitePoolOptions::new()
-                .test_before_acquire(false)
-                .max_connections(1)
-                .acquire_timeout(Duration::from_secs(60))
-                .connect_with(options.clone())
-                .await
-                .map_err(StoreError::from_sqlx)?;
-            // Reader connections open on first use. (A memory map for them was tried: the TLB
-            // shootdowns as the file grew cost more than the pread() copies it saved.)
-            let readers = SqlitePoolOptions::new()
-                .test_before_acquire(false)
-                .max_connections(config.max_connections)
-                .acquire_timeout(acquire)
-                .connect_lazy_with(options);
-            let direct = sqlite_writer::SqliteWriter::start(
-                &file,
-                Duration::from_millis(config.sqlite_busy_timeout_ms),
-            )?;
-            Ok(Self::Sqlite(SqliteStore::with_writer(
-                readers,
-                writer,
-                Some(direct),
-            )))
+        let backend = if config.url.is_sqlite() {
+            Backend::Sqlite(SqliteStore::connect(config).await?)
         } else {
-            let options = PgConnectOptions::from_str(config.url.expose())
-                .map_err(|e| StoreError::Other(format!("database.url: {e}")))?;
-            Self::connect_postgres(options, config.max_connections, acquire).await
-        }
+            Backend::Postgres(
+                PostgresStore::connect(
+                    config.url.expose(),
+                    config.max_connections,
+                    Duration::from_millis(config.acquire_timeout_ms),
+                )
+                .await?,
+            )
+        };
+        Ok(Self { backend })
     }
 
-    /// Connects to PostgreSQL with explicit options (tests use this to pick a schema).
-    pub async fn connect_postgres(
-        options: PgConnectOptions,
-        max_connections: u32,
-        acquire_timeout: Duration,
-    ) -> StoreResult<Self> {
-        // No ping before each use: it doubled the round trips of every query. A connection
-        // that died (a restarted server) fails its next query with a 503 and is discarded.
-        let pool = PgPoolOptions::new()
-            .test_before_acquire(false)
-            .max_connections(max_connections)
-            .acquire_timeout(acquire_timeout)
-            .connect_with(options)
-            .await
-            .map_err(StoreError::from_sqlx)?;
-        Ok(Self::Postgres(PostgresStore::new(pool)))
+    /// Applies the embedded migrations; a no-op when they are applied already.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        retry_busy(|| async {
+            match &self.backend {
+                Backend::Sqlite(s) => s.read.migrate().await,
+                Backend::Postgres(p) => p.migrate().await,
+            }
+        })
+        .await
     }
 
-    /// Closes the pool: later calls fail with [`StoreError::Unavailable`].
+    /// A cheap round trip, for `/ready`.
+    pub async fn ping(&self) -> StoreResult<()> {
+        retry_busy(|| async {
+            match &self.backend {
+                Backend::Sqlite(s) => s.read.ping().await,
+                Backend::Postgres(p) => p.ping().await,
+            }
+        })
+        .await
+    }
+
+    /// Closes the pools: later calls fail with [`StoreError::Unavailable`].
     pub async fn close(&self) {
-        match self {
-            Self::Sqlite(s) => s.close().await,
-            Self::Postgres(s) => s.close().await,
+        match &self.backend {
+            Backend::Sqlite(s) => s.read.close().await,
+            Backend::Postgres(p) => p.close().await,
         }
     }
 
     /// Reader pool connections (in use, idle), for the metrics.
     pub fn pool_usage(&self) -> (usize, usize) {
-        let (size, idle) = match self {
-            Self::Sqlite(s) => (s.pool().size(), s.pool().num_idle()),
-            Self::Postgres(s) => (s.pool().size(), s.pool().num_idle()),
-        };
-        ((size as usize).saturating_sub(idle), idle)
+        match &self.backend {
+            Backend::Sqlite(s) => s.read.usage(),
+            Backend::Postgres(p) => p.usage(),
+        }
     }
 
     pub fn backend_name(&self) -> &'static str {
-        match self {
-            Self::Sqlite(_) => "sqlite",
-            Self::Postgres(_) => "postgres",
+        match &self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
         }
+    }
+
+    /// Bulk load for `dcr-bench`'s seeder: inserts `clients` as they are, many per statement,
+    /// with no `jti`, no audit record and no one-per-software_id key. Not for the request path.
+    pub async fn seed_clients(&self, clients: &[ClientRecord]) -> StoreResult<()> {
+        for batch in clients.chunks(SEED_BATCH) {
+            let row = |c| unit::client_row(c, false);
+            match &self.backend {
+                Backend::Sqlite(s) => s.read.insert_rows(schema::INSERT_CLIENTS, batch, row).await,
+                Backend::Postgres(p) => p.insert_rows(schema::INSERT_CLIENTS, batch, row).await,
+            }?;
+        }
+        Ok(())
+    }
+
+    /// Bulk load for `dcr-bench`'s seeder: inserts `tokens` (their clients must exist), many
+    /// per statement, with no audit record. Not for the request path.
+    pub async fn seed_tokens(&self, tokens: &[TokenRecord]) -> StoreResult<()> {
+        for batch in tokens.chunks(SEED_BATCH) {
+            match &self.backend {
+                Backend::Sqlite(s) => {
+                    s.read
+                        .insert_rows(schema::INSERT_TOKENS, batch, unit::token_row)
+                        .await
+                }
+                Backend::Postgres(p) => {
+                    p.insert_rows(schema::INSERT_TOKENS, batch, unit::token_row)
+                        .await
+                }
+            }?;
+        }
+        Ok(())
+    }
+
+    /// The one place that picks a backend for a write.
+    async fn write(&self, unit: WriteUnit<'_>) -> StoreResult<Outcome> {
+        retry_busy(|| async {
+            match &self.backend {
+                Backend::Sqlite(s) => s.write.write(&unit).await,
+                Backend::Postgres(p) => p.write(&unit).await,
+            }
+        })
+        .await
     }
 }
 
@@ -353,33 +260,45 @@ pub async fn open(config: &crate::config::Config) -> anyhow::Result<Database> {
     Ok(store)
 }
 
-/// Creates the SQLite file with mode 0600 before SQLite does (SQLite would use 0644): it holds
-/// secret hashes and token hashes.
-fn create_sqlite_file(path: &Path) -> StoreResult<()> {
-    let name = path.to_string_lossy();
-    if name.is_empty() || name == ":memory:" || path.exists() {
-        return Ok(());
+/// Test support: what integration tests read straight from the tables. Not for the server.
+#[doc(hidden)]
+impl Database {
+    /// Rows in `table` (`clients`, `jtis`, `tokens` or `audit_log`).
+    pub async fn count_rows(&self, table: &str) -> StoreResult<i64> {
+        let (_, sql) = schema::COUNT_ROWS
+            .iter()
+            .find(|(name, _)| *name == table)
+            .ok_or_else(|| StoreError::Other(format!("no table {table}")))?;
+        self.raw_i64(sql).await
     }
-    if let Some(dir) = path.parent()
-        && !dir.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Other(format!("cannot create {}: {e}", dir.display())))?;
+
+    /// How many migrations the database records as applied.
+    pub async fn migrations_applied(&self) -> StoreResult<i64> {
+        self.raw_i64(schema::COUNT_MIGRATIONS).await
     }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+
+    /// Runs any statement on a reader connection; returns the rows it changed.
+    pub async fn raw_execute(&self, sql: &str) -> StoreResult<u64> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.read.raw_execute(sql).await,
+            Backend::Postgres(p) => p.raw_execute(sql).await,
+        }
     }
-    match options.open(path) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(StoreError::Other(format!(
-            "cannot create {}: {e}",
-            path.display()
-        ))),
+
+    /// The one integer a query answers.
+    pub async fn raw_i64(&self, sql: &str) -> StoreResult<i64> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.read.raw_i64(sql).await,
+            Backend::Postgres(p) => p.raw_i64(sql).await,
+        }
+    }
+
+    /// The first column of every row a query answers, as text.
+    pub async fn raw_strings(&self, sql: &str) -> StoreResult<Vec<String>> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.read.raw_strings(sql).await,
+            Backend::Postgres(p) => p.raw_strings(sql).await,
+        }
     }
 }
 
@@ -404,25 +323,7 @@ where
     }
 }
 
-macro_rules! delegate {
-    ($self:ident, $s:ident => $call:expr) => {
-        retry_busy(|| async {
-            match $self {
-                Database::Sqlite($s) => $call.await,
-                Database::Postgres($s) => $call.await,
-            }
-        })
-        .await
-    };
-}
-
-impl Store for Database {
-    async fn migrate(&self) -> StoreResult<()> {
-        delegate!(self, s => s.migrate())
-    }
-    async fn ping(&self) -> StoreResult<()> {
-        delegate!(self, s => s.ping())
-    }
+impl ClientStore for Database {
     async fn create_client(
         &self,
         client: &ClientRecord,
@@ -430,64 +331,152 @@ impl Store for Database {
         jtis: &[JtiRecord],
         audit: &AuditRecord,
     ) -> StoreResult<()> {
-        delegate!(self, s => s.create_client(client, unique_software_id, jtis, audit))
+        self.write(WriteUnit::CreateClient {
+            client: Cow::Borrowed(client),
+            unique_software_id,
+            jtis: Cow::Borrowed(jtis),
+            audit: Cow::Borrowed(audit),
+        })
+        .await
+        .map(drop)
     }
+
     async fn update_client(
         &self,
         client: &ClientRecord,
         jtis: &[JtiRecord],
         audit: &AuditRecord,
     ) -> StoreResult<bool> {
-        delegate!(self, s => s.update_client(client, jtis, audit))
+        self.write(WriteUnit::UpdateClient {
+            client: Cow::Borrowed(client),
+            jtis: Cow::Borrowed(jtis),
+            audit: Cow::Borrowed(audit),
+        })
+        .await
+        .map(Outcome::found)
     }
+
     async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
-        delegate!(self, s => s.get_client(client_id))
+        retry_busy(|| async {
+            match &self.backend {
+                Backend::Sqlite(s) => s.read.get_client(client_id).await,
+                Backend::Postgres(p) => p.get_client(client_id).await,
+            }
+        })
+        .await
     }
+
     async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
-        delegate!(self, s => s.list_clients())
+        retry_busy(|| async {
+            match &self.backend {
+                Backend::Sqlite(s) => s.read.list_clients().await,
+                Backend::Postgres(p) => p.list_clients().await,
+            }
+        })
+        .await
     }
+
     async fn delete_client(&self, client_id: &str, audit: &AuditRecord) -> StoreResult<bool> {
-        delegate!(self, s => s.delete_client(client_id, audit))
+        self.write(WriteUnit::DeleteClient {
+            client_id: Cow::Borrowed(client_id),
+            audit: Cow::Borrowed(audit),
+        })
+        .await
+        .map(Outcome::found)
     }
+
     async fn set_client_enabled(
         &self,
         client_id: &str,
         enabled: bool,
         audit: &AuditRecord,
     ) -> StoreResult<bool> {
-        delegate!(self, s => s.set_client_enabled(client_id, enabled, audit))
+        self.write(WriteUnit::SetEnabled {
+            client_id: Cow::Borrowed(client_id),
+            enabled,
+            audit: Cow::Borrowed(audit),
+        })
+        .await
+        .map(Outcome::found)
     }
-    async fn remember_jti(&self, jti: &JtiRecord) -> StoreResult<()> {
-        delegate!(self, s => s.remember_jti(jti))
-    }
-    async fn purge_expired_jtis(&self, now: i64) -> StoreResult<u64> {
-        delegate!(self, s => s.purge_expired_jtis(now))
-    }
+}
+
+impl TokenStore for Database {
     async fn insert_token(
         &self,
         token: &TokenRecord,
         jtis: &[JtiRecord],
         audit: &AuditRecord,
     ) -> StoreResult<()> {
-        delegate!(self, s => s.insert_token(token, jtis, audit))
+        self.write(WriteUnit::InsertToken {
+            token: Cow::Borrowed(token),
+            jtis: Cow::Borrowed(jtis),
+            audit: Cow::Borrowed(audit),
+        })
+        .await
+        .map(drop)
     }
+
     async fn find_token(&self, token_hash: &str) -> StoreResult<Option<TokenRecord>> {
-        delegate!(self, s => s.find_token(token_hash))
+        retry_busy(|| async {
+            match &self.backend {
+                Backend::Sqlite(s) => s.read.find_token(token_hash).await,
+                Backend::Postgres(p) => p.find_token(token_hash).await,
+            }
+        })
+        .await
     }
+
     async fn revoke_token(&self, token_hash: &str, audit: &AuditRecord) -> StoreResult<bool> {
-        delegate!(self, s => s.revoke_token(token_hash, audit))
+        self.write(WriteUnit::RevokeToken {
+            token_hash: Cow::Borrowed(token_hash),
+            audit: Cow::Borrowed(audit),
+        })
+        .await
+        .map(Outcome::found)
     }
+
     async fn purge_expired_tokens(&self, now: i64) -> StoreResult<u64> {
-        delegate!(self, s => s.purge_expired_tokens(now))
+        self.write(WriteUnit::Purge {
+            table: Expiring::Tokens,
+            before: now,
+        })
+        .await
+        .map(Outcome::count)
     }
+}
+
+impl AuditLog for Database {
     async fn append_audit(&self, audit: &AuditRecord) -> StoreResult<()> {
-        delegate!(self, s => s.append_audit(audit))
+        self.write(WriteUnit::AppendAudit {
+            audit: Cow::Borrowed(audit),
+        })
+        .await
+        .map(drop)
     }
+
     async fn list_audit(
         &self,
         client_id: Option<&str>,
         since: Option<i64>,
     ) -> StoreResult<Vec<AuditRecord>> {
-        delegate!(self, s => s.list_audit(client_id, since))
+        retry_busy(|| async {
+            match &self.backend {
+                Backend::Sqlite(s) => s.read.list_audit(client_id, since).await,
+                Backend::Postgres(p) => p.list_audit(client_id, since).await,
+            }
+        })
+        .await
+    }
+}
+
+impl JtiStore for Database {
+    async fn purge_expired_jtis(&self, now: i64) -> StoreResult<u64> {
+        self.write(WriteUnit::Purge {
+            table: Expiring::Jtis,
+            before: now,
+        })
+        .await
+        .map(Outcome::count)
     }
 }

@@ -218,18 +218,7 @@ async fn migrations_applied_twice_are_a_no_op(backend: Backend) -> Result<()> {
         ensure!(stdout.contains("migrations applied"), "{stdout}");
     }
     let store = env.db.connect().await?;
-    let count: i64 = match &store {
-        dcr_server::store::Database::Sqlite(s) => {
-            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
-                .fetch_one(s.pool())
-                .await?
-        }
-        dcr_server::store::Database::Postgres(s) => {
-            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
-                .fetch_one(s.pool())
-                .await?
-        }
-    };
+    let count = store.migrations_applied().await?;
     let files = std::fs::read_dir(format!(
         "{}/migrations/{}",
         env!("CARGO_MANIFEST_DIR"),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use dcr_server::sandbox::{RequestOptions, Sandbox};
-use dcr_server::store::{Database, Store};
+use dcr_server::store::ClientStore;
 use serde_json::{Value, json};
 
 use crate::support::{
@@ -370,10 +370,7 @@ async fn kill9_during_load_loses_nothing(backend: Backend) -> Result<()> {
     // Every stored client has its audit record; nothing is half-written.
     let orphans = "SELECT COUNT(*) FROM clients c WHERE NOT EXISTS \
         (SELECT 1 FROM audit_log a WHERE a.client_id = c.client_id AND a.action = 'register' AND a.outcome = 'success')";
-    let orphans: i64 = match &store {
-        Database::Sqlite(s) => sqlx::query_scalar(orphans).fetch_one(s.pool()).await?,
-        Database::Postgres(s) => sqlx::query_scalar(orphans).fetch_one(s.pool()).await?,
-    };
+    let orphans = store.raw_i64(orphans).await?;
     ensure_eq!(orphans, 0);
     ensure!(count_rows(&store, "jtis").await? >= count_rows(&store, "clients").await?);
     // And they work: a token and a GET for a sample of them.
@@ -570,10 +567,7 @@ async fn logs_and_tables_hold_no_secrets(backend: Backend) -> Result<()> {
     ];
     let mut dump = String::new();
     for sql in dump_sql {
-        let rows: Vec<String> = match &store {
-            Database::Sqlite(s) => sqlx::query_scalar(sql).fetch_all(s.pool()).await?,
-            Database::Postgres(s) => sqlx::query_scalar(sql).fetch_all(s.pool()).await?,
-        };
+        let rows = store.raw_strings(sql).await?;
         dump.push_str(&rows.join("\n"));
     }
     for secret in &secrets[..1] {

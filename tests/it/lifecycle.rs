@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use dcr_server::store::{AuditRecord, Store, TokenRecord};
+use dcr_server::store::{AuditLog, AuditRecord, TokenRecord, TokenStore};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 

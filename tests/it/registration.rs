@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail, ensure};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dcr_server::sandbox::{RequestOptions, Sandbox};
-use dcr_server::store::{Database, Store};
+use dcr_server::store::{ClientStore, Database};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use rcgen::{DnType, ExtendedKeyUsagePurpose, KeyPair};
 use serde_json::{Value, json};

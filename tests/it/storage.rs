@@ -1,8 +1,9 @@
 //! The storage suite: the same checks against SQLite and PostgreSQL.
 
-use anyhow::{Result, bail, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use dcr_server::store::{
-    AuditRecord, ClientRecord, Conflict, Database, JtiRecord, Store, StoreError, TokenRecord,
+    AuditLog, AuditRecord, ClientRecord, ClientStore, Conflict, Database, JtiRecord, JtiStore,
+    StoreError, TokenRecord, TokenStore,
 };
 
 use crate::support::{BOTH, Backend, Case, TestDb};
@@ -18,6 +19,8 @@ pub fn cases() -> Vec<Case> {
         case!(tokens_and_client_deletion, BOTH),
         case!(audit_log_is_append_only, BOTH),
         case!(migrations_keep_existing_data, BOTH),
+        case!(migration_0003_copies_grant_types_and_scope, BOTH),
+        case!(bulk_seeding_round_trip, BOTH),
     ]
 }
 
@@ -38,6 +41,8 @@ fn client(client_id: &str, software_id: &str) -> ClientRecord {
             r#"{{"client_id":"{client_id}","redirect_uris":["{}"]}}"#,
             long_uri()
         ),
+        grant_types: "client_credentials".into(),
+        scope: "openid accounts".into(),
         client_secret_hash: "hash".into(),
         token_endpoint_auth_method: "private_key_jwt".into(),
         tls_client_auth_subject_dn: None,
@@ -100,6 +105,8 @@ async fn clients_round_trip(backend: Backend) -> Result<()> {
 
     let mut updated = c.clone();
     updated.metadata = r#"{"client_id":"c1","scope":"openid"}"#.into();
+    updated.grant_types = "client_credentials refresh_token".into();
+    updated.scope = "openid".into();
     updated.updated_at += 5;
     ensure!(
         s.update_client(
@@ -120,7 +127,6 @@ async fn clients_round_trip(backend: Backend) -> Result<()> {
         )
         .await?
     );
-    s.remember_jti(&jti("request:sw9", "j3", later)).await?;
 
     s.create_client(&client("c2", "sw2"), true, &[], &audit("register", "c2"))
         .await?;
@@ -131,6 +137,14 @@ async fn clients_round_trip(backend: Backend) -> Result<()> {
         .map(|c| c.client_id)
         .collect();
     ensure_eq!(ids, vec!["c1".to_string(), "c2".to_string()]);
+    // The failed update's jti is free: a registration may use it.
+    s.create_client(
+        &client("c9", "sw9"),
+        true,
+        &[jti("request:sw9", "j3", later)],
+        &audit("register", "c9"),
+    )
+    .await?;
     conflict(
         s.create_client(&client("c1", "sw3"), false, &[], &audit("register", "c1"))
             .await,
@@ -192,29 +206,111 @@ async fn replayed_jti_writes_nothing(backend: Backend) -> Result<()> {
         .await,
         Conflict::SoftwareId,
     )?;
-    s.remember_jti(&jti("request:x", "fresh", later)).await?;
+    s.create_client(
+        &client("d", "sw4"),
+        true,
+        &[jti("request:x", "fresh", later)],
+        &audit("register", "d"),
+    )
+    .await?;
     // The same jti under another scope is a different jti.
-    s.remember_jti(&jti("request:y", "same", later)).await?;
+    s.create_client(
+        &client("e", "sw5"),
+        true,
+        &[jti("request:y", "same", later)],
+        &audit("register", "e"),
+    )
+    .await?;
+    // A replay later in the list names its index, and the fresh one before it is undone too.
+    conflict(
+        s.create_client(
+            &client("f", "sw6"),
+            true,
+            &[
+                jti("request:x", "new", later),
+                jti("request:x", "same", later),
+            ],
+            &audit("register", "f"),
+        )
+        .await,
+        Conflict::Jti(1),
+    )?;
+    ensure_eq!(s.get_client("f").await?, None);
+    s.create_client(
+        &client("g", "sw7"),
+        true,
+        &[jti("request:x", "new", later)],
+        &audit("register", "g"),
+    )
+    .await?;
     Ok(())
 }
 
 async fn jti_expiry_and_purge(backend: Backend) -> Result<()> {
     let (_db, s) = store(backend).await?;
     let now = dcr_server::clock::now();
-    s.remember_jti(&jti("ssa:OB", "old", now - 1)).await?;
+    s.create_client(
+        &client("a", "sw1"),
+        true,
+        &[jti("ssa:OB", "old", now - 1)],
+        &audit("register", "a"),
+    )
+    .await?;
     // Expired but not purged yet: usable again, and it now lives until the new expiry.
-    s.remember_jti(&jti("ssa:OB", "old", now + 600)).await?;
+    s.insert_token(
+        &token("t1", "a", now),
+        &[jti("ssa:OB", "old", now + 600)],
+        &audit("token", "a"),
+    )
+    .await?;
     conflict(
-        s.remember_jti(&jti("ssa:OB", "old", now + 900)).await,
+        s.create_client(
+            &client("b", "sw2"),
+            true,
+            &[jti("ssa:OB", "old", now + 900)],
+            &audit("register", "b"),
+        )
+        .await,
         Conflict::Jti(0),
     )?;
-    s.remember_jti(&jti("ssa:OB", "gone", now - 10)).await?;
+    s.insert_token(
+        &token("t2", "a", now),
+        &[jti("ssa:OB", "gone", now - 10)],
+        &audit("token", "a"),
+    )
+    .await?;
     ensure_eq!(s.purge_expired_jtis(now).await?, 1);
     ensure_eq!(s.purge_expired_jtis(now).await?, 0);
     conflict(
-        s.remember_jti(&jti("ssa:OB", "old", now + 900)).await,
+        s.insert_token(
+            &token("t3", "a", now),
+            &[jti("ssa:OB", "old", now + 900)],
+            &audit("token", "a"),
+        )
+        .await,
         Conflict::Jti(0),
+    )?;
+    ensure_eq!(s.find_token("t3").await?, None);
+    // The purged one is new again.
+    s.insert_token(
+        &token("t4", "a", now),
+        &[jti("ssa:OB", "gone", now + 600)],
+        &audit("token", "a"),
     )
+    .await?;
+    Ok(())
+}
+
+fn token(hash: &str, client_id: &str, now: i64) -> TokenRecord {
+    TokenRecord {
+        token_hash: hash.into(),
+        client_id: client_id.into(),
+        scope: "accounts".into(),
+        cert_thumbprint: Some("thumb".into()),
+        issued_at: now,
+        expires_at: now + 3600,
+        revoked: false,
+    }
 }
 
 async fn concurrent_jti_is_accepted_once(backend: Backend) -> Result<()> {
@@ -244,6 +340,31 @@ async fn concurrent_jti_is_accepted_once(backend: Backend) -> Result<()> {
     }
     ensure_eq!(ok, 1);
     ensure_eq!(s.list_clients().await?.len(), 1);
+
+    // The same for tokens: one client assertion, many concurrent token requests.
+    let client_id = s.list_clients().await?.remove(0).client_id;
+    let now = dcr_server::clock::now();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (s, client_id) = (s.clone(), client_id.clone());
+        tasks.push(tokio::spawn(async move {
+            s.insert_token(
+                &token(&format!("race-{i}"), &client_id, now),
+                &[jti("assertion:race", "one", later)],
+                &audit("token", &client_id),
+            )
+            .await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await? {
+            Ok(()) => ok += 1,
+            Err(StoreError::Conflict(Conflict::Jti(0))) => {}
+            Err(e) => bail!("unexpected error: {e}"),
+        }
+    }
+    ensure_eq!(ok, 1);
     Ok(())
 }
 
@@ -252,15 +373,7 @@ async fn tokens_and_client_deletion(backend: Backend) -> Result<()> {
     let now = dcr_server::clock::now();
     s.create_client(&client("a", "sw"), true, &[], &audit("register", "a"))
         .await?;
-    let token = |hash: &str, client_id: &str| TokenRecord {
-        token_hash: hash.into(),
-        client_id: client_id.into(),
-        scope: "accounts".into(),
-        cert_thumbprint: Some("thumb".into()),
-        issued_at: now,
-        expires_at: now + 3600,
-        revoked: false,
-    };
+    let token = |hash: &str, client_id: &str| token(hash, client_id, now);
     s.insert_token(&token("t1", "a"), &[], &audit("token", "a"))
         .await?;
     s.insert_token(&token("t2", "a"), &[], &audit("token", "a"))
@@ -326,16 +439,10 @@ async fn audit_log_is_append_only(backend: Backend) -> Result<()> {
 
     let update = "UPDATE audit_log SET outcome = 'tampered'";
     let delete = "DELETE FROM audit_log";
-    let refused = match &s {
-        Database::Sqlite(s) => [
-            sqlx::query(update).execute(s.pool()).await.is_err(),
-            sqlx::query(delete).execute(s.pool()).await.is_err(),
-        ],
-        Database::Postgres(s) => [
-            sqlx::query(update).execute(s.pool()).await.is_err(),
-            sqlx::query(delete).execute(s.pool()).await.is_err(),
-        ],
-    };
+    let refused = [
+        s.raw_execute(update).await.is_err(),
+        s.raw_execute(delete).await.is_err(),
+    ];
     ensure_eq!(refused, [true, true]);
     ensure_eq!(s.list_audit(None, None).await?.len(), 2);
     Ok(())
@@ -345,16 +452,6 @@ async fn audit_log_is_append_only(backend: Backend) -> Result<()> {
 /// without losing a client, a token, a jti or an audit row.
 async fn migrations_keep_existing_data(backend: Backend) -> Result<()> {
     let db = TestDb::new(backend).await?;
-    let flavour = match backend {
-        Backend::Postgres => "postgres",
-        _ => "sqlite",
-    };
-    let first = tempfile::TempDir::new()?;
-    std::fs::copy(
-        format!("migrations/{flavour}/0001_init.sql"),
-        first.path().join("0001_init.sql"),
-    )?;
-    let migrator = sqlx::migrate::Migrator::new(first.path()).await?;
     let now = dcr_server::clock::now();
     let rows = [
         "INSERT INTO clients (client_id, software_id, org_id, metadata, software_statement, \
@@ -366,6 +463,65 @@ async fn migrations_keep_existing_data(backend: Backend) -> Result<()> {
         "INSERT INTO jtis (scope, jti, expires_at) VALUES ('request:sw', 'j', 4102444800)",
         "INSERT INTO audit_log (at, action, outcome, client_id) VALUES (1, 'register', 'success', 'old')",
     ];
+    old_schema(backend, &db, &["0001_init.sql"], &rows).await?;
+    let s = db.connect().await?;
+    s.migrate().await?;
+    let old = s.get_client("old").await?;
+    ensure_eq!(
+        old.map(|c| (c.metadata, c.client_secret_hash, c.grant_types, c.scope)),
+        Some((
+            r#"{"client_id":"old"}"#.to_string(),
+            "hash".to_string(),
+            String::new(),
+            String::new()
+        ))
+    );
+    ensure_eq!(
+        s.find_token("t").await?.map(|t| t.client_id),
+        Some("old".into())
+    );
+    conflict(
+        s.create_client(
+            &client("new", "sw-new"),
+            true,
+            &[jti("request:sw", "j", now + 600)],
+            &audit("register", "new"),
+        )
+        .await,
+        Conflict::Jti(0),
+    )?;
+    // The audit log carries on after the old rows, and is still append-only.
+    s.append_audit(&audit("register", "new")).await?;
+    let all = s.list_audit(None, None).await?;
+    ensure_eq!(
+        all.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(),
+        ["register", "register"]
+    );
+    ensure_eq!(s.list_audit(Some("old"), None).await?.len(), 1);
+    ensure!(s.delete_client("old", &audit("delete", "old")).await?);
+    ensure_eq!(s.find_token("t").await?, None);
+    Ok(())
+}
+
+/// Makes the schema of the first `migrations` only, and writes `rows` into it.
+async fn old_schema(
+    backend: Backend,
+    db: &TestDb,
+    migrations: &[&str],
+    rows: &[&str],
+) -> Result<()> {
+    let flavour = match backend {
+        Backend::Postgres => "postgres",
+        _ => "sqlite",
+    };
+    let dir = tempfile::TempDir::new()?;
+    for file in migrations {
+        std::fs::copy(
+            format!("migrations/{flavour}/{file}"),
+            dir.path().join(file),
+        )?;
+    }
+    let migrator = sqlx::migrate::Migrator::new(dir.path()).await?;
     match backend {
         Backend::Postgres => {
             let pool = sqlx::PgPool::connect(&db.url).await?;
@@ -384,30 +540,113 @@ async fn migrations_keep_existing_data(backend: Backend) -> Result<()> {
             pool.close().await;
         }
     }
+    Ok(())
+}
+
+/// Clients stored before 0003 get `grant_types` and `scope` columns holding what the token
+/// endpoint used to read from their metadata JSON.
+async fn migration_0003_copies_grant_types_and_scope(backend: Backend) -> Result<()> {
+    let db = TestDb::new(backend).await?;
+    let cases = [
+        // As registration stores it.
+        (
+            "registered",
+            r#"{"client_id":"registered","grant_types":["client_credentials","authorization_code"],"scope":"openid accounts","software_statement":"eyJ.x.y"}"#,
+            "client_credentials authorization_code",
+            "openid accounts",
+        ),
+        // Absent: no grant type (the token endpoint answered unauthorized_client), no scope.
+        ("bare", r#"{"client_id":"bare"}"#, "", ""),
+        // The wrong JSON types count as absent; non-string grant types are skipped; the
+        // scope string is kept as it was, escapes decoded.
+        (
+            "odd",
+            r#"{"grant_types":[1,"refresh_token",null,"client_credentials"],"scope":"a\u00e9  b"}"#,
+            "refresh_token client_credentials",
+            "a\u{e9}  b",
+        ),
+        (
+            "typed",
+            r#"{"grant_types":"client_credentials","scope":["accounts"]}"#,
+            "",
+            "",
+        ),
+        // Not JSON at all: migrated, with nothing registered.
+        ("broken", "not json", "", ""),
+    ];
+    let rows: Vec<String> = cases
+        .iter()
+        .map(|(id, metadata, _, _)| {
+            format!(
+                "INSERT INTO clients (client_id, software_id, org_id, metadata, \
+                 client_secret_hash, token_endpoint_auth_method, jwks_uri, created_at, \
+                 updated_at) VALUES ('{id}', 'sw-{id}', 'org', '{metadata}', 'hash', \
+                 'private_key_jwt', 'https://tpp.example.com/jwks', 1, 1)"
+            )
+        })
+        .collect();
+    let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+    old_schema(
+        backend,
+        &db,
+        &["0001_init.sql", "0002_leaner_rows.sql"],
+        &rows,
+    )
+    .await?;
     let s = db.connect().await?;
     s.migrate().await?;
-    let client = s.get_client("old").await?;
-    ensure_eq!(
-        client.map(|c| (c.metadata, c.client_secret_hash)),
-        Some((r#"{"client_id":"old"}"#.to_string(), "hash".to_string()))
+    for (id, metadata, grant_types, scope) in cases {
+        let c = s.get_client(id).await?.context("client")?;
+        ensure_eq!(
+            (
+                c.metadata.as_str(),
+                c.grant_types.as_str(),
+                c.scope.as_str()
+            ),
+            (metadata, grant_types, scope)
+        );
+    }
+    // New rows carry their own values.
+    let mut fresh = client("fresh", "sw-fresh");
+    fresh.grant_types = "client_credentials".into();
+    fresh.scope = "payments".into();
+    s.create_client(&fresh, true, &[], &audit("register", "fresh"))
+        .await?;
+    ensure_eq!(s.get_client("fresh").await?, Some(fresh));
+    Ok(())
+}
+
+/// The bench seeder's bulk load: more rows than one INSERT takes, read back like any others.
+async fn bulk_seeding_round_trip(backend: Backend) -> Result<()> {
+    let (_db, s) = store(backend).await?;
+    let now = dcr_server::clock::now();
+    let clients: Vec<ClientRecord> = (0..2500)
+        .map(|i| client(&format!("seed-{i}"), "sw-seed"))
+        .collect();
+    s.seed_clients(&clients).await?;
+    let tokens: Vec<TokenRecord> = (0..2500)
+        .map(|i| token(&format!("t{i}"), &format!("seed-{}", i % 7), now))
+        .collect();
+    s.seed_tokens(&tokens).await?;
+    ensure_eq!(s.count_rows("clients").await?, 2500);
+    ensure_eq!(s.count_rows("tokens").await?, 2500);
+    ensure_eq!(s.count_rows("audit_log").await?, 0);
+    ensure_eq!(s.get_client("seed-2499").await?, clients.last().cloned());
+    ensure_eq!(s.find_token("t1234").await?, tokens.get(1234).cloned());
+    // Seeded clients do not hold their software_id: a registration for it is accepted.
+    s.create_client(
+        &client("new", "sw-seed"),
+        true,
+        &[],
+        &audit("register", "new"),
+    )
+    .await?;
+    // A token for a client that does not exist is refused, as on the request path.
+    ensure!(
+        s.seed_tokens(&[token("orphan", "ghost", now)])
+            .await
+            .is_err()
     );
-    ensure_eq!(
-        s.find_token("t").await?.map(|t| t.client_id),
-        Some("old".into())
-    );
-    conflict(
-        s.remember_jti(&jti("request:sw", "j", now + 600)).await,
-        Conflict::Jti(0),
-    )?;
-    // The audit log carries on after the old rows, and is still append-only.
-    s.append_audit(&audit("register", "new")).await?;
-    let all = s.list_audit(None, None).await?;
-    ensure_eq!(
-        all.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(),
-        ["register", "register"]
-    );
-    ensure_eq!(s.list_audit(Some("old"), None).await?.len(), 1);
-    ensure!(s.delete_client("old", &audit("delete", "old")).await?);
-    ensure_eq!(s.find_token("t").await?, None);
+    ensure!(s.count_rows("nope").await.is_err());
     Ok(())
 }

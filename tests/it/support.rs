@@ -416,11 +416,7 @@ macro_rules! ensure_eq {
 
 /// Rows in a table, straight from the database.
 pub async fn count_rows(db: &Database, table: &str) -> Result<i64> {
-    let sql = format!("SELECT COUNT(*) FROM {table}");
-    Ok(match db {
-        Database::Sqlite(s) => sqlx::query_scalar(&sql).fetch_one(s.pool()).await?,
-        Database::Postgres(s) => sqlx::query_scalar(&sql).fetch_one(s.pool()).await?,
-    })
+    Ok(db.count_rows(table).await?)
 }
 
 /// What the loopback HTTPS server answers for one path.

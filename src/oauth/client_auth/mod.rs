@@ -19,7 +19,7 @@ use crate::domain::AuthMethod;
 use crate::jose::JwksCache;
 use crate::oauth::form::Form;
 use crate::pki::ClientCertificate;
-use crate::store::{ClientRecord, JtiRecord, Store, StoreError};
+use crate::store::{ClientRecord, ClientStore, JtiRecord, StoreError};
 
 pub use private_key_jwt::{AssertionError, CLIENT_ASSERTION_TYPE, MAX_ASSERTION_LIFETIME};
 
@@ -176,7 +176,7 @@ pub struct Authenticated {
 }
 
 /// Authenticates a client with the method it registered.
-pub async fn authenticate<S: Store>(
+pub async fn authenticate<S: ClientStore>(
     store: &S,
     jwks: &JwksCache,
     policy: &ClientAuthPolicy,
@@ -228,7 +228,7 @@ pub async fn authenticate<S: Store>(
 }
 
 /// The client, if it exists and is enabled.
-async fn enabled_client<S: Store>(
+async fn enabled_client<S: ClientStore>(
     store: &S,
     client_id: &str,
 ) -> Result<ClientRecord, AuthenticationFailure> {
@@ -262,6 +262,8 @@ pub(crate) mod tests {
             software_id: "sw".into(),
             org_id: "org".into(),
             metadata: "{}".into(),
+            grant_types: "client_credentials".into(),
+            scope: "openid accounts".into(),
             client_secret_hash: crate::domain::secret::hash("s3cret"),
             token_endpoint_auth_method: method.as_str().into(),
             tls_client_auth_subject_dn: None,
@@ -359,6 +361,90 @@ pub(crate) mod tests {
                 "wrong_method",
                 "{other}"
             );
+        }
+    }
+
+    /// `authenticate` against a real SQLite store: the order of the rules, and that each
+    /// failure names its cause.
+    #[tokio::test]
+    async fn authentication_rules_against_a_real_store() {
+        use crate::config::{DatabaseConfig, JwksConfig};
+        use crate::store::{AuditRecord, Database};
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::connect(&DatabaseConfig {
+            url: format!("sqlite://{}/t.db", dir.path().display())
+                .parse()
+                .unwrap(),
+            max_connections: 2,
+            acquire_timeout_ms: 5000,
+            sqlite_busy_timeout_ms: 5000,
+        })
+        .await
+        .unwrap();
+        db.migrate().await.unwrap();
+        let audit = AuditRecord::default();
+        let post = client(AuthMethod::ClientSecretPost);
+        db.create_client(&post, false, &[], &audit).await.unwrap();
+        let disabled = ClientRecord {
+            client_id: "c2".into(),
+            enabled: false,
+            ..client(AuthMethod::ClientSecretPost)
+        };
+        db.create_client(&disabled, false, &[], &audit)
+            .await
+            .unwrap();
+        crate::pki::tls::install_default_provider();
+        let jwks_config = JwksConfig::default();
+        let http = crate::pki::outbound::http_client(&jwks_config).unwrap();
+        let jwks = JwksCache::new(http, &jwks_config);
+        let policy = ClientAuthPolicy {
+            methods: vec![AuthMethod::PrivateKeyJwt, AuthMethod::ClientSecretPost],
+            assertion: private_key_jwt::AssertionPolicy {
+                algs: vec![crate::domain::SigningAlg::PS256],
+                clock_skew: 60,
+                audiences: vec!["https://bank.example.com/token".into()],
+            },
+        };
+        let secret = |id: &str, secret: &str, method| Credentials::Secret {
+            client_id: id.into(),
+            secret: secret.into(),
+            method,
+        };
+        let run = |credentials| authenticate(&db, &jwks, &policy, credentials, None, 0);
+        let ok = run(secret("c1", "s3cret", AuthMethod::ClientSecretPost))
+            .await
+            .unwrap();
+        assert_eq!(
+            (ok.client.client_id.as_str(), ok.method),
+            ("c1", AuthMethod::ClientSecretPost)
+        );
+        assert!(ok.jti.is_none());
+        let reason = |r: Result<Authenticated, AuthenticationFailure>| match r {
+            Err(AuthenticationFailure::Client(e)) => e.reason(),
+            other => panic!("not a client failure: {other:?}"),
+        };
+        for (credentials, want) in [
+            (
+                secret("c1", "wrong", AuthMethod::ClientSecretPost),
+                "wrong_secret",
+            ),
+            (
+                secret("nobody", "s3cret", AuthMethod::ClientSecretPost),
+                "unknown_client",
+            ),
+            (
+                secret("c2", "s3cret", AuthMethod::ClientSecretPost),
+                "client_disabled",
+            ),
+            // Not enabled: refused before the client is even looked up.
+            (
+                secret("c1", "s3cret", AuthMethod::ClientSecretBasic),
+                "method_not_enabled",
+            ),
+            (Credentials::Certificate("c1".into()), "wrong_method"),
+            (Credentials::Assertion("a.b.c".into()), "invalid_assertion"),
+        ] {
+            assert_eq!(reason(run(credentials).await), want, "{want}");
         }
     }
 

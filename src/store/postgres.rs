@@ -1,0 +1,202 @@
+//! The production backend: PostgreSQL through sqlx, shared by any number of replicas.
+//!
+//! Reads are single statements on the pool; each write unit runs in one transaction.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::query::Query;
+use sqlx::{Postgres, QueryBuilder};
+
+use super::error::{StoreError, StoreResult};
+use super::pool;
+use super::record::{AuditRecord, ClientRecord, TokenRecord};
+use super::schema;
+use super::unit::{self, ExecuteAsync, Outcome, Param, Statement, WriteUnit};
+
+#[derive(Clone, Debug)]
+pub(super) struct PostgresStore {
+    pool: PgPool,
+}
+
+/// A key violation is a [`Conflict`](super::error::Conflict) when its constraint is one
+/// `schema` names; anything else maps by class.
+fn map_err(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e
+        && let Some(conflict) = db.constraint().and_then(schema::postgres_conflict)
+    {
+        return StoreError::Conflict(conflict);
+    }
+    StoreError::from_sqlx(e)
+}
+
+fn bind<'q>(q: Query<'q, Postgres, PgArguments>, p: Param<'q>) -> Query<'q, Postgres, PgArguments> {
+    match p {
+        Param::Text(v) => q.bind(v),
+        Param::OptText(v) => q.bind(v),
+        Param::Int(v) => q.bind(v),
+        Param::Bool(v) => q.bind(v),
+    }
+}
+
+/// A connection (or the transaction's) that runs a unit's statements.
+struct Exec<'c>(&'c mut PgConnection);
+
+impl ExecuteAsync for Exec<'_> {
+    async fn exec(&mut self, s: &Statement<'_>) -> StoreResult<u64> {
+        let q = s
+            .params()
+            .iter()
+            .fold(sqlx::query(s.sql), |q, p| bind(q, *p));
+        Ok(q.execute(&mut *self.0)
+            .await
+            .map_err(map_err)?
+            .rows_affected())
+    }
+}
+
+impl PostgresStore {
+    pub(super) async fn connect(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Other(format!("database.url: {e}")))?;
+        // No ping before each use: it doubled the round trips of every query. A connection
+        // that died (a restarted server) fails its next query with a 503 and is discarded.
+        let pool = PgPoolOptions::new()
+            .test_before_acquire(false)
+            .max_connections(max_connections)
+            .acquire_timeout(acquire_timeout)
+            .connect_with(options)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(Self { pool })
+    }
+
+    pub(super) async fn migrate(&self) -> StoreResult<()> {
+        sqlx::migrate!("./migrations/postgres")
+            .run(&self.pool)
+            .await
+            .map_err(StoreError::from_migrate)
+    }
+
+    pub(super) async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(super) fn usage(&self) -> (usize, usize) {
+        pool::usage(&self.pool)
+    }
+
+    pub(super) async fn ping(&self) -> StoreResult<()> {
+        sqlx::query(schema::PING)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    pub(super) async fn write(&self, unit: &WriteUnit<'_>) -> StoreResult<Outcome> {
+        let now = crate::clock::now();
+        if !unit.needs_transaction() {
+            // One statement is atomic by itself: no BEGIN and COMMIT round trips.
+            let mut conn = self.pool.acquire().await.map_err(map_err)?;
+            return unit::run_async(&mut Exec(&mut conn), unit, now).await;
+        }
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        // On an error `tx` is dropped, which rolls the unit back.
+        let outcome = unit::run_async(&mut Exec(&mut tx), unit, now).await?;
+        if outcome.commits() {
+            tx.commit().await.map_err(map_err)?;
+        } else {
+            tx.rollback().await.map_err(map_err)?;
+        }
+        Ok(outcome)
+    }
+
+    pub(super) async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
+        let mut conn = pool::acquire_timed(&self.pool).await.map_err(map_err)?;
+        sqlx::query_as(schema::SELECT_CLIENT)
+            .bind(client_id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(map_err)
+    }
+
+    pub(super) async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
+        sqlx::query_as(schema::LIST_CLIENTS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
+    pub(super) async fn find_token(&self, token_hash: &str) -> StoreResult<Option<TokenRecord>> {
+        let mut conn = pool::acquire_timed(&self.pool).await.map_err(map_err)?;
+        sqlx::query_as(schema::SELECT_TOKEN)
+            .bind(token_hash)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(map_err)
+    }
+
+    pub(super) async fn list_audit(
+        &self,
+        client_id: Option<&str>,
+        since: Option<i64>,
+    ) -> StoreResult<Vec<AuditRecord>> {
+        sqlx::query_as(schema::LIST_AUDIT)
+            .bind(client_id)
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
+    /// A multi-row INSERT of `rows` (a bounded batch), `head` naming
+    /// the columns that each row's parameters fill in order.
+    pub(super) async fn insert_rows<'r, const N: usize, R>(
+        &self,
+        head: &'static str,
+        rows: &'r [R],
+        params: impl Fn(&'r R) -> [Param<'r>; N],
+    ) -> StoreResult<()> {
+        let mut q = QueryBuilder::<Postgres>::new(head);
+        q.push_values(rows, |mut b, row| {
+            for p in params(row) {
+                match p {
+                    Param::Text(v) => b.push_bind(v),
+                    Param::OptText(v) => b.push_bind(v),
+                    Param::Int(v) => b.push_bind(v),
+                    Param::Bool(v) => b.push_bind(v),
+                };
+            }
+        });
+        q.build().execute(&self.pool).await.map_err(map_err)?;
+        Ok(())
+    }
+
+    pub(super) async fn raw_execute(&self, sql: &str) -> StoreResult<u64> {
+        Ok(sqlx::query(sql)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?
+            .rows_affected())
+    }
+
+    pub(super) async fn raw_i64(&self, sql: &str) -> StoreResult<i64> {
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
+    pub(super) async fn raw_strings(&self, sql: &str) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar(sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+}

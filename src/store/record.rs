@@ -1,0 +1,67 @@
+//! The rows, as the rest of the server sees them. A leaf module: every other store module may
+//! use it.
+
+/// A registered client, as stored.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ClientRecord {
+    pub client_id: String,
+    pub software_id: String,
+    pub org_id: String,
+    /// The registered metadata as JSON: the response body without `client_secret`.
+    pub metadata: String,
+    /// The registered `grant_types`, space-separated in their registered order: the copy the
+    /// token endpoint reads, so that it never parses `metadata`.
+    pub grant_types: String,
+    /// The registered `scope` string (space-separated scopes), likewise for the token endpoint.
+    pub scope: String,
+    /// Hash of the client secret; the secret itself is never stored.
+    pub client_secret_hash: String,
+    pub token_endpoint_auth_method: String,
+    pub tls_client_auth_subject_dn: Option<String>,
+    /// The SSA's `software_jwks_endpoint`.
+    pub jwks_uri: String,
+    /// `x5t#S256` of the transport certificate used to register.
+    pub cert_thumbprint: Option<String>,
+    pub enabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A seen `jti`, remembered until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JtiRecord {
+    /// What the `jti` belongs to, e.g. `request:<software_id>` or `ssa:<issuer>`, so that two
+    /// issuers' identical `jti`s do not collide.
+    pub scope: String,
+    pub jti: String,
+    pub expires_at: i64,
+}
+
+/// An access token, stored only as a hash.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TokenRecord {
+    pub token_hash: String,
+    pub client_id: String,
+    pub scope: String,
+    /// RFC 8705 `x5t#S256` of the certificate the token is bound to.
+    pub cert_thumbprint: Option<String>,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub revoked: bool,
+}
+
+/// One line of the append-only audit log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct AuditRecord {
+    pub at: i64,
+    pub action: String,
+    pub outcome: String,
+    pub client_id: Option<String>,
+    pub software_id: Option<String>,
+    pub org_id: Option<String>,
+    pub cert_thumbprint: Option<String>,
+    pub interaction_id: Option<String>,
+    pub error_code: Option<String>,
+    /// Free-form JSON; never a secret.
+    pub detail: Option<String>,
+}

@@ -1,0 +1,277 @@
+//! SQLite's single writer: a thread that owns the one write connection and commits in groups.
+//!
+//! SQLite allows one writer at a time. Going through sqlx, every statement of a registration is
+//! a round trip to a connection thread (five per registration, each two thread wake-ups), and
+//! concurrent writers wait in SQLite's sleeping busy handler. Here every write unit is one
+//! message to this thread, which runs the units that are waiting together in one transaction,
+//! each inside its own savepoint (so one unit's failure undoes only its own rows), and answers
+//! each caller after the COMMIT. Reads stay on the sqlx reader pool (WAL readers do not block
+//! the writer).
+
+use std::os::raw::c_int;
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
+use rusqlite::{Connection, ErrorCode, OpenFlags, ffi};
+use tokio::sync::oneshot;
+
+use crate::store::error::{Conflict, StoreError, StoreResult};
+use crate::store::schema;
+use crate::store::unit::{self, Execute, Outcome, Param, Statement, WriteUnit};
+
+/// Units taken into one transaction at most.
+const MAX_GROUP: usize = 256;
+/// Units waiting for the writer at most; beyond that callers wait to enqueue.
+const QUEUE: usize = 4096;
+
+/// One unit and its caller. Boxed so that a queue slot stays one pointer wide.
+struct Job {
+    unit: Box<WriteUnit<'static>>,
+    reply: oneshot::Sender<StoreResult<Outcome>>,
+}
+
+impl Job {
+    /// Whether the caller stopped waiting (its request timed out or was dropped): then the
+    /// unit is not run at all, rather than done behind the caller's back.
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+
+    fn answer(self, result: StoreResult<Outcome>) {
+        // A caller that gave up (its request timed out) is not an error here.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// The handle callers use; cheap to clone.
+#[derive(Clone, Debug)]
+pub(in crate::store) struct SqliteWriter {
+    jobs: mpsc::SyncSender<Job>,
+}
+
+/// Which key a constraint failure hit: the extended result code says what kind of key, and
+/// for UNIQUE and PRIMARY KEY the message's `table.column` (the only place SQLite names it)
+/// says which one.
+fn conflict_of(extended_code: c_int, message: &str) -> Option<Conflict> {
+    match extended_code {
+        ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => message
+            .strip_prefix("UNIQUE constraint failed: ")
+            .and_then(schema::sqlite_unique_conflict),
+        ffi::SQLITE_CONSTRAINT_FOREIGNKEY => Some(schema::SQLITE_FOREIGN_KEY_CONFLICT),
+        _ => None,
+    }
+}
+
+fn map_err(e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(code, message) = &e {
+        let text = message.as_deref().unwrap_or_default();
+        if let Some(conflict) = conflict_of(code.extended_code, text) {
+            return StoreError::Conflict(conflict);
+        }
+        match code.code {
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+                return StoreError::Busy(text.to_string());
+            }
+            ErrorCode::CannotOpen | ErrorCode::SystemIoFailure | ErrorCode::DiskFull => {
+                return StoreError::Unavailable(text.to_string());
+            }
+            _ => {}
+        }
+    }
+    StoreError::Other(e.to_string())
+}
+
+impl ToSql for Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match *self {
+            Param::Text(v) | Param::OptText(Some(v)) => ValueRef::Text(v.as_bytes()),
+            Param::OptText(None) => ValueRef::Null,
+            Param::Int(v) => ValueRef::Integer(v),
+            Param::Bool(v) => ValueRef::Integer(v.into()),
+        }))
+    }
+}
+
+/// Parameter names, `$1` to `$16`.
+const PARAMS: [&str; 16] = [
+    "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14", "$15",
+    "$16",
+];
+
+/// The write connection, as a unit's statement runner.
+struct Exec<'c>(&'c Connection);
+
+impl Execute for Exec<'_> {
+    /// Runs a cached statement. SQLite numbers `$N` parameters by first appearance (UPDATE
+    /// statements name `$1` last), so each is bound by its name.
+    fn exec(&mut self, s: &Statement<'_>) -> StoreResult<u64> {
+        let run = || -> rusqlite::Result<usize> {
+            let mut stmt = self.0.prepare_cached(s.sql)?;
+            for (name, value) in PARAMS.iter().zip(s.params()) {
+                if let Some(index) = stmt.parameter_index(name)? {
+                    stmt.raw_bind_parameter(index, value)?;
+                }
+            }
+            stmt.raw_execute()
+        };
+        run().map(|n| n as u64).map_err(map_err)
+    }
+}
+
+/// Runs a transaction-control statement from the statement cache (not re-parsed each time).
+fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
+fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        group.retain(|job| !job.abandoned());
+        if group.is_empty() {
+            continue;
+        }
+        if let Err(e) = control(&conn, "BEGIN IMMEDIATE") {
+            let e = map_err(e);
+            for job in group {
+                job.answer(Err(e.clone()));
+            }
+            continue;
+        }
+        let mut results = Vec::with_capacity(group.len());
+        for job in &group {
+            let result = control(&conn, "SAVEPOINT op")
+                .map_err(map_err)
+                .and_then(|()| unit::run(&mut Exec(&conn), &job.unit, crate::clock::now()));
+            let undo = match result {
+                Ok(outcome) if outcome.commits() => control(&conn, "RELEASE op"),
+                _ => control(&conn, "ROLLBACK TO op").and_then(|()| control(&conn, "RELEASE op")),
+            };
+            if let Err(e) = undo {
+                tracing::warn!(error = %e, "savepoint cleanup failed");
+            }
+            results.push(result);
+        }
+        match control(&conn, "COMMIT") {
+            Ok(()) => {
+                for (job, result) in group.into_iter().zip(results) {
+                    job.answer(result);
+                }
+            }
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                let e = map_err(e);
+                tracing::warn!(error = %e, "group commit failed");
+                for job in group {
+                    job.answer(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+fn gone() -> StoreError {
+    StoreError::Unavailable("the SQLite writer is gone".into())
+}
+
+impl SqliteWriter {
+    /// Opens the write connection on `path` and starts the writer thread.
+    pub(in crate::store) fn start(path: &Path, busy_timeout: Duration) -> StoreResult<Self> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(map_err)?;
+        conn.busy_timeout(busy_timeout).map_err(map_err)?;
+        // Per-connection settings, as on the sqlx connections.
+        conn.execute_batch(
+            // The writer touches every index of every table: give it 32 MiB of page cache
+            // (SQLite's default is 2 MiB), so that a large registry's index pages stay in memory.
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+             PRAGMA cache_size = -32768;",
+        )
+        .map_err(map_err)?;
+        // Room for every statement in `schema` and the transaction controls.
+        conn.set_prepared_statement_cache_capacity(32);
+        let (jobs, rx) = mpsc::sync_channel(QUEUE);
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StoreError::Other(format!("cannot start the SQLite writer: {e}")))?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `unit` in the next group commit and waits for the COMMIT.
+    pub(in crate::store) async fn write(&self, unit: &WriteUnit<'_>) -> StoreResult<Outcome> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            unit: Box::new(unit.to_static()),
+            reply,
+        };
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(job)) => {
+                // The queue is bounded; wait for room off the async workers.
+                let jobs = self.jobs.clone();
+                tokio::task::spawn_blocking(move || jobs.send(job))
+                    .await
+                    .map_err(|_| gone())?
+                    .map_err(|_| gone())?;
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => return Err(gone()),
+        }
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constraint_failures_by_code_and_column() {
+        let unique = "UNIQUE constraint failed: clients.software_id_unique";
+        assert_eq!(
+            conflict_of(ffi::SQLITE_CONSTRAINT_UNIQUE, unique),
+            Some(Conflict::SoftwareId)
+        );
+        let pk = "UNIQUE constraint failed: clients.client_id";
+        assert_eq!(
+            conflict_of(ffi::SQLITE_CONSTRAINT_PRIMARYKEY, pk),
+            Some(Conflict::ClientId)
+        );
+        // Another table's key, or a column that merely contains the name, is no conflict.
+        for other in [
+            "UNIQUE constraint failed: tokens.token_hash",
+            "UNIQUE constraint failed: tokens.client_id",
+            "UNIQUE constraint failed: clients.client_id_x",
+        ] {
+            assert_eq!(conflict_of(ffi::SQLITE_CONSTRAINT_PRIMARYKEY, other), None);
+        }
+        assert_eq!(
+            conflict_of(
+                ffi::SQLITE_CONSTRAINT_FOREIGNKEY,
+                "FOREIGN KEY constraint failed"
+            ),
+            Some(Conflict::UnknownClient)
+        );
+        // The code decides: a NOT NULL failure naming the column is not a key conflict.
+        assert_eq!(
+            conflict_of(
+                ffi::SQLITE_CONSTRAINT_NOTNULL,
+                "NOT NULL constraint failed: clients.client_id"
+            ),
+            None
+        );
+    }
+}

@@ -136,9 +136,6 @@ enum Backend {
     Postgres(PostgresStore),
 }
 
-/// Rows per INSERT when bulk loading: well under both engines' limit of bound parameters.
-const SEED_BATCH: usize = 1000;
-
 impl Database {
     /// Connects to the database that `config.url` names. SQLite files are created (mode 0600)
     /// with their directory on first use.
@@ -203,36 +200,30 @@ impl Database {
         }
     }
 
-    /// Bulk load for `dcr-bench`'s seeder: inserts `clients` as they are, many per statement,
-    /// with no `jti`, no audit record and no one-per-software_id key. Not for the request path.
+    /// Bulk load for `dcr-bench`'s seeder: inserts `clients` as they are, many per statement
+    /// and all in one transaction, with no `jti`, no audit record and no one-per-software_id
+    /// key. Not for the request path.
     pub async fn seed_clients(&self, clients: &[ClientRecord]) -> StoreResult<()> {
-        for batch in clients.chunks(SEED_BATCH) {
-            let row = |c| unit::client_row(c, false);
-            match &self.backend {
-                Backend::Sqlite(s) => s.read.insert_rows(schema::INSERT_CLIENTS, batch, row).await,
-                Backend::Postgres(p) => p.insert_rows(schema::INSERT_CLIENTS, batch, row).await,
-            }?;
+        let row = |c| unit::client_row(c, false);
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                s.read
+                    .insert_rows(schema::INSERT_CLIENTS, clients, row)
+                    .await
+            }
+            Backend::Postgres(p) => p.insert_rows(schema::INSERT_CLIENTS, clients, row).await,
         }
-        Ok(())
     }
 
     /// Bulk load for `dcr-bench`'s seeder: inserts `tokens` (their clients must exist), many
-    /// per statement, with no audit record. Not for the request path.
+    /// per statement and all in one transaction, with no audit record. Not for the request
+    /// path.
     pub async fn seed_tokens(&self, tokens: &[TokenRecord]) -> StoreResult<()> {
-        for batch in tokens.chunks(SEED_BATCH) {
-            match &self.backend {
-                Backend::Sqlite(s) => {
-                    s.read
-                        .insert_rows(schema::INSERT_TOKENS, batch, unit::token_row)
-                        .await
-                }
-                Backend::Postgres(p) => {
-                    p.insert_rows(schema::INSERT_TOKENS, batch, unit::token_row)
-                        .await
-                }
-            }?;
+        let row = unit::token_row;
+        match &self.backend {
+            Backend::Sqlite(s) => s.read.insert_rows(schema::INSERT_TOKENS, tokens, row).await,
+            Backend::Postgres(p) => p.insert_rows(schema::INSERT_TOKENS, tokens, row).await,
         }
-        Ok(())
     }
 
     /// The one place that picks a backend for a write.

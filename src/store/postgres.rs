@@ -155,26 +155,31 @@ impl PostgresStore {
             .map_err(map_err)
     }
 
-    /// A multi-row INSERT of `rows` (a bounded batch), `head` naming
-    /// the columns that each row's parameters fill in order.
+    /// Inserts `rows` with multi-row INSERTs, `head` naming the columns that each row's
+    /// parameters fill in order.
     pub(super) async fn insert_rows<'r, const N: usize, R>(
         &self,
         head: &'static str,
         rows: &'r [R],
         params: impl Fn(&'r R) -> [Param<'r>; N],
     ) -> StoreResult<()> {
-        let mut q = QueryBuilder::<Postgres>::new(head);
-        q.push_values(rows, |mut b, row| {
-            for p in params(row) {
-                match p {
-                    Param::Text(v) => b.push_bind(v),
-                    Param::OptText(v) => b.push_bind(v),
-                    Param::Int(v) => b.push_bind(v),
-                    Param::Bool(v) => b.push_bind(v),
-                };
-            }
-        });
-        q.build().execute(&self.pool).await.map_err(map_err)?;
+        // One transaction: one commit for the whole call, and nothing of it on an error.
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        for batch in rows.chunks(schema::BULK_ROWS) {
+            let mut q = QueryBuilder::<Postgres>::new(head);
+            q.push_values(batch, |mut b, row| {
+                for p in params(row) {
+                    match p {
+                        Param::Text(v) => b.push_bind(v),
+                        Param::OptText(v) => b.push_bind(v),
+                        Param::Int(v) => b.push_bind(v),
+                        Param::Bool(v) => b.push_bind(v),
+                    };
+                }
+            });
+            q.build().execute(&mut *tx).await.map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
         Ok(())
     }
 

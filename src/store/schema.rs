@@ -45,6 +45,9 @@ pub(super) const INSERT_CLIENTS: &str = concat!(
     client_columns!(),
     ", software_id_unique) "
 );
+/// Rows per multi-row INSERT: 15 parameters a row stays well under both engines' limit of
+/// bound parameters (SQLite 32766, PostgreSQL 65535).
+pub(super) const BULK_ROWS: usize = 1000;
 pub(super) const INSERT_CLIENT: &str = concat!(
     "INSERT INTO clients (",
     client_columns!(),

@@ -36,7 +36,7 @@ pub enum MetadataError {
     SoftwareIdMismatch,
     /// A claim that must only be present with another value.
     #[error("`{0}` is only allowed with token_endpoint_auth_method {1}")]
-    OnlyWith(&'static str, &'static str),
+    OnlyWith(&'static str, String),
     /// A claim that is required because of another.
     #[error("`{0}` is required when token_endpoint_auth_method is {1}")]
     RequiredWith(&'static str, AuthMethod),
@@ -163,9 +163,14 @@ pub fn parse(
             ));
         }
         (false, Some(_)) => {
+            let jwt_methods: Vec<&str> = AuthMethod::ALL
+                .iter()
+                .filter(|m| m.signs_jwt())
+                .map(|m| m.as_str())
+                .collect();
             return Err(MetadataError::OnlyWith(
                 "token_endpoint_auth_signing_alg",
-                "private_key_jwt or client_secret_jwt",
+                jwt_methods.join(" or "),
             ));
         }
         (false, None) => None,
@@ -194,7 +199,7 @@ pub fn parse(
         (false, Some(_)) => {
             return Err(MetadataError::OnlyWith(
                 "tls_client_auth_subject_dn",
-                "tls_client_auth",
+                AuthMethod::TlsClientAuth.as_str().into(),
             ));
         }
         (false, None) => None,

@@ -96,6 +96,45 @@ pub async fn timeout(limit: Duration, request: Request, next: Next) -> Response 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    /// The route label is the matched template, never the path with its ids; anything the
+    /// router does not know is `unmatched`. Every answer carries an interaction id, the
+    /// TPP's when it is acceptable.
+    #[tokio::test]
+    async fn requests_are_named_by_their_route_template() {
+        crate::metrics::install();
+        let app = Router::new()
+            .route(
+                "/mw-test/{ClientId}",
+                get(|InteractionId(id): InteractionId| async move { id.unwrap_or_default() }),
+            )
+            .layer(axum::middleware::from_fn(request_log));
+        let send = |uri: &str, id: Option<&str>| {
+            let mut request = Request::get(uri);
+            if let Some(id) = id {
+                request = request.header(INTERACTION_ID, id);
+            }
+            app.clone().oneshot(request.body(Body::empty()).unwrap())
+        };
+        let r = send("/mw-test/client-123", Some("tpp-id-1")).await.unwrap();
+        assert_eq!(r.headers()[INTERACTION_ID], "tpp-id-1");
+        let body = axum::body::to_bytes(r.into_body(), 1024).await.unwrap();
+        assert_eq!(&body[..], b"tpp-id-1", "the handler sees the same id");
+        let r = send("/mw-test-nothing-here", Some("bad id")).await.unwrap();
+        assert_eq!(r.status(), 404);
+        assert_ne!(r.headers()[INTERACTION_ID], "bad id");
+        let rendered = crate::metrics::render();
+        assert!(
+            rendered.contains("route=\"/mw-test/{ClientId}\""),
+            "{rendered}"
+        );
+        assert!(!rendered.contains("client-123"), "{rendered}");
+        assert!(rendered.contains("route=\"unmatched\""), "{rendered}");
+    }
 
     #[test]
     fn interaction_ids_are_checked() {

@@ -363,9 +363,19 @@ jwks = "certs/sandbox/directory.jwks"
         );
     }
 
+    /// Each (from, to, key): MINIMAL with `from` replaced by `to` is refused, naming `key`.
+    fn refused_naming_the_key(cases: &[(&str, &str, &str)]) {
+        for (from, to, key) in cases {
+            let text = MINIMAL.replace(from, to);
+            assert_ne!(text, MINIMAL, "{from}");
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+
     #[test]
     fn typed_values_are_checked_where_they_are_read() {
-        for (from, to, key) in [
+        refused_naming_the_key(&[
             (
                 "listen = \"127.0.0.1:8243\"",
                 "listen = \"nowhere\"",
@@ -396,12 +406,7 @@ jwks = "certs/sandbox/directory.jwks"
                 "[oauth.introspection]\nallowed_subjects = [\"CN\"]\n[database]",
                 "oauth.introspection.allowed_subjects",
             ),
-        ] {
-            let text = MINIMAL.replace(from, to);
-            assert_ne!(text, MINIMAL, "{from}");
-            let err = parse(&text).unwrap_err().to_string();
-            assert!(err.contains(key), "{key}: {err}");
-        }
+        ]);
         let shown = MINIMAL.replace("sqlite://data/dcr.db", "postgres://u:pw@db/dcr");
         let shown = parse(&shown).unwrap().effective_toml();
         assert!(
@@ -412,7 +417,7 @@ jwks = "certs/sandbox/directory.jwks"
 
     #[test]
     fn section_rules_name_their_key() {
-        for (from, to, key) in [
+        refused_naming_the_key(&[
             (
                 "client_ca = [\"certs/sandbox/ca.pem\"]",
                 "client_ca = []",
@@ -438,11 +443,6 @@ jwks = "certs/sandbox/directory.jwks"
                 "name = \" \"",
                 "open_banking.dcr.ssa_issuer[0].name",
             ),
-        ] {
-            let text = MINIMAL.replace(from, to);
-            assert_ne!(text, MINIMAL, "{from}");
-            let err = parse(&text).unwrap_err().to_string();
-            assert!(err.contains(key), "{key}: {err}");
-        }
+        ]);
     }
 }

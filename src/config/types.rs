@@ -5,25 +5,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 
-/// Implements serde for a type through its `FromStr` and `Display`.
-macro_rules! serde_as_string {
-    ($t:ty) => {
-        impl<'de> Deserialize<'de> for $t {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-                text.parse().map_err(serde::de::Error::custom)
-            }
-        }
-
-        impl Serialize for $t {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
-            }
-        }
-    };
-}
+use crate::domain::{deserialize_from_str, serde_as_text};
 
 /// An absolute `https://` URL with a host and no whitespace or control characters, kept as
 /// written (a trailing slash stays, so that the issuer compares as configured).
@@ -56,7 +40,7 @@ impl fmt::Display for HttpsUrl {
     }
 }
 
-serde_as_string!(HttpsUrl);
+serde_as_text!(HttpsUrl);
 
 /// `database.url`: SQLite (`sqlite:`) or PostgreSQL (`postgres://`, `postgresql://`).
 #[derive(Clone, PartialEq, Eq)]
@@ -99,12 +83,7 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
-impl<'de> Deserialize<'de> for DatabaseUrl {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
+deserialize_from_str!(DatabaseUrl);
 
 /// Serialised as written: `config show` masks it itself.
 impl Serialize for DatabaseUrl {
@@ -158,7 +137,7 @@ impl fmt::Display for JwksSource {
     }
 }
 
-serde_as_string!(JwksSource);
+serde_as_text!(JwksSource);
 
 /// An HTTP header name, lower-cased as HTTP/2 sends it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,7 +158,7 @@ impl fmt::Display for HeaderName {
     }
 }
 
-serde_as_string!(HeaderName);
+serde_as_text!(HeaderName);
 
 #[cfg(test)]
 mod tests {

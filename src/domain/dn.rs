@@ -311,19 +311,15 @@ impl fmt::Display for DistinguishedName {
     }
 }
 
-/// Config files name DNs as RFC 4514 strings.
-impl<'de> serde::Deserialize<'de> for DistinguishedName {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Self::parse(&text).map_err(serde::de::Error::custom)
+impl std::str::FromStr for DistinguishedName {
+    type Err = DnParseError;
+    fn from_str(s: &str) -> Result<Self, DnParseError> {
+        Self::parse(s)
     }
 }
 
-impl serde::Serialize for DistinguishedName {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
+// Config files name DNs as RFC 4514 strings.
+super::serde_as_text!(DistinguishedName);
 
 #[cfg(test)]
 mod tests {

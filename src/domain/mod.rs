@@ -33,6 +33,34 @@ pub trait ProtocolValue: Copy + Eq + std::str::FromStr + 'static {
     fn name(self) -> &'static str;
 }
 
+/// serde for a value type as its text: deserialised through `FromStr` (whose error becomes
+/// the message, named at the key by the config loader), serialised through `Display`. Every
+/// value type of `domain/` and `config/` uses this, so a value reads and prints one way.
+macro_rules! serde_as_text {
+    ($t:ty) => {
+        $crate::domain::deserialize_from_str!($t);
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+    };
+}
+pub(crate) use serde_as_text;
+
+/// The `Deserialize` half of [`serde_as_text`], for a type that prints itself differently.
+macro_rules! deserialize_from_str {
+    ($t:ty) => {
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use deserialize_from_str;
+
 /// Declares a closed list of protocol names as an enum with `ALL`, `as_str`, `FromStr`,
 /// `Display` and serde (as the protocol string), so that the list is written once.
 macro_rules! protocol_enum {
@@ -91,18 +119,7 @@ macro_rules! protocol_enum {
             }
         }
 
-        impl serde::Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(self.as_str())
-            }
-        }
-
-        impl<'de> serde::Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-                text.parse().map_err(serde::de::Error::custom)
-            }
-        }
+        $crate::domain::serde_as_text!($name);
     };
 }
 pub(crate) use protocol_enum;

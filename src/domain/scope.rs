@@ -23,10 +23,4 @@ impl Scope {
             Self::FundsConfirmations => Some("CBPII"),
         }
     }
-
-    /// Whether `roles` (an SSA's `software_roles`) grant this scope.
-    pub fn granted_by(self, roles: &[String]) -> bool {
-        self.required_role()
-            .is_none_or(|role| roles.iter().any(|r| r.eq_ignore_ascii_case(role)))
-    }
 }

@@ -42,16 +42,12 @@ pub async fn post_token(
             Some(&issued.software_id),
         )),
         Err(e) => {
-            let reason = match &e {
-                TokenError::InvalidClient(cause) => cause.reason(),
-                _ => "",
+            // The public description is generic for invalid_client; the cause is logged.
+            let (reason, detail) = match &e {
+                TokenError::InvalidClient(cause) => (cause.reason(), cause.to_string()),
+                other => ("", other.to_string()),
             };
             crate::metrics::token_refused(e.code(), reason);
-            // The public description is generic for invalid_client; the cause is logged.
-            let detail = match &e {
-                TokenError::InvalidClient(cause) => cause.to_string(),
-                other => other.to_string(),
-            };
             tracing::info!(error = e.code(), reason = %detail, "token request refused");
             Err(ApiError::token(&e, used_basic))
         }

@@ -137,33 +137,28 @@ impl<'de> serde::Deserialize<'de> for StrictValue {
 /// The payload of a compact JWS, decoded as strictly as [`Jws::parse`] does but without any
 /// header or signature check: only for recording what a refused request claimed.
 pub fn unverified_claims(token: &str) -> Option<Map<String, Value>> {
+    let (_, payload, _) = split(token).ok()?;
+    decode_object(payload, "payload").ok()
+}
+
+/// The three non-empty parts of a compact JWS of a sensible size.
+fn split(token: &str) -> Result<(&str, &str, &str), JwsError> {
     if token.len() > MAX_JWS_LEN {
-        return None;
+        return Err(JwsError::TooLarge);
     }
     let mut parts = token.split('.');
-    let (Some(_), Some(payload), Some(_), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return None;
-    };
-    decode_object(payload, "payload").ok()
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(h), Some(p), Some(s), None) if !h.is_empty() && !p.is_empty() && !s.is_empty() => {
+            Ok((h, p, s))
+        }
+        _ => Err(JwsError::Shape),
+    }
 }
 
 impl<'a> Jws<'a> {
     /// Parses `token` and checks the header against `allowed_algs`.
     pub fn parse(token: &'a str, allowed_algs: &[SigningAlg]) -> Result<Self, JwsError> {
-        if token.len() > MAX_JWS_LEN {
-            return Err(JwsError::TooLarge);
-        }
-        let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(JwsError::Shape);
-        };
-        if h.is_empty() || p.is_empty() || s.is_empty() {
-            return Err(JwsError::Shape);
-        }
+        let (h, p, s) = split(token)?;
         let header = decode_object(h, "header")?;
         let alg_name = header
             .get("alg")

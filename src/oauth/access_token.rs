@@ -46,24 +46,24 @@ pub enum TokenRejected {
     OtherCertificate,
 }
 
-/// Whether a stored token is live at `now` and, if it is bound, bound to `thumbprint`.
-pub fn check_live(
-    token: &TokenRecord,
-    thumbprint: Option<&str>,
-    now: i64,
-) -> Result<(), TokenRejected> {
+/// Whether a stored token is live at `now`: not revoked, not expired.
+pub fn check_live(token: &TokenRecord, now: i64) -> Result<(), TokenRejected> {
     if token.revoked {
         return Err(TokenRejected::Revoked);
     }
     if token.expires_at <= now {
         return Err(TokenRejected::Expired);
     }
-    if let Some(bound) = token.cert_thumbprint.as_deref()
-        && thumbprint != Some(bound)
-    {
-        return Err(TokenRejected::OtherCertificate);
-    }
     Ok(())
+}
+
+/// Whether a token presented over the certificate `thumbprint` may be used: an unbound token
+/// always, a bound one only over its own certificate.
+pub fn check_bound(token: &TokenRecord, thumbprint: &str) -> Result<(), TokenRejected> {
+    match token.cert_thumbprint.as_deref() {
+        Some(bound) if bound != thumbprint => Err(TokenRejected::OtherCertificate),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -78,30 +78,22 @@ mod tests {
         assert_ne!(m.record.token_hash, m.token);
         assert_eq!((m.record.issued_at, m.record.expires_at), (100, 160));
         assert_eq!(m.record.cert_thumbprint, None);
-        assert_eq!(check_live(&m.record, None, 159), Ok(()));
-        assert_eq!(
-            check_live(&m.record, None, 160),
-            Err(TokenRejected::Expired)
-        );
+        assert_eq!(check_live(&m.record, 159), Ok(()));
+        assert_eq!(check_live(&m.record, 160), Err(TokenRejected::Expired));
+        // An unbound token may be used over any certificate.
+        assert_eq!(check_bound(&m.record, "any"), Ok(()));
         let revoked = TokenRecord {
             revoked: true,
             ..m.record
         };
-        assert_eq!(check_live(&revoked, None, 100), Err(TokenRejected::Revoked));
+        assert_eq!(check_live(&revoked, 100), Err(TokenRejected::Revoked));
     }
 
     #[test]
     fn a_bound_token_needs_its_certificate() {
         let mut m = mint("c1", String::new(), None, 0, 60).record;
         m.cert_thumbprint = Some("t1".into());
-        assert_eq!(check_live(&m, Some("t1"), 1), Ok(()));
-        assert_eq!(
-            check_live(&m, Some("t2"), 1),
-            Err(TokenRejected::OtherCertificate)
-        );
-        assert_eq!(
-            check_live(&m, None, 1),
-            Err(TokenRejected::OtherCertificate)
-        );
+        assert_eq!(check_bound(&m, "t1"), Ok(()));
+        assert_eq!(check_bound(&m, "t2"), Err(TokenRejected::OtherCertificate));
     }
 }

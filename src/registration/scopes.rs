@@ -32,7 +32,7 @@ pub fn check(scope: &str, roles: &[String]) -> Result<(), ScopeError> {
             .parse()
             .map_err(|_| ScopeError::Unknown(printable(s, 40)))?;
         if let Some(role) = known.required_role()
-            && !known.granted_by(roles)
+            && !roles.iter().any(|r| r.eq_ignore_ascii_case(role))
         {
             return Err(ScopeError::RoleMissing(s.to_string(), role));
         }

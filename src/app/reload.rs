@@ -29,7 +29,8 @@ pub enum ReloadError {
     /// The config file does not read, parse or check.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// A TLS file (certificate, key, `client_ca`, CRL) is missing or does not parse.
+    /// A TLS file (certificate, key, `client_ca`, CRL, `jwks.extra_ca`) is missing or does
+    /// not parse.
     #[error(transparent)]
     Tls(#[from] TlsError),
     /// Something else the config names (an SSA issuer's JWKS file, the sandbox JWKS) could

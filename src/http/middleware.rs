@@ -44,9 +44,7 @@ pub async fn request_log(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let interaction = interaction_id(&request);
     let id = interaction.to_str().unwrap_or_default().to_string();
-    request
-        .extensions_mut()
-        .insert(InteractionId(Some(id.clone())));
+    request.extensions_mut().insert(InteractionId(Some(id)));
     let method = request.method().clone();
     let route = request
         .extensions()
@@ -58,7 +56,9 @@ pub async fn request_log(mut request: Request, next: Next) -> Response {
         .and_then(|i| i.certificate.as_ref())
         .map(|c| c.x5t_s256());
     let mut response = next.run(request).await;
-    response.headers_mut().insert(INTERACTION_ID, interaction);
+    response
+        .headers_mut()
+        .insert(INTERACTION_ID, interaction.clone());
     let known = response
         .extensions()
         .get::<Known>()
@@ -76,7 +76,7 @@ pub async fn request_log(mut request: Request, next: Next) -> Response {
         cert_thumbprint = thumbprint.as_deref(),
         client_id = known.client_id.as_deref(),
         software_id = known.software_id.as_deref(),
-        interaction_id = id,
+        interaction_id = interaction.to_str().unwrap_or_default(),
         "request"
     );
     response

@@ -33,6 +33,24 @@ use postgres::PostgresStore;
 use sqlite::SqliteStore;
 use unit::{Expiring, Outcome, WriteUnit};
 
+/// Runs `$call` with `$b` bound to the sqlx side of the backend: SQLite's reader and
+/// maintenance pools, or PostgreSQL. (Writes on the request path go through
+/// [`Database::write`] instead.)
+macro_rules! on_sqlx {
+    ($self:ident, $b:ident => $call:expr) => {
+        match &$self.backend {
+            Backend::Sqlite(s) => {
+                let $b = &s.read;
+                $call
+            }
+            Backend::Postgres(p) => {
+                let $b = p;
+                $call
+            }
+        }
+    };
+}
+
 /// Registered clients.
 pub trait ClientStore: Send + Sync {
     /// Stores a new client with its `jti`s and audit record, in one transaction.
@@ -157,40 +175,22 @@ impl Database {
 
     /// Applies the embedded migrations; a no-op when they are applied already.
     pub async fn migrate(&self) -> StoreResult<()> {
-        retry_busy(|| async {
-            match &self.backend {
-                Backend::Sqlite(s) => s.read.migrate().await,
-                Backend::Postgres(p) => p.migrate().await,
-            }
-        })
-        .await
+        retry_busy(|| async { on_sqlx!(self, b => b.migrate().await) }).await
     }
 
     /// A cheap round trip, for `/ready`.
     pub async fn ping(&self) -> StoreResult<()> {
-        retry_busy(|| async {
-            match &self.backend {
-                Backend::Sqlite(s) => s.read.ping().await,
-                Backend::Postgres(p) => p.ping().await,
-            }
-        })
-        .await
+        retry_busy(|| async { on_sqlx!(self, b => b.ping().await) }).await
     }
 
     /// Closes the pools: later calls fail with [`StoreError::Unavailable`].
     pub async fn close(&self) {
-        match &self.backend {
-            Backend::Sqlite(s) => s.read.close().await,
-            Backend::Postgres(p) => p.close().await,
-        }
+        on_sqlx!(self, b => b.close().await)
     }
 
     /// Reader pool connections (in use, idle), for the metrics.
     pub fn pool_usage(&self) -> (usize, usize) {
-        match &self.backend {
-            Backend::Sqlite(s) => s.read.usage(),
-            Backend::Postgres(p) => p.usage(),
-        }
+        on_sqlx!(self, b => b.usage())
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -205,14 +205,7 @@ impl Database {
     /// key. Not for the request path.
     pub async fn seed_clients(&self, clients: &[ClientRecord]) -> StoreResult<()> {
         let row = |c| unit::client_row(c, false);
-        match &self.backend {
-            Backend::Sqlite(s) => {
-                s.read
-                    .insert_rows(schema::INSERT_CLIENTS, clients, row)
-                    .await
-            }
-            Backend::Postgres(p) => p.insert_rows(schema::INSERT_CLIENTS, clients, row).await,
-        }
+        on_sqlx!(self, b => b.insert_rows(schema::INSERT_CLIENTS, clients, row).await)
     }
 
     /// Bulk load for `dcr-bench`'s seeder: inserts `tokens` (their clients must exist), many
@@ -220,10 +213,7 @@ impl Database {
     /// path.
     pub async fn seed_tokens(&self, tokens: &[TokenRecord]) -> StoreResult<()> {
         let row = unit::token_row;
-        match &self.backend {
-            Backend::Sqlite(s) => s.read.insert_rows(schema::INSERT_TOKENS, tokens, row).await,
-            Backend::Postgres(p) => p.insert_rows(schema::INSERT_TOKENS, tokens, row).await,
-        }
+        on_sqlx!(self, b => b.insert_rows(schema::INSERT_TOKENS, tokens, row).await)
     }
 
     /// The one place that picks a backend for a write.
@@ -270,26 +260,17 @@ impl Database {
 
     /// Runs any statement on a reader connection; returns the rows it changed.
     pub async fn raw_execute(&self, sql: &str) -> StoreResult<u64> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.read.raw_execute(sql).await,
-            Backend::Postgres(p) => p.raw_execute(sql).await,
-        }
+        on_sqlx!(self, b => b.raw_execute(sql).await)
     }
 
     /// The one integer a query answers.
     pub async fn raw_i64(&self, sql: &str) -> StoreResult<i64> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.read.raw_i64(sql).await,
-            Backend::Postgres(p) => p.raw_i64(sql).await,
-        }
+        on_sqlx!(self, b => b.raw_i64(sql).await)
     }
 
     /// The first column of every row a query answers, as text.
     pub async fn raw_strings(&self, sql: &str) -> StoreResult<Vec<String>> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.read.raw_strings(sql).await,
-            Backend::Postgres(p) => p.raw_strings(sql).await,
-        }
+        on_sqlx!(self, b => b.raw_strings(sql).await)
     }
 }
 
@@ -348,23 +329,11 @@ impl ClientStore for Database {
     }
 
     async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
-        retry_busy(|| async {
-            match &self.backend {
-                Backend::Sqlite(s) => s.read.get_client(client_id).await,
-                Backend::Postgres(p) => p.get_client(client_id).await,
-            }
-        })
-        .await
+        retry_busy(|| async { on_sqlx!(self, b => b.get_client(client_id).await) }).await
     }
 
     async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
-        retry_busy(|| async {
-            match &self.backend {
-                Backend::Sqlite(s) => s.read.list_clients().await,
-                Backend::Postgres(p) => p.list_clients().await,
-            }
-        })
-        .await
+        retry_busy(|| async { on_sqlx!(self, b => b.list_clients().await) }).await
     }
 
     async fn delete_client(&self, client_id: &str, audit: &AuditRecord) -> StoreResult<bool> {
@@ -409,13 +378,7 @@ impl TokenStore for Database {
     }
 
     async fn find_token(&self, token_hash: &str) -> StoreResult<Option<TokenRecord>> {
-        retry_busy(|| async {
-            match &self.backend {
-                Backend::Sqlite(s) => s.read.find_token(token_hash).await,
-                Backend::Postgres(p) => p.find_token(token_hash).await,
-            }
-        })
-        .await
+        retry_busy(|| async { on_sqlx!(self, b => b.find_token(token_hash).await) }).await
     }
 
     async fn revoke_token(&self, token_hash: &str, audit: &AuditRecord) -> StoreResult<bool> {
@@ -451,13 +414,7 @@ impl AuditLog for Database {
         client_id: Option<&str>,
         since: Option<i64>,
     ) -> StoreResult<Vec<AuditRecord>> {
-        retry_busy(|| async {
-            match &self.backend {
-                Backend::Sqlite(s) => s.read.list_audit(client_id, since).await,
-                Backend::Postgres(p) => p.list_audit(client_id, since).await,
-            }
-        })
-        .await
+        retry_busy(|| async { on_sqlx!(self, b => b.list_audit(client_id, since).await) }).await
     }
 }
 

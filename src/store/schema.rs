@@ -112,7 +112,8 @@ pub(super) const COUNT_ROWS: [(&str, &str); 4] = [
 pub(super) const COUNT_MIGRATIONS: &str = "SELECT COUNT(*) FROM _sqlx_migrations";
 
 /// The keys a write can run into, by the name each engine reports: PostgreSQL reports the
-/// constraint or unique index (as `0001_init.sql` names them); SQLite reports no name, only
+/// constraint or unique index (`clients_software_id_unique_idx` is named in `0001_init.sql`;
+/// the primary and foreign keys carry PostgreSQL's default names); SQLite reports no name, only
 /// `table.column` in the message of a UNIQUE or PRIMARY KEY failure.
 const KEYS: [(Conflict, &str, &str); 2] = [
     (Conflict::ClientId, "clients_pkey", "clients.client_id"),
@@ -135,11 +136,21 @@ pub(super) fn postgres_conflict(constraint: &str) -> Option<Conflict> {
         .map(|(c, _, _)| *c)
 }
 
-/// The conflict a SQLite UNIQUE or PRIMARY KEY failure on this `table.column` stands for.
-pub(super) fn sqlite_unique_conflict(column: &str) -> Option<Conflict> {
-    KEYS.iter()
-        .find(|(_, _, name)| *name == column)
-        .map(|(c, _, _)| *c)
+/// Which key a SQLite constraint failure hit: the extended result code says what kind of key,
+/// and for UNIQUE and PRIMARY KEY the message's `table.column` (the only place SQLite names it)
+/// says which one. Both SQLite paths (the writer thread's rusqlite, the sqlx pool) use it.
+pub(super) fn sqlite_conflict(extended_code: i32, message: &str) -> Option<Conflict> {
+    use rusqlite::ffi;
+    match extended_code {
+        ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+            let column = message.strip_prefix("UNIQUE constraint failed: ")?;
+            KEYS.iter()
+                .find(|(_, _, name)| *name == column)
+                .map(|(c, _, _)| *c)
+        }
+        ffi::SQLITE_CONSTRAINT_FOREIGNKEY => Some(SQLITE_FOREIGN_KEY_CONFLICT),
+        _ => None,
+    }
 }
 
 /// SQLite does not name the foreign key that failed; tokens.client_id is the only one.

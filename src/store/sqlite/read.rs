@@ -20,8 +20,17 @@ pub(in crate::store) struct Reader {
     maintenance: SqlitePool,
 }
 
-// Reads change nothing, so no conflicts to tell apart here.
+/// A key violation (from a bulk load) is the same [`Conflict`](crate::store::Conflict) as on
+/// the writer thread; anything else maps by class.
 fn map_err(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e
+        && let Some(conflict) = db
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .and_then(|c| schema::sqlite_conflict(c, db.message()))
+    {
+        return StoreError::Conflict(conflict);
+    }
     StoreError::from_sqlx(e)
 }
 

@@ -8,16 +8,15 @@
 //! each caller after the COMMIT. Reads stay on the sqlx reader pool (WAL readers do not block
 //! the writer).
 
-use std::os::raw::c_int;
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
-use rusqlite::{Connection, ErrorCode, OpenFlags, ffi};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::sync::oneshot;
 
-use crate::store::error::{Conflict, StoreError, StoreResult};
+use crate::store::error::{StoreError, StoreResult};
 use crate::store::schema;
 use crate::store::unit::{self, Execute, Outcome, Param, Statement, WriteUnit};
 
@@ -51,23 +50,10 @@ pub(in crate::store) struct SqliteWriter {
     jobs: mpsc::SyncSender<Job>,
 }
 
-/// Which key a constraint failure hit: the extended result code says what kind of key, and
-/// for UNIQUE and PRIMARY KEY the message's `table.column` (the only place SQLite names it)
-/// says which one.
-fn conflict_of(extended_code: c_int, message: &str) -> Option<Conflict> {
-    match extended_code {
-        ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => message
-            .strip_prefix("UNIQUE constraint failed: ")
-            .and_then(schema::sqlite_unique_conflict),
-        ffi::SQLITE_CONSTRAINT_FOREIGNKEY => Some(schema::SQLITE_FOREIGN_KEY_CONFLICT),
-        _ => None,
-    }
-}
-
 fn map_err(e: rusqlite::Error) -> StoreError {
     if let rusqlite::Error::SqliteFailure(code, message) = &e {
         let text = message.as_deref().unwrap_or_default();
-        if let Some(conflict) = conflict_of(code.extended_code, text) {
+        if let Some(conflict) = schema::sqlite_conflict(code.extended_code, text) {
             return StoreError::Conflict(conflict);
         }
         match code.code {
@@ -237,17 +223,19 @@ impl SqliteWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::error::Conflict;
+    use rusqlite::ffi;
 
     #[test]
     fn constraint_failures_by_code_and_column() {
         let unique = "UNIQUE constraint failed: clients.software_id_unique";
         assert_eq!(
-            conflict_of(ffi::SQLITE_CONSTRAINT_UNIQUE, unique),
+            schema::sqlite_conflict(ffi::SQLITE_CONSTRAINT_UNIQUE, unique),
             Some(Conflict::SoftwareId)
         );
         let pk = "UNIQUE constraint failed: clients.client_id";
         assert_eq!(
-            conflict_of(ffi::SQLITE_CONSTRAINT_PRIMARYKEY, pk),
+            schema::sqlite_conflict(ffi::SQLITE_CONSTRAINT_PRIMARYKEY, pk),
             Some(Conflict::ClientId)
         );
         // Another table's key, or a column that merely contains the name, is no conflict.
@@ -256,10 +244,13 @@ mod tests {
             "UNIQUE constraint failed: tokens.client_id",
             "UNIQUE constraint failed: clients.client_id_x",
         ] {
-            assert_eq!(conflict_of(ffi::SQLITE_CONSTRAINT_PRIMARYKEY, other), None);
+            assert_eq!(
+                schema::sqlite_conflict(ffi::SQLITE_CONSTRAINT_PRIMARYKEY, other),
+                None
+            );
         }
         assert_eq!(
-            conflict_of(
+            schema::sqlite_conflict(
                 ffi::SQLITE_CONSTRAINT_FOREIGNKEY,
                 "FOREIGN KEY constraint failed"
             ),
@@ -267,7 +258,7 @@ mod tests {
         );
         // The code decides: a NOT NULL failure naming the column is not a key conflict.
         assert_eq!(
-            conflict_of(
+            schema::sqlite_conflict(
                 ffi::SQLITE_CONSTRAINT_NOTNULL,
                 "NOT NULL constraint failed: clients.client_id"
             ),

@@ -18,7 +18,7 @@ pub const DEFAULT_CONFIG: &str = "config/deployment.toml";
 #[command(
     name = "dcr-server",
     version,
-    about = "OBIE DCR v3.2 Dynamic Client Registration server"
+    about = "OBIE DCR v3.2, v3.3 and v3.4 Dynamic Client Registration server"
 )]
 pub struct Cli {
     /// Path of deployment.toml. Relative paths inside it are relative to the working directory.
@@ -98,6 +98,13 @@ pub enum SandboxCommand {
         /// Request `aud` (default: the first configured audience, else the issuer).
         #[arg(long)]
         aud: Option<String>,
+        /// The DCR version to sign for (`3.2`, `3.3`, `3.4`): POST it to
+        /// /open-banking/v<version>/register.
+        #[arg(long, default_value = "3.2")]
+        version: crate::domain::SpecVersion,
+        /// Register the CIBA grant type with its `backchannel_*` claims (v3.3 and later).
+        #[arg(long)]
+        ciba: bool,
     },
     /// Print a `private_key_jwt` client assertion for the token endpoint.
     ClientAssertion {
@@ -230,6 +237,9 @@ fn check_config(path: &Path) -> Result<ExitCode> {
         crate::material::Material::load(&config)?;
     }
     print!("{}", config.effective_toml());
+    for warning in config.warnings() {
+        eprintln!("warning: {warning}");
+    }
     eprintln!("config OK: {}", path.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -280,6 +290,8 @@ fn sandbox(config_path: &Path, cmd: SandboxCommand) -> Result<ExitCode> {
             auth_method,
             alg,
             aud,
+            version,
+            ciba,
         } => {
             let sandbox = Sandbox::load(&sandbox_dir(dir, config.as_ref()))?;
             let aud = aud
@@ -294,6 +306,8 @@ fn sandbox(config_path: &Path, cmd: SandboxCommand) -> Result<ExitCode> {
                 auth_method,
                 alg,
                 aud,
+                version,
+                ciba,
                 ..RequestOptions::default()
             })?;
             println!("{jwt}");
@@ -351,16 +365,17 @@ async fn clients(config_path: &Path, cmd: ClientsCommand) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 println!(
-                    "{:<36}  {:<22}  {:<18}  {:<16}  {:<8}  created",
-                    "client_id", "software_id", "org_id", "auth_method", "enabled"
+                    "{:<36}  {:<22}  {:<18}  {:<16}  {:<7}  {:<8}  created",
+                    "client_id", "software_id", "org_id", "auth_method", "version", "enabled"
                 );
                 for c in &clients {
                     println!(
-                        "{:<36}  {:<22}  {:<18}  {:<16}  {:<8}  {}",
+                        "{:<36}  {:<22}  {:<18}  {:<16}  {:<7}  {:<8}  {}",
                         c.client_id,
                         c.software_id,
                         c.org_id,
                         c.token_endpoint_auth_method,
+                        c.dcr_version,
                         if c.enabled { "yes" } else { "no" },
                         rfc3339(c.created_at)
                     );
@@ -424,6 +439,7 @@ fn client_summary(c: &crate::store::ClientRecord) -> serde_json::Value {
         "software_id": c.software_id,
         "org_id": c.org_id,
         "token_endpoint_auth_method": c.token_endpoint_auth_method,
+        "dcr_version": c.dcr_version,
         "enabled": c.enabled,
         "created_at": rfc3339(c.created_at),
         "updated_at": rfc3339(c.updated_at),

@@ -1,4 +1,5 @@
-//! dcr-server: Dynamic Client Registration for UK Open Banking (OBIE DCR v3.2).
+//! dcr-server: Dynamic Client Registration for UK Open Banking (OBIE DCR v3.2, v3.3 and v3.4,
+//! served side by side).
 //!
 //! The binary is a thin CLI over this library; integration tests start the same server
 //! in-process on an ephemeral port.
@@ -20,7 +21,8 @@ pub mod sandbox;
 pub mod store;
 pub mod text;
 
-/// The path of the registration endpoint on this server.
-pub const REGISTER_PATH: &str = "/open-banking/v3.2/register";
-/// The route of one registration, as the logs and metrics name it.
-pub const REGISTER_CLIENT_ROUTE: &str = "/open-banking/v3.2/register/{ClientId}";
+/// The v3.2 registration path: the default advertised `registration_endpoint`. Every
+/// version's paths are in `domain::version::PROFILES`.
+pub const REGISTER_PATH: &str = domain::version::PROFILES[0].register_path;
+/// The route of one v3.2 registration, as the logs and metrics name it.
+pub const REGISTER_CLIENT_ROUTE: &str = domain::version::PROFILES[0].client_route;

@@ -51,7 +51,7 @@ fn describe() {
     );
     describe_counter!(
         "dcr_registrations_total",
-        "Registrations and updates by action, outcome and error code"
+        "Registrations and updates by action, outcome, error code and DCR version"
     );
     describe_counter!(
         "dcr_token_requests_refused_total",
@@ -101,9 +101,15 @@ pub fn request(route: &str, method: &str, status: u16, seconds: f64) {
         .record(seconds);
 }
 
-/// One registration or update: `outcome` is `success` or `refused`; `error` the error code.
-pub fn registration(action: &'static str, outcome: &'static str, error: &'static str) {
-    counter!("dcr_registrations_total", "action" => action, "outcome" => outcome, "error" => error)
+/// One registration or update: `outcome` is `success` or `refused`; `error` the error code;
+/// `version` the DCR version of the path.
+pub fn registration(
+    action: &'static str,
+    outcome: &'static str,
+    error: &'static str,
+    version: crate::domain::SpecVersion,
+) {
+    counter!("dcr_registrations_total", "action" => action, "outcome" => outcome, "error" => error, "version" => version.as_str())
         .increment(1);
 }
 

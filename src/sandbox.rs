@@ -24,7 +24,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
-use crate::domain::AuthMethod;
+use crate::domain::{AuthMethod, GrantType, SpecVersion};
 use rand::Rng;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -403,6 +403,10 @@ pub struct RequestOptions {
     pub aud: String,
     /// Seconds until `exp`.
     pub lifetime: i64,
+    /// The DCR version whose rules the request follows.
+    pub version: SpecVersion,
+    /// Register the CIBA grant type with its claims (v3.3 and later).
+    pub ciba: bool,
 }
 
 impl Default for RequestOptions {
@@ -412,8 +416,15 @@ impl Default for RequestOptions {
             alg: "PS256".into(),
             aud: "https://localhost:8243".into(),
             lifetime: 300,
+            version: SpecVersion::V3_2,
+            ciba: false,
         }
     }
+}
+
+/// `scheme://host[:port]` of a URL (the URL itself if it does not parse).
+fn origin(url: &str) -> String {
+    url::Url::parse(url).map_or_else(|_| url.to_string(), |u| u.origin().ascii_serialization())
 }
 
 impl Sandbox {
@@ -511,6 +522,27 @@ impl Sandbox {
             "id_token_signed_response_alg": options.alg,
             "request_object_signing_alg": options.alg,
         });
+        if options.ciba {
+            if !options.version.profile().ciba {
+                bail!(
+                    "CIBA is part of DCR v3.3 and later, not v{}",
+                    options.version
+                );
+            }
+            claims["grant_types"] = json!([
+                "authorization_code",
+                "client_credentials",
+                "refresh_token",
+                GrantType::Ciba.as_str()
+            ]);
+            claims["backchannel_token_delivery_mode"] = json!("ping");
+            claims["backchannel_client_notification_endpoint"] = json!(format!(
+                "{}/ciba/notify",
+                origin(&t.software_redirect_uris[0])
+            ));
+            claims["backchannel_authentication_request_signing_alg"] = json!(options.alg);
+            claims["backchannel_user_code_parameter_supported"] = json!(false);
+        }
         // Any text may be asked for (tests send unknown methods); known ones get their claims.
         match options.auth_method.parse::<AuthMethod>() {
             Ok(m) if m.signs_jwt() => {

@@ -9,7 +9,9 @@ use std::sync::OnceLock;
 
 use dcr_server::config::Config;
 use dcr_server::domain::dn::{AttributeKind, DistinguishedName};
-use dcr_server::domain::{ApplicationType, AuthMethod, GrantType, ResponseType, SigningAlg};
+use dcr_server::domain::{
+    ApplicationType, AuthMethod, GrantType, ResponseType, SigningAlg, SpecVersion,
+};
 use dcr_server::jose::Jws;
 use dcr_server::jose::claims as access;
 use dcr_server::jose::{KeySet, jwk::select};
@@ -56,6 +58,8 @@ fn policy(strict: bool) -> Policy {
         one_client_per_software: true,
         uri_validation: false,
         hostname_validation: strict,
+        versions: SpecVersion::ALL.to_vec(),
+        strict_subject_dn_length: strict,
     }
 }
 
@@ -147,7 +151,14 @@ fn run_steps(claims: &Map<String, Value>, ssa: &Ssa, policy: &Policy, cert: &Cli
     if let Some(Value::String(iss)) = claims.get("iss") {
         let _ = access::is_base62(iss, 22);
     }
-    match metadata::parse(claims, ssa, policy) {
+    // Every version's rules (each profile) see the same claims.
+    for version in &SpecVersion::ALL[..SpecVersion::ALL.len() - 1] {
+        if let Err(e) = metadata::parse(claims, ssa, policy, version.profile()) {
+            render(e);
+        }
+    }
+    let last = SpecVersion::ALL[SpecVersion::ALL.len() - 1];
+    match metadata::parse(claims, ssa, policy, last.profile()) {
         Err(e) => render(e),
         Ok(mut m) => {
             for uri in &m.redirect_uris {
@@ -282,6 +293,7 @@ pub fn cert_der(data: &[u8]) {
         request_object_signing_alg: SigningAlg::PS256,
         token_endpoint_auth_signing_alg: None,
         tls_client_auth_subject_dn: Some(f.cert.subject.to_string()),
+        backchannel: None,
     };
     if let Err(e) = subject_dn::check(&m, &cert) {
         render(e);

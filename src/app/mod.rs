@@ -37,6 +37,9 @@ impl Server {
         }
         crate::metrics::install();
         let material = Material::load(&config)?;
+        for warning in config.warnings() {
+            tracing::warn!(%warning, "config");
+        }
         let transport = Arc::new(ArcSwap::from_pointee(Transport::new(&config, &material)));
         let store = crate::store::open(&config).await?;
         let config = Arc::new(config);

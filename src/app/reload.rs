@@ -122,6 +122,9 @@ impl Reloader {
         let current = self.state.current();
         let restart_needed = keep_restart_only(&current.config, &mut config);
         let material = Material::load(&config)?;
+        for warning in config.warnings() {
+            tracing::warn!(%warning, "config");
+        }
         let transport = Transport::new(&config, &material);
         let state = current.reloaded(Arc::new(config), &material);
         self.state.replace(state);

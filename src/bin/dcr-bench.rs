@@ -147,6 +147,7 @@ impl Ctx {
             alg: self.args.alg.clone(),
             aud: self.args.aud.clone().unwrap_or_else(|| self.issuer.clone()),
             lifetime: 3600,
+            ..RequestOptions::default()
         }
     }
 
@@ -522,6 +523,7 @@ fn seed_client(id: &str, now: i64, ssa: &str) -> ClientRecord {
         enabled: true,
         created_at: now,
         updated_at: now,
+        dcr_version: "3.2".into(),
     }
 }
 

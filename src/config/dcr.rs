@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Checker;
 use super::types::JwksSource;
-use crate::domain::{AuthMethod, SigningAlg};
+use crate::domain::{AuthMethod, SigningAlg, SpecVersion};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct OpenBankingConfig {
@@ -50,6 +50,12 @@ pub struct DcrConfig {
     pub ssa_issuer: Vec<SsaIssuer>,
     #[serde(default)]
     pub jwks: JwksConfig,
+    /// The DCR versions served, each at `/open-banking/v<N>/register`.
+    #[serde(default = "defaults::versions")]
+    pub versions: Vec<SpecVersion>,
+    /// The spec's 128-character `tls_client_auth_subject_dn` limit on v3.2 and v3.3.
+    #[serde(default = "defaults::off")]
+    pub strict_subject_dn_length: Switch,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -105,6 +111,15 @@ impl DcrConfig {
                 "must list at least one method",
             ));
         }
+        if self.versions.is_empty() {
+            return Err(c.bad(
+                "open_banking.dcr.versions",
+                &format!(
+                    "must list at least one version of {}",
+                    SpecVersion::choices()
+                ),
+            ));
+        }
         if self.ssa_issuer.is_empty() {
             return Err(c.bad(
                 "open_banking.dcr.ssa_issuer",
@@ -130,8 +145,11 @@ impl DcrConfig {
 
 mod defaults {
     use super::Switch;
-    use crate::domain::{AuthMethod, SigningAlg};
+    use crate::domain::{AuthMethod, SigningAlg, SpecVersion};
 
+    pub fn versions() -> Vec<SpecVersion> {
+        SpecVersion::ALL.to_vec()
+    }
     pub fn off() -> Switch {
         Switch { enable: false }
     }

@@ -18,6 +18,7 @@ pub mod types;
 
 use std::path::{Path, PathBuf};
 
+use crate::domain::SpecVersion;
 use serde::{Deserialize, Serialize};
 
 pub use database::DatabaseConfig;
@@ -168,12 +169,51 @@ impl Config {
         self.open_banking.dcr.check(&c)
     }
 
-    /// The advertised registration endpoint.
+    /// The advertised registration endpoint: `oauth2_dcr_url`, else the v3.2 path (or, when
+    /// v3.2 is not served, the first served version's).
     pub fn registration_endpoint(&self) -> String {
         match &self.oauth.endpoints.oauth2_dcr_url {
             Some(url) => url.to_string(),
-            None => format!("{}{}", self.issuer_base(), crate::REGISTER_PATH),
+            None => {
+                let versions = &self.open_banking.dcr.versions;
+                let path = if versions.contains(&SpecVersion::V3_2) {
+                    crate::REGISTER_PATH
+                } else {
+                    versions
+                        .iter()
+                        .min()
+                        .map_or(crate::REGISTER_PATH, |v| v.profile().register_path)
+                };
+                format!("{}{path}", self.issuer_base())
+            }
         }
+    }
+
+    /// What is allowed but probably a mistake, one line each, for `check-config` and the log at
+    /// start-up and reload.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let Some(url) = &self.oauth.endpoints.oauth2_dcr_url {
+            let advertised = url::Url::parse(url.as_str()).ok();
+            let issuer = url::Url::parse(self.server.issuer.as_str()).ok();
+            let served: Vec<&str> = self
+                .open_banking
+                .dcr
+                .versions
+                .iter()
+                .map(|v| v.profile().register_path)
+                .collect();
+            if let (Some(advertised), Some(issuer)) = (advertised, issuer)
+                && advertised.host_str() == issuer.host_str()
+                && !served.contains(&advertised.path().trim_end_matches('/'))
+            {
+                warnings.push(format!(
+                    "oauth.endpoints.oauth2_dcr_url {url} is on this server's host but its path is not a served registration path ({}); TPPs that follow discovery get 404 unless a gateway rewrites the path",
+                    served.join(", ")
+                ));
+            }
+        }
+        warnings
     }
 
     /// `{issuer}/token`.

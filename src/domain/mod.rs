@@ -10,13 +10,15 @@ pub mod dn;
 pub mod grant;
 pub mod scope;
 pub mod secret;
+pub mod version;
 
 pub use alg::SigningAlg;
 pub use audit::{AuditAction, AuditOutcome};
 pub use auth_method::AuthMethod;
 pub use dn::DistinguishedName;
-pub use grant::{ApplicationType, GrantType, ResponseType};
+pub use grant::{ApplicationType, BackchannelDeliveryMode, GrantType, ResponseType};
 pub use scope::Scope;
+pub use version::{Profile, SpecVersion};
 
 /// A value that is not one of a closed list; `Display` names the list.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -4,6 +4,8 @@
 //!   load balancer; see `net/`).
 //! - [`ClientCert`]: a required client certificate (401 `invalid_client` without one).
 //! - [`InteractionId`]: the request's `x-fapi-interaction-id`, set by the middleware.
+//! - [`Served`]: the DCR version of the route, when `open_banking.dcr.versions` serves it
+//!   (404 otherwise).
 //! - [`PendingBody`]: the body, read on demand within `server.max_body_bytes`.
 //! - [`Guarded`]: a guard extractor and the body; when the guard refuses, what the client is
 //!   still sending is read and dropped first, so that it sees the answer and not a reset.
@@ -21,6 +23,7 @@ use http_body_util::BodyExt;
 
 use super::error::{ApiError, BodyError};
 use super::state::AppState;
+use crate::domain::SpecVersion;
 use crate::pki::{ClientCertificate, PeerIdentity};
 
 /// The public description of a missing client certificate, on every endpoint that needs one.
@@ -72,6 +75,34 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientCert {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let Ok(Peer(certificate)) = Peer::from_request_parts(parts, state).await;
         certificate.map(Self).ok_or_else(certificate_required)
+    }
+}
+
+/// The DCR version of a registration route (the router puts it on each version's routes),
+/// when the current config serves it. A version not served answers 404 JSON, as an unknown
+/// path does, before anything else is looked at; a reload may switch a version on or off.
+#[derive(Debug, Clone, Copy)]
+pub struct Served(pub SpecVersion);
+
+impl<S> FromRequestParts<S> for Served
+where
+    S: Send + Sync,
+    Arc<AppState>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let version = parts
+            .extensions
+            .get::<SpecVersion>()
+            .copied()
+            .ok_or_else(ApiError::not_found)?;
+        let app = Arc::<AppState>::from_ref(state);
+        if app.registrar.policy.versions.contains(&version) {
+            Ok(Self(version))
+        } else {
+            Err(ApiError::not_found())
+        }
     }
 }
 

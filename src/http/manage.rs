@@ -1,5 +1,7 @@
-//! `GET`, `PUT` and `DELETE /open-banking/v3.2/register/{ClientId}` (RFC 7592 as OBIE profiles
-//! it), behind the [`RegistrationAccess`] extractor.
+//! `GET`, `PUT` and `DELETE /open-banking/v3.N/register/{ClientId}` (RFC 7592 as OBIE profiles
+//! it), behind the [`RegistrationAccess`] extractor. Any served version's path reaches any
+//! client: GET answers the registration as it was registered, PUT moves the client to the
+//! path's version (its rules decide), DELETE is the same everywhere.
 
 use std::sync::Arc;
 
@@ -9,11 +11,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use super::extract::{ClientCert, Guarded, InteractionId};
+use super::extract::{ClientCert, Guarded, InteractionId, Served};
 use super::register::content_type;
 use super::response::{Known, client_json, client_json_text};
 use super::state::AppState;
-use crate::domain::{AuditAction, AuditOutcome};
+use crate::domain::{AuditAction, AuditOutcome, SpecVersion};
 use crate::oauth::registration_access::{self, bearer_token};
 use crate::pki::ClientCertificate;
 use crate::registration::{Input, refusal};
@@ -25,6 +27,8 @@ pub struct RegistrationAccess {
     pub client: ClientRecord,
     pub certificate: Arc<ClientCertificate>,
     pub interaction: InteractionId,
+    /// The version of the path (served).
+    pub version: SpecVersion,
 }
 
 impl<S> FromRequestParts<S> for RegistrationAccess
@@ -35,6 +39,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Served(version) = Served::from_request_parts(parts, state).await?;
         let ClientCert(certificate) = ClientCert::from_request_parts(parts, state).await?;
         let Ok(interaction) = InteractionId::from_request_parts(parts, state).await;
         let Path(client_id) = Path::<String>::from_request_parts(parts, state)
@@ -59,6 +64,7 @@ where
             client,
             certificate,
             interaction,
+            version,
         })
     }
 }
@@ -103,6 +109,7 @@ pub async fn put_client(
         content_type: content_type(&headers),
         body: &bytes,
         interaction_id: access.interaction.as_deref(),
+        version: access.version,
     };
     let now = crate::clock::now();
     match state
@@ -115,6 +122,7 @@ pub async fn put_client(
                 AuditAction::Update.as_str(),
                 AuditOutcome::Success.as_str(),
                 "",
+                access.version,
             );
             Ok(Known::attach(
                 client_json(StatusCode::OK, &body),
@@ -123,7 +131,14 @@ pub async fn put_client(
             ))
         }
         Err(e) => {
-            refusal::record(&state.store, &e, AuditAction::Update, access.audit(now)).await;
+            refusal::record(
+                &state.store,
+                &e,
+                AuditAction::Update,
+                access.version,
+                access.audit(now),
+            )
+            .await;
             Err(ApiError::from(&e))
         }
     }

@@ -65,12 +65,17 @@ pub async fn request_log(mut request: Request, next: Next) -> Response {
         .cloned()
         .unwrap_or_default();
     let status = response.status().as_u16();
+    let dcr_version = crate::domain::version::PROFILES
+        .iter()
+        .find(|p| route == p.register_path || route == p.client_route)
+        .map(|p| p.version.as_str());
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     crate::metrics::request(&route, method.as_str(), status, latency_ms / 1000.0);
     tracing::info!(
         target: "dcr_server::request",
         method = %method,
         route,
+        dcr_version,
         status,
         latency_ms = (latency_ms * 1000.0).round() / 1000.0,
         cert_thumbprint = thumbprint.as_deref(),

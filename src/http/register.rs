@@ -1,4 +1,5 @@
-//! `POST /open-banking/v3.2/register`: the registration pipeline behind a client certificate.
+//! `POST /open-banking/v3.N/register`: the registration pipeline of the path's version,
+//! behind a client certificate.
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 
 use super::error::ApiError;
-use super::extract::{ClientCert, Guarded, InteractionId};
+use super::extract::{ClientCert, Guarded, InteractionId, Served};
 use super::response::{Known, client_json};
 use super::state::AppState;
 use crate::domain::{AuditAction, AuditOutcome};
@@ -21,9 +22,10 @@ pub fn content_type(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
-/// `POST /open-banking/v3.2/register`.
+/// `POST /open-banking/v3.N/register`.
 pub async fn post_register(
     State(state): State<Arc<AppState>>,
+    Served(version): Served,
     interaction: InteractionId,
     headers: HeaderMap,
     Guarded {
@@ -37,6 +39,7 @@ pub async fn post_register(
         content_type: content_type(&headers),
         body: &bytes,
         interaction_id: interaction.as_deref(),
+        version,
     };
     let now = crate::clock::now();
     match state.registrar.register(&state.store, &input, now).await {
@@ -45,6 +48,7 @@ pub async fn post_register(
                 AuditAction::Register.as_str(),
                 AuditOutcome::Success.as_str(),
                 "",
+                version,
             );
             let software_id = registered.body["software_id"].as_str();
             Ok(Known::attach(
@@ -64,7 +68,7 @@ pub async fn post_register(
                 interaction_id: interaction.0,
                 ..AuditRecord::default()
             };
-            refusal::record(&state.store, &e, AuditAction::Register, audit).await;
+            refusal::record(&state.store, &e, AuditAction::Register, version, audit).await;
             Err(ApiError::from(&e))
         }
     }

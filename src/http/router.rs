@@ -2,29 +2,40 @@
 
 use std::time::Duration;
 
-use axum::Router;
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 
 use super::error::ApiError;
 use super::state::SharedState;
 use super::{introspect, manage, middleware, ops, register, token};
-use crate::{REGISTER_CLIENT_ROUTE, REGISTER_PATH};
+use crate::domain::version::PROFILES;
 
 /// The product's routes, before the state is attached. Tests add their own routes to this.
+/// Every DCR version has its routes; each carries its version for the
+/// [`Served`](super::extract::Served) extractor, which answers 404 for a version not served.
 pub fn routes() -> Router<SharedState> {
-    Router::new()
+    let mut router = Router::new();
+    for profile in PROFILES {
+        let version = Extension(profile.version);
+        router = router
+            .route(
+                profile.register_path,
+                post(register::post_register).layer(version),
+            )
+            .route(
+                profile.client_route,
+                get(manage::get_client)
+                    .put(manage::put_client)
+                    .delete(manage::delete_client)
+                    .layer(version),
+            );
+    }
+    router
         .route("/.well-known/openid-configuration", get(ops::discovery))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .route("/ready", get(ops::ready))
-        .route(REGISTER_PATH, post(register::post_register))
-        .route(
-            REGISTER_CLIENT_ROUTE,
-            get(manage::get_client)
-                .put(manage::put_client)
-                .delete(manage::delete_client),
-        )
         .route("/token", post(token::post_token))
         .route("/introspect", post(introspect::post_introspect))
         .route(crate::sandbox::TPP_JWKS_PATH, get(ops::sandbox_tpp_jwks))
@@ -50,11 +61,20 @@ pub fn app(state: SharedState, extra: Router<SharedState>, request_timeout: Dura
 
 /// Every route the server answers, as (method, path template). The OpenAPI document in
 /// docs/openapi.json describes exactly these (a test holds the two together).
-pub const ROUTES: &[(&str, &str)] = &[
-    ("POST", REGISTER_PATH),
-    ("GET", REGISTER_CLIENT_ROUTE),
-    ("PUT", REGISTER_CLIENT_ROUTE),
-    ("DELETE", REGISTER_CLIENT_ROUTE),
+pub fn route_list() -> Vec<(&'static str, &'static str)> {
+    let mut routes = Vec::new();
+    for p in PROFILES {
+        routes.push(("POST", p.register_path));
+        for method in ["GET", "PUT", "DELETE"] {
+            routes.push((method, p.client_route));
+        }
+    }
+    routes.extend_from_slice(OTHER_ROUTES);
+    routes
+}
+
+/// The routes that are the same for every DCR version.
+const OTHER_ROUTES: &[(&str, &str)] = &[
     ("POST", "/token"),
     ("POST", "/introspect"),
     ("GET", "/.well-known/openid-configuration"),

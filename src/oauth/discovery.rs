@@ -13,9 +13,16 @@ pub fn ordered_algs(config: &Config) -> Vec<SigningAlg> {
     algs
 }
 
-/// The discovery document.
+/// The discovery document. One `registration_endpoint` (`oauth2_dcr_url`); the grant types
+/// are those a served version registers.
 pub fn document(config: &Config) -> Value {
     let algs = ordered_algs(config);
+    let versions = &config.open_banking.dcr.versions;
+    let grant_types: Vec<GrantType> = GrantType::ALL
+        .iter()
+        .copied()
+        .filter(|g| versions.iter().any(|v| v.profile().grant_types.contains(g)))
+        .collect();
     json!({
         "issuer": config.server.issuer,
         "registration_endpoint": config.registration_endpoint(),
@@ -24,7 +31,7 @@ pub fn document(config: &Config) -> Value {
         "token_endpoint_auth_signing_alg_values_supported": algs,
         "request_object_signing_alg_values_supported": algs,
         "id_token_signing_alg_values_supported": algs,
-        "grant_types_supported": GrantType::ALL,
+        "grant_types_supported": grant_types,
         "response_types_supported": ResponseType::ALL,
         "scopes_supported": Scope::ALL,
         "tls_client_certificate_bound_access_tokens": true,

@@ -1,23 +1,24 @@
-//! Step 5, client metadata: every claim of DCR v3.2 §2, its type and allowed values, and the
-//! cross-field rules.
+//! Step 5, client metadata: every claim of DCR §2, its type and the values the request's
+//! version allows (its [`Profile`]), and the cross-field rules. The CIBA claims are in
+//! [`super::backchannel`].
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::ErrorCode;
+use super::backchannel::{self, Backchannel};
 use super::policy::Policy;
 use super::ssa::Ssa;
+use crate::domain::version::matches_cn_first_pattern;
 use crate::domain::{
-    ApplicationType, AuthMethod, GrantType, ProtocolValue, ResponseType, SigningAlg,
+    ApplicationType, AuthMethod, BackchannelDeliveryMode, GrantType, Profile, ProtocolValue,
+    ResponseType, SigningAlg, SpecVersion,
 };
 use crate::jose::claims::{self as access, ClaimError};
 use crate::text::printable;
 
 /// Longest `scope` (v3.2: Max256Text).
 pub const MAX_SCOPE_LEN: usize = 256;
-/// Longest `tls_client_auth_subject_dn`. v3.2 says 128, which real eIDAS DNs exceed; v3.4
-/// raised it to 512, and so do we.
-pub const MAX_SUBJECT_DN_LEN: usize = 512;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -40,6 +41,39 @@ pub enum MetadataError {
     /// A claim that is required because of another.
     #[error("`{0}` is required when token_endpoint_auth_method is {1}")]
     RequiredWith(&'static str, AuthMethod),
+    /// A value of another DCR version than the one of the path.
+    #[error(
+        "`{claim}` value `{value}` is not part of DCR v{version} (supported: {allowed}); register it at {paths}"
+    )]
+    OtherVersion {
+        claim: &'static str,
+        value: String,
+        version: SpecVersion,
+        allowed: String,
+        paths: String,
+    },
+    /// v3.4's `tls_client_auth_subject_dn` pattern.
+    #[error(
+        "`tls_client_auth_subject_dn` must start with CN= and go on with attribute=value pairs, without escaped commas (DCR v{0})"
+    )]
+    DnPattern(SpecVersion),
+    /// A `backchannel_*` claim without the CIBA grant type.
+    #[error("`{0}` is only allowed with the grant type urn:openid:params:grant-type:ciba")]
+    CibaOnly(&'static str),
+    /// A CIBA claim the CIBA grant type needs.
+    #[error("`{0}` is required with the grant type urn:openid:params:grant-type:ciba")]
+    RequiredWithCiba(&'static str),
+    /// A claim the delivery mode needs.
+    #[error("`{0}` is required when backchannel_token_delivery_mode is {1}")]
+    RequiredForMode(&'static str, BackchannelDeliveryMode),
+    #[error(
+        "`backchannel_client_notification_endpoint` `{0}` must be an absolute https URL of at most 256 characters, without a fragment, not on localhost"
+    )]
+    NotificationEndpoint(String),
+    #[error(
+        "`backchannel_user_code_parameter_supported` must be false: user codes are not supported"
+    )]
+    UserCodeUnsupported,
 }
 
 impl MetadataError {
@@ -65,6 +99,9 @@ pub struct ClientMetadata {
     pub token_endpoint_auth_signing_alg: Option<SigningAlg>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub tls_client_auth_subject_dn: Option<String>,
+    /// The CIBA claims (v3.3 and later, with the CIBA grant type).
+    #[serde(flatten, skip_serializing_if = "Option::is_none", default)]
+    pub backchannel: Option<Backchannel>,
 }
 
 impl ClientMetadata {
@@ -76,7 +113,7 @@ impl ClientMetadata {
 }
 
 /// `value` if it is one of `allowed` (the whole list, or the configured part of it).
-fn one_of<T: ProtocolValue>(
+pub(super) fn one_of<T: ProtocolValue>(
     claim: &'static str,
     value: &str,
     allowed: &[T],
@@ -95,11 +132,46 @@ fn one_of<T: ProtocolValue>(
     }
 }
 
-/// Builds the metadata to register from the request claims.
+/// `value` if the request's version allows it (`allowed` of its profile). A value that another
+/// served version allows is refused with the paths to register it at.
+fn in_version<T: ProtocolValue>(
+    claim: &'static str,
+    value: &str,
+    profile: &'static Profile,
+    policy: &Policy,
+    allowed: fn(&'static Profile) -> &'static [T],
+) -> Result<T, MetadataError> {
+    let refused = match one_of(claim, value, allowed(profile)) {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
+    let paths: Vec<&str> = policy
+        .versions
+        .iter()
+        .map(|v| v.profile())
+        .filter(|p| allowed(p).iter().any(|a| a.name() == value))
+        .map(|p| p.register_path)
+        .collect();
+    match refused {
+        MetadataError::NotAllowed { value, allowed, .. } if !paths.is_empty() => {
+            Err(MetadataError::OtherVersion {
+                claim,
+                value,
+                version: profile.version,
+                allowed,
+                paths: paths.join(" or "),
+            })
+        }
+        other => Err(other),
+    }
+}
+
+/// Builds the metadata to register from the request claims, by the rules of `profile`.
 pub fn parse(
     claims: &Map<String, Value>,
     ssa: &Ssa,
     policy: &Policy,
+    profile: &'static Profile,
 ) -> Result<ClientMetadata, MetadataError> {
     let claim = MetadataError::Claim;
     let redirect_uris = access::req_str_array(claims, "redirect_uris")
@@ -113,7 +185,7 @@ pub fn parse(
 
     let mut grant_types = Vec::new();
     for g in access::req_str_array(claims, "grant_types").map_err(claim)? {
-        let g = one_of("grant_types", g, GrantType::ALL)?;
+        let g = in_version("grant_types", g, profile, policy, |p| p.grant_types)?;
         if !grant_types.contains(&g) {
             grant_types.push(g);
         }
@@ -146,7 +218,10 @@ pub fn parse(
     let scope = scope.split_whitespace().collect::<Vec<_>>().join(" ");
 
     let application_type = access::req_str(claims, "application_type").map_err(claim)?;
-    let application_type = one_of("application_type", application_type, ApplicationType::ALL)?;
+    let application_type: ApplicationType =
+        in_version("application_type", application_type, profile, policy, |p| {
+            p.application_types
+        })?;
     let algs = &policy.signing_algorithms;
     let id_token_alg = access::req_str(claims, "id_token_signed_response_alg").map_err(claim)?;
     let id_token_alg = one_of("id_token_signed_response_alg", id_token_alg, algs)?;
@@ -177,17 +252,22 @@ pub fn parse(
     };
 
     let dn = access::opt_str(claims, "tls_client_auth_subject_dn").map_err(claim)?;
+    let dn_rule = profile.subject_dn;
+    let max_dn_len = dn_rule.max_len(policy.strict_subject_dn_length);
     let tls_client_auth_subject_dn = match (method == AuthMethod::TlsClientAuth, dn) {
         (true, Some(dn)) if dn.trim().is_empty() => {
             return Err(claim(ClaimError::Empty(
                 "tls_client_auth_subject_dn".into(),
             )));
         }
-        (true, Some(dn)) if dn.chars().count() > MAX_SUBJECT_DN_LEN => {
+        (true, Some(dn)) if dn.chars().count() > max_dn_len => {
             return Err(claim(ClaimError::TooLong {
                 claim: "tls_client_auth_subject_dn".into(),
-                max: MAX_SUBJECT_DN_LEN,
+                max: max_dn_len,
             }));
+        }
+        (true, Some(dn)) if dn_rule.cn_first_pattern && !matches_cn_first_pattern(dn) => {
+            return Err(MetadataError::DnPattern(profile.version));
         }
         (true, Some(dn)) => Some(dn.to_string()),
         (true, None) => {
@@ -205,6 +285,8 @@ pub fn parse(
         (false, None) => None,
     };
 
+    let backchannel = backchannel::parse(claims, &grant_types, profile, policy)?;
+
     Ok(ClientMetadata {
         redirect_uris,
         token_endpoint_auth_method: method,
@@ -218,6 +300,7 @@ pub fn parse(
         request_object_signing_alg: request_alg,
         token_endpoint_auth_signing_alg,
         tls_client_auth_subject_dn,
+        backchannel,
     })
 }
 
@@ -249,7 +332,11 @@ mod tests {
     }
 
     fn run(patch: Value) -> Result<ClientMetadata, MetadataError> {
-        parse(&request(patch), &ssa(), &test_policy())
+        run_on(SpecVersion::V3_2, patch)
+    }
+
+    fn run_on(version: SpecVersion, patch: Value) -> Result<ClientMetadata, MetadataError> {
+        parse(&request(patch), &ssa(), &test_policy(), version.profile())
     }
 
     #[test]
@@ -348,6 +435,121 @@ mod tests {
         assert_eq!(
             run(json!({"software_id": "other"})).unwrap_err(),
             MetadataError::SoftwareIdMismatch
+        );
+    }
+
+    /// Each version's values, and a value of another version naming where it belongs.
+    #[test]
+    fn values_by_version() {
+        use SpecVersion::{V3_2, V3_3, V3_4};
+        let ok = |v, patch: Value| {
+            run_on(v, patch.clone())
+                .map(|_| ())
+                .map_err(|e| format!("{patch}: {e}"))
+        };
+        for v in [V3_2, V3_3] {
+            ok(v, json!({"application_type": "mobile"})).unwrap();
+            let e = run_on(v, json!({"application_type": "native"})).unwrap_err();
+            assert!(matches!(e, MetadataError::OtherVersion { .. }), "{e}");
+            assert!(e.to_string().contains("/open-banking/v3.4/register"), "{e}");
+        }
+        ok(V3_4, json!({"application_type": "native"})).unwrap();
+        let e = run_on(V3_4, json!({"application_type": "mobile"})).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("/open-banking/v3.2/register or /open-banking/v3.3/register"),
+            "{e}"
+        );
+
+        let jwt_bearer = json!({"grant_types": ["client_credentials", "urn:ietf:params:oauth:grant-type:jwt-bearer"]});
+        ok(V3_4, jwt_bearer.clone()).unwrap();
+        for v in [V3_2, V3_3] {
+            assert!(matches!(
+                run_on(v, jwt_bearer.clone()),
+                Err(MetadataError::OtherVersion { .. })
+            ));
+        }
+        let e = run_on(
+            V3_2,
+            json!({"grant_types": ["urn:openid:params:grant-type:ciba"]}),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not part of DCR v3.2"), "{e}");
+        assert!(e.to_string().contains("/open-banking/v3.3/register"), "{e}");
+        // A value no version allows is refused as before.
+        assert!(matches!(
+            run_on(V3_4, json!({"grant_types": ["password"]})),
+            Err(MetadataError::NotAllowed { .. })
+        ));
+    }
+
+    /// The DN limits: 512 by default on every version, 128 on v3.2/v3.3 when strict, and the
+    /// CN-first pattern on v3.4.
+    #[test]
+    fn subject_dn_by_version() {
+        use SpecVersion::{V3_2, V3_3, V3_4};
+        let dn_of = |len: usize| format!("CN={}", "a".repeat(len - 3));
+        let tls = |dn: String| json!({"token_endpoint_auth_method": "tls_client_auth", "token_endpoint_auth_signing_alg": null, "tls_client_auth_subject_dn": dn});
+        let mut strict = test_policy();
+        strict.strict_subject_dn_length = true;
+        let with = |policy: &Policy, v: SpecVersion, dn: String| {
+            parse(&request(tls(dn)), &ssa(), policy, v.profile())
+        };
+        for v in [V3_2, V3_3, V3_4] {
+            assert!(with(&test_policy(), v, dn_of(512)).is_ok(), "{v}");
+            assert!(
+                matches!(
+                    with(&test_policy(), v, dn_of(513)),
+                    Err(MetadataError::Claim(ClaimError::TooLong { max: 512, .. }))
+                ),
+                "{v}"
+            );
+        }
+        for v in [V3_2, V3_3] {
+            assert!(with(&strict, v, dn_of(128)).is_ok(), "{v}");
+            assert!(
+                matches!(
+                    with(&strict, v, dn_of(129)),
+                    Err(MetadataError::Claim(ClaimError::TooLong { max: 128, .. }))
+                ),
+                "{v}"
+            );
+            assert!(with(&test_policy(), v, "O=Bank,CN=x".into()).is_ok(), "{v}");
+        }
+        assert!(with(&strict, V3_4, dn_of(512)).is_ok());
+        assert_eq!(
+            with(&test_policy(), V3_4, "O=Bank,CN=x".into()),
+            Err(MetadataError::DnPattern(V3_4))
+        );
+    }
+
+    #[test]
+    fn ciba_claims_are_stored_and_echoed_on_v33() {
+        let patch = json!({
+            "grant_types": ["urn:openid:params:grant-type:ciba"],
+            "backchannel_token_delivery_mode": "poll",
+            "backchannel_authentication_request_signing_alg": "PS256",
+            "backchannel_user_code_parameter_supported": false,
+        });
+        let m = run_on(SpecVersion::V3_3, patch.clone()).unwrap();
+        let echoed = serde_json::to_value(&m).unwrap();
+        assert_eq!(echoed["backchannel_token_delivery_mode"], "poll");
+        assert_eq!(echoed["backchannel_user_code_parameter_supported"], false);
+        assert!(
+            echoed
+                .get("backchannel_client_notification_endpoint")
+                .is_none()
+        );
+        // v3.2 refuses the grant and does not store the claims.
+        assert!(run_on(SpecVersion::V3_2, patch.clone()).is_err());
+        let mut v32 = patch;
+        v32["grant_types"] = json!(["client_credentials"]);
+        let m = run_on(SpecVersion::V3_2, v32).unwrap();
+        assert!(
+            serde_json::to_value(&m)
+                .unwrap()
+                .get("backchannel_token_delivery_mode")
+                .is_none()
         );
     }
 }

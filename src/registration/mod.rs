@@ -1,6 +1,9 @@
 //! `POST /register` (and the validation that `PUT` re-runs): an ordered list of small named
 //! steps, one module each, each returning a typed error that maps to one of the RFC 7591 error codes.
 //!
+//! Every request arrives on one DCR version's path ([`Input::version`]); the steps that differ
+//! between versions read that version's [`Profile`] (`domain::version`) instead of branching.
+//!
 //! | # | step | module | error code |
 //! |---|---|---|---|
 //! | 0 | client certificate present | `http::extract::ClientCert` | 401 `invalid_client` |
@@ -8,7 +11,7 @@
 //! | 2 | SSA: issuer allow-list → signature → `org_status`, roles → age | [`ssa`] | `unapproved_software_statement` / `invalid_software_statement` |
 //! | 3 | request signature with the `kid` from `software_jwks_endpoint` | [`request_signature`] | `invalid_client_metadata` |
 //! | 4 | `iss`, `exp`, `iat`, `aud`, `jti` | [`request_claims`] | `invalid_client_metadata` |
-//! | 5 | metadata types, allowed values, cross-field rules | [`metadata`] | `invalid_client_metadata` |
+//! | 5 | metadata types, the version's allowed values, cross-field rules; CIBA claims | [`metadata`], [`backchannel`] | `invalid_client_metadata` |
 //! | 6 | redirect URIs | [`redirect_uris`] | `invalid_redirect_uri` |
 //! | 7 | URI and hostname policies (when enabled) | [`uri_policy`] | `invalid_client_metadata` |
 //! | 8 | scopes against SSA roles | [`scopes`] | `invalid_client_metadata` |
@@ -16,6 +19,7 @@
 //! | 10 | `tls_client_auth_subject_dn` matches the certificate | [`subject_dn`] | `invalid_client_metadata` |
 //! | 11 | store: `jti` replay, one client per software_id, client + audit in one transaction | here | `invalid_client_metadata` / `invalid_software_statement` |
 
+pub mod backchannel;
 pub mod envelope;
 pub mod metadata;
 pub mod policy;
@@ -33,7 +37,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::domain::{AuditAction, AuditOutcome, secret};
+use crate::domain::{AuditAction, AuditOutcome, Profile, SpecVersion, secret};
 use crate::jose::JwksCache;
 use crate::pki::ClientCertificate;
 use crate::store::{
@@ -171,6 +175,8 @@ pub struct Input<'a> {
     pub content_type: Option<&'a str>,
     pub body: &'a [u8],
     pub interaction_id: Option<&'a str>,
+    /// The DCR version of the path the request came to; its rules apply.
+    pub version: SpecVersion,
 }
 
 /// A request that passed every check.
@@ -182,6 +188,7 @@ pub struct Validated {
     pub request: request_claims::RequestClaims,
     pub metadata: ClientMetadata,
     pub cert_thumbprint: String,
+    pub version: SpecVersion,
 }
 
 /// A stored registration and what the TPP is told once.
@@ -219,6 +226,7 @@ impl Registrar {
     ) -> Result<Validated, RegistrationError> {
         let policy = &self.policy;
         let cert = input.certificate;
+        let profile: &'static Profile = input.version.profile();
 
         envelope::check_content_type(input.content_type)?;
         let request = envelope::parse(input.body, &policy.signing_algorithms)?;
@@ -232,7 +240,7 @@ impl Registrar {
 
         request_signature::verify(&request, &ssa, &self.jwks).await?;
         let claims = request_claims::check(&request.claims, &ssa, now, policy)?;
-        let mut metadata = metadata::parse(&request.claims, &ssa, policy)?;
+        let mut metadata = metadata::parse(&request.claims, &ssa, policy, profile)?;
         metadata.redirect_uris = redirect_uris::check(&metadata.redirect_uris, &ssa)?;
         uri_policy::check(&ssa, &metadata.redirect_uris, policy, &self.http).await?;
         scopes::check(&metadata.scope, &ssa.software_roles)?;
@@ -248,6 +256,7 @@ impl Registrar {
             request: claims,
             metadata,
             cert_thumbprint: cert.x5t_s256(),
+            version: input.version,
         })
     }
 
@@ -307,6 +316,7 @@ impl Registrar {
             enabled: true,
             created_at: now,
             updated_at: now,
+            dcr_version: v.version.as_str().into(),
         };
         let (jtis, kinds) = self.jtis(&v, now);
         let audit = AuditRecord {
@@ -318,6 +328,7 @@ impl Registrar {
             org_id: Some(v.ssa.org_id.clone()),
             cert_thumbprint: Some(v.cert_thumbprint.clone()),
             interaction_id: input.interaction_id.map(str::to_string),
+            dcr_version: Some(v.version.as_str().into()),
             ..AuditRecord::default()
         };
         store
@@ -336,7 +347,9 @@ impl Registrar {
 impl Registrar {
     /// The whole of PUT: the full pipeline on the new request, then the update rules: the
     /// body's `client_id` (if any) equals the path, software_id and organisation stay. Tokens
-    /// are kept. Returns the updated client as GET shows it.
+    /// are kept. The client moves to the version of the path (an upgrade keeps its client_id,
+    /// secret, tokens and binding); a refusal writes nothing. Returns the updated client as GET
+    /// shows it.
     pub async fn update(
         &self,
         store: &Database,
@@ -368,6 +381,7 @@ impl Registrar {
             jwks_uri: v.ssa.software_jwks_endpoint.clone(),
             cert_thumbprint: Some(v.cert_thumbprint.clone()),
             updated_at: now,
+            dcr_version: v.version.as_str().into(),
             ..existing.clone()
         };
         let (jtis, kinds) = self.jtis(&v, now);
@@ -380,6 +394,10 @@ impl Registrar {
             org_id: Some(existing.org_id.clone()),
             cert_thumbprint: Some(v.cert_thumbprint.clone()),
             interaction_id: input.interaction_id.map(str::to_string),
+            dcr_version: Some(v.version.as_str().into()),
+            // An upgrade (or a move back) says where the client came from.
+            detail: (existing.dcr_version != v.version.as_str())
+                .then(|| json!({"previous_version": existing.dcr_version}).to_string()),
             ..AuditRecord::default()
         };
         match store.update_client(&record, &jtis, &audit).await {

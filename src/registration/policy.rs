@@ -1,7 +1,7 @@
 //! The registration rules as configured, computed once at start-up.
 
 use crate::config::Config;
-use crate::domain::{AuthMethod, SigningAlg};
+use crate::domain::{AuthMethod, SigningAlg, SpecVersion};
 pub use crate::material::IssuerKeys;
 
 #[derive(Debug, Clone)]
@@ -25,6 +25,10 @@ pub struct Policy {
     pub one_client_per_software: bool,
     pub uri_validation: bool,
     pub hostname_validation: bool,
+    /// The versions served (`open_banking.dcr.versions`).
+    pub versions: Vec<SpecVersion>,
+    /// The spec's 128-character DN limit on v3.2/v3.3.
+    pub strict_subject_dn_length: bool,
 }
 
 impl Policy {
@@ -54,6 +58,8 @@ impl Policy {
             one_client_per_software: dcr.software_id_as_application_name.enable,
             uri_validation: dcr.uri_validation.enable,
             hostname_validation: dcr.hostname_validation.enable,
+            versions: dcr.versions.clone(),
+            strict_subject_dn_length: dcr.strict_subject_dn_length.enable,
         }
     }
 }

@@ -34,7 +34,7 @@ impl RedirectUriError {
     }
 }
 
-fn is_local_host(url: &url::Url) -> bool {
+pub(super) fn is_local_host(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => {
             let d = d.trim_end_matches('.').to_ascii_lowercase();

@@ -5,22 +5,29 @@
 use serde_json::json;
 
 use super::RegistrationError;
-use crate::domain::{AuditAction, AuditOutcome};
+use crate::domain::{AuditAction, AuditOutcome, SpecVersion};
 use crate::jose::jws::unverified_claims;
 use crate::store::{AuditLog, AuditRecord};
 use crate::text::printable;
 
-/// Records the refusal `e` of `action` (register or update); `audit` says who tried.
+/// Records the refusal `e` of `action` (register or update) on the path of `version`;
+/// `audit` says who tried.
 pub async fn record<S: AuditLog>(
     store: &S,
     e: &RegistrationError,
     action: AuditAction,
+    version: SpecVersion,
     mut audit: AuditRecord,
 ) {
     let code = e.error_code();
     let reason = e.to_string();
-    crate::metrics::registration(action.as_str(), AuditOutcome::Refused.as_str(), code);
-    tracing::info!(action = action.as_str(), client_id = ?audit.client_id, error = code, reason = %reason, "request refused");
+    crate::metrics::registration(
+        action.as_str(),
+        AuditOutcome::Refused.as_str(),
+        code,
+        version,
+    );
+    tracing::info!(action = action.as_str(), dcr_version = version.as_str(), client_id = ?audit.client_id, error = code, reason = %reason, "request refused");
     if matches!(
         e,
         RegistrationError::Unavailable | RegistrationError::Internal(_)
@@ -31,6 +38,7 @@ pub async fn record<S: AuditLog>(
     audit.outcome = AuditOutcome::Refused.as_str().into();
     audit.error_code = Some(code.to_string());
     audit.detail = Some(json!({ "reason": reason }).to_string());
+    audit.dcr_version = Some(version.as_str().into());
     if let Err(e) = store.append_audit(&audit).await {
         tracing::warn!(error = %e, "could not audit a refusal");
     }

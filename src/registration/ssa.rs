@@ -342,6 +342,8 @@ pub(crate) mod tests {
             one_client_per_software: true,
             uri_validation: false,
             hostname_validation: false,
+            versions: crate::domain::SpecVersion::ALL.to_vec(),
+            strict_subject_dn_length: false,
         }
     }
 }

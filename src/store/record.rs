@@ -25,6 +25,8 @@ pub struct ClientRecord {
     pub enabled: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The DCR version the client was registered or last updated under (`3.2`, `3.3`, `3.4`).
+    pub dcr_version: String,
 }
 
 /// A seen `jti`, remembered until `expires_at`.
@@ -64,4 +66,6 @@ pub struct AuditRecord {
     pub error_code: Option<String>,
     /// Free-form JSON; never a secret.
     pub detail: Option<String>,
+    /// The DCR version of a registration or update (and its refusal).
+    pub dcr_version: Option<String>,
 }

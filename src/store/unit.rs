@@ -30,7 +30,7 @@ pub(super) enum Param<'a> {
 use Param::{Bool, Int, OptText, Text};
 
 /// Parameters of the widest statement (INSERT_CLIENT).
-const MAX_PARAMS: usize = 15;
+const MAX_PARAMS: usize = 16;
 
 /// What a statement's row count means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,6 +195,7 @@ impl WriteUnit<'_> {
                     Text(&c.jwks_uri),
                     OptText(c.cert_thumbprint.as_deref()),
                     Int(c.updated_at),
+                    Text(&c.dcr_version),
                 ],
             ),
             (Self::UpdateClient { audit, .. }, 1) => insert_audit(audit),
@@ -353,7 +354,7 @@ impl WriteUnit<'_> {
 
 /// A client's parameters, in column order, for [`INSERT_CLIENT`] and the bulk
 /// [`INSERT_CLIENTS`](super::schema::INSERT_CLIENTS).
-pub(super) fn client_row(c: &ClientRecord, unique_software_id: bool) -> [Param<'_>; 15] {
+pub(super) fn client_row(c: &ClientRecord, unique_software_id: bool) -> [Param<'_>; 16] {
     [
         Text(&c.client_id),
         Text(&c.software_id),
@@ -369,6 +370,7 @@ pub(super) fn client_row(c: &ClientRecord, unique_software_id: bool) -> [Param<'
         Bool(c.enabled),
         Int(c.created_at),
         Int(c.updated_at),
+        Text(&c.dcr_version),
         OptText(unique_software_id.then_some(c.software_id.as_str())),
     ]
 }
@@ -402,6 +404,7 @@ fn insert_audit(a: &AuditRecord) -> Statement<'_> {
             OptText(a.interaction_id.as_deref()),
             OptText(a.error_code.as_deref()),
             OptText(a.detail.as_deref()),
+            OptText(a.dcr_version.as_deref()),
         ],
     )
 }
@@ -536,6 +539,7 @@ mod tests {
             enabled: true,
             created_at: 1,
             updated_at: 1,
+            dcr_version: "3.2".into(),
         }
     }
 

@@ -148,6 +148,7 @@ impl Ctx {
             alg: alg.into(),
             aud: self.env.issuer(),
             lifetime: 300,
+            ..RequestOptions::default()
         }
     }
 

@@ -20,6 +20,7 @@ pub fn cases() -> Vec<Case> {
         case!(audit_log_is_append_only, BOTH),
         case!(migrations_keep_existing_data, BOTH),
         case!(migration_0003_copies_grant_types_and_scope, BOTH),
+        case!(migration_0004_gives_existing_clients_v3_2, BOTH),
         case!(bulk_seeding_round_trip, BOTH),
     ]
 }
@@ -51,6 +52,7 @@ fn client(client_id: &str, software_id: &str) -> ClientRecord {
         enabled: true,
         created_at: now,
         updated_at: now,
+        dcr_version: "3.4".into(),
     }
 }
 
@@ -615,6 +617,55 @@ async fn migration_0003_copies_grant_types_and_scope(backend: Backend) -> Result
     s.create_client(&fresh, true, &[], &audit("register", "fresh"))
         .await?;
     ensure_eq!(s.get_client("fresh").await?, Some(fresh));
+    Ok(())
+}
+
+/// Clients stored before 0004 came through the only endpoint there was: they are v3.2. Old
+/// audit records have no version; new ones, and updates, keep theirs.
+async fn migration_0004_gives_existing_clients_v3_2(backend: Backend) -> Result<()> {
+    let db = TestDb::new(backend).await?;
+    let rows = [
+        "INSERT INTO clients (client_id, software_id, org_id, metadata, grant_types, scope, \
+         client_secret_hash, token_endpoint_auth_method, jwks_uri, created_at, updated_at) \
+         VALUES ('old', 'sw-old', 'org', '{}', 'client_credentials', 'accounts', 'hash', \
+         'private_key_jwt', 'https://tpp.example.com/jwks', 1, 1)",
+        "INSERT INTO audit_log (at, action, outcome, client_id) VALUES (1, 'register', 'success', 'old')",
+    ];
+    old_schema(
+        backend,
+        &db,
+        &[
+            "0001_init.sql",
+            "0002_leaner_rows.sql",
+            "0003_client_grants_and_scope.sql",
+        ],
+        &rows,
+    )
+    .await?;
+    let s = db.connect().await?;
+    s.migrate().await?;
+    let old = s.get_client("old").await?.context("client")?;
+    ensure_eq!(old.dcr_version, "3.2");
+    ensure_eq!(s.list_audit(Some("old"), None).await?[0].dcr_version, None);
+    // An update moves it; a new client has its own version.
+    let moved = ClientRecord {
+        dcr_version: "3.4".into(),
+        updated_at: 2,
+        ..old
+    };
+    let mut update = audit("update", "old");
+    update.dcr_version = Some("3.4".into());
+    ensure!(s.update_client(&moved, &[], &update).await?);
+    ensure_eq!(s.get_client("old").await?, Some(moved));
+    let trail = s.list_audit(Some("old"), None).await?;
+    ensure_eq!(trail[1].dcr_version.as_deref(), Some("3.4"));
+    let fresh = client("fresh", "sw-fresh");
+    s.create_client(&fresh, true, &[], &audit("register", "fresh"))
+        .await?;
+    ensure_eq!(
+        s.get_client("fresh").await?.map(|c| c.dcr_version),
+        Some("3.4".into())
+    );
     Ok(())
 }
 

@@ -272,6 +272,7 @@ pub(crate) mod tests {
             enabled: true,
             created_at: 0,
             updated_at: 0,
+            dcr_version: "3.2".into(),
         }
     }
 

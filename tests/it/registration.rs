@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use dcr_server::domain::SpecVersion;
 use dcr_server::sandbox::{RequestOptions, Sandbox};
 use dcr_server::store::{ClientStore, Database};
 use jsonwebtoken::{Algorithm, EncodingKey};
@@ -21,6 +22,7 @@ use crate::{case, ensure_eq};
 pub fn cases() -> Vec<Case> {
     vec![
         case!(every_rule_has_a_case, BOTH),
+        case!(strict_subject_dn_length_applies_128_on_v3_2_and_v3_3, BOTH),
         case!(replayed_request_jti_is_refused, BOTH),
         case!(replayed_ssa_jti_is_refused_when_enabled, SQLITE),
         case!(one_client_per_software_id, BOTH),
@@ -202,8 +204,19 @@ impl Ctx {
             .context("no such key")
     }
 
-    /// POSTs a request; the sandbox transport certificate unless the request names another.
+    /// POSTs a request to the v3.2 path; the sandbox transport certificate unless the request
+    /// names another.
     pub async fn post(&self, req: &Req, with_cert: bool) -> Result<(u16, Value)> {
+        self.post_on(SpecVersion::V3_2, req, with_cert).await
+    }
+
+    /// As [`Self::post`], to the path of `version`.
+    pub async fn post_on(
+        &self,
+        version: SpecVersion,
+        req: &Req,
+        with_cert: bool,
+    ) -> Result<(u16, Value)> {
         let identity = match (&req.identity, with_cert) {
             (Some((c, k)), _) => Some((c.as_str(), k.as_str())),
             (None, true) => Some((self.transport.0.as_str(), self.transport.1.as_str())),
@@ -211,7 +224,7 @@ impl Ctx {
         };
         let client = self.env.client(identity)?;
         let mut builder = client
-            .post(self.env.url(dcr_server::REGISTER_PATH))
+            .post(self.env.url(version.profile().register_path))
             .body(req.body.clone());
         if let Some(ct) = req.content_type {
             builder = builder.header("content-type", ct);
@@ -253,13 +266,19 @@ pub fn raw_jws(
 
 type Build = Box<dyn Fn(&Ctx) -> Result<Req> + Send + Sync>;
 
+/// One rule: a request, the versions whose path it is sent to, and the answer expected there.
 struct Row {
     name: &'static str,
+    versions: &'static [SpecVersion],
     status: u16,
     code: &'static str,
+    /// Text the `error_description` must contain (where the code alone does not say which
+    /// rule refused), or "".
+    why: &'static str,
     build: Build,
 }
 
+/// A rule of every version.
 fn row(
     name: &'static str,
     status: u16,
@@ -268,10 +287,206 @@ fn row(
 ) -> Row {
     Row {
         name,
+        versions: SpecVersion::ALL,
         status,
         code,
+        why: "",
         build: Box::new(build),
     }
+}
+
+impl Row {
+    /// Only on these versions (another row says what the others answer).
+    fn on(self, versions: &'static [SpecVersion]) -> Self {
+        Self { versions, ..self }
+    }
+
+    fn why(self, why: &'static str) -> Self {
+        Self { why, ..self }
+    }
+}
+
+/// The version column's values.
+const V32: &[SpecVersion] = &[SpecVersion::V3_2];
+const V34: &[SpecVersion] = &[SpecVersion::V3_4];
+const V32_V33: &[SpecVersion] = &[SpecVersion::V3_2, SpecVersion::V3_3];
+const V33_V34: &[SpecVersion] = &[SpecVersion::V3_3, SpecVersion::V3_4];
+
+const CIBA: &str = "urn:openid:params:grant-type:ciba";
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// Sets each key of `patch` (a null removes it).
+fn apply(claims: &mut Value, patch: &Value) {
+    for (k, v) in patch.as_object().into_iter().flatten() {
+        if v.is_null() {
+            remove(claims, k);
+        } else {
+            claims[k] = v.clone();
+        }
+    }
+}
+
+impl Ctx {
+    /// A CIBA registration (mode `ping`, every claim), with `patch` applied.
+    pub fn ciba_request(&self, patch: Value) -> Result<Req> {
+        self.request(|r| {
+            r["grant_types"] = json!(["client_credentials", CIBA]);
+            apply(
+                r,
+                &json!({
+                    "backchannel_token_delivery_mode": "ping",
+                    "backchannel_client_notification_endpoint": "https://tpp.example.com/ciba/notify",
+                    "backchannel_authentication_request_signing_alg": "PS256",
+                    "backchannel_user_code_parameter_supported": false,
+                }),
+            );
+            apply(r, &patch);
+        })
+    }
+
+    /// A `tls_client_auth` registration with a transport certificate whose subject DN, as
+    /// sent, is exactly `len` characters long.
+    pub fn dn_of_length(&self, len: usize) -> Result<Req> {
+        let t = &self.sandbox.tpp;
+        let head = format!("CN={},OU={},C=GB,O=", t.software_id, t.org_id);
+        let pad = "a".repeat(len.checked_sub(head.len()).context("too short")?);
+        let (cert, key) = self.env.ca()?.issue(
+            &[
+                (DnType::CommonName, t.software_id.clone()),
+                (DnType::OrganizationalUnitName, t.org_id.clone()),
+                (DnType::CountryName, "GB".into()),
+                (DnType::OrganizationName, pad.clone()),
+            ],
+            &[],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )?;
+        let mut claims = self.claims("tls_client_auth")?;
+        let dn = format!("{head}{pad}");
+        ensure_eq!(dn.len(), len);
+        claims["tls_client_auth_subject_dn"] = json!(dn);
+        let mut req = Req::jwt(self.sandbox.sign_as_tpp(&claims, "PS256")?);
+        req.identity = Some((cert, key));
+        Ok(req)
+    }
+}
+
+/// The subject DN rows (lengths at each limit), shared by the default and the strict table.
+fn dn_length_rows(strict: bool) -> Vec<Row> {
+    let long = "longer than";
+    let mut rows = vec![
+        row("subject DN of 128 characters", 201, "", |c| {
+            c.dn_of_length(128)
+        }),
+        row("subject DN of 512 characters", 201, "", |c| {
+            c.dn_of_length(512)
+        })
+        .on(V34),
+        row("subject DN of 513 characters", 400, ICM, |c| {
+            c.dn_of_length(513)
+        })
+        .why(long),
+        row("subject DN of 129 characters", 201, "", |c| {
+            c.dn_of_length(129)
+        })
+        .on(V34),
+    ];
+    if strict {
+        rows.push(
+            row("subject DN of 129, strict", 400, ICM, |c| {
+                c.dn_of_length(129)
+            })
+            .on(V32_V33)
+            .why("longer than 128"),
+        );
+        rows.push(
+            row("subject DN of 512, strict", 400, ICM, |c| {
+                c.dn_of_length(512)
+            })
+            .on(V32_V33)
+            .why("longer than 128"),
+        );
+    } else {
+        rows.push(
+            row("subject DN of 129 characters", 201, "", |c| {
+                c.dn_of_length(129)
+            })
+            .on(V32_V33),
+        );
+        rows.push(
+            row("subject DN of 512 characters", 201, "", |c| {
+                c.dn_of_length(512)
+            })
+            .on(V32_V33),
+        );
+    }
+    rows
+}
+
+/// The rows of what differs between versions: each delta where it applies and where it must
+/// be refused.
+#[allow(clippy::too_many_lines)]
+fn version_rows() -> Vec<Row> {
+    let mut rows = vec![
+        // --- application_type ---
+        row("application_type mobile", 201, "", |c| c.request(|r| r["application_type"] = json!("mobile"))).on(V32_V33),
+        row("application_type mobile", 400, ICM, |c| c.request(|r| r["application_type"] = json!("mobile"))).on(V34).why("not part of DCR v3.4"),
+        row("application_type native", 201, "", |c| c.request(|r| r["application_type"] = json!("native"))).on(V34),
+        row("application_type native", 400, ICM, |c| c.request(|r| r["application_type"] = json!("native"))).on(V32_V33).why("/open-banking/v3.4/register"),
+        // --- jwt-bearer ---
+        row("jwt-bearer grant type", 201, "", |c| c.request(|r| r["grant_types"] = json!(["client_credentials", JWT_BEARER]))).on(V34),
+        row("jwt-bearer grant type", 400, ICM, |c| c.request(|r| r["grant_types"] = json!(["client_credentials", JWT_BEARER]))).on(V32_V33).why("/open-banking/v3.4/register"),
+        // --- CIBA ---
+        row("CIBA ping with every claim", 201, "", |c| c.ciba_request(json!({}))).on(V33_V34),
+        row("CIBA ping with every claim", 400, ICM, |c| c.ciba_request(json!({}))).on(V32).why("/open-banking/v3.3/register"),
+        row("CIBA poll without a notification endpoint", 201, "", |c| {
+            c.ciba_request(json!({"backchannel_token_delivery_mode": "poll", "backchannel_client_notification_endpoint": null}))
+        }).on(V33_V34),
+        row("CIBA poll with an ES256 request signing alg", 201, "", |c| {
+            c.ciba_request(json!({"backchannel_token_delivery_mode": "poll", "backchannel_authentication_request_signing_alg": "ES256"}))
+        }).on(V33_V34),
+        row("CIBA push", 400, ICM, |c| c.ciba_request(json!({"backchannel_token_delivery_mode": "push"}))).on(V33_V34).why("push"),
+        row("CIBA without a delivery mode", 400, ICM, |c| c.ciba_request(json!({"backchannel_token_delivery_mode": null}))).on(V33_V34).why("backchannel_token_delivery_mode"),
+        row("CIBA ping without a notification endpoint", 400, ICM, |c| {
+            c.ciba_request(json!({"backchannel_client_notification_endpoint": null}))
+        }).on(V33_V34).why("backchannel_client_notification_endpoint"),
+        row("CIBA notification endpoint over http", 400, ICM, |c| {
+            c.ciba_request(json!({"backchannel_client_notification_endpoint": "http://tpp.example.com/ciba"}))
+        }).on(V33_V34).why("backchannel_client_notification_endpoint"),
+        row("CIBA notification endpoint of 256 characters", 201, "", |c| {
+            c.ciba_request(json!({"backchannel_client_notification_endpoint": format!("https://tpp.example.com/{}", "a".repeat(232))}))
+        }).on(V33_V34),
+        row("CIBA notification endpoint of 257 characters", 400, ICM, |c| {
+            c.ciba_request(json!({"backchannel_client_notification_endpoint": format!("https://tpp.example.com/{}", "a".repeat(233))}))
+        }).on(V33_V34).why("at most 256"),
+        row("CIBA request signing alg RS256", 400, ICM, |c| {
+            c.ciba_request(json!({"backchannel_authentication_request_signing_alg": "RS256"}))
+        }).on(V33_V34).why("backchannel_authentication_request_signing_alg"),
+        row("CIBA without a request signing alg", 400, ICM, |c| {
+            c.ciba_request(json!({"backchannel_authentication_request_signing_alg": null}))
+        }).on(V33_V34).why("backchannel_authentication_request_signing_alg"),
+        row("CIBA with user codes", 400, ICM, |c| {
+            c.ciba_request(json!({"backchannel_user_code_parameter_supported": true}))
+        }).on(V33_V34).why("must be false"),
+        row("CIBA without backchannel_user_code_parameter_supported", 400, ICM, |c| {
+            c.ciba_request(json!({"backchannel_user_code_parameter_supported": null}))
+        }).on(V33_V34).why("backchannel_user_code_parameter_supported"),
+        row("backchannel claims without the CIBA grant", 400, ICM, |c| {
+            c.ciba_request(json!({"grant_types": ["client_credentials"]}))
+        }).on(V33_V34).why("only allowed with the grant type"),
+        // v3.2 ignores them (not stored: see versions::v3_2_ignores_backchannel_claims).
+        row("backchannel claims without the CIBA grant", 201, "", |c| {
+            c.ciba_request(json!({"grant_types": ["client_credentials"]}))
+        }).on(V32),
+        // --- subject DN pattern (v3.4) ---
+        row("subject DN not starting with CN=", 400, ICM, |c| {
+            let mut claims = c.claims("tls_client_auth")?;
+            let t = &c.sandbox.tpp;
+            claims["tls_client_auth_subject_dn"] = json!(format!("OU={},CN={},O=OpenBanking,C=GB", t.org_id, t.software_id));
+            Ok(Req::jwt(c.sandbox.sign_as_tpp(&claims, "PS256")?))
+        }).on(V34).why("must start with CN="),
+    ];
+    rows.extend(dn_length_rows(false));
+    rows
 }
 
 const ICM: &str = "invalid_client_metadata";
@@ -285,8 +500,26 @@ fn remove(c: &mut Value, key: &str) {
     }
 }
 
-#[allow(clippy::too_many_lines)]
+fn another_order(c: &Ctx) -> Result<Req> {
+    let mut claims = c.claims("tls_client_auth")?;
+    let t = &c.sandbox.tpp;
+    claims["tls_client_auth_subject_dn"] = json!(format!(
+        "C=GB, O=OpenBanking, OU={}, CN={}",
+        t.org_id, t.software_id
+    ));
+    Ok(Req::jwt(c.sandbox.sign_as_tpp(&claims, "PS256")?))
+}
+
+/// Every rule, with the versions it is checked on: the v3.2 rules hold on every version, and
+/// [`version_rows`] hold what differs.
 fn table() -> Vec<Row> {
+    let mut rows = rules();
+    rows.extend(version_rows());
+    rows
+}
+
+#[allow(clippy::too_many_lines)]
+fn rules() -> Vec<Row> {
     vec![
         // --- happy paths ---
         row("private_key_jwt PS256, OB certificate", 201, "", |c| {
@@ -306,16 +539,18 @@ fn table() -> Vec<Row> {
             "tls_client_auth, DN in another order and spacing",
             201,
             "",
-            |c| {
-                let mut claims = c.claims("tls_client_auth")?;
-                let t = &c.sandbox.tpp;
-                claims["tls_client_auth_subject_dn"] = json!(format!(
-                    "C=GB, O=OpenBanking, OU={}, CN={}",
-                    t.org_id, t.software_id
-                ));
-                Ok(Req::jwt(c.sandbox.sign_as_tpp(&claims, "PS256")?))
-            },
-        ),
+            another_order,
+        )
+        .on(V32_V33),
+        // v3.4's pattern wants CN= first and no spaces before attribute names.
+        row(
+            "tls_client_auth, DN in another order and spacing",
+            400,
+            ICM,
+            another_order,
+        )
+        .on(V34)
+        .why("must start with CN="),
         row(
             "eIDAS certificate, PSDGB-OB-<org_id>, tls_client_auth",
             201,
@@ -997,55 +1232,8 @@ fn sent_ssa(req: &Req) -> Option<String> {
 
 async fn every_rule_has_a_case(backend: Backend) -> Result<()> {
     let ctx = Ctx::start(backend, TABLE_DCR, "").await?;
-    let mut failures = Vec::new();
     let rows = table();
-    for r in &rows {
-        let req = (r.build)(&ctx).with_context(|| format!("building `{}`", r.name))?;
-        let before = ctx.counts().await?;
-        let (status, body) = ctx
-            .post(&req, true)
-            .await
-            .with_context(|| r.name.to_string())?;
-        let after = ctx.counts().await?;
-        if status != r.status {
-            failures.push(format!(
-                "{}: status {status}, want {}: {body}",
-                r.name, r.status
-            ));
-            continue;
-        }
-        if r.status == 201 {
-            if let Err(e) = check_client_body(&body, sent_ssa(&req).as_deref()) {
-                failures.push(format!("{}: {e}", r.name));
-            }
-            if after[0] != before[0] + 1 {
-                failures.push(format!(
-                    "{}: 201 but clients went {} -> {}",
-                    r.name, before[0], after[0]
-                ));
-            }
-        } else {
-            if body["error"] != json!(r.code) {
-                failures.push(format!(
-                    "{}: error {}, want {}",
-                    r.name, body["error"], r.code
-                ));
-            }
-            let description = body["error_description"].as_str().unwrap_or_default();
-            if description.is_empty()
-                || description.contains("sqlx")
-                || description.contains("panicked")
-            {
-                failures.push(format!("{}: bad error_description {description:?}", r.name));
-            }
-            if after != before {
-                failures.push(format!(
-                    "{}: refused but rows changed {before:?} -> {after:?}",
-                    r.name
-                ));
-            }
-        }
-    }
+    let (mut failures, total) = run_rows(&ctx, &rows).await?;
     // No client certificate at all.
     let req = ctx.request(|_| {})?;
     let before = ctx.counts().await?;
@@ -1058,7 +1246,7 @@ async fn every_rule_has_a_case(backend: Backend) -> Result<()> {
         bail!(
             "{} of {} cases failed:\n{}",
             failures.len(),
-            rows.len() + 1,
+            total + 1,
             failures.join("\n")
         );
     }
@@ -1066,6 +1254,84 @@ async fn every_rule_has_a_case(backend: Backend) -> Result<()> {
     for client in ctx.store.list_clients().await? {
         ensure!(client.client_secret_hash.len() == 64);
     }
+    ctx.server.stop().await
+}
+
+/// Sends each row to each of its versions' paths; the failures, and how many were sent.
+async fn run_rows(ctx: &Ctx, rows: &[Row]) -> Result<(Vec<String>, usize)> {
+    let mut failures = Vec::new();
+    let mut total = 0;
+    for r in rows {
+        for &version in r.versions {
+            total += 1;
+            let name = format!("{} [v{version}]", r.name);
+            let req = (r.build)(ctx).with_context(|| format!("building `{name}`"))?;
+            if let Err(e) = run_row(ctx, r, version, &req).await {
+                failures.push(format!("{name}: {e}"));
+            }
+        }
+    }
+    Ok((failures, total))
+}
+
+async fn run_row(ctx: &Ctx, r: &Row, version: SpecVersion, req: &Req) -> Result<()> {
+    let before = ctx.counts().await?;
+    let (status, body) = ctx.post_on(version, req, true).await?;
+    let after = ctx.counts().await?;
+    ensure!(
+        status == r.status,
+        "status {status}, want {}: {body}",
+        r.status
+    );
+    if r.status == 201 {
+        check_client_body(&body, sent_ssa(req).as_deref())?;
+        ensure!(
+            after[0] == before[0] + 1,
+            "201 but clients went {} -> {}",
+            before[0],
+            after[0]
+        );
+        let id = body["client_id"].as_str().unwrap_or_default();
+        let stored = ctx.store.get_client(id).await?.context("no row")?;
+        ensure_eq!(stored.dcr_version, version.as_str());
+        return Ok(());
+    }
+    ensure!(
+        body["error"] == json!(r.code),
+        "error {}, want {}",
+        body["error"],
+        r.code
+    );
+    let description = body["error_description"].as_str().unwrap_or_default();
+    ensure!(
+        !description.is_empty()
+            && !description.contains("sqlx")
+            && !description.contains("panicked"),
+        "bad error_description {description:?}"
+    );
+    ensure!(
+        description.contains(r.why),
+        "error_description {description:?} does not say {:?}",
+        r.why
+    );
+    ensure!(
+        after == before,
+        "refused but rows changed {before:?} -> {after:?}"
+    );
+    Ok(())
+}
+
+/// With `strict_subject_dn_length`, v3.2 and v3.3 apply the spec's 128; v3.4 keeps 512.
+async fn strict_subject_dn_length_applies_128_on_v3_2_and_v3_3(backend: Backend) -> Result<()> {
+    let dcr = format!("{TABLE_DCR}strict_subject_dn_length.enable = true\n");
+    let ctx = Ctx::start(backend, &dcr, "").await?;
+    let (failures, total) = run_rows(&ctx, &dn_length_rows(true)).await?;
+    ensure!(
+        failures.is_empty(),
+        "{} of {total} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     ctx.server.stop().await
 }
 

@@ -1280,8 +1280,9 @@ async fn run_row(ctx: &Ctx, r: &Row, version: SpecVersion, req: &Req) -> Result<
     let after = ctx.counts().await?;
     ensure!(
         status == r.status,
-        "status {status}, want {}: {body}",
-        r.status
+        "status {status}, want {}: {:.300}",
+        r.status,
+        body.to_string()
     );
     if r.status == 201 {
         check_client_body(&body, sent_ssa(req).as_deref())?;

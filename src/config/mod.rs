@@ -485,4 +485,71 @@ jwks = "certs/sandbox/directory.jwks"
             ),
         ]);
     }
+
+    /// `open_banking.dcr.versions`: the three by default, an unknown or empty list refused.
+    #[test]
+    fn versions_are_known_ones() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.open_banking.dcr.versions, SpecVersion::ALL);
+        assert!(!c.open_banking.dcr.strict_subject_dn_length.enable);
+        let dcr = "[[open_banking.dcr.ssa_issuer]]";
+        refused_naming_the_key(&[
+            (
+                dcr,
+                "[open_banking.dcr]\nversions = [\"3.2\", \"3.5\"]\n[[open_banking.dcr.ssa_issuer]]",
+                "open_banking.dcr.versions",
+            ),
+            (
+                dcr,
+                "[open_banking.dcr]\nversions = []\n[[open_banking.dcr.ssa_issuer]]",
+                "open_banking.dcr.versions",
+            ),
+        ]);
+        let text = MINIMAL.replace(
+            dcr,
+            "[open_banking.dcr]\nversions = [\"3.4\"]\n[[open_banking.dcr.ssa_issuer]]",
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.open_banking.dcr.versions, [SpecVersion::V3_4]);
+        // Without v3.2, the advertised default is the first served version's path.
+        assert_eq!(
+            c.registration_endpoint(),
+            "https://localhost:8243/open-banking/v3.4/register"
+        );
+        assert_eq!(
+            parse(MINIMAL).unwrap().registration_endpoint(),
+            "https://localhost:8243/open-banking/v3.2/register"
+        );
+    }
+
+    /// `oauth2_dcr_url` on this server's host must be a served path, or check-config warns
+    /// (a gateway may rewrite it, so it is not refused); elsewhere it is the operator's.
+    #[test]
+    fn an_advertised_path_that_is_not_served_is_warned_about() {
+        let with = |url: &str, versions: &str| {
+            let text = MINIMAL.replace(
+                "[database]",
+                &format!("[oauth.endpoints]\noauth2_dcr_url = \"{url}\"\n[database]"),
+            );
+            let text = text.replace(
+                "[[open_banking.dcr.ssa_issuer]]",
+                &format!(
+                    "[open_banking.dcr]\nversions = {versions}\n[[open_banking.dcr.ssa_issuer]]"
+                ),
+            );
+            parse(&text).unwrap().warnings()
+        };
+        let all = r#"["3.2", "3.3", "3.4"]"#;
+        assert!(with("https://localhost:8243/open-banking/v3.4/register", all).is_empty());
+        assert!(with("https://localhost:8243/open-banking/v3.4/register/", all).is_empty());
+        assert!(with("https://gateway.bank.example/dcr", all).is_empty());
+        let w = with(
+            "https://localhost:8243/open-banking/v3.4/register",
+            r#"["3.2"]"#,
+        );
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("oauth.endpoints.oauth2_dcr_url"), "{w:?}");
+        assert_eq!(with("https://localhost/register", all).len(), 1);
+        assert!(parse(MINIMAL).unwrap().warnings().is_empty());
+    }
 }

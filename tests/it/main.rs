@@ -12,6 +12,7 @@ mod reload;
 mod server;
 mod storage;
 mod support;
+mod versions;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use support::{Backend, Case, POSTGRES_ENV};
@@ -26,6 +27,7 @@ fn cases() -> Vec<Case> {
     all.extend(reload::cases());
     all.extend(conformance::cases());
     all.extend(faults::cases());
+    all.extend(versions::cases());
     all
 }
 

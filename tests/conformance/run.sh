@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# OBIE DCR v3.2 conformance suite for dcr-server (or any DCR v3.2 server), in bash + curl +
-# openssl + jq. Every JWT it sends is minted here with openssl, not by the server's code.
+# OBIE DCR conformance suite (v3.2, v3.3, v3.4) for dcr-server (or any DCR server), in bash +
+# curl + openssl + jq. Every JWT it sends is minted here with openssl, not by the server's code.
 #
 # Sandbox mode (no arguments): starts target/release/dcr-server (or $DCR_SERVER_BIN) on a free
 # port with a fresh sandbox and a throwaway SQLite file, runs every case, stops the server.
 #
-#   tests/conformance/run.sh [--database-url URL] [--junit FILE]
+#   tests/conformance/run.sh [--version 3.2|3.3|3.4] [--database-url URL] [--junit FILE]
 #
 # Deployment mode: runs the same cases against a running server.
 #
@@ -13,15 +13,21 @@
 #     --cert transport.pem --key transport.key --ssa ssa.jwt \
 #     --signing-key signing.key --kid KID [--alg PS256|ES256] [--aud AUD] \
 #     [--redirect-uri URI] [--methods "tls_client_auth private_key_jwt"] [--junit FILE]
+#     [--version 3.2|3.3|3.4]
+#
+# --version runs the cases against /open-banking/v<version>/register (without it: discovery's
+# registration_endpoint, taken to be v3.2), plus that version's own cases: the CIBA grant
+# refused on v3.2 and its claims on v3.3/v3.4, mobile vs native, jwt-bearer on v3.4 only, v3.4's
+# CN-first subject DN, and an upgrade by PUT from the v3.2 path (when v3.2 is served).
 #
 # Output: one line per case, `PASS name` or `FAIL name: reason`, then `N passed, M failed`.
 # The exit status is non-zero when a case failed.
 set -uo pipefail
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 URL="" CA="" CERT="" KEY="" SSA_ARG="" SIGNING_KEY="" KID="" ALG="PS256" AUD="" REDIRECT=""
-METHODS="tls_client_auth private_key_jwt" JUNIT="" DATABASE_URL=""
+METHODS="tls_client_auth private_key_jwt" JUNIT="" DATABASE_URL="" VERSION=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --url) URL="$2"; shift 2 ;;
@@ -37,11 +43,13 @@ while [ $# -gt 0 ]; do
     --methods) METHODS="$2"; shift 2 ;;
     --junit) JUNIT="$2"; shift 2 ;;
     --database-url) DATABASE_URL="$2"; shift 2 ;;
+    --version) VERSION="$2"; shift 2 ;;
     -h|--help) usage ;;
     *) echo "unknown option: $1" >&2; usage ;;
   esac
 done
 
+case "${VERSION:-3.2}" in 3.2|3.3|3.4) ;; *) echo "--version must be 3.2, 3.3 or 3.4" >&2; exit 2 ;; esac
 for tool in curl openssl jq; do
   command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 2; }
 done
@@ -242,6 +250,8 @@ if [ -z "$REGISTRATION" ] || [ -z "$TOKEN_ENDPOINT" ]; then
   echo "cannot continue without registration_endpoint and token_endpoint" >&2
   REGISTRATION="$URL/open-banking/v3.2/register" TOKEN_ENDPOINT="$URL/token"
 fi
+if [ -n "$VERSION" ]; then REGISTRATION="$URL/open-banking/v$VERSION/register"; fi
+VERSION="${VERSION:-3.2}"
 
 for METHOD in $METHODS; do
   register "$(signed_request "$METHOD")"
@@ -305,6 +315,106 @@ done
 
 http POST "$REGISTRATION" "${NOCERT[@]}" -H 'Content-Type: application/jose' --data-binary "$(signed_request $M)"
 expect "no client certificate → 401" 401
+
+# ---------------------------------------------------------------- the version's own cases
+
+CIBA=urn:openid:params:grant-type:ciba
+JWT_BEARER=urn:ietf:params:oauth:grant-type:jwt-bearer
+ORIGIN=$(printf '%s' "$REDIRECT" | sed -E 's#^(https://[^/]+).*#\1#')
+CIBA_PATCH='.grant_types += ["'$CIBA'"] | .backchannel_token_delivery_mode = "ping"
+  | .backchannel_client_notification_endpoint = "'$ORIGIN'/ciba/notify"
+  | .backchannel_authentication_request_signing_alg = "'$ALG'"
+  | .backchannel_user_code_parameter_supported = false'
+
+# registered NAME BODY CHECK: a 201 that passes CHECK; the client is deleted again (with a
+# token of its own), so that the next case may register the same software.
+registered() {
+  local name="$1" body="$2" check="$3" id token
+  register "$body"
+  expect "$name" 201 "$check" || return 1
+  id=$(printf '%s' "$BODY" | jq -r .client_id)
+  get_token private_key_jwt "$id"; token=$(printf '%s' "$BODY" | jq -r '.access_token // empty')
+  http DELETE "$REGISTRATION/$id" "${MTLS[@]}" -H "Authorization: Bearer $token"
+  [ "$STATUS" = 204 ] || fail "$name: clean-up DELETE" "status $STATUS: ${BODY:0:200}"
+}
+refused() {
+  register "$2"
+  expect "$1" 400 '.error == "invalid_client_metadata" and (.error_description | type == "string")'
+}
+
+V="v$VERSION"
+case "$VERSION" in
+  3.2)
+    refused "$V: the CIBA grant type → 400" "$(signed_request $M "$CIBA_PATCH")"
+    refused "$V: application_type native → 400" "$(signed_request $M '.application_type = "native"')"
+    refused "$V: the jwt-bearer grant type → 400" "$(signed_request $M '.grant_types += ["'$JWT_BEARER'"]')"
+    registered "$V: application_type mobile → 201" "$(signed_request $M '.application_type = "mobile"')" \
+      '.application_type == "mobile"'
+    registered "$V: backchannel claims without the CIBA grant are ignored → 201" \
+      "$(signed_request $M "$CIBA_PATCH | .grant_types -= [\"$CIBA\"]")" 'has("backchannel_token_delivery_mode") | not'
+    ;;
+  3.3|3.4)
+    registered "$V: CIBA ping with every claim → 201, echoed" "$(signed_request $M "$CIBA_PATCH")" \
+      '(.grant_types | index("'$CIBA'")) and .backchannel_token_delivery_mode == "ping"
+       and .backchannel_user_code_parameter_supported == false
+       and (.backchannel_client_notification_endpoint | startswith("https://"))'
+    registered "$V: CIBA poll without a notification endpoint → 201" \
+      "$(signed_request $M "$CIBA_PATCH | .backchannel_token_delivery_mode = \"poll\" | del(.backchannel_client_notification_endpoint)")" \
+      '.backchannel_token_delivery_mode == "poll"'
+    refused "$V: CIBA push → 400" "$(signed_request $M "$CIBA_PATCH | .backchannel_token_delivery_mode = \"push\"")"
+    refused "$V: CIBA ping without a notification endpoint → 400" \
+      "$(signed_request $M "$CIBA_PATCH | del(.backchannel_client_notification_endpoint)")"
+    refused "$V: CIBA with user codes → 400" "$(signed_request $M "$CIBA_PATCH | .backchannel_user_code_parameter_supported = true")"
+    refused "$V: backchannel claims without the CIBA grant → 400" \
+      "$(signed_request $M "$CIBA_PATCH | .grant_types -= [\"$CIBA\"]")"
+    ;;
+esac
+case "$VERSION" in
+  3.3)
+    refused "$V: application_type native → 400" "$(signed_request $M '.application_type = "native"')"
+    refused "$V: the jwt-bearer grant type → 400" "$(signed_request $M '.grant_types += ["'$JWT_BEARER'"]')"
+    ;;
+  3.4)
+    registered "$V: application_type native and the jwt-bearer grant → 201" \
+      "$(signed_request $M '.application_type = "native" | .grant_types += ["'$JWT_BEARER'"]')" \
+      '.application_type == "native" and (.grant_types | index("'$JWT_BEARER'"))'
+    refused "$V: application_type mobile → 400" "$(signed_request $M '.application_type = "mobile"')"
+    REVERSED_DN=$(printf '%s' "$SUBJECT_DN" | awk -F, '{ for (i = NF; i > 1; i--) printf "%s,", $i; print $1 }')
+    if [ "$REVERSED_DN" != "$SUBJECT_DN" ]; then
+      refused "$V: a subject DN not starting with CN= → 400" \
+        "$(signed_request tls_client_auth ".tls_client_auth_subject_dn = \"$REVERSED_DN\"")"
+    fi
+    ;;
+esac
+
+# An upgrade: registered on the v3.2 path, moved by PUT on this version's path, read back on
+# the v3.2 path with this version's values.
+V32="$URL/open-banking/v3.2/register"
+if [ "$VERSION" != 3.2 ]; then
+  register_v32() { http POST "$V32" "${MTLS[@]}" -H 'Content-Type: application/jose' --data-binary "$1"; }
+  register_v32 "$(signed_request $M '.application_type = "mobile"')"
+  if [ "$STATUS" = 404 ]; then
+    echo "SKIP $V: upgrade from v3.2 (v3.2 is not served)"
+  elif expect "$V: register on the v3.2 path → 201" 201 '.application_type == "mobile"'; then
+    ID=$(printf '%s' "$BODY" | jq -r .client_id)
+    get_token private_key_jwt "$ID"; TOKEN=$(printf '%s' "$BODY" | jq -r '.access_token // empty')
+    if [ "$VERSION" = 3.4 ]; then
+      http PUT "$REGISTRATION/$ID" "${MTLS[@]}" -H "Authorization: Bearer $TOKEN" \
+        -H 'Content-Type: application/jose' --data-binary "$(signed_request $M '.application_type = "mobile"')"
+      expect "$V: PUT keeping mobile on the v3.4 path → 400" 400 '.error == "invalid_client_metadata"'
+      UPGRADE='.application_type = "native"' WANT='.application_type == "native"'
+    else
+      UPGRADE="$CIBA_PATCH" WANT='.backchannel_token_delivery_mode == "ping"'
+    fi
+    http PUT "$REGISTRATION/$ID" "${MTLS[@]}" -H "Authorization: Bearer $TOKEN" \
+      -H 'Content-Type: application/jose' --data-binary "$(signed_request $M "$UPGRADE")"
+    expect "$V: upgrade by PUT on the $V path → 200, same client_id" 200 ".client_id == \"$ID\" and ($WANT)"
+    http GET "$V32/$ID" "${MTLS[@]}" -H "Authorization: Bearer $TOKEN"
+    expect "$V: GET on the v3.2 path answers as registered under $V, with the same token" 200 "$WANT"
+    http DELETE "$REGISTRATION/$ID" "${MTLS[@]}" -H "Authorization: Bearer $TOKEN"
+    expect "$V: DELETE → 204" 204
+  fi
+fi
 
 # ---------------------------------------------------------------- report
 

@@ -1,5 +1,5 @@
-//! Runs the curl conformance suite (`tests/conformance/run.sh`) against the real binary, on
-//! SQLite and PostgreSQL, when bash, curl, openssl and jq are installed.
+//! Runs the curl conformance suite (`tests/conformance/run.sh`) against the real binary, for
+//! each DCR version, on SQLite and PostgreSQL, when bash, curl, openssl and jq are installed.
 
 use anyhow::{Result, ensure};
 
@@ -28,25 +28,28 @@ async fn curl_conformance_suite(backend: Backend) -> Result<()> {
         .into());
     }
     let db = TestDb::new(backend).await?;
-    let mut command = std::process::Command::new("bash");
-    command
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/conformance/run.sh"
-        ))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("DCR_SERVER_BIN", env!("CARGO_BIN_EXE_dcr-server"))
-        .env_remove("DCR_DATABASE_URL");
-    if backend == Backend::Postgres {
-        command.args(["--database-url", &db.url]);
+    for version in dcr_server::domain::SpecVersion::ALL {
+        let mut command = std::process::Command::new("bash");
+        command
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/conformance/run.sh"
+            ))
+            .args(["--version", version.as_str()])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("DCR_SERVER_BIN", env!("CARGO_BIN_EXE_dcr-server"))
+            .env_remove("DCR_DATABASE_URL");
+        if backend == Backend::Postgres {
+            command.args(["--database-url", &db.url]);
+        }
+        let out = tokio::task::spawn_blocking(move || command.output()).await??;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let last = stdout.lines().last().unwrap_or_default().to_string();
+        ensure!(
+            out.status.success() && last.ends_with(" 0 failed"),
+            "the conformance suite failed on v{version}:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    let out = tokio::task::spawn_blocking(move || command.output()).await??;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().unwrap_or_default().to_string();
-    ensure!(
-        out.status.success() && last.ends_with(" 0 failed"),
-        "the conformance suite failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     Ok(())
 }

@@ -6,7 +6,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::metadata::{MetadataError, one_of};
+use super::ErrorCode;
+use super::allowed::{NotAllowed, one_of};
 use super::policy::Policy;
 use crate::domain::version::{CIBA_SIGNING_ALGS, MAX_NOTIFICATION_ENDPOINT_LEN};
 use crate::domain::{BackchannelDeliveryMode, GrantType, Profile, SigningAlg};
@@ -19,6 +20,39 @@ const SIGNING_ALG: &str = "backchannel_authentication_request_signing_alg";
 const USER_CODE: &str = "backchannel_user_code_parameter_supported";
 /// Every CIBA claim of v3.3, in the specification's order.
 pub const CLAIMS: [&str; 4] = [MODE, ENDPOINT, SIGNING_ALG, USER_CODE];
+
+/// Why the CIBA claims were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackchannelError {
+    #[error("{0}")]
+    Claim(ClaimError),
+    #[error(transparent)]
+    NotAllowed(#[from] NotAllowed),
+    /// A `backchannel_*` claim without the CIBA grant type.
+    #[error("`{0}` is only allowed with the grant type urn:openid:params:grant-type:ciba")]
+    CibaOnly(&'static str),
+    /// A CIBA claim the CIBA grant type needs.
+    #[error("`{0}` is required with the grant type urn:openid:params:grant-type:ciba")]
+    RequiredWithCiba(&'static str),
+    /// A claim the delivery mode needs.
+    #[error("`{0}` is required when backchannel_token_delivery_mode is {1}")]
+    RequiredForMode(&'static str, BackchannelDeliveryMode),
+    #[error(
+        "`backchannel_client_notification_endpoint` `{0}` must be an absolute https URL of at most 256 characters, without a fragment, not on localhost"
+    )]
+    NotificationEndpoint(String),
+    #[error(
+        "`backchannel_user_code_parameter_supported` must be false: user codes are not supported"
+    )]
+    UserCodeUnsupported,
+}
+
+impl BackchannelError {
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::InvalidClientMetadata
+    }
+}
 
 /// A client's registered CIBA settings, stored and echoed with the rest of its metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,29 +71,29 @@ pub fn parse(
     grant_types: &[GrantType],
     profile: &Profile,
     policy: &Policy,
-) -> Result<Option<Backchannel>, MetadataError> {
+) -> Result<Option<Backchannel>, BackchannelError> {
     if !profile.ciba {
         return Ok(None);
     }
     let present = |name: &str| claims.get(name).is_some_and(|v| !v.is_null());
     if !grant_types.contains(&GrantType::Ciba) {
         return match CLAIMS.into_iter().find(|c| present(c)) {
-            Some(claim) => Err(MetadataError::CibaOnly(claim)),
+            Some(claim) => Err(BackchannelError::CibaOnly(claim)),
             None => Ok(None),
         };
     }
-    let claim = MetadataError::Claim;
-    let required = |name: &'static str| -> Result<&str, MetadataError> {
+    let claim = BackchannelError::Claim;
+    let required = |name: &'static str| -> Result<&str, BackchannelError> {
         access::opt_str(claims, name)
             .map_err(claim)?
-            .ok_or(MetadataError::RequiredWithCiba(name))
+            .ok_or(BackchannelError::RequiredWithCiba(name))
     };
 
     let mode = one_of(MODE, required(MODE)?, BackchannelDeliveryMode::ALL)?;
     let endpoint = match (access::opt_str(claims, ENDPOINT).map_err(claim)?, mode) {
         (Some(url), _) => Some(notification_endpoint(url)?),
         (None, BackchannelDeliveryMode::Poll) => None,
-        (None, other) => return Err(MetadataError::RequiredForMode(ENDPOINT, other)),
+        (None, other) => return Err(BackchannelError::RequiredForMode(ENDPOINT, other)),
     };
     let algs: Vec<SigningAlg> = CIBA_SIGNING_ALGS
         .iter()
@@ -68,9 +102,9 @@ pub fn parse(
         .collect();
     let signing_alg = one_of(SIGNING_ALG, required(SIGNING_ALG)?, &algs)?;
     let user_code = match claims.get(USER_CODE) {
-        None | Some(Value::Null) => return Err(MetadataError::RequiredWithCiba(USER_CODE)),
+        None | Some(Value::Null) => return Err(BackchannelError::RequiredWithCiba(USER_CODE)),
         Some(Value::Bool(false)) => false,
-        Some(Value::Bool(true)) => return Err(MetadataError::UserCodeUnsupported),
+        Some(Value::Bool(true)) => return Err(BackchannelError::UserCodeUnsupported),
         Some(_) => {
             return Err(claim(ClaimError::WrongType {
                 claim: USER_CODE.into(),
@@ -88,8 +122,8 @@ pub fn parse(
 
 /// An absolute https URL of at most 256 characters, on a host that is not this machine (the
 /// bank calls it), without a fragment (OpenID CIBA §4).
-fn notification_endpoint(url: &str) -> Result<String, MetadataError> {
-    let bad = || MetadataError::NotificationEndpoint(printable(url, 100));
+fn notification_endpoint(url: &str) -> Result<String, BackchannelError> {
+    let bad = || BackchannelError::NotificationEndpoint(printable(url, 100));
     if url.chars().count() > MAX_NOTIFICATION_ENDPOINT_LEN
         || url.chars().any(|c| c.is_control() || c.is_whitespace())
         || url.contains('#')
@@ -114,7 +148,7 @@ mod tests {
         version: SpecVersion,
         grants: &[GrantType],
         claims: Value,
-    ) -> Result<Option<Backchannel>, MetadataError> {
+    ) -> Result<Option<Backchannel>, BackchannelError> {
         let Value::Object(map) = claims else {
             panic!("an object")
         };
@@ -160,7 +194,7 @@ mod tests {
                     &[GrantType::ClientCredentials],
                     json!({USER_CODE: false})
                 ),
-                Err(MetadataError::CibaOnly(USER_CODE))
+                Err(BackchannelError::CibaOnly(USER_CODE))
             );
             assert_eq!(run(v, &[GrantType::ClientCredentials], json!({})), Ok(None));
         }
@@ -176,15 +210,15 @@ mod tests {
         assert_eq!(poll.backchannel_client_notification_endpoint, None);
         assert!(matches!(
             run(v, ciba, with(json!({MODE: "push"}))),
-            Err(MetadataError::NotAllowed { .. })
+            Err(BackchannelError::NotAllowed { .. })
         ));
         assert_eq!(
             run(v, ciba, with(json!({MODE: null}))),
-            Err(MetadataError::RequiredWithCiba(MODE))
+            Err(BackchannelError::RequiredWithCiba(MODE))
         );
         assert_eq!(
             run(v, ciba, with(json!({ENDPOINT: null}))),
-            Err(MetadataError::RequiredForMode(
+            Err(BackchannelError::RequiredForMode(
                 ENDPOINT,
                 BackchannelDeliveryMode::Ping
             ))
@@ -199,7 +233,7 @@ mod tests {
             assert!(
                 matches!(
                     run(v, ciba, with(json!({ENDPOINT: url}))),
-                    Err(MetadataError::NotificationEndpoint(_))
+                    Err(BackchannelError::NotificationEndpoint(_))
                 ),
                 "{url}"
             );
@@ -209,28 +243,28 @@ mod tests {
         assert!(run(v, ciba, with(json!({ENDPOINT: exactly_256}))).is_ok());
         assert!(matches!(
             run(v, ciba, with(json!({SIGNING_ALG: "RS256"}))),
-            Err(MetadataError::NotAllowed { .. })
+            Err(BackchannelError::NotAllowed { .. })
         ));
         assert!(run(v, ciba, with(json!({SIGNING_ALG: "ES256"}))).is_ok());
         assert_eq!(
             run(v, ciba, with(json!({SIGNING_ALG: null}))),
-            Err(MetadataError::RequiredWithCiba(SIGNING_ALG))
+            Err(BackchannelError::RequiredWithCiba(SIGNING_ALG))
         );
         assert_eq!(
             run(v, ciba, with(json!({USER_CODE: true}))),
-            Err(MetadataError::UserCodeUnsupported)
+            Err(BackchannelError::UserCodeUnsupported)
         );
         assert_eq!(
             run(v, ciba, with(json!({USER_CODE: null}))),
-            Err(MetadataError::RequiredWithCiba(USER_CODE))
+            Err(BackchannelError::RequiredWithCiba(USER_CODE))
         );
         assert!(matches!(
             run(v, ciba, with(json!({USER_CODE: "false"}))),
-            Err(MetadataError::Claim(_))
+            Err(BackchannelError::Claim(_))
         ));
         assert!(matches!(
             run(v, ciba, with(json!({MODE: 1}))),
-            Err(MetadataError::Claim(_))
+            Err(BackchannelError::Claim(_))
         ));
     }
 }

@@ -6,16 +6,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::ErrorCode;
-use super::backchannel::{self, Backchannel};
+use super::allowed::{NotAllowed, one_of};
+use super::backchannel::{self, Backchannel, BackchannelError};
 use super::policy::Policy;
 use super::ssa::Ssa;
 use crate::domain::version::matches_cn_first_pattern;
 use crate::domain::{
-    ApplicationType, AuthMethod, BackchannelDeliveryMode, GrantType, Profile, ProtocolValue,
-    ResponseType, SigningAlg, SpecVersion,
+    ApplicationType, AuthMethod, GrantType, Profile, ProtocolValue, ResponseType, SigningAlg,
+    SpecVersion,
 };
 use crate::jose::claims::{self as access, ClaimError};
-use crate::text::printable;
 
 /// Longest `scope` (v3.2: Max256Text).
 pub const MAX_SCOPE_LEN: usize = 256;
@@ -26,12 +26,8 @@ pub enum MetadataError {
     #[error("{0}")]
     Claim(ClaimError),
     /// A value outside the allowed set.
-    #[error("`{claim}` value `{value}` is not supported; supported: {allowed}")]
-    NotAllowed {
-        claim: &'static str,
-        value: String,
-        allowed: String,
-    },
+    #[error(transparent)]
+    NotAllowed(#[from] NotAllowed),
     /// `software_id` differs from the SSA's.
     #[error("`software_id` must equal the software statement's software_id")]
     SoftwareIdMismatch,
@@ -57,23 +53,9 @@ pub enum MetadataError {
         "`tls_client_auth_subject_dn` must start with CN= and go on with attribute=value pairs, without escaped commas (DCR v{0})"
     )]
     DnPattern(SpecVersion),
-    /// A `backchannel_*` claim without the CIBA grant type.
-    #[error("`{0}` is only allowed with the grant type urn:openid:params:grant-type:ciba")]
-    CibaOnly(&'static str),
-    /// A CIBA claim the CIBA grant type needs.
-    #[error("`{0}` is required with the grant type urn:openid:params:grant-type:ciba")]
-    RequiredWithCiba(&'static str),
-    /// A claim the delivery mode needs.
-    #[error("`{0}` is required when backchannel_token_delivery_mode is {1}")]
-    RequiredForMode(&'static str, BackchannelDeliveryMode),
-    #[error(
-        "`backchannel_client_notification_endpoint` `{0}` must be an absolute https URL of at most 256 characters, without a fragment, not on localhost"
-    )]
-    NotificationEndpoint(String),
-    #[error(
-        "`backchannel_user_code_parameter_supported` must be false: user codes are not supported"
-    )]
-    UserCodeUnsupported,
+    /// The CIBA claims.
+    #[error(transparent)]
+    Backchannel(#[from] BackchannelError),
 }
 
 impl MetadataError {
@@ -112,26 +94,6 @@ impl ClientMetadata {
     }
 }
 
-/// `value` if it is one of `allowed` (the whole list, or the configured part of it).
-pub(super) fn one_of<T: ProtocolValue>(
-    claim: &'static str,
-    value: &str,
-    allowed: &[T],
-) -> Result<T, MetadataError> {
-    match allowed.iter().find(|a| a.name() == value) {
-        Some(v) => Ok(*v),
-        None => Err(MetadataError::NotAllowed {
-            claim,
-            value: printable(value, 60),
-            allowed: allowed
-                .iter()
-                .map(|a| a.name())
-                .collect::<Vec<_>>()
-                .join(", "),
-        }),
-    }
-}
-
 /// `value` if the request's version allows it (`allowed` of its profile). A value that another
 /// served version allows is refused with the paths to register it at.
 fn in_version<T: ProtocolValue>(
@@ -141,7 +103,11 @@ fn in_version<T: ProtocolValue>(
     policy: &Policy,
     allowed: fn(&'static Profile) -> &'static [T],
 ) -> Result<T, MetadataError> {
-    let refused = match one_of(claim, value, allowed(profile)) {
+    let NotAllowed {
+        value,
+        allowed: here,
+        ..
+    } = match one_of(claim, value, allowed(profile)) {
         Ok(v) => return Ok(v),
         Err(e) => e,
     };
@@ -152,18 +118,21 @@ fn in_version<T: ProtocolValue>(
         .filter(|p| allowed(p).iter().any(|a| a.name() == value))
         .map(|p| p.register_path)
         .collect();
-    match refused {
-        MetadataError::NotAllowed { value, allowed, .. } if !paths.is_empty() => {
-            Err(MetadataError::OtherVersion {
-                claim,
-                value,
-                version: profile.version,
-                allowed,
-                paths: paths.join(" or "),
-            })
+    if paths.is_empty() {
+        return Err(NotAllowed {
+            claim,
+            value,
+            allowed: here,
         }
-        other => Err(other),
+        .into());
     }
+    Err(MetadataError::OtherVersion {
+        claim,
+        value,
+        version: profile.version,
+        allowed: here,
+        paths: paths.join(" or "),
+    })
 }
 
 /// Builds the metadata to register from the request claims, by the rules of `profile`.
@@ -386,7 +355,7 @@ mod tests {
             json!({"token_endpoint_auth_method": "client_secret_basic"}),
         ] {
             assert!(
-                matches!(run(patch.clone()), Err(MetadataError::NotAllowed { .. })),
+                matches!(run(patch.clone()), Err(MetadataError::NotAllowed(_))),
                 "{patch}"
             );
         }
@@ -479,7 +448,7 @@ mod tests {
         // A value no version allows is refused as before.
         assert!(matches!(
             run_on(V3_4, json!({"grant_types": ["password"]})),
-            Err(MetadataError::NotAllowed { .. })
+            Err(MetadataError::NotAllowed(_))
         ));
     }
 

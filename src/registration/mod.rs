@@ -19,6 +19,7 @@
 //! | 10 | `tls_client_auth_subject_dn` matches the certificate | [`subject_dn`] | `invalid_client_metadata` |
 //! | 11 | store: `jti` replay, one client per software_id, client + audit in one transaction | here | `invalid_client_metadata` / `invalid_software_statement` |
 
+pub mod allowed;
 pub mod backchannel;
 pub mod envelope;
 pub mod metadata;

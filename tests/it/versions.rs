@@ -102,6 +102,21 @@ impl Ctx {
     }
 }
 
+impl Ctx {
+    /// A client registered on the v3.2 path as `mobile`, and a token of it.
+    async fn mobile_v3_2_client(&self) -> Result<(String, String)> {
+        let created = self
+            .register_on(
+                V3_2,
+                &self.request(|r| r["application_type"] = json!("mobile"))?,
+            )
+            .await?;
+        let id = id_of(&created)?;
+        let token = self.pkj_token(&id).await?;
+        Ok((id, token))
+    }
+}
+
 fn id_of(body: &Value) -> Result<String> {
     body["client_id"]
         .as_str()
@@ -115,14 +130,7 @@ fn id_of(body: &Value) -> Result<String> {
 async fn upgrade_by_put_keeps_client_id_tokens_and_binding(backend: Backend) -> Result<()> {
     use reqwest::Method;
     let ctx = Ctx::start(backend, POLICY_OFF, "").await?;
-    let created = ctx
-        .register_on(
-            V3_2,
-            &ctx.request(|r| r["application_type"] = json!("mobile"))?,
-        )
-        .await?;
-    let id = id_of(&created)?;
-    let token = ctx.pkj_token(&id).await?;
+    let (id, token) = ctx.mobile_v3_2_client().await?;
     let before = ctx.store.get_client(&id).await?.context("row")?;
     ensure_eq!(before.dcr_version, "3.2");
 
@@ -200,14 +208,7 @@ async fn upgrade_by_put_keeps_client_id_tokens_and_binding(backend: Backend) -> 
 async fn refused_upgrade_changes_nothing(backend: Backend) -> Result<()> {
     use reqwest::Method;
     let ctx = Ctx::start(backend, POLICY_OFF, "").await?;
-    let created = ctx
-        .register_on(
-            V3_2,
-            &ctx.request(|r| r["application_type"] = json!("mobile"))?,
-        )
-        .await?;
-    let id = id_of(&created)?;
-    let token = ctx.pkj_token(&id).await?;
+    let (id, token) = ctx.mobile_v3_2_client().await?;
     let before = ctx.store.get_client(&id).await?.context("row")?;
     let rows_before = [
         count_rows(&ctx.store, "clients").await?,

@@ -502,18 +502,19 @@ async fn audit(
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         println!(
-            "{:<20}  {:<18}  {:<8}  {:<36}  {:<22}  {:<28}  interaction_id",
-            "time", "action", "outcome", "client_id", "software_id", "error_code"
+            "{:<20}  {:<18}  {:<8}  {:<36}  {:<22}  {:<7}  {:<28}  interaction_id",
+            "time", "action", "outcome", "client_id", "software_id", "version", "error_code"
         );
         let cell = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
         for r in &records {
             println!(
-                "{:<20}  {:<18}  {:<8}  {:<36}  {:<22}  {:<28}  {}",
+                "{:<20}  {:<18}  {:<8}  {:<36}  {:<22}  {:<7}  {:<28}  {}",
                 rfc3339(r.at),
                 r.action,
                 r.outcome,
                 cell(&r.client_id),
                 cell(&r.software_id),
+                cell(&r.dcr_version),
                 cell(&r.error_code),
                 cell(&r.interaction_id)
             );

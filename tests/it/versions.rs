@@ -449,6 +449,14 @@ async fn metrics_cli_and_sandbox_name_the_version(backend: Backend) -> Result<()
             && table.lines().any(|l| l.contains(&id) && l.contains("3.4")),
         "{table}"
     );
+    let audit = cli(&["audit", "--client", &id])?;
+    ensure!(
+        audit.lines().next().is_some_and(|h| h.contains("version"))
+            && audit
+                .lines()
+                .any(|l| l.contains("register") && l.contains("3.4")),
+        "{audit}"
+    );
     // The CLI's own sandbox request for v3.4 with CIBA registers there.
     let sandbox_dir = ctx.env.sandbox_dir.to_string_lossy().into_owned();
     let issuer = ctx.env.issuer();

@@ -20,13 +20,16 @@ pub fn routes() -> Router<SharedState> {
         router = router
             .route(
                 profile.register_path,
-                post(register::post_register).layer(version),
+                post(register::post_register)
+                    .fallback(wrong_method)
+                    .layer(version),
             )
             .route(
                 profile.client_route,
                 get(manage::get_client)
                     .put(manage::put_client)
                     .delete(manage::delete_client)
+                    .fallback(wrong_method)
                     .layer(version),
             );
     }
@@ -45,6 +48,12 @@ pub fn routes() -> Router<SharedState> {
         )
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+}
+
+/// Another method on a registration path: 405 where the version is served, and 404 (from
+/// [`Served`](super::extract::Served)) where it is not, as for the methods it has.
+async fn wrong_method(_: super::extract::Served) -> ApiError {
+    ApiError::method_not_allowed()
 }
 
 /// `routes` (and `extra`) with the state and the middleware: what the listener serves.

@@ -353,6 +353,18 @@ async fn versions_not_served_answer_404(backend: Backend) -> Result<()> {
             ensure_eq!(body["error"], json!("not_found"));
         }
     }
+    // Other methods: 404 on a path not served, 405 on one that is.
+    for (version, want) in [(V3_2, 404), (V3_4, 405)] {
+        let (status, body) = ctx.on(Method::PATCH, version, &id, &token, None).await?;
+        ensure!(status == want, "PATCH v{version}: {status} {body}");
+        let answer = ctx
+            .env
+            .client(None)?
+            .get(ctx.env.url(version.profile().register_path))
+            .send()
+            .await?;
+        ensure_eq!(answer.status().as_u16(), want);
+    }
     ensure_eq!(count_rows(&ctx.store, "clients").await?, rows);
     let (status, _) = ctx.on(Method::GET, V3_4, &id, &token, None).await?;
     ensure_eq!(status, 200);

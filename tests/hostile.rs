@@ -757,6 +757,248 @@ async fn corpus_gets_4xx_and_writes_nothing() -> Result<()> {
     c.server.stop().await
 }
 
+/// What a claim is replaced by in the type-confusion pass (`None`: dropped).
+fn confusions() -> Vec<(&'static str, Option<Value>)> {
+    vec![
+        ("dropped", None),
+        ("null", Some(Value::Null)),
+        ("true", Some(json!(true))),
+        ("false", Some(json!(false))),
+        ("0", Some(json!(0))),
+        ("-1", Some(json!(-1))),
+        ("i64::MAX", Some(json!(i64::MAX))),
+        ("u64::MAX", Some(json!(u64::MAX))),
+        ("1e308", Some(json!(1e308))),
+        ("empty string", Some(json!(""))),
+        ("5000 characters", Some(json!("a".repeat(5000)))),
+        ("control characters", Some(json!("a\u{1}\u{1f}\u{7f}b"))),
+        ("NUL", Some(json!("a\u{0}b"))),
+        ("emoji", Some(json!("\u{1f600}"))),
+        ("empty array", Some(json!([]))),
+        ("array", Some(json!(["a\u{0}b", 1, null]))),
+        ("empty object", Some(json!({}))),
+        ("object", Some(json!({"a": 1}))),
+    ]
+}
+
+/// Sets (or, for `None`, removes) `key` in `claims`.
+fn confuse(claims: &mut Value, key: &str, value: &Option<Value>) {
+    if let Some(m) = claims.as_object_mut() {
+        match value {
+            Some(v) => {
+                m.insert(key.to_string(), v.clone());
+            }
+            None => {
+                m.remove(key);
+            }
+        }
+    }
+}
+
+/// Every claim of the request, of the SSA and of the client assertion replaced in turn by each
+/// of [`confusions`], validly signed so that it reaches the validators: never a 5xx, always a
+/// JSON error, and every client that is registered can be read back with a token.
+async fn type_confusion_pass(backend: Backend) -> Result<()> {
+    let c = Ctx::start(
+        backend,
+        "software_id_as_application_name.enable = false\nssa_jti_validation.enable = true",
+        "",
+    )
+    .await?;
+    let http = c.env.client(Some((&c.transport.0, &c.transport.1)))?;
+    let token_url = c.env.url("/token");
+    let assertion_aud = format!("{}/token", c.env.issuer());
+    let mut failures = Vec::new();
+    let mut registered = Vec::new();
+    let mut sent = 0;
+
+    let request_keys: Vec<String> = c
+        .claims("private_key_jwt")?
+        .as_object()
+        .context("claims")?
+        .keys()
+        .cloned()
+        .collect();
+    let ssa_keys: Vec<String> = c
+        .sandbox
+        .ssa_claims()
+        .as_object()
+        .context("ssa")?
+        .keys()
+        .cloned()
+        .collect();
+    for (what, value) in confusions() {
+        let mut bodies: Vec<(String, String)> = Vec::new();
+        for key in &request_keys {
+            let mut claims = c.claims("private_key_jwt")?;
+            confuse(&mut claims, key, &value);
+            bodies.push((
+                format!("request {key}: {what}"),
+                c.sandbox.sign_as_tpp(&claims, "PS256")?,
+            ));
+        }
+        let mut tls = c.claims("tls_client_auth")?;
+        confuse(&mut tls, "tls_client_auth_subject_dn", &value);
+        bodies.push((
+            format!("request tls_client_auth_subject_dn: {what}"),
+            c.sandbox.sign_as_tpp(&tls, "PS256")?,
+        ));
+        for key in &ssa_keys {
+            let mut ssa = c.sandbox.ssa_claims();
+            confuse(&mut ssa, key, &value);
+            let ssa = c.sandbox.sign_ssa(&ssa)?;
+            let mut claims = c.claims("private_key_jwt")?;
+            claims["software_statement"] = json!(ssa);
+            bodies.push((
+                format!("SSA {key}: {what}"),
+                c.sandbox.sign_as_tpp(&claims, "PS256")?,
+            ));
+        }
+        for (name, body) in bodies {
+            sent += 1;
+            let answer = http
+                .post(c.env.url(support_path()))
+                .header("content-type", "application/jwt")
+                .body(body)
+                .send()
+                .await?;
+            let status = answer.status().as_u16();
+            let body: Value = answer.json().await.unwrap_or(Value::Null);
+            match status {
+                201 => registered.push((
+                    name,
+                    body["client_id"].as_str().unwrap_or_default().to_string(),
+                )),
+                400..=499 if body["error"].is_string() => {}
+                _ => failures.push(format!("{name}: {status} {body:.200}")),
+            }
+        }
+        // The client assertion at /token, for the first registered client.
+        if let Some((_, id)) = registered.first() {
+            for key in ["iss", "sub", "aud", "jti", "iat", "exp"] {
+                let now = dcr_server::clock::now();
+                let mut claims = json!({"iss": id, "sub": id, "aud": assertion_aud,
+                    "jti": uuid::Uuid::new_v4().to_string(), "iat": now, "exp": now + 300});
+                confuse(&mut claims, key, &value);
+                let assertion = c.sandbox.sign_as_tpp(&claims, "PS256")?;
+                sent += 1;
+                let answer = http
+                    .post(&token_url)
+                    .form(&[
+                        ("grant_type", "client_credentials"),
+                        (
+                            "client_assertion_type",
+                            dcr_server::oauth::client_auth::CLIENT_ASSERTION_TYPE,
+                        ),
+                        ("client_assertion", &assertion),
+                    ])
+                    .send()
+                    .await?;
+                let status = answer.status().as_u16();
+                let body: Value = answer.json().await.unwrap_or(Value::Null);
+                if !((200..300).contains(&status)
+                    || (400..500).contains(&status) && body["error"].is_string())
+                {
+                    failures.push(format!("assertion {key}: {what}: {status} {body:.200}"));
+                }
+            }
+        }
+    }
+    // Identifiers that are not claims: a form's client_id, a path's ClientId.
+    let some_token = match registered.first() {
+        Some((_, id)) => {
+            let assertion = c.sandbox.client_assertion(id, &assertion_aud, "PS256")?;
+            let answer: Value = http
+                .post(&token_url)
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    (
+                        "client_assertion_type",
+                        dcr_server::oauth::client_auth::CLIENT_ASSERTION_TYPE,
+                    ),
+                    ("client_assertion", &assertion),
+                ])
+                .send()
+                .await?
+                .json()
+                .await?;
+            answer["access_token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        }
+        None => String::new(),
+    };
+    for id in ["a\u{0}b", &"x".repeat(5000), "\u{1f600}"] {
+        let printable: String = id.chars().take(20).collect();
+        sent += 2;
+        let answer = http
+            .post(&token_url)
+            .form(&[("grant_type", "client_credentials"), ("client_id", id)])
+            .send()
+            .await?;
+        let status = answer.status().as_u16();
+        if !(400..500).contains(&status) {
+            failures.push(format!("/token client_id {printable:?}: {status}"));
+        }
+        let path = format!("{}/{}", support_path(), id.replace('\u{0}', "%00"));
+        let answer = http
+            .get(c.env.url(&path))
+            .bearer_auth(&some_token)
+            .send()
+            .await?;
+        let status = answer.status().as_u16();
+        if !(400..500).contains(&status) {
+            failures.push(format!("GET ClientId {printable:?}: {status}"));
+        }
+    }
+    // Every registered client reads back with a token of its own.
+    for (name, id) in &registered {
+        let assertion = c.sandbox.client_assertion(id, &assertion_aud, "PS256")?;
+        let token: Value = http
+            .post(&token_url)
+            .form(&[
+                ("grant_type", "client_credentials"),
+                (
+                    "client_assertion_type",
+                    dcr_server::oauth::client_auth::CLIENT_ASSERTION_TYPE,
+                ),
+                ("client_assertion", &assertion),
+            ])
+            .send()
+            .await?
+            .json()
+            .await?;
+        let Some(token) = token["access_token"].as_str() else {
+            failures.push(format!("{name}: registered, but no token: {token}"));
+            continue;
+        };
+        let get = http
+            .get(c.env.url(&format!("{}/{id}", support_path())))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        if get.status() != 200 {
+            failures.push(format!(
+                "{name}: registered, but GET answers {}",
+                get.status()
+            ));
+        }
+    }
+    if !failures.is_empty() {
+        bail!(
+            "{} of {sent} inputs misbehaved:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+    println!(
+        "{sent} type-confused inputs on {backend:?}: no 5xx; {} registered clients read back",
+        registered.len()
+    );
+    c.server.stop().await
+}
+
 /// Header floods, a huge header, and a slowloris client: refused or disconnected, and the
 /// server keeps serving.
 async fn transport_abuse_is_cut_off() -> Result<()> {
@@ -845,6 +1087,20 @@ fn main() {
                 .block_on(corpus_gets_4xx_and_writes_nothing())
                 .map_err(|e| format!("{e:#}").into())
         }),
+        Trial::test("type_confusion_pass::sqlite", || {
+            support::runtime()
+                .block_on(type_confusion_pass(Backend::Sqlite))
+                .map_err(|e| format!("{e:#}").into())
+        }),
+        {
+            let postgres = std::env::var(support::POSTGRES_ENV).is_ok_and(|u| !u.is_empty());
+            Trial::test("type_confusion_pass::postgres", || {
+                support::runtime()
+                    .block_on(type_confusion_pass(Backend::Postgres))
+                    .map_err(|e| format!("{e:#}").into())
+            })
+            .with_ignored_flag(!postgres)
+        },
         Trial::test("transport_abuse_is_cut_off", || {
             support::runtime()
                 .block_on(transport_abuse_is_cut_off())

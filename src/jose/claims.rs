@@ -4,6 +4,9 @@ use serde_json::{Map, Value};
 
 use crate::text::printable;
 
+/// Longest `jti` of any JWT (request, SSA, client assertion): it becomes a database key.
+pub const MAX_JTI_LEN: usize = 256;
+
 /// A claim that is missing or of the wrong JSON type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -19,12 +22,24 @@ pub enum ClaimError {
     Empty(String),
     #[error("`{claim}` is longer than {max} characters")]
     TooLong { claim: String, max: usize },
+    /// PostgreSQL's `text` cannot hold NUL, and no protocol value has one: refused here, where
+    /// every string claim is read, so that none reaches a database.
+    #[error("`{0}` must not contain a NUL character")]
+    Nul(String),
 }
 
 fn wrong(claim: &str, expected: &'static str) -> ClaimError {
     ClaimError::WrongType {
         claim: printable(claim, 60),
         expected,
+    }
+}
+
+fn no_nul<'a>(name: &str, s: &'a str) -> Result<&'a str, ClaimError> {
+    if s.contains('\0') {
+        Err(ClaimError::Nul(printable(name, 60)))
+    } else {
+        Ok(s)
     }
 }
 
@@ -35,7 +50,7 @@ pub fn opt_str<'a>(
 ) -> Result<Option<&'a str>, ClaimError> {
     match claims.get(name) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.as_str())),
+        Some(Value::String(s)) => no_nul(name, s).map(Some),
         Some(_) => Err(wrong(name, "a string")),
     }
 }
@@ -74,7 +89,11 @@ pub fn opt_str_array<'a>(
         None | Some(Value::Null) => Ok(None),
         Some(Value::Array(items)) => items
             .iter()
-            .map(|v| v.as_str().ok_or_else(|| wrong(name, "an array of strings")))
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| wrong(name, "an array of strings"))
+                    .and_then(|s| no_nul(name, s))
+            })
             .collect::<Result<Vec<_>, _>>()
             .map(Some),
         Some(_) => Err(wrong(name, "an array of strings")),
@@ -165,5 +184,16 @@ mod tests {
         assert!(!is_base62("", 22));
         assert!(!is_base62("foo.is/invalid", 22));
         assert!(!is_base62(&"a".repeat(30), 22));
+    }
+
+    /// No string claim, alone or in an array, may carry NUL (PostgreSQL cannot store it).
+    #[test]
+    fn nul_is_refused_in_every_string_claim() {
+        let c = serde_json::json!({"s": "a\u{0}b", "a": ["ok", "\u{0}"], "fine": "a\u{1}b"});
+        let c = c.as_object().unwrap();
+        assert_eq!(opt_str(c, "s"), Err(ClaimError::Nul("s".into())));
+        assert_eq!(req_str(c, "s"), Err(ClaimError::Nul("s".into())));
+        assert_eq!(opt_str_array(c, "a"), Err(ClaimError::Nul("a".into())));
+        assert_eq!(opt_str(c, "fine"), Ok(Some("a\u{1}b")));
     }
 }

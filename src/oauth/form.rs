@@ -13,6 +13,9 @@ pub enum FormError {
     /// RFC 6749 §3.2: parameters must not be included more than once.
     #[error("parameter `{0}` is repeated")]
     Repeated(String),
+    /// No parameter holds NUL (PostgreSQL's `text` cannot, and no OAuth value has one).
+    #[error("parameter `{0}` contains a NUL character")]
+    Nul(String),
 }
 
 /// A parsed form: each parameter once.
@@ -25,6 +28,9 @@ impl Form {
             serde_urlencoded::from_bytes(body).map_err(|_| FormError::Malformed)?;
         let mut form = HashMap::with_capacity(pairs.len());
         for (k, v) in pairs {
+            if k.contains('\0') || v.contains('\0') {
+                return Err(FormError::Nul(printable(&k, 40)));
+            }
             if form.contains_key(&k) {
                 return Err(FormError::Repeated(printable(&k, 40)));
             }

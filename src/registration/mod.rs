@@ -271,7 +271,8 @@ impl Registrar {
                 scope: format!("request:{}", v.ssa.software_id),
                 jti: v.request.jti.clone(),
                 // Never forget a jti before its JWT expires.
-                expires_at: (now + policy.jti_ttl).max(v.request.exp + policy.clock_skew),
+                expires_at: (now + policy.jti_ttl)
+                    .max(v.request.exp.saturating_add(policy.clock_skew)),
             });
             kinds.push(JtiKind::Request);
         }

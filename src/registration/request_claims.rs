@@ -82,7 +82,8 @@ pub fn check(
             expected: "a positive number of seconds",
         }));
     }
-    if now > exp + policy.clock_skew {
+    // Saturating: `exp` is the caller's number, up to i64::MAX.
+    if now > exp.saturating_add(policy.clock_skew) {
         return Err(ClaimsError::Expired);
     }
     if iat > now + policy.clock_skew {
@@ -121,7 +122,7 @@ pub fn check(
     {
         return Err(ClaimsError::Audience);
     }
-    let jti = access::req_str_max(claims, "jti", 256)
+    let jti = access::req_str_max(claims, "jti", access::MAX_JTI_LEN)
         .map_err(claim)?
         .to_string();
     Ok(RequestClaims { jti, exp })

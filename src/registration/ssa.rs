@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use super::ErrorCode;
 use super::policy::{IssuerKeys, Policy, SsaIssuerPolicy};
-use crate::jose::claims::{self as access, ClaimError};
+use crate::jose::claims::{self as access, ClaimError, MAX_JTI_LEN};
 use crate::jose::jwk::select;
 use crate::jose::{JwksCache, JwksError};
 use crate::jose::{Jws, JwsError};
@@ -153,9 +153,16 @@ pub fn parse_claims(raw: &str, claims: Map<String, Value>) -> Result<Ssa, SsaErr
         .map(str::to_string)
         .collect();
     let iat = access::opt_int(c, "iat").map_err(claim)?;
-    let jti = access::opt_str(c, "jti")
-        .map_err(claim)?
-        .map(str::to_string);
+    // Capped like the request's `jti`: it is a database key when replays are checked.
+    let jti = match access::opt_str(c, "jti").map_err(claim)? {
+        Some(j) if j.chars().count() > MAX_JTI_LEN => {
+            return Err(claim(ClaimError::TooLong {
+                claim: "jti".into(),
+                max: MAX_JTI_LEN,
+            }));
+        }
+        j => j.map(str::to_string),
+    };
     let org_status = access::req_str(c, "org_status").map_err(claim)?;
     if !org_status.eq_ignore_ascii_case("active") {
         return Err(SsaError::OrgNotActive(printable(org_status, 40)));
@@ -204,8 +211,8 @@ pub fn check_age(ssa: &Ssa, now: i64, policy: &Policy) -> Result<(), SsaError> {
         let Some(iat) = ssa.iat else {
             return Err(SsaError::Claim(ClaimError::Missing("iat".into())));
         };
-        let age = now - iat;
-        if age > policy.ssa_max_age + policy.clock_skew {
+        let age = now.saturating_sub(iat);
+        if age > policy.ssa_max_age.saturating_add(policy.clock_skew) {
             return Err(SsaError::Age(format!(
                 "{age} seconds ago; at most {} seconds are accepted",
                 policy.ssa_max_age

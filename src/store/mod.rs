@@ -329,6 +329,11 @@ impl ClientStore for Database {
     }
 
     async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
+        // No row holds NUL (PostgreSQL's text cannot, and client_ids are UUIDs): such an id,
+        // from a path or a form, is unknown, not a database error.
+        if client_id.contains('\0') {
+            return Ok(None);
+        }
         retry_busy(|| async { on_sqlx!(self, b => b.get_client(client_id).await) }).await
     }
 

@@ -11,8 +11,6 @@ use crate::store::JtiRecord;
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// Longest accepted client-assertion lifetime (`exp` − `iat`, or `exp` − now).
 pub const MAX_ASSERTION_LIFETIME: i64 = 3600;
-/// Longest `jti` remembered.
-const MAX_JTI_LEN: usize = 256;
 
 /// Why an assertion was refused (internal detail; the client is told only that it failed).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -121,14 +119,15 @@ pub fn check_claims(
 ) -> Result<JtiRecord, AssertionError> {
     let skew = policy.clock_skew;
     let exp = access::req_int(claims, "exp").map_err(AssertionError::Claim)?;
-    if now > exp + skew {
+    // Saturating: `exp` and `iat` are the caller's numbers, up to i64::MAX and down to MIN.
+    if now > exp.saturating_add(skew) {
         return Err(AssertionError::Expired);
     }
     let iat = access::opt_int(claims, "iat").map_err(AssertionError::Claim)?;
     if iat.is_some_and(|iat| iat > now + skew) {
         return Err(AssertionError::IssuedInTheFuture);
     }
-    if exp - iat.unwrap_or(now) > MAX_ASSERTION_LIFETIME {
+    if exp.saturating_sub(iat.unwrap_or(now)) > MAX_ASSERTION_LIFETIME {
         return Err(AssertionError::TooLong);
     }
     let accepted = |a: &str| policy.audiences.iter().any(|x| x == a);
@@ -140,11 +139,12 @@ pub fn check_claims(
     if !aud_ok {
         return Err(AssertionError::Audience);
     }
-    let jti = access::req_str_max(claims, "jti", MAX_JTI_LEN).map_err(AssertionError::Claim)?;
+    let jti =
+        access::req_str_max(claims, "jti", access::MAX_JTI_LEN).map_err(AssertionError::Claim)?;
     Ok(JtiRecord {
         scope: format!("assertion:{client_id}"),
         jti: jti.to_string(),
-        expires_at: exp + skew,
+        expires_at: exp.saturating_add(skew),
     })
 }
 

@@ -60,6 +60,7 @@ fn policy(strict: bool) -> Policy {
         hostname_validation: strict,
         versions: SpecVersion::ALL.to_vec(),
         strict_subject_dn_length: strict,
+        transport_cert_in_jwks: false,
     }
 }
 

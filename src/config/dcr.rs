@@ -56,6 +56,9 @@ pub struct DcrConfig {
     /// The spec's 128-character `tls_client_auth_subject_dn` limit on v3.2 and v3.3.
     #[serde(default = "defaults::off")]
     pub strict_subject_dn_length: Switch,
+    /// The transport certificate must be a `use: tls` key of the SSA's software JWKS.
+    #[serde(default = "defaults::off")]
+    pub transport_cert_in_jwks: Switch,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

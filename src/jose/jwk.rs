@@ -94,10 +94,13 @@ impl VerificationKey {
     }
 }
 
-/// The usable signature keys of a JWKS document.
+/// The usable signature keys of a JWKS document, and the thumbprints of its transport keys.
 #[derive(Debug, Default)]
 pub struct KeySet {
     pub keys: Vec<Arc<VerificationKey>>,
+    /// `x5t#S256` of each `use: "tls"` key: its own `x5t#S256`, or the SHA-256 of its
+    /// `x5c[0]` (the OB Directory publishes transport certificates that way).
+    pub tls_thumbprints: Vec<String>,
 }
 
 impl KeySet {
@@ -110,18 +113,46 @@ impl KeySet {
             .and_then(Value::as_array)
             .ok_or_else(|| "no `keys` array".to_string())?;
         let mut usable = Vec::new();
+        let mut tls_thumbprints = Vec::new();
         for raw in keys {
             if let Some(key) = usable_key(raw) {
                 usable.push(Arc::new(key));
+            } else if let Some(thumbprint) = tls_thumbprint(raw) {
+                tls_thumbprints.push(thumbprint);
             }
         }
-        Ok(Self { keys: usable })
+        Ok(Self {
+            keys: usable,
+            tls_thumbprints,
+        })
+    }
+
+    /// Whether a transport key of this set is the certificate with this `x5t#S256`.
+    pub fn has_tls_key(&self, x5t_s256: &str) -> bool {
+        self.tls_thumbprints.iter().any(|t| t == x5t_s256)
     }
 
     /// The key with this `kid`.
     pub fn find(&self, kid: &str) -> Option<&Arc<VerificationKey>> {
         self.keys.iter().find(|k| k.kid.as_deref() == Some(kid))
     }
+}
+
+/// The `x5t#S256` of a `use: "tls"` key, or of its first `x5c` certificate (standard base64
+/// DER, RFC 7517 §4.7).
+fn tls_thumbprint(raw: &Value) -> Option<String> {
+    let obj = raw.as_object()?;
+    if obj.get("use")?.as_str()? != "tls" {
+        return None;
+    }
+    if let Some(t) = obj.get("x5t#S256").and_then(Value::as_str) {
+        return Some(t.to_string());
+    }
+    let first = obj.get("x5c")?.as_array()?.first()?.as_str()?;
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(first)
+        .ok()?;
+    Some(URL_SAFE_NO_PAD.encode(<sha2::Sha256 as sha2::Digest>::digest(&der)))
 }
 
 fn usable_key(raw: &Value) -> Option<VerificationKey> {
@@ -280,5 +311,32 @@ mod tests {
         assert!(KeySet::parse(b"[]").is_err());
         assert!(KeySet::parse(b"{\"keys\": 3}").is_err());
         assert!(KeySet::parse(b"\xff").is_err());
+    }
+
+    /// Transport keys are kept as thumbprints: their own `x5t#S256`, or that of `x5c[0]`;
+    /// `use: tls` keys never verify signatures.
+    #[test]
+    fn tls_keys_are_thumbprints() {
+        use base64::engine::general_purpose::STANDARD;
+        let der = b"not really DER, but hashed all the same";
+        let of_der = URL_SAFE_NO_PAD.encode(<sha2::Sha256 as sha2::Digest>::digest(der));
+        let mut tls_rsa = rsa_jwk(2048);
+        tls_rsa["use"] = json!("tls");
+        tls_rsa["x5t#S256"] = json!("own-thumbprint");
+        let doc = json!({"keys": [
+            tls_rsa,
+            {"kty": "RSA", "use": "tls", "x5c": [STANDARD.encode(der), "ignored"]},
+            {"kty": "RSA", "use": "tls"},
+            {"kty": "RSA", "use": "enc", "x5t#S256": "enc-key"},
+            rsa_jwk(2048),
+        ]});
+        let set = KeySet::parse(doc.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            set.tls_thumbprints,
+            ["own-thumbprint".to_string(), of_der.clone()]
+        );
+        assert!(set.has_tls_key(&of_der));
+        assert!(!set.has_tls_key("enc-key"));
+        assert_eq!(set.keys.len(), 1, "only the signature key verifies");
     }
 }

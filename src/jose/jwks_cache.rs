@@ -156,6 +156,16 @@ impl JwksCache {
         Ok(keys.keys.iter().filter(|k| k.fits(alg)).cloned().collect())
     }
 
+    /// Whether the JWKS at `location` (a TPP's) has a `use: "tls"` key for the certificate with
+    /// this `x5t#S256`. A set without one is refetched under the usual rules, so a key just
+    /// published is found.
+    pub async fn has_tls_key(&self, location: &str, x5t_s256: &str) -> Result<bool, JwksError> {
+        let keys = self
+            .key_set(location, true, |set| set.has_tls_key(x5t_s256))
+            .await?;
+        Ok(keys.has_tls_key(x5t_s256))
+    }
+
     /// The key set of `location`: from the cache while it is fresh and `satisfies` it, else
     /// refetched under the rules in the module documentation.
     pub async fn key_set(

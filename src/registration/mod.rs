@@ -15,7 +15,7 @@
 //! | 6 | redirect URIs | [`redirect_uris`] | `invalid_redirect_uri` |
 //! | 7 | URI and hostname policies (when enabled) | [`uri_policy`] | `invalid_client_metadata` |
 //! | 8 | scopes against SSA roles | [`scopes`] | `invalid_client_metadata` |
-//! | 9 | transport certificate belongs to the SSA | [`transport_binding`] | `unapproved_software_statement` |
+//! | 9 | transport certificate belongs to the SSA (and, when enabled, is a `tls` key of its JWKS) | [`transport_binding`] | `unapproved_software_statement` |
 //! | 10 | `tls_client_auth_subject_dn` matches the certificate | [`subject_dn`] | `invalid_client_metadata` |
 //! | 11 | store: `jti` replay, one client per software_id, client + audit in one transaction | here | `invalid_client_metadata` / `invalid_software_statement` |
 
@@ -246,6 +246,9 @@ impl Registrar {
         uri_policy::check(&ssa, &metadata.redirect_uris, policy, &self.http).await?;
         scopes::check(&metadata.scope, &ssa.software_roles)?;
         transport_binding::check(cert, &ssa)?;
+        if policy.transport_cert_in_jwks {
+            transport_binding::check_in_jwks(cert, &ssa, &self.jwks).await?;
+        }
         subject_dn::check(&metadata, cert)?;
         let client_id_claim = crate::jose::claims::opt_str(&request.claims, "client_id")
             .map_err(metadata::MetadataError::Claim)?

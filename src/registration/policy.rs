@@ -29,6 +29,8 @@ pub struct Policy {
     pub versions: Vec<SpecVersion>,
     /// The spec's 128-character DN limit on v3.2/v3.3.
     pub strict_subject_dn_length: bool,
+    /// The transport certificate must be a `use: tls` key of the software JWKS.
+    pub transport_cert_in_jwks: bool,
 }
 
 impl Policy {
@@ -60,6 +62,7 @@ impl Policy {
             hostname_validation: dcr.hostname_validation.enable,
             versions: dcr.versions.clone(),
             strict_subject_dn_length: dcr.strict_subject_dn_length.enable,
+            transport_cert_in_jwks: dcr.transport_cert_in_jwks.enable,
         }
     }
 }

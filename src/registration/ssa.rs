@@ -351,6 +351,7 @@ pub(crate) mod tests {
             hostname_validation: false,
             versions: crate::domain::SpecVersion::ALL.to_vec(),
             strict_subject_dn_length: false,
+            transport_cert_in_jwks: false,
         }
     }
 }

@@ -5,9 +5,13 @@
 //!   `PSDGB-OB-<org_id>`, or `PSD<CC>-<NCA>-<id>` where `<id>` is the SSA's competent-authority
 //!   `registration_id` and `<NCA>` starts its `authority_id` (e.g. `PSDGB-FCA-123456` with
 //!   authority `FCAGBR`, registration `123456`).
+//!
+//! With `transport_cert_in_jwks` on, the certificate must also be a `use: "tls"` key of the
+//! SSA's `software_jwks_endpoint` ([`check_in_jwks`]).
 
 use super::ErrorCode;
 use super::ssa::Ssa;
+use crate::jose::JwksCache;
 use crate::pki::ClientCertificate;
 use crate::text::printable;
 
@@ -26,6 +30,12 @@ pub enum BindingError {
         "the transport certificate carries neither OU/CN nor organizationIdentifier to bind it to the software statement"
     )]
     NoIdentity,
+    #[error(
+        "the transport certificate (x5t#S256 {0}) is not a `use: tls` key of the software statement's software_jwks_endpoint"
+    )]
+    NotInJwks(String),
+    #[error("the software_jwks_endpoint could not be read for the transport certificate: {0}")]
+    JwksUnreadable(String),
 }
 
 impl BindingError {
@@ -77,6 +87,24 @@ pub fn check(cert: &ClientCertificate, ssa: &Ssa) -> Result<(), BindingError> {
             printable(cn, 40),
         )),
         _ => Err(BindingError::NoIdentity),
+    }
+}
+
+/// The certificate is a transport key of the software's JWKS (its `x5t#S256`, or its
+/// `x5c[0]`): what the OB Directory publishes for every transport certificate it issues.
+pub async fn check_in_jwks(
+    cert: &ClientCertificate,
+    ssa: &Ssa,
+    jwks: &JwksCache,
+) -> Result<(), BindingError> {
+    let thumbprint = cert.x5t_s256();
+    match jwks
+        .has_tls_key(&ssa.software_jwks_endpoint, &thumbprint)
+        .await
+    {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(BindingError::NotInJwks(thumbprint)),
+        Err(e) => Err(BindingError::JwksUnreadable(e.to_string())),
     }
 }
 

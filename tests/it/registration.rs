@@ -32,6 +32,7 @@ pub fn cases() -> Vec<Case> {
         case!(jwks_outage_is_bridged_by_the_stale_cache, SQLITE),
         case!(slow_jwks_times_out, SQLITE),
         case!(ssa_issuer_keys_from_an_https_url, SQLITE),
+        case!(transport_certificate_in_the_software_jwks, SQLITE),
     ]
 }
 
@@ -1666,5 +1667,75 @@ async fn ssa_issuer_keys_from_an_https_url(backend: Backend) -> Result<()> {
         )
         .await?;
     ensure_eq!((status, body["error"].clone()), (400, json!(ISS)));
+    ctx.server.stop().await
+}
+
+/// `transport_cert_in_jwks`: the transport certificate must be a `use: tls` key of the
+/// software JWKS, by its `x5t#S256` or its `x5c[0]`; otherwise 400
+/// `unapproved_software_statement`, and nothing is written.
+async fn transport_certificate_in_the_software_jwks(backend: Backend) -> Result<()> {
+    use base64::engine::general_purpose::STANDARD;
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let dcr =
+        "software_id_as_application_name.enable = false\ntransport_cert_in_jwks.enable = true";
+    let ctx = Ctx::start(backend, dcr, "").await?;
+    let der = CertificateDer::from_pem_slice(ctx.transport.0.as_bytes())?;
+    let thumbprint = dcr_server::pki::ClientCertificate::from_der(der.as_ref())?.x5t_s256();
+    let with_keys = |name: &str, extra: Value| -> Result<Req> {
+        let mut jwks = ctx.tpp_jwks.clone();
+        jwks["keys"].as_array_mut().context("keys")?.push(extra);
+        ctx.jwks.set(name, Doc::json(jwks.to_string()));
+        let url = ctx.jwks.url(name);
+        ctx.request_with_ssa(|s| s["software_jwks_endpoint"] = json!(url))
+    };
+    let cases = [
+        (
+            "the sandbox JWKS, without a tls key",
+            ctx.request(|_| {})?,
+            400,
+        ),
+        (
+            "a tls key with the certificate's x5t#S256",
+            with_keys(
+                "t1.jwks",
+                json!({"kty": "RSA", "use": "tls", "x5t#S256": thumbprint}),
+            )?,
+            201,
+        ),
+        (
+            "a tls key with the certificate as x5c[0]",
+            with_keys(
+                "t2.jwks",
+                json!({"kty": "RSA", "use": "tls", "x5c": [STANDARD.encode(der.as_ref())]}),
+            )?,
+            201,
+        ),
+        (
+            "a tls key of another certificate",
+            with_keys(
+                "t3.jwks",
+                json!({"kty": "RSA", "use": "tls", "x5t#S256": "b3RoZXI"}),
+            )?,
+            400,
+        ),
+        (
+            "the certificate's thumbprint on a signing key",
+            with_keys(
+                "t4.jwks",
+                json!({"kty": "RSA", "use": "sig", "x5t#S256": thumbprint}),
+            )?,
+            400,
+        ),
+    ];
+    for (name, req, want) in cases {
+        let before = ctx.counts().await?;
+        let (status, body) = ctx.post(&req, true).await?;
+        ensure!(status == want, "{name}: {status} {body}");
+        if want == 400 {
+            ensure_eq!(body["error"], json!(USS));
+            ensure_eq!(ctx.counts().await?, before);
+        }
+    }
     ctx.server.stop().await
 }

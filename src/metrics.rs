@@ -84,6 +84,10 @@ fn describe() {
     );
     describe_counter!("dcr_tls_handshakes_total", "TLS handshakes by outcome");
     describe_counter!(
+        "dcr_revoked_keys_checks_total",
+        "Checks against an SSA's software_jwks_revoked_endpoint, by outcome"
+    );
+    describe_counter!(
         "dcr_config_reloads_total",
         "Config reloads (SIGHUP) by outcome: ok, or failed (the old config stays)"
     );
@@ -111,6 +115,12 @@ pub fn registration(
 ) {
     counter!("dcr_registrations_total", "action" => action, "outcome" => outcome, "error" => error, "version" => version.as_str())
         .increment(1);
+}
+
+/// One check against the directory's revoked keys: `clean`, `signing_key_revoked`,
+/// `transport_key_revoked`, `unavailable` (allowed) or `refused_location`.
+pub fn revoked_keys_check(outcome: &'static str) {
+    counter!("dcr_revoked_keys_checks_total", "outcome" => outcome).increment(1);
 }
 
 pub fn token_issued(method: &str) {

@@ -101,6 +101,9 @@ pub struct KeySet {
     /// `x5t#S256` of each `use: "tls"` key: its own `x5t#S256`, or the SHA-256 of its
     /// `x5c[0]` (the OB Directory publishes transport certificates that way).
     pub tls_thumbprints: Vec<String>,
+    /// Every key's `kid` and certificate thumbprint, whatever its use or type: what a set of
+    /// revoked keys (the directory's `software_jwks_revoked_endpoint`) names.
+    pub named: Vec<(Option<String>, Option<String>)>,
 }
 
 impl KeySet {
@@ -114,17 +117,36 @@ impl KeySet {
             .ok_or_else(|| "no `keys` array".to_string())?;
         let mut usable = Vec::new();
         let mut tls_thumbprints = Vec::new();
+        let mut named = Vec::new();
         for raw in keys {
+            let kid = raw.get("kid").and_then(Value::as_str).map(str::to_string);
+            let thumbprint = cert_thumbprint(raw);
             if let Some(key) = usable_key(raw) {
                 usable.push(Arc::new(key));
-            } else if let Some(thumbprint) = tls_thumbprint(raw) {
-                tls_thumbprints.push(thumbprint);
+            } else if raw.get("use").and_then(Value::as_str) == Some("tls")
+                && let Some(t) = &thumbprint
+            {
+                tls_thumbprints.push(t.clone());
             }
+            named.push((kid, thumbprint));
         }
         Ok(Self {
             keys: usable,
             tls_thumbprints,
+            named,
         })
+    }
+
+    /// Whether some key of the set has this `kid`.
+    pub fn names_kid(&self, kid: &str) -> bool {
+        self.named.iter().any(|(k, _)| k.as_deref() == Some(kid))
+    }
+
+    /// Whether some key of the set is the certificate with this `x5t#S256`.
+    pub fn names_certificate(&self, x5t_s256: &str) -> bool {
+        self.named
+            .iter()
+            .any(|(_, t)| t.as_deref() == Some(x5t_s256))
     }
 
     /// Whether a transport key of this set is the certificate with this `x5t#S256`.
@@ -138,13 +160,10 @@ impl KeySet {
     }
 }
 
-/// The `x5t#S256` of a `use: "tls"` key, or of its first `x5c` certificate (standard base64
-/// DER, RFC 7517 §4.7).
-fn tls_thumbprint(raw: &Value) -> Option<String> {
+/// A key's certificate thumbprint: its `x5t#S256`, or that of its first `x5c` certificate
+/// (standard base64 DER, RFC 7517 §4.7).
+fn cert_thumbprint(raw: &Value) -> Option<String> {
     let obj = raw.as_object()?;
-    if obj.get("use")?.as_str()? != "tls" {
-        return None;
-    }
     if let Some(t) = obj.get("x5t#S256").and_then(Value::as_str) {
         return Some(t.to_string());
     }
@@ -327,7 +346,7 @@ mod tests {
             tls_rsa,
             {"kty": "RSA", "use": "tls", "x5c": [STANDARD.encode(der), "ignored"]},
             {"kty": "RSA", "use": "tls"},
-            {"kty": "RSA", "use": "enc", "x5t#S256": "enc-key"},
+            {"kty": "RSA", "use": "enc", "x5t#S256": "enc-key", "kid": "k-enc"},
             rsa_jwk(2048),
         ]});
         let set = KeySet::parse(doc.to_string().as_bytes()).unwrap();
@@ -338,5 +357,10 @@ mod tests {
         assert!(set.has_tls_key(&of_der));
         assert!(!set.has_tls_key("enc-key"));
         assert_eq!(set.keys.len(), 1, "only the signature key verifies");
+        // As a set of revoked keys: every key's kid and certificate, whatever its use.
+        assert!(set.names_certificate("enc-key") && set.names_certificate(&of_der));
+        assert!(!set.names_certificate("nothing"));
+        assert!(!set.names_kid("nothing"));
+        assert!(set.names_kid("k-enc"));
     }
 }

@@ -166,6 +166,12 @@ impl JwksCache {
         Ok(keys.has_tls_key(x5t_s256))
     }
 
+    /// The whole set at `location` (the directory's revoked keys of a software), under the TPP
+    /// JWKS rules: TTL, stale-if-error, host allow-list, size cap.
+    pub async fn any_set(&self, location: &str) -> Result<Arc<KeySet>, JwksError> {
+        self.key_set(location, true, |_| true).await
+    }
+
     /// The key set of `location`: from the cache while it is fresh and `satisfies` it, else
     /// refetched under the rules in the module documentation.
     pub async fn key_set(

@@ -16,6 +16,7 @@
 //! | 7 | URI and hostname policies (when enabled) | [`uri_policy`] | `invalid_client_metadata` |
 //! | 8 | scopes against SSA roles | [`scopes`] | `invalid_client_metadata` |
 //! | 9 | transport certificate belongs to the SSA (and, when enabled, is a `tls` key of its JWKS) | [`transport_binding`] | `unapproved_software_statement` |
+//! | 9b | neither the signing key nor the certificate is in the SSA's revoked keys | [`revoked_keys`] | `invalid_client_metadata` / `unapproved_software_statement` |
 //! | 10 | `tls_client_auth_subject_dn` matches the certificate | [`subject_dn`] | `invalid_client_metadata` |
 //! | 11 | store: `jti` replay, one client per software_id, client + audit in one transaction | here | `invalid_client_metadata` / `invalid_software_statement` |
 
@@ -28,6 +29,7 @@ pub mod redirect_uris;
 pub mod refusal;
 pub mod request_claims;
 pub mod request_signature;
+pub mod revoked_keys;
 pub mod scopes;
 pub mod ssa;
 pub mod subject_dn;
@@ -91,6 +93,8 @@ pub enum RegistrationError {
     #[error(transparent)]
     Binding(#[from] transport_binding::BindingError),
     #[error(transparent)]
+    Revoked(#[from] revoked_keys::RevokedError),
+    #[error(transparent)]
     SubjectDn(#[from] subject_dn::SubjectDnError),
     /// PUT: the body's `client_id` is not the one in the path.
     #[error("`client_id` in the request must equal the ClientId in the path")]
@@ -125,6 +129,7 @@ impl RegistrationError {
             Self::UriPolicy(e) => e.code(),
             Self::Scope(e) => e.code(),
             Self::Binding(e) => e.code(),
+            Self::Revoked(e) => e.code(),
             Self::SubjectDn(e) => e.code(),
             Self::DuplicateSoftware(_) | Self::ClientIdMismatch | Self::Immutable(_) => {
                 ErrorCode::InvalidClientMetadata
@@ -249,6 +254,9 @@ impl Registrar {
         if policy.transport_cert_in_jwks {
             transport_binding::check_in_jwks(cert, &ssa, &self.jwks).await?;
         }
+        // The kid verified in step 3 (a request without one was refused there).
+        let kid = request.kid.as_deref().unwrap_or_default();
+        revoked_keys::check(kid, cert, &ssa, &self.jwks).await?;
         subject_dn::check(&metadata, cert)?;
         let client_id_claim = crate::jose::claims::opt_str(&request.claims, "client_id")
             .map_err(metadata::MetadataError::Claim)?

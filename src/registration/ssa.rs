@@ -68,6 +68,8 @@ pub struct Ssa {
     pub software_id: String,
     pub org_id: String,
     pub software_jwks_endpoint: String,
+    /// The OB Directory's JWKS of the software's revoked keys, when the SSA names one.
+    pub software_jwks_revoked_endpoint: Option<String>,
     pub software_redirect_uris: Vec<String>,
     pub software_roles: Vec<String>,
     pub iat: Option<i64>,
@@ -146,6 +148,16 @@ pub fn parse_claims(raw: &str, claims: Map<String, Value>) -> Result<Ssa, SsaErr
     let software_jwks_endpoint = access::req_str_max(c, "software_jwks_endpoint", 1024)
         .map_err(claim)?
         .to_string();
+    let software_jwks_revoked_endpoint =
+        match access::opt_str(c, "software_jwks_revoked_endpoint").map_err(claim)? {
+            Some(url) if url.chars().count() > 1024 => {
+                return Err(claim(ClaimError::TooLong {
+                    claim: "software_jwks_revoked_endpoint".into(),
+                    max: 1024,
+                }));
+            }
+            url => url.map(str::to_string),
+        };
     let software_redirect_uris = access::opt_str_array(c, "software_redirect_uris")
         .map_err(claim)?
         .unwrap_or_default()
@@ -191,6 +203,7 @@ pub fn parse_claims(raw: &str, claims: Map<String, Value>) -> Result<Ssa, SsaErr
         software_id,
         org_id,
         software_jwks_endpoint,
+        software_jwks_revoked_endpoint,
         software_redirect_uris,
         software_roles,
         iat,

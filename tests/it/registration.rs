@@ -33,6 +33,7 @@ pub fn cases() -> Vec<Case> {
         case!(slow_jwks_times_out, SQLITE),
         case!(ssa_issuer_keys_from_an_https_url, SQLITE),
         case!(transport_certificate_in_the_software_jwks, SQLITE),
+        case!(revoked_keys_refuse_registrations_and_updates, BOTH),
     ]
 }
 
@@ -1736,6 +1737,151 @@ async fn transport_certificate_in_the_software_jwks(backend: Backend) -> Result<
             ensure_eq!(body["error"], json!(USS));
             ensure_eq!(ctx.counts().await?, before);
         }
+    }
+    ctx.server.stop().await
+}
+
+/// The directory's revoked keys (`software_jwks_revoked_endpoint`): a request signed with a
+/// revoked `kid` is 400 `invalid_client_metadata`, a revoked transport certificate (by
+/// `x5t#S256` or `x5c[0]`) 400 `unapproved_software_statement`, on POST and PUT alike, writing
+/// nothing; an unreachable set lets the request through (counted); a location that breaks the
+/// JWKS rules is refused.
+async fn revoked_keys_refuse_registrations_and_updates(backend: Backend) -> Result<()> {
+    use base64::engine::general_purpose::STANDARD;
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let ctx = Ctx::start(
+        backend,
+        "software_id_as_application_name.enable = false",
+        "",
+    )
+    .await?;
+    let der = CertificateDer::from_pem_slice(ctx.transport.0.as_bytes())?;
+    let thumbprint = dcr_server::pki::ClientCertificate::from_der(der.as_ref())?.x5t_s256();
+    let kid = ctx.sandbox.tpp.kid_ps256.clone();
+    // Each case its own location, so that no cached set is reused.
+    let revoked = |name: &str, keys: Value| -> Result<Req> {
+        ctx.jwks
+            .set(name, Doc::json(json!({ "keys": keys }).to_string()));
+        let url = ctx.jwks.url(name);
+        ctx.request_with_ssa(|s| s["software_jwks_revoked_endpoint"] = json!(url))
+    };
+    let (status, created) = ctx.post(&revoked("r0.jwks", json!([]))?, true).await?;
+    ensure!(status == 201, "empty revoked set: {status} {created}");
+    let cases = [
+        (
+            "the request's kid",
+            revoked("r1.jwks", json!([{"kty": "RSA", "kid": kid}]))?,
+            400,
+            ICM,
+        ),
+        (
+            "the transport certificate's x5t#S256",
+            revoked(
+                "r2.jwks",
+                json!([{"kty": "RSA", "kid": "old-transport", "use": "tls", "x5t#S256": thumbprint}]),
+            )?,
+            400,
+            USS,
+        ),
+        (
+            "the transport certificate as x5c[0]",
+            revoked(
+                "r3.jwks",
+                json!([{"kty": "RSA", "kid": "old", "x5c": [STANDARD.encode(der.as_ref())]}]),
+            )?,
+            400,
+            USS,
+        ),
+        (
+            "other keys only",
+            revoked(
+                "r4.jwks",
+                json!([{"kty": "RSA", "kid": "someone-else", "x5t#S256": "b3RoZXI"}]),
+            )?,
+            201,
+            "",
+        ),
+        (
+            "an unreachable set",
+            ctx.request_with_ssa(|s| {
+                s["software_jwks_revoked_endpoint"] = json!(ctx.jwks.url("missing.jwks"))
+            })?,
+            201,
+            "",
+        ),
+        (
+            "a set over http",
+            ctx.request_with_ssa(|s| {
+                s["software_jwks_revoked_endpoint"] =
+                    json!("http://keystore.example.com/revoked.jwks")
+            })?,
+            400,
+            ICM,
+        ),
+    ];
+    for (name, req, want, code) in cases {
+        let before = ctx.counts().await?;
+        let (status, body) = ctx.post(&req, true).await?;
+        ensure!(status == want, "{name}: {status} {body}");
+        if want == 400 {
+            ensure_eq!(body["error"], json!(code));
+            ensure_eq!(ctx.counts().await?, before);
+        }
+    }
+    // An update signed with a key the directory has revoked since: refused, nothing changes.
+    let id = created["client_id"]
+        .as_str()
+        .context("client_id")?
+        .to_string();
+    let stored = ctx.store.get_client(&id).await?;
+    let assertion =
+        ctx.sandbox
+            .client_assertion(&id, &format!("{}/token", ctx.env.issuer()), "PS256")?;
+    let http = ctx.env.client(Some((&ctx.transport.0, &ctx.transport.1)))?;
+    let token: Value = http
+        .post(ctx.env.url("/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            (
+                "client_assertion_type",
+                dcr_server::oauth::client_auth::CLIENT_ASSERTION_TYPE,
+            ),
+            ("client_assertion", &assertion),
+        ])
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = token["access_token"].as_str().context("token")?;
+    let put = revoked("r5.jwks", json!([{"kty": "RSA", "kid": kid}]))?;
+    let answer = http
+        .put(ctx.env.url(&format!("{}/{id}", dcr_server::REGISTER_PATH)))
+        .bearer_auth(token)
+        .header("content-type", "application/jwt")
+        .body(put.body)
+        .send()
+        .await?;
+    ensure_eq!(answer.status().as_u16(), 400);
+    ensure_eq!(ctx.store.get_client(&id).await?, stored);
+    let metrics = http
+        .get(ctx.env.url("/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    for outcome in [
+        "clean",
+        "signing_key_revoked",
+        "transport_key_revoked",
+        "unavailable",
+    ] {
+        ensure!(
+            metrics.contains(&format!(
+                "dcr_revoked_keys_checks_total{{outcome=\"{outcome}\"}}"
+            )),
+            "{outcome}: {metrics}"
+        );
     }
     ctx.server.stop().await
 }

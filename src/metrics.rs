@@ -84,6 +84,14 @@ fn describe() {
     );
     describe_counter!("dcr_tls_handshakes_total", "TLS handshakes by outcome");
     describe_counter!(
+        "dcr_rate_limited_total",
+        "Requests refused with 429 by a per-certificate rate limit, by scope"
+    );
+    describe_counter!(
+        "dcr_shed_requests_total",
+        "Requests answered 503 at once because max_pending_requests were waiting"
+    );
+    describe_counter!(
         "dcr_revoked_keys_checks_total",
         "Checks against an SSA's software_jwks_revoked_endpoint, by outcome"
     );
@@ -121,6 +129,16 @@ pub fn registration(
 /// `transport_key_revoked`, `unavailable` (allowed) or `refused_location`.
 pub fn revoked_keys_check(outcome: &'static str) {
     counter!("dcr_revoked_keys_checks_total", "outcome" => outcome).increment(1);
+}
+
+/// A request refused by a rate limit of `scope` (`request`, `registration`, `token`).
+pub fn rate_limited(scope: &'static str) {
+    counter!("dcr_rate_limited_total", "scope" => scope).increment(1);
+}
+
+/// A request shed because `server.max_pending_requests` were waiting already.
+pub fn shed() {
+    counter!("dcr_shed_requests_total").increment(1);
 }
 
 pub fn token_issued(method: &str) {

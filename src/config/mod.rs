@@ -25,7 +25,9 @@ pub use database::DatabaseConfig;
 pub use dcr::{DcrConfig, JwksConfig, OpenBankingConfig, SsaIssuer, Switch};
 pub use oauth::{EndpointsConfig, IntrospectionConfig, OAuthConfig, TokenConfig};
 pub use sandbox::SandboxConfig;
-pub use server::{ForwardedCertificateConfig, ForwardedFormat, ServerConfig, TlsConfig};
+pub use server::{
+    ForwardedCertificateConfig, ForwardedFormat, RateLimitConfig, ServerConfig, TlsConfig,
+};
 pub use types::{DatabaseUrl, HeaderName, HttpsUrl, JwksSource, mask_password};
 
 /// Environment variable that overrides `database.url`.

@@ -35,6 +35,44 @@ pub struct ServerConfig {
     /// TLS terminated at a load balancer that forwards the client certificate in a header.
     #[serde(default)]
     pub forwarded_certificate: ForwardedCertificateConfig,
+    /// Per-certificate rate limits.
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+    /// Requests waiting for the registration or token pipeline at most; beyond, 503 at once.
+    #[serde(default = "defaults::max_pending_requests")]
+    pub max_pending_requests: usize,
+}
+
+/// `[server.rate_limit]`: per client certificate, on by default with limits a real TPP never
+/// meets. Counted per replica.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct RateLimitConfig {
+    #[serde(default = "defaults::on")]
+    pub enable: bool,
+    /// POST and PUT register, per certificate.
+    #[serde(default = "defaults::registrations_per_minute")]
+    pub registrations_per_minute: u32,
+    /// `/token`, per (certificate, claimed client_id).
+    #[serde(default = "defaults::token_requests_per_second")]
+    pub token_requests_per_second: u32,
+    /// Any endpoint, per certificate.
+    #[serde(default = "defaults::requests_per_second")]
+    pub requests_per_second: u32,
+    /// Bucket depth as a multiple of each rate (GCRA).
+    #[serde(default = "defaults::burst")]
+    pub burst: f64,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enable: true,
+            registrations_per_minute: defaults::registrations_per_minute(),
+            token_requests_per_second: defaults::token_requests_per_second(),
+            requests_per_second: defaults::requests_per_second(),
+            burst: defaults::burst(),
+        }
+    }
 }
 
 fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
@@ -113,6 +151,30 @@ impl ServerConfig {
             self.request_timeout_ms as usize,
             100,
         )?;
+        c.at_least("server.max_pending_requests", self.max_pending_requests, 1)?;
+        let rl = &self.rate_limit;
+        for (key, rate) in [
+            (
+                "server.rate_limit.registrations_per_minute",
+                rl.registrations_per_minute,
+            ),
+            (
+                "server.rate_limit.token_requests_per_second",
+                rl.token_requests_per_second,
+            ),
+            (
+                "server.rate_limit.requests_per_second",
+                rl.requests_per_second,
+            ),
+        ] {
+            c.at_least(key, rate as usize, 1)?;
+        }
+        if !(rl.burst.is_finite() && rl.burst >= 1.0 && rl.burst <= 1000.0) {
+            return Err(c.bad(
+                "server.rate_limit.burst",
+                "must be a number from 1.0 to 1000.0 (the bucket depth as a multiple of the rate)",
+            ));
+        }
         let fwd = &self.forwarded_certificate;
         if fwd.enable && fwd.trusted_proxies.is_empty() {
             return Err(c.bad(
@@ -149,5 +211,23 @@ mod defaults {
     }
     pub fn max_connections() -> usize {
         4096
+    }
+    pub fn max_pending_requests() -> usize {
+        1024
+    }
+    pub fn on() -> bool {
+        true
+    }
+    pub fn registrations_per_minute() -> u32 {
+        30
+    }
+    pub fn token_requests_per_second() -> u32 {
+        20
+    }
+    pub fn requests_per_second() -> u32 {
+        50
+    }
+    pub fn burst() -> f64 {
+        2.0
     }
 }

@@ -34,7 +34,7 @@ pub struct ApiError {
     pub description: String,
     /// `WWW-Authenticate` value, for 401s.
     pub www_authenticate: Option<&'static str>,
-    /// `Retry-After` seconds, for 503s.
+    /// `Retry-After` seconds, for 503s and 429s.
     pub retry_after: Option<u32>,
 }
 
@@ -79,6 +79,21 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily_unavailable",
                 "the service is temporarily unavailable; retry shortly",
+            )
+        }
+    }
+
+    /// 429: a rate limit of the request's certificate; `Retry-After` says when to come back.
+    pub fn too_many_requests(wait: std::time::Duration) -> Self {
+        let secs = u32::try_from(wait.as_secs_f64().ceil() as u64)
+            .unwrap_or(u32::MAX)
+            .max(1);
+        Self {
+            retry_after: Some(secs),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                format!("too many requests with this client certificate; retry in {secs} seconds"),
             )
         }
     }

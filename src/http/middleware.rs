@@ -87,6 +87,50 @@ pub async fn request_log(mut request: Request, next: Next) -> Response {
     response
 }
 
+/// The rate limits of the request's certificate (`http::limits`), and the bound on requests
+/// waiting for the registration and token pipelines: a 429 or 503 before the handler runs,
+/// so before any body is read, signature verified or row read.
+pub async fn limit(
+    axum::extract::State(shared): axum::extract::State<super::SharedState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let state = shared.current();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let method = request.method();
+    let registration = crate::domain::version::PROFILES.iter().any(|p| {
+        (method == axum::http::Method::POST && route == p.register_path)
+            || (method == axum::http::Method::PUT && route == p.client_route)
+    });
+    let pipeline = registration || route == "/token";
+    let thumbprint = request
+        .extensions()
+        .get::<PeerIdentity>()
+        .and_then(|i| i.certificate.as_ref())
+        .map(|c| c.x5t_s256());
+    if let Some(t) = &thumbprint {
+        if let Err(e) = state.limits.request(t) {
+            return e.into_response();
+        }
+        if registration && let Err(e) = state.limits.registration(t) {
+            return e.into_response();
+        }
+    }
+    let _pending = if pipeline {
+        match state.limits.enter() {
+            Ok(guard) => Some(guard),
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        None
+    };
+    next.run(request).await
+}
+
 /// No request is held past `limit`, whatever it waits for: it gets a 503.
 pub async fn timeout(limit: Duration, request: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(request)).await {

@@ -5,6 +5,7 @@
 pub mod error;
 pub mod extract;
 pub mod introspect;
+pub mod limits;
 pub mod manage;
 pub mod middleware;
 pub mod ops;

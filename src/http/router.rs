@@ -60,7 +60,12 @@ async fn wrong_method(_: super::extract::Served) -> ApiError {
 pub fn app(state: SharedState, extra: Router<SharedState>, request_timeout: Duration) -> Router {
     routes()
         .merge(extra)
-        .with_state(state)
+        .with_state(state.clone())
+        // Innermost: it sees the route, and its 429s and 503s are logged and counted.
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            middleware::limit,
+        ))
         .layer(axum::middleware::from_fn(move |request, next| {
             middleware::timeout(request_timeout, request, next)
         }))

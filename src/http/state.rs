@@ -7,6 +7,7 @@ use arc_swap::ArcSwap;
 use axum::body::Bytes;
 use axum::extract::FromRef;
 
+use super::limits::Limits;
 use crate::config::Config;
 use crate::jose::JwksCache;
 use crate::material::{Material, SandboxJwks};
@@ -25,6 +26,9 @@ pub struct AppState {
     /// The discovery document, serialised once.
     pub discovery: Bytes,
     pub sandbox_jwks: Option<SandboxJwks>,
+    /// Rate limits and the pending-request bound; kept across a reload that does not change
+    /// them, so that a reload does not refill every bucket.
+    pub limits: Arc<Limits>,
 }
 
 impl AppState {
@@ -56,6 +60,16 @@ impl AppState {
             jwks = jwks.with_entries_of(&previous.jwks);
         }
         let jwks = Arc::new(jwks);
+        let limits = match previous {
+            Some(p)
+                if p.config.server.rate_limit == config.server.rate_limit
+                    && p.config.server.max_pending_requests
+                        == config.server.max_pending_requests =>
+            {
+                p.limits.clone()
+            }
+            _ => Arc::new(Limits::new(&config.server)),
+        };
         Self {
             registrar: Registrar {
                 policy: Policy::from_config(&config, &material.issuer_keys),
@@ -68,6 +82,7 @@ impl AppState {
             store,
             discovery,
             sandbox_jwks: material.sandbox_jwks.clone(),
+            limits,
         }
     }
 }

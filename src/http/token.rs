@@ -41,7 +41,8 @@ pub async fn post_token(
             Some(&issued.client_id),
             Some(&issued.software_id),
         )),
-        Err(e) => {
+        Err(Refused::Limited(e)) => Err(e),
+        Err(Refused::Token(e)) => {
             // The public description is generic for invalid_client; the cause is logged.
             let (reason, detail) = match &e {
                 TokenError::InvalidClient(cause) => (cause.reason(), cause.to_string()),
@@ -54,39 +55,72 @@ pub async fn post_token(
     }
 }
 
+/// Why no token was issued: the grant's error, or the rate limit of (certificate, client).
+enum Refused {
+    Token(TokenError),
+    Limited(ApiError),
+}
+
+impl From<TokenError> for Refused {
+    fn from(e: TokenError) -> Self {
+        Self::Token(e)
+    }
+}
+
+/// The client_id a token request claims (unverified: only ever a rate-limit key next to the
+/// certificate): `client_id`, the Basic user, or the client assertion's `iss`.
+fn claimed_client_id(form: &Form, basic: Option<&str>) -> String {
+    form.get("client_id")
+        .or(basic)
+        .map(str::to_string)
+        .or_else(|| {
+            let claims = crate::jose::jws::unverified_claims(form.get("client_assertion")?)?;
+            claims.get("iss")?.as_str().map(str::to_string)
+        })
+        .unwrap_or_default()
+}
+
 async fn issue(
     state: &AppState,
     certificate: Option<&crate::pki::ClientCertificate>,
     interaction: &InteractionId,
     headers: &HeaderMap,
     body: PendingBody,
-) -> Result<Issued, TokenError> {
+) -> Result<Issued, Refused> {
     if !is_form(headers) {
         return Err(TokenError::InvalidRequest(
             "Content-Type must be application/x-www-form-urlencoded".into(),
-        ));
+        )
+        .into());
     }
     let bytes = body.read().await.map_err(|e| match e {
         super::error::BodyError::TooLarge(limit) => TokenError::TooLarge(limit),
         other => TokenError::InvalidRequest(other.to_string()),
     })?;
-    let form = Form::parse(&bytes)?;
+    let form = Form::parse(&bytes).map_err(TokenError::from)?;
     let basic = match headers.get(header::AUTHORIZATION) {
         None => None,
-        Some(v) => Some(parse_basic(v.to_str().unwrap_or_default())?),
+        Some(v) => Some(parse_basic(v.to_str().unwrap_or_default()).map_err(TokenError::from)?),
     };
+    if let Some(cert) = certificate {
+        let claimed = claimed_client_id(&form, basic.as_ref().map(|b| b.0.as_str()));
+        state
+            .limits
+            .token(&cert.x5t_s256(), &claimed)
+            .map_err(Refused::Limited)?;
+    }
     let req = TokenRequest {
         form: &form,
         basic,
         certificate,
         interaction_id: interaction.as_deref(),
     };
-    client_credentials::issue(
+    Ok(client_credentials::issue(
         &state.store,
         &state.jwks,
         &state.tokens,
         req,
         crate::clock::now(),
     )
-    .await
+    .await?)
 }

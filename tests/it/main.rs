@@ -7,6 +7,7 @@ mod cli;
 mod conformance;
 mod faults;
 mod lifecycle;
+mod limits;
 mod registration;
 mod reload;
 mod server;
@@ -24,6 +25,7 @@ fn cases() -> Vec<Case> {
     all.extend(storage::cases());
     all.extend(registration::cases());
     all.extend(lifecycle::cases());
+    all.extend(limits::cases());
     all.extend(reload::cases());
     all.extend(conformance::cases());
     all.extend(faults::cases());

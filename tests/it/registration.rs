@@ -115,6 +115,12 @@ impl Ctx {
                 "shutdown_grace_secs = 2",
                 &format!("shutdown_grace_secs = 2\n{extra_server}"),
             );
+        // A test that sets the rate limits replaces the suite's default (off).
+        let text = if extra_server.contains("rate_limit.enable") {
+            text.replace("rate_limit.enable = false\n", "")
+        } else {
+            text
+        };
         let config = dcr_server::config::Config::parse(&text, std::path::Path::new("test.toml"))?;
         let server = env.start_with(config, axum::Router::new()).await?;
         let config_text = text;

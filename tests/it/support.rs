@@ -220,6 +220,8 @@ impl TestEnv {
 listen = "127.0.0.1:{port}"
 issuer = "{issuer}"
 shutdown_grace_secs = 2
+# The suite sends hundreds of requests from one certificate; tests/it/limits.rs turns it on.
+rate_limit.enable = false
 
 [server.tls]
 certificate = "{s}/server.pem"

@@ -677,26 +677,7 @@ async fn corpus_gets_4xx_and_writes_nothing() -> Result<()> {
         body
     };
     let client_id = created["client_id"].as_str().context("id")?.to_string();
-    let assertion =
-        c.sandbox
-            .client_assertion(&client_id, &format!("{}/token", c.env.issuer()), "PS256")?;
-    let token: Value = c
-        .env
-        .client(Some((&c.transport.0, &c.transport.1)))?
-        .post(c.env.url("/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            (
-                "client_assertion_type",
-                dcr_server::oauth::client_auth::CLIENT_ASSERTION_TYPE,
-            ),
-            ("client_assertion", &assertion),
-        ])
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = token["access_token"].as_str().context("token")?.to_string();
+    let token = c.pkj_token(&client_id).await?;
 
     let corpus = corpus(&c)?;
     ensure!(corpus.len() >= 150, "only {} inputs", corpus.len());
@@ -906,27 +887,7 @@ async fn type_confusion_pass(backend: Backend) -> Result<()> {
     }
     // Identifiers that are not claims: a form's client_id, a path's ClientId.
     let some_token = match registered.first() {
-        Some((_, id)) => {
-            let assertion = c.sandbox.client_assertion(id, &assertion_aud, "PS256")?;
-            let answer: Value = http
-                .post(&token_url)
-                .form(&[
-                    ("grant_type", "client_credentials"),
-                    (
-                        "client_assertion_type",
-                        dcr_server::oauth::client_auth::CLIENT_ASSERTION_TYPE,
-                    ),
-                    ("client_assertion", &assertion),
-                ])
-                .send()
-                .await?
-                .json()
-                .await?;
-            answer["access_token"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        }
+        Some((_, id)) => c.pkj_token(id).await?,
         None => String::new(),
     };
     for id in ["a\u{0}b", &"x".repeat(5000), "\u{1f600}"] {
@@ -954,24 +915,12 @@ async fn type_confusion_pass(backend: Backend) -> Result<()> {
     }
     // Every registered client reads back with a token of its own.
     for (name, id) in &registered {
-        let assertion = c.sandbox.client_assertion(id, &assertion_aud, "PS256")?;
-        let token: Value = http
-            .post(&token_url)
-            .form(&[
-                ("grant_type", "client_credentials"),
-                (
-                    "client_assertion_type",
-                    dcr_server::oauth::client_auth::CLIENT_ASSERTION_TYPE,
-                ),
-                ("client_assertion", &assertion),
-            ])
-            .send()
-            .await?
-            .json()
-            .await?;
-        let Some(token) = token["access_token"].as_str() else {
-            failures.push(format!("{name}: registered, but no token: {token}"));
-            continue;
+        let token = match c.pkj_token(id).await {
+            Ok(token) => token,
+            Err(e) => {
+                failures.push(format!("{name}: registered, but {e:#}"));
+                continue;
+            }
         };
         let get = http
             .get(c.env.url(&format!("{}/{id}", support_path())))

@@ -3,7 +3,7 @@
 //!
 //! | scope | key | config |
 //! |---|---|---|
-//! | any request | certificate (`x5t#S256`) | `requests_per_second` |
+//! | any request | certificate (its SHA-256) | `requests_per_second` |
 //! | POST and PUT register | certificate | `registrations_per_minute` |
 //! | `/token` | (certificate, claimed client_id) | `token_requests_per_second` |
 //!
@@ -23,6 +23,8 @@ use super::error::ApiError;
 use crate::config::{RateLimitConfig, ServerConfig};
 
 type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock>;
+/// A certificate, by the SHA-256 of its DER (no allocation per check).
+type Thumbprint = [u8; 32];
 
 /// Checks between two sweeps of idle keys (their state is dropped; memory stays bounded).
 const SWEEP_EVERY: u64 = 4096;
@@ -30,9 +32,9 @@ const SWEEP_EVERY: u64 = 4096;
 /// The limiters and the pending-request count of one configuration.
 pub struct Limits {
     pub config: RateLimitConfig,
-    requests: Keyed<String>,
-    registrations: Keyed<String>,
-    tokens: Keyed<(String, String)>,
+    requests: Keyed<Thumbprint>,
+    registrations: Keyed<Thumbprint>,
+    tokens: Keyed<(Thumbprint, String)>,
     clock: DefaultClock,
     checks: AtomicU64,
     pending: AtomicUsize,
@@ -100,22 +102,21 @@ impl Limits {
     }
 
     /// Any request over a certificate.
-    pub fn request(&self, certificate: &str) -> Result<(), ApiError> {
-        self.check(&self.requests, &certificate.to_string(), "request")
+    pub fn request(&self, certificate: &Thumbprint) -> Result<(), ApiError> {
+        self.check(&self.requests, certificate, "request")
     }
 
     /// A registration or update over a certificate.
-    pub fn registration(&self, certificate: &str) -> Result<(), ApiError> {
-        self.check(
-            &self.registrations,
-            &certificate.to_string(),
-            "registration",
-        )
+    pub fn registration(&self, certificate: &Thumbprint) -> Result<(), ApiError> {
+        self.check(&self.registrations, certificate, "registration")
     }
 
     /// A token request over a certificate, for a claimed client_id.
-    pub fn token(&self, certificate: &str, claimed_client_id: &str) -> Result<(), ApiError> {
-        let key = (certificate.to_string(), claimed_client_id.to_string());
+    pub fn token(&self, certificate: &Thumbprint, claimed_client_id: &str) -> Result<(), ApiError> {
+        if !self.config.enable {
+            return Ok(());
+        }
+        let key = (*certificate, claimed_client_id.to_string());
         self.check(&self.tokens, &key, "token")
     }
 
@@ -145,6 +146,9 @@ impl Drop for Pending<'_> {
 mod tests {
     use super::*;
 
+    const A: Thumbprint = [1; 32];
+    const B: Thumbprint = [2; 32];
+
     fn limits(toml: &str) -> Limits {
         let text =
             crate::config::tests::MINIMAL.replace("[server.tls]", &format!("{toml}\n[server.tls]"));
@@ -156,24 +160,24 @@ mod tests {
     fn buckets_are_per_key_and_as_deep_as_rate_times_burst() {
         let l = limits("rate_limit.requests_per_second = 2\nrate_limit.burst = 1.5");
         for _ in 0..3 {
-            assert!(l.request("a").is_ok());
+            assert!(l.request(&A).is_ok());
         }
-        let refused = l.request("a").unwrap_err();
+        let refused = l.request(&A).unwrap_err();
         assert_eq!(refused.status.as_u16(), 429);
         assert!(
-            l.request("b").is_ok(),
+            l.request(&B).is_ok(),
             "another certificate has its own bucket"
         );
         let t = limits("rate_limit.token_requests_per_second = 1\nrate_limit.burst = 1.0");
-        assert!(t.token("a", "c1").is_ok());
-        assert!(t.token("a", "c1").is_err());
-        assert!(t.token("a", "c2").is_ok(), "per (certificate, client)");
-        assert!(t.token("b", "c1").is_ok(), "per (certificate, client)");
+        assert!(t.token(&A, "c1").is_ok());
+        assert!(t.token(&A, "c1").is_err());
+        assert!(t.token(&A, "c2").is_ok(), "per (certificate, client)");
+        assert!(t.token(&B, "c1").is_ok(), "per (certificate, client)");
         let off = limits(
             "rate_limit.enable = false\nrate_limit.requests_per_second = 1\nrate_limit.burst = 1.0",
         );
         for _ in 0..10 {
-            assert!(off.request("a").is_ok());
+            assert!(off.request(&A).is_ok());
         }
     }
 

@@ -77,7 +77,7 @@ impl RegistrationAccess {
             client_id: Some(self.client.client_id.clone()),
             software_id: Some(self.client.software_id.clone()),
             org_id: Some(self.client.org_id.clone()),
-            cert_thumbprint: Some(self.certificate.x5t_s256()),
+            cert_thumbprint: Some(self.certificate.x5t_s256().to_string()),
             interaction_id: self.interaction.0.clone(),
             ..AuditRecord::default()
         }

@@ -54,7 +54,7 @@ pub async fn request_log(mut request: Request, next: Next) -> Response {
         .extensions()
         .get::<PeerIdentity>()
         .and_then(|i| i.certificate.as_ref())
-        .map(|c| c.x5t_s256());
+        .map(|c| c.x5t_s256().to_string());
     let mut response = next.run(request).await;
     response
         .headers_mut()
@@ -99,24 +99,28 @@ pub async fn limit(
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_default();
+        .map(MatchedPath::as_str);
     let method = request.method();
-    let registration = crate::domain::version::PROFILES.iter().any(|p| {
-        (method == axum::http::Method::POST && route == p.register_path)
-            || (method == axum::http::Method::PUT && route == p.client_route)
+    let registration = route.is_some_and(|route| {
+        crate::domain::version::PROFILES.iter().any(|p| {
+            (method == axum::http::Method::POST && route == p.register_path)
+                || (method == axum::http::Method::PUT && route == p.client_route)
+        })
     });
-    let pipeline = registration || route == "/token";
-    let thumbprint = request
-        .extensions()
-        .get::<PeerIdentity>()
-        .and_then(|i| i.certificate.as_ref())
-        .map(|c| c.x5t_s256());
-    if let Some(t) = &thumbprint {
-        if let Err(e) = state.limits.request(t) {
-            return e.into_response();
-        }
-        if registration && let Err(e) = state.limits.registration(t) {
+    let pipeline = registration || route == Some("/token");
+    if state.limits.config.enable
+        && let Some(cert) = request
+            .extensions()
+            .get::<PeerIdentity>()
+            .and_then(|i| i.certificate.as_ref())
+    {
+        let thumbprint = &cert.thumbprint_sha256;
+        let refused = state.limits.request(thumbprint).err().or_else(|| {
+            registration
+                .then(|| state.limits.registration(thumbprint).err())
+                .flatten()
+        });
+        if let Some(e) = refused {
             return e.into_response();
         }
     }

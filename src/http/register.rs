@@ -64,7 +64,7 @@ pub async fn post_register(
                 at: now,
                 software_id,
                 org_id,
-                cert_thumbprint: Some(certificate.x5t_s256()),
+                cert_thumbprint: Some(certificate.x5t_s256().to_string()),
                 interaction_id: interaction.0,
                 ..AuditRecord::default()
             };

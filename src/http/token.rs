@@ -106,7 +106,7 @@ async fn issue(
         let claimed = claimed_client_id(&form, basic.as_ref().map(|b| b.0.as_str()));
         state
             .limits
-            .token(&cert.x5t_s256(), &claimed)
+            .token(&cert.thumbprint_sha256, &claimed)
             .map_err(Refused::Limited)?;
     }
     let req = TokenRequest {

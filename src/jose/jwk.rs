@@ -94,16 +94,23 @@ impl VerificationKey {
     }
 }
 
-/// The usable signature keys of a JWKS document, and the thumbprints of its transport keys.
+/// The usable signature keys of a JWKS document, and what names every key of it.
 #[derive(Debug, Default)]
 pub struct KeySet {
     pub keys: Vec<Arc<VerificationKey>>,
-    /// `x5t#S256` of each `use: "tls"` key: its own `x5t#S256`, or the SHA-256 of its
-    /// `x5c[0]` (the OB Directory publishes transport certificates that way).
-    pub tls_thumbprints: Vec<String>,
-    /// Every key's `kid` and certificate thumbprint, whatever its use or type: what a set of
-    /// revoked keys (the directory's `software_jwks_revoked_endpoint`) names.
-    pub named: Vec<(Option<String>, Option<String>)>,
+    /// Every key, whatever its use or type: what a set of revoked keys (the directory's
+    /// `software_jwks_revoked_endpoint`) names, and the transport keys of a software JWKS.
+    pub names: Vec<KeyName>,
+}
+
+/// What identifies one key of a set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyName {
+    pub kid: Option<String>,
+    /// `use: "tls"`: a transport key (the OB Directory publishes transport certificates so).
+    pub tls: bool,
+    /// Its certificate's `x5t#S256`: its own `x5t#S256`, or the SHA-256 of its `x5c[0]`.
+    pub thumbprint: Option<String>,
 }
 
 impl KeySet {
@@ -116,42 +123,40 @@ impl KeySet {
             .and_then(Value::as_array)
             .ok_or_else(|| "no `keys` array".to_string())?;
         let mut usable = Vec::new();
-        let mut tls_thumbprints = Vec::new();
-        let mut named = Vec::new();
+        let mut names = Vec::new();
         for raw in keys {
-            let kid = raw.get("kid").and_then(Value::as_str).map(str::to_string);
-            let thumbprint = cert_thumbprint(raw);
             if let Some(key) = usable_key(raw) {
                 usable.push(Arc::new(key));
-            } else if raw.get("use").and_then(Value::as_str) == Some("tls")
-                && let Some(t) = &thumbprint
-            {
-                tls_thumbprints.push(t.clone());
             }
-            named.push((kid, thumbprint));
+            names.push(KeyName {
+                kid: raw.get("kid").and_then(Value::as_str).map(str::to_string),
+                tls: raw.get("use").and_then(Value::as_str) == Some("tls"),
+                thumbprint: cert_thumbprint(raw),
+            });
         }
         Ok(Self {
             keys: usable,
-            tls_thumbprints,
-            named,
+            names,
         })
     }
 
     /// Whether some key of the set has this `kid`.
     pub fn names_kid(&self, kid: &str) -> bool {
-        self.named.iter().any(|(k, _)| k.as_deref() == Some(kid))
+        self.names.iter().any(|n| n.kid.as_deref() == Some(kid))
     }
 
     /// Whether some key of the set is the certificate with this `x5t#S256`.
     pub fn names_certificate(&self, x5t_s256: &str) -> bool {
-        self.named
+        self.names
             .iter()
-            .any(|(_, t)| t.as_deref() == Some(x5t_s256))
+            .any(|n| n.thumbprint.as_deref() == Some(x5t_s256))
     }
 
     /// Whether a transport key of this set is the certificate with this `x5t#S256`.
     pub fn has_tls_key(&self, x5t_s256: &str) -> bool {
-        self.tls_thumbprints.iter().any(|t| t == x5t_s256)
+        self.names
+            .iter()
+            .any(|n| n.tls && n.thumbprint.as_deref() == Some(x5t_s256))
     }
 
     /// The key with this `kid`.
@@ -350,11 +355,7 @@ mod tests {
             rsa_jwk(2048),
         ]});
         let set = KeySet::parse(doc.to_string().as_bytes()).unwrap();
-        assert_eq!(
-            set.tls_thumbprints,
-            ["own-thumbprint".to_string(), of_der.clone()]
-        );
-        assert!(set.has_tls_key(&of_der));
+        assert!(set.has_tls_key("own-thumbprint") && set.has_tls_key(&of_der));
         assert!(!set.has_tls_key("enc-key"));
         assert_eq!(set.keys.len(), 1, "only the signature key verifies");
         // As a set of revoked keys: every key's kid and certificate, whatever its use.

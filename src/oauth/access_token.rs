@@ -24,7 +24,7 @@ pub fn mint(
         token_hash: secret::hash(&token),
         client_id: client_id.to_string(),
         scope,
-        cert_thumbprint: certificate.map(ClientCertificate::x5t_s256),
+        cert_thumbprint: certificate.map(|c| c.x5t_s256().to_string()),
         issued_at: now,
         expires_at: now + lifetime,
         revoked: false,

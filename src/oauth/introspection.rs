@@ -11,7 +11,10 @@ use crate::store::{ClientStore, StoreError, TokenStore};
 /// Whether a certificate may call the introspection endpoint: its thumbprint or its subject
 /// (as an RDN set) is listed.
 pub fn may_introspect(config: &IntrospectionConfig, cert: &ClientCertificate) -> bool {
-    config.allowed_thumbprints.contains(&cert.x5t_s256())
+    config
+        .allowed_thumbprints
+        .iter()
+        .any(|t| t == cert.x5t_s256())
         || config
             .allowed_subjects
             .iter()

@@ -69,7 +69,7 @@ pub async fn authorize<S: ClientStore + TokenStore>(
         .await?
         .ok_or(TokenRejected::Unknown)?;
     access_token::check_live(&token, now)?;
-    access_token::check_bound(&token, &certificate.x5t_s256())?;
+    access_token::check_bound(&token, certificate.x5t_s256())?;
     if token.client_id != client_id {
         revoke(store, &token, Revocation::OtherClient, interaction_id, now).await;
         return Err(AccessError::OtherClient);

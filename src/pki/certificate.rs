@@ -55,6 +55,9 @@ pub struct ClientCertificate {
     pub der: Arc<[u8]>,
     /// SHA-256 of the DER: RFC 8705 `x5t#S256` before base64url.
     pub thumbprint_sha256: [u8; 32],
+    /// The `x5t#S256` text, encoded once per connection (logs, limits, bindings and audit
+    /// records all use it).
+    x5t_s256: String,
     pub subject: DistinguishedName,
     pub issuer: DistinguishedName,
     /// Validity period, Unix seconds.
@@ -73,9 +76,11 @@ impl ClientCertificate {
             ));
         }
         let validity = cert.validity();
+        let thumbprint_sha256: [u8; 32] = Sha256::digest(der).into();
         Ok(Self {
             der: Arc::from(der),
-            thumbprint_sha256: Sha256::digest(der).into(),
+            x5t_s256: URL_SAFE_NO_PAD.encode(thumbprint_sha256),
+            thumbprint_sha256,
             subject: dn_from_x509(cert.subject(), "subject")?,
             issuer: dn_from_x509(cert.issuer(), "issuer")?,
             not_before: validity.not_before.timestamp(),
@@ -84,8 +89,23 @@ impl ClientCertificate {
     }
 
     /// The RFC 8705 `x5t#S256` value: base64url SHA-256 of the DER.
-    pub fn x5t_s256(&self) -> String {
-        URL_SAFE_NO_PAD.encode(self.thumbprint_sha256)
+    pub fn x5t_s256(&self) -> &str {
+        &self.x5t_s256
+    }
+
+    /// A certificate with this subject and no other content, for unit tests of the rules that
+    /// read only the subject.
+    #[cfg(test)]
+    pub fn with_subject(subject: DistinguishedName) -> Self {
+        Self {
+            der: Arc::from(&b"der"[..]),
+            thumbprint_sha256: [0; 32],
+            x5t_s256: URL_SAFE_NO_PAD.encode([0; 32]),
+            subject,
+            issuer: DistinguishedName::default(),
+            not_before: 0,
+            not_after: 0,
+        }
     }
 }
 

@@ -267,7 +267,7 @@ impl Registrar {
             ssa,
             request: claims,
             metadata,
-            cert_thumbprint: cert.x5t_s256(),
+            cert_thumbprint: cert.x5t_s256().to_string(),
             version: input.version,
         })
     }

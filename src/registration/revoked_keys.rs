@@ -67,9 +67,9 @@ pub async fn check(
         return Err(RevokedError::SigningKey(printable(kid, 80)));
     }
     let thumbprint = cert.x5t_s256();
-    if revoked.names_certificate(&thumbprint) {
+    if revoked.names_certificate(thumbprint) {
         crate::metrics::revoked_keys_check("transport_key_revoked");
-        return Err(RevokedError::TransportKey(thumbprint));
+        return Err(RevokedError::TransportKey(thumbprint.to_string()));
     }
     crate::metrics::revoked_keys_check("clean");
     Ok(())

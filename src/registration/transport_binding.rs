@@ -99,11 +99,11 @@ pub async fn check_in_jwks(
 ) -> Result<(), BindingError> {
     let thumbprint = cert.x5t_s256();
     match jwks
-        .has_tls_key(&ssa.software_jwks_endpoint, &thumbprint)
+        .has_tls_key(&ssa.software_jwks_endpoint, thumbprint)
         .await
     {
         Ok(true) => Ok(()),
-        Ok(false) => Err(BindingError::NotInJwks(thumbprint)),
+        Ok(false) => Err(BindingError::NotInJwks(thumbprint.to_string())),
         Err(e) => Err(BindingError::JwksUnreadable(e.to_string())),
     }
 }

@@ -212,6 +212,47 @@ impl Ctx {
             .context("no such key")
     }
 
+    /// A client-credentials token for `client_id` (`private_key_jwt`, the sandbox TPP's key, its
+    /// transport certificate).
+    pub async fn pkj_token(&self, client_id: &str) -> Result<String> {
+        let assertion = self.sandbox.client_assertion(
+            client_id,
+            &format!("{}/token", self.env.issuer()),
+            "PS256",
+        )?;
+        let body: Value = self
+            .env
+            .client(Some((&self.transport.0, &self.transport.1)))?
+            .post(self.env.url("/token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                (
+                    "client_assertion_type",
+                    dcr_server::oauth::client_auth::CLIENT_ASSERTION_TYPE,
+                ),
+                ("client_assertion", &assertion),
+            ])
+            .send()
+            .await?
+            .json()
+            .await?;
+        body["access_token"]
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("no token for {client_id}: {body}"))
+    }
+
+    /// The sandbox transport certificate: its DER and its `x5t#S256`.
+    pub fn transport_der_and_x5t(&self) -> Result<(Vec<u8>, String)> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let der = CertificateDer::from_pem_slice(self.transport.0.as_bytes())?.to_vec();
+        let x5t = dcr_server::pki::ClientCertificate::from_der(&der)?
+            .x5t_s256()
+            .to_string();
+        Ok((der, x5t))
+    }
+
     /// POSTs a request to the v3.2 path; the sandbox transport certificate unless the request
     /// names another.
     pub async fn post(&self, req: &Req, with_cert: bool) -> Result<(u16, Value)> {
@@ -1682,13 +1723,10 @@ async fn ssa_issuer_keys_from_an_https_url(backend: Backend) -> Result<()> {
 /// `unapproved_software_statement`, and nothing is written.
 async fn transport_certificate_in_the_software_jwks(backend: Backend) -> Result<()> {
     use base64::engine::general_purpose::STANDARD;
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
     let dcr =
         "software_id_as_application_name.enable = false\ntransport_cert_in_jwks.enable = true";
     let ctx = Ctx::start(backend, dcr, "").await?;
-    let der = CertificateDer::from_pem_slice(ctx.transport.0.as_bytes())?;
-    let thumbprint = dcr_server::pki::ClientCertificate::from_der(der.as_ref())?.x5t_s256();
+    let (der, thumbprint) = ctx.transport_der_and_x5t()?;
     let with_keys = |name: &str, extra: Value| -> Result<Req> {
         let mut jwks = ctx.tpp_jwks.clone();
         jwks["keys"].as_array_mut().context("keys")?.push(extra);
@@ -1714,7 +1752,7 @@ async fn transport_certificate_in_the_software_jwks(backend: Backend) -> Result<
             "a tls key with the certificate as x5c[0]",
             with_keys(
                 "t2.jwks",
-                json!({"kty": "RSA", "use": "tls", "x5c": [STANDARD.encode(der.as_ref())]}),
+                json!({"kty": "RSA", "use": "tls", "x5c": [STANDARD.encode(&der)]}),
             )?,
             201,
         ),
@@ -1754,16 +1792,13 @@ async fn transport_certificate_in_the_software_jwks(backend: Backend) -> Result<
 /// JWKS rules is refused.
 async fn revoked_keys_refuse_registrations_and_updates(backend: Backend) -> Result<()> {
     use base64::engine::general_purpose::STANDARD;
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
     let ctx = Ctx::start(
         backend,
         "software_id_as_application_name.enable = false",
         "",
     )
     .await?;
-    let der = CertificateDer::from_pem_slice(ctx.transport.0.as_bytes())?;
-    let thumbprint = dcr_server::pki::ClientCertificate::from_der(der.as_ref())?.x5t_s256();
+    let (der, thumbprint) = ctx.transport_der_and_x5t()?;
     let kid = ctx.sandbox.tpp.kid_ps256.clone();
     // Each case its own location, so that no cached set is reused.
     let revoked = |name: &str, keys: Value| -> Result<Req> {
@@ -1794,7 +1829,7 @@ async fn revoked_keys_refuse_registrations_and_updates(backend: Backend) -> Resu
             "the transport certificate as x5c[0]",
             revoked(
                 "r3.jwks",
-                json!([{"kty": "RSA", "kid": "old", "x5c": [STANDARD.encode(der.as_ref())]}]),
+                json!([{"kty": "RSA", "kid": "old", "x5c": [STANDARD.encode(&der)]}]),
             )?,
             400,
             USS,
@@ -1841,29 +1876,12 @@ async fn revoked_keys_refuse_registrations_and_updates(backend: Backend) -> Resu
         .context("client_id")?
         .to_string();
     let stored = ctx.store.get_client(&id).await?;
-    let assertion =
-        ctx.sandbox
-            .client_assertion(&id, &format!("{}/token", ctx.env.issuer()), "PS256")?;
+    let token = ctx.pkj_token(&id).await?;
     let http = ctx.env.client(Some((&ctx.transport.0, &ctx.transport.1)))?;
-    let token: Value = http
-        .post(ctx.env.url("/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            (
-                "client_assertion_type",
-                dcr_server::oauth::client_auth::CLIENT_ASSERTION_TYPE,
-            ),
-            ("client_assertion", &assertion),
-        ])
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = token["access_token"].as_str().context("token")?;
     let put = revoked("r5.jwks", json!([{"kty": "RSA", "kid": kid}]))?;
     let answer = http
         .put(ctx.env.url(&format!("{}/{id}", dcr_server::REGISTER_PATH)))
-        .bearer_auth(token)
+        .bearer_auth(&token)
         .header("content-type", "application/jwt")
         .body(put.body)
         .send()

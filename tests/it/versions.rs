@@ -70,36 +70,6 @@ impl Ctx {
         ensure!(status == 201, "register on v{version}: {status} {body}");
         Ok(body)
     }
-
-    /// A client-credentials token (`private_key_jwt`).
-    async fn pkj_token(&self, client_id: &str) -> Result<String> {
-        let assertion = self.sandbox.client_assertion(
-            client_id,
-            &format!("{}/token", self.env.issuer()),
-            "PS256",
-        )?;
-        let client = self
-            .env
-            .client(Some((&self.transport.0, &self.transport.1)))?;
-        let response = client
-            .post(self.env.url("/token"))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("scope", "accounts"),
-                (
-                    "client_assertion_type",
-                    dcr_server::oauth::client_auth::CLIENT_ASSERTION_TYPE,
-                ),
-                ("client_assertion", &assertion),
-            ])
-            .send()
-            .await?;
-        let body: Value = response.json().await?;
-        body["access_token"]
-            .as_str()
-            .map(str::to_string)
-            .with_context(|| format!("no token: {body}"))
-    }
 }
 
 impl Ctx {

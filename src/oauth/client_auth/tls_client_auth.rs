@@ -32,14 +32,7 @@ mod tests {
     use crate::oauth::client_auth::tests::client;
 
     fn certificate(subject: &str) -> ClientCertificate {
-        ClientCertificate {
-            der: std::sync::Arc::from(&b"der"[..]),
-            thumbprint_sha256: [0; 32],
-            subject: DistinguishedName::parse(subject).unwrap(),
-            issuer: DistinguishedName::default(),
-            not_before: 0,
-            not_after: 0,
-        }
+        ClientCertificate::with_subject(DistinguishedName::parse(subject).unwrap())
     }
 
     fn registered(dn: Option<&str>) -> ClientRecord {

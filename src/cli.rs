@@ -212,7 +212,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             println!("migrations applied ({})", store.backend_name());
             Ok(ExitCode::SUCCESS)
         }
-        Command::CheckConfig => check_config(&cli.config),
+        Command::CheckConfig => check_config(&cli.config).await,
         Command::Sandbox(cmd) => sandbox(&cli.config, cmd),
         Command::Clients(cmd) => clients(&cli.config, cmd).await,
         Command::Audit {
@@ -223,7 +223,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn check_config(path: &Path) -> Result<ExitCode> {
+async fn check_config(path: &Path) -> Result<ExitCode> {
     crate::pki::tls::install_default_provider();
     let config = Config::load(path)?;
     let pending_sandbox = config.sandbox_enabled() && !crate::sandbox::exists(&config.sandbox.dir);
@@ -233,9 +233,39 @@ fn check_config(path: &Path) -> Result<ExitCode> {
             config.sandbox.dir.display()
         );
     } else {
-        // What `serve` and a reload load, checked the same way.
-        crate::material::Material::load(&config)?;
+        // What `serve` and a reload load, checked the same way; CRL URLs are fetched once
+        // (the running server's refresh age is the dcr_crl_age_seconds metric).
+        let crls = crate::pki::crl::CrlUrls::new();
+        let urls = crate::app::crl_refresh::urls(&config);
+        if !urls.is_empty() {
+            let client = crate::app::crl_refresh::client(&config)?;
+            crate::app::crl_refresh::fetch_due(&config, &crls, &client).await;
+        }
+        crate::material::Material::load(&config, &crls)?;
+        for url in &urls {
+            match (crls.current(url.as_str()), crls.last_error(url.as_str())) {
+                (Some(crl), _) => eprintln!(
+                    "crl: {url}: fetched; thisUpdate {}, nextUpdate {}",
+                    rfc3339(crl.this_update),
+                    crl.next_update.map_or_else(|| "none".to_string(), rfc3339)
+                ),
+                (None, error) => eprintln!(
+                    "warning: crl: {url}: cannot be fetched ({}); `serve` retries in the background and judges its CA's certificates by server.tls.ocsp.mode",
+                    error.unwrap_or_default()
+                ),
+            }
+        }
     }
+    let ocsp = &config.server.tls.ocsp;
+    eprintln!(
+        "ocsp: mode {}{}",
+        ocsp.mode.as_str(),
+        match (ocsp.mode, ocsp.responder_url.as_str()) {
+            (crate::config::RevocationMode::Off, _) => String::new(),
+            (_, "") => ", responders from each certificate's AIA".to_string(),
+            (_, url) => format!(", responder_url {url} for certificates without AIA"),
+        }
+    );
     print!("{}", config.effective_toml());
     for warning in config.warnings() {
         eprintln!("warning: {warning}");

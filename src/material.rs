@@ -12,8 +12,11 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use rustls::server::danger::ClientCertVerifier;
 
+use rustls::pki_types::CertificateDer;
+
 use crate::config::{Config, JwksSource};
 use crate::jose::KeySet;
+use crate::pki::crl::CrlUrls;
 use crate::pki::tls::TlsError;
 
 /// A file the config names that cannot be used. `Display` names the key and the file.
@@ -61,10 +64,16 @@ pub struct Material {
     pub http: reqwest::Client,
     /// When the sandbox is in use.
     pub sandbox_jwks: Option<SandboxJwks>,
+    /// The certificates of `client_ca` (OCSP finds issuing CAs among them).
+    pub client_ca: Vec<CertificateDer<'static>>,
+    /// The http(s) client for OCSP responders and CRL URLs (`ocsp.timeout_ms` per request).
+    pub revocation_http: reqwest::Client,
 }
 
 impl Material {
-    pub fn load(config: &Config) -> Result<Self, MaterialError> {
+    /// Loads what `config` names; URL CRLs are taken from `crls` as last fetched (loading
+    /// fetches nothing).
+    pub fn load(config: &Config, crls: &CrlUrls) -> Result<Self, MaterialError> {
         for (key, path) in config.named_files() {
             if !path.is_file() {
                 return Err(MaterialError::File {
@@ -75,7 +84,13 @@ impl Material {
             }
         }
         let tls = &config.server.tls;
-        let verifier = crate::pki::tls::client_verifier(tls)?;
+        let skew = i64::try_from(config.open_banking.dcr.clock_skew).unwrap_or(i64::MAX);
+        let verifier = crate::pki::tls::client_verifier(tls, crls, skew)?;
+        let client_ca = crate::pki::tls::client_ca_certificates(tls)?;
+        let revocation_http = crate::pki::outbound::revocation_client(
+            &config.open_banking.dcr.jwks,
+            std::time::Duration::from_millis(tls.ocsp.timeout_ms),
+        )?;
         let server_tls = crate::pki::tls::server_config_with(tls, verifier.clone())?;
         let issuer_keys = config
             .open_banking
@@ -107,6 +122,8 @@ impl Material {
             issuer_keys,
             http,
             sandbox_jwks,
+            client_ca,
+            revocation_http,
         })
     }
 }

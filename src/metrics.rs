@@ -92,6 +92,32 @@ fn describe() {
         "Requests answered 503 at once because max_pending_requests were waiting"
     );
     describe_counter!(
+        "dcr_ocsp_checks_total",
+        "OCSP checks of client certificates per request, by outcome (good, revoked, unknown, \
+         unavailable, invalid, no_responder, no_issuer) and decision (allowed, refused)"
+    );
+    describe_counter!(
+        "dcr_ocsp_cache_total",
+        "OCSP answers looked up per request, by result (hit, miss)"
+    );
+    describe_counter!(
+        "dcr_crl_refreshes_total",
+        "Fetches of server.tls.crl URLs, by outcome (ok, failed)"
+    );
+    describe_gauge!(
+        "dcr_crl_age_seconds",
+        "Seconds since each server.tls.crl URL was last fetched successfully (-1: never)"
+    );
+    describe_gauge!(
+        "dcr_crl_next_update_timestamp_seconds",
+        "Unix time of the nextUpdate of each server.tls.crl URL's current CRL"
+    );
+    describe_counter!(
+        "dcr_crl_stale_handshakes_total",
+        "Handshakes whose CA's URL CRL is past nextUpdate + clock_skew (or never fetched), by \
+         decision (allowed, refused)"
+    );
+    describe_counter!(
         "dcr_revoked_keys_checks_total",
         "Checks against an SSA's software_jwks_revoked_endpoint, by outcome"
     );
@@ -129,6 +155,36 @@ pub fn registration(
 /// `transport_key_revoked`, `unavailable` (allowed) or `refused_location`.
 pub fn revoked_keys_check(outcome: &'static str) {
     counter!("dcr_revoked_keys_checks_total", "outcome" => outcome).increment(1);
+}
+
+/// One OCSP check of a request's client certificate.
+pub fn ocsp_check(outcome: &'static str, refused: bool) {
+    let decision = if refused { "refused" } else { "allowed" };
+    counter!("dcr_ocsp_checks_total", "outcome" => outcome, "decision" => decision).increment(1);
+}
+
+pub fn ocsp_cache(hit: bool) {
+    counter!("dcr_ocsp_cache_total", "result" => if hit { "hit" } else { "miss" }).increment(1);
+}
+
+/// One fetch of a CRL URL (`url` is the operator's configured URL: a bounded set).
+pub fn crl_refresh(url: &str, ok: bool) {
+    counter!("dcr_crl_refreshes_total", "url" => url.to_string(), "outcome" => if ok { "ok" } else { "failed" })
+        .increment(1);
+}
+
+/// The age of a CRL URL's current CRL (`-1`: never fetched) and its `nextUpdate`.
+pub fn crl_age(url: &str, age_secs: i64, next_update: Option<i64>) {
+    gauge!("dcr_crl_age_seconds", "url" => url.to_string()).set(age_secs as f64);
+    if let Some(next) = next_update {
+        gauge!("dcr_crl_next_update_timestamp_seconds", "url" => url.to_string()).set(next as f64);
+    }
+}
+
+/// A handshake whose CA's URL CRL is stale.
+pub fn crl_stale_handshake(refused: bool) {
+    let decision = if refused { "refused" } else { "allowed" };
+    counter!("dcr_crl_stale_handshakes_total", "decision" => decision).increment(1);
 }
 
 /// A request refused by a rate limit of `scope` (`request`, `registration`, `token`).

@@ -61,6 +61,7 @@ fn policy(strict: bool) -> Policy {
         versions: SpecVersion::ALL.to_vec(),
         strict_subject_dn_length: strict,
         transport_cert_in_jwks: false,
+        revoked_keys_hard: false,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The composition root: builds the running server from a config (sandbox, TLS material,
 //! database, state, router, listener) and reloads it on SIGHUP.
 
+pub mod crl_refresh;
 pub mod jobs;
 pub mod reload;
 
@@ -18,6 +19,7 @@ use crate::http::{AppState, SharedState};
 use crate::material::Material;
 use crate::net::Transport;
 use crate::net::listener::{Limits, Listener};
+use crate::pki::crl::CrlUrls;
 use reload::Reloader;
 
 /// A bound, ready-to-run server.
@@ -36,7 +38,12 @@ impl Server {
             crate::sandbox::init(&config.sandbox.dir, config.server.issuer.as_str())?;
         }
         crate::metrics::install();
-        let material = Material::load(&config)?;
+        // URL CRLs first, so that the first handshake already has them; a URL that cannot be
+        // fetched is retried in the background (and judged stale until then).
+        let crls = CrlUrls::new();
+        let crl_client = crl_refresh::client(&config)?;
+        crl_refresh::fetch_due(&config, &crls, &crl_client).await;
+        let material = Material::load(&config, &crls)?;
         for warning in config.warnings() {
             tracing::warn!(%warning, "config");
         }
@@ -44,7 +51,7 @@ impl Server {
         let store = crate::store::open(&config).await?;
         let config = Arc::new(config);
         let state = SharedState::new(AppState::new(config.clone(), store.clone(), &material));
-        let reloader = Reloader::new(state.clone(), transport.clone());
+        let reloader = Reloader::new(state.clone(), transport.clone(), crls.clone());
         let server = &config.server;
         let limits = Limits {
             request_timeout: Duration::from_millis(server.request_timeout_ms),
@@ -57,6 +64,7 @@ impl Server {
             .await
             .with_context(|| format!("server.listen = {}: cannot bind", server.listen))?;
         jobs::spawn_purger(store);
+        crl_refresh::spawn(reloader.clone(), crls, crl_client);
         Ok(Self { listener, reloader })
     }
 

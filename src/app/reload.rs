@@ -20,6 +20,7 @@ use crate::config::{Config, ConfigError};
 use crate::http::SharedState;
 use crate::material::{Material, MaterialError};
 use crate::net::Transport;
+use crate::pki::crl::CrlUrls;
 use crate::pki::tls::TlsError;
 
 /// Why a reload was refused. Nothing was changed.
@@ -97,15 +98,18 @@ pub struct Reloaded {
 pub struct Reloader {
     state: SharedState,
     transport: Arc<ArcSwap<Transport>>,
+    /// The URL CRLs as last fetched (`app/crl_refresh.rs` keeps them current).
+    crls: Arc<CrlUrls>,
     /// One reload at a time: two SIGHUPs in a row must not interleave their swaps.
     serial: Arc<Mutex<()>>,
 }
 
 impl Reloader {
-    pub fn new(state: SharedState, transport: Arc<ArcSwap<Transport>>) -> Self {
+    pub fn new(state: SharedState, transport: Arc<ArcSwap<Transport>>, crls: Arc<CrlUrls>) -> Self {
         Self {
             state,
             transport,
+            crls,
             serial: Arc::new(Mutex::new(())),
         }
     }
@@ -121,7 +125,7 @@ impl Reloader {
         let _serial = self.serial.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.state.current();
         let restart_needed = keep_restart_only(&current.config, &mut config);
-        let material = Material::load(&config)?;
+        let material = Material::load(&config, &self.crls)?;
         for warning in config.warnings() {
             tracing::warn!(%warning, "config");
         }
@@ -130,6 +134,23 @@ impl Reloader {
         self.state.replace(state);
         self.transport.store(Arc::new(transport));
         Ok(Reloaded { restart_needed })
+    }
+
+    /// The running config.
+    pub fn config(&self) -> Arc<Config> {
+        self.state.current().config.clone()
+    }
+
+    /// Rebuilds the transport of the running config with the URL CRLs as fetched now: new
+    /// handshakes use them, and open connections re-check their certificate (a new
+    /// generation). The state is kept.
+    pub fn rebuild_transport(&self) -> Result<(), ReloadError> {
+        let _serial = self.serial.lock().unwrap_or_else(|e| e.into_inner());
+        let config = self.state.current().config.clone();
+        let material = Material::load(&config, &self.crls)?;
+        self.transport
+            .store(Arc::new(Transport::new(&config, &material)));
+        Ok(())
     }
 
     /// Reloads from `path` and logs the outcome: what a SIGHUP does.

@@ -524,6 +524,7 @@ fn seed_client(id: &str, now: i64, ssa: &str) -> ClientRecord {
         created_at: now,
         updated_at: now,
         dcr_version: "3.2".into(),
+        jwks_revoked_uri: None,
     }
 }
 

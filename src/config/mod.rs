@@ -26,9 +26,10 @@ pub use dcr::{DcrConfig, JwksConfig, OpenBankingConfig, SsaIssuer, Switch};
 pub use oauth::{EndpointsConfig, IntrospectionConfig, OAuthConfig, TokenConfig};
 pub use sandbox::SandboxConfig;
 pub use server::{
-    ForwardedCertificateConfig, ForwardedFormat, RateLimitConfig, ServerConfig, TlsConfig,
+    ForwardedCertificateConfig, ForwardedFormat, OcspConfig, RateLimitConfig, RevocationMode,
+    ServerConfig, TlsConfig,
 };
-pub use types::{DatabaseUrl, HeaderName, HttpsUrl, JwksSource, mask_password};
+pub use types::{CrlSource, DatabaseUrl, HeaderName, HttpsUrl, JwksSource, mask_password};
 
 /// Environment variable that overrides `database.url`.
 pub const DATABASE_URL_ENV: &str = "DCR_DATABASE_URL";
@@ -244,8 +245,10 @@ impl Config {
         for (i, p) in tls.client_ca.iter().enumerate() {
             files.push((format!("server.tls.client_ca[{i}]"), p.clone()));
         }
-        for (i, p) in tls.crl.iter().enumerate() {
-            files.push((format!("server.tls.crl[{i}]"), p.clone()));
+        for (i, source) in tls.crl.iter().enumerate() {
+            if let CrlSource::File(p) = source {
+                files.push((format!("server.tls.crl[{i}]"), p.clone()));
+            }
         }
         for (i, issuer) in self.open_banking.dcr.ssa_issuer.iter().enumerate() {
             if let JwksSource::File(path) = &issuer.jwks {

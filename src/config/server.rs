@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::Checker;
-use super::types::{HeaderName, HttpsUrl};
+use super::types::{CrlSource, HeaderName, HttpsUrl};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ServerConfig {
@@ -127,11 +127,73 @@ pub struct TlsConfig {
     pub certificate: PathBuf,
     pub private_key: PathBuf,
     pub client_ca: Vec<PathBuf>,
+    /// CRL files, or `http(s)://` URLs fetched at start-up and refreshed in the background.
     #[serde(default)]
-    pub crl: Vec<PathBuf>,
+    pub crl: Vec<CrlSource>,
+    /// OCSP checks of client certificates.
+    #[serde(default)]
+    pub ocsp: OcspConfig,
     /// A TLS handshake that has not finished after this many milliseconds is dropped.
     #[serde(default = "defaults::handshake_timeout_ms")]
     pub handshake_timeout_ms: u64,
+}
+
+/// `[server.tls.ocsp]`: OCSP (RFC 6960) for client certificates, checked per request from a
+/// cache.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct OcspConfig {
+    #[serde(default)]
+    pub mode: RevocationMode,
+    /// A fetch (and a request waiting for it) gives up after this many milliseconds.
+    #[serde(default = "defaults::ocsp_timeout_ms")]
+    pub timeout_ms: u64,
+    /// A good answer is cached until its `nextUpdate`, never longer than this.
+    #[serde(default = "defaults::ocsp_max_cache_secs")]
+    pub max_cache_secs: u64,
+    /// The responder for certificates that name none (AIA); "" = none.
+    #[serde(default)]
+    pub responder_url: String,
+}
+
+impl Default for OcspConfig {
+    fn default() -> Self {
+        Self {
+            mode: RevocationMode::default(),
+            timeout_ms: defaults::ocsp_timeout_ms(),
+            max_cache_secs: defaults::ocsp_max_cache_secs(),
+            responder_url: String::new(),
+        }
+    }
+}
+
+/// `server.tls.ocsp.mode`: what an unanswered revocation question means. It also decides for
+/// stale CRLs fetched by URL and unreadable revoked-key sets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RevocationMode {
+    /// No OCSP; stale CRLs and unreadable revoked keys let requests through (counted).
+    #[default]
+    Off,
+    /// OCSP is asked; no answer, a bad one or `unknown` lets the request through (counted).
+    Soft,
+    /// OCSP is asked; anything but `good` refuses, and so do stale CRLs and unreadable
+    /// revoked keys.
+    Hard,
+}
+
+impl RevocationMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Soft => "soft",
+            Self::Hard => "hard",
+        }
+    }
+
+    /// Whether an unanswered question refuses.
+    pub fn is_hard(self) -> bool {
+        self == Self::Hard
+    }
 }
 
 impl ServerConfig {
@@ -174,6 +236,23 @@ impl ServerConfig {
                 "server.rate_limit.burst",
                 "must be a number from 1.0 to 1000.0 (the bucket depth as a multiple of the rate)",
             ));
+        }
+        let ocsp = &self.tls.ocsp;
+        c.at_least("server.tls.ocsp.timeout_ms", ocsp.timeout_ms as usize, 10)?;
+        c.at_least(
+            "server.tls.ocsp.max_cache_secs",
+            ocsp.max_cache_secs as usize,
+            1,
+        )?;
+        if !ocsp.responder_url.is_empty() {
+            let ok = url::Url::parse(&ocsp.responder_url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+            if !ok {
+                return Err(c.bad(
+                    "server.tls.ocsp.responder_url",
+                    "must be an http(s) URL, or \"\" for none",
+                ));
+            }
         }
         let fwd = &self.forwarded_certificate;
         if fwd.enable && fwd.trusted_proxies.is_empty() {
@@ -229,5 +308,11 @@ mod defaults {
     }
     pub fn burst() -> f64 {
         2.0
+    }
+    pub fn ocsp_timeout_ms() -> u64 {
+        2000
+    }
+    pub fn ocsp_max_cache_secs() -> u64 {
+        3600
     }
 }

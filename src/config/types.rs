@@ -139,6 +139,44 @@ impl fmt::Display for JwksSource {
 
 serde_as_text!(JwksSource);
 
+/// A `server.tls.crl` entry: a file (PEM or DER), or an `http(s)://` URL the server fetches
+/// and refreshes (CRLs are signed, so plain http is as good as the CAs publish them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CrlSource {
+    File(PathBuf),
+    Url(url::Url),
+}
+
+impl FromStr for CrlSource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.starts_with("http://") || s.starts_with("https://") {
+            let url = url::Url::parse(s).map_err(|e| format!("not a valid URL: {e}"))?;
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err("a CRL URL needs a host".into());
+            }
+            Ok(Self::Url(url))
+        } else if s.contains("://") {
+            Err("a CRL URL must use http or https".into())
+        } else if s.trim().is_empty() {
+            Err("must name a file or an http(s) URL".into())
+        } else {
+            Ok(Self::File(PathBuf::from(s)))
+        }
+    }
+}
+
+impl fmt::Display for CrlSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File(p) => write!(f, "{}", p.display()),
+            Self::Url(u) => f.write_str(u.as_str()),
+        }
+    }
+}
+
+serde_as_text!(CrlSource);
+
 /// An HTTP header name, lower-cased as HTTP/2 sends it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderName(pub axum::http::HeaderName);
@@ -182,6 +220,25 @@ mod tests {
             "ftp://x",
         ] {
             assert!(bad.parse::<HttpsUrl>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn crl_sources() {
+        assert_eq!(
+            "certs/ca.crl".parse::<CrlSource>(),
+            Ok(CrlSource::File("certs/ca.crl".into()))
+        );
+        assert!(matches!(
+            "http://crl.example.com/ca.crl".parse::<CrlSource>(),
+            Ok(CrlSource::Url(_))
+        ));
+        assert!(matches!(
+            "https://crl.example.com/ca.crl".parse::<CrlSource>(),
+            Ok(CrlSource::Url(_))
+        ));
+        for bad in ["", "ftp://x/ca.crl", "http://", "https:// x"] {
+            assert!(bad.parse::<CrlSource>().is_err(), "{bad}");
         }
     }
 

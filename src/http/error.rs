@@ -125,6 +125,7 @@ impl From<&RegistrationError> for ApiError {
         match e {
             RegistrationError::Unavailable => Self::unavailable(),
             RegistrationError::Internal(detail) => Self::internal(detail),
+            RegistrationError::Certificate(refusal) => Self::certificate_refused(*refusal),
             other => Self::new(
                 StatusCode::BAD_REQUEST,
                 other.error_code(),
@@ -135,6 +136,15 @@ impl From<&RegistrationError> for ApiError {
 }
 
 impl ApiError {
+    /// 401 `invalid_client`: OCSP refused the client certificate.
+    pub fn certificate_refused(refusal: crate::pki::ocsp::OcspRefusal) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            refusal.description(),
+        )
+    }
+
     /// A registration body that could not be had: 413 (or 400) `invalid_client_metadata`.
     pub fn registration_body(e: BodyError) -> Self {
         Self::new(body_status(e), "invalid_client_metadata", e.to_string())
@@ -182,6 +192,9 @@ impl From<AccessError> for ApiError {
     fn from(e: AccessError) -> Self {
         match e {
             AccessError::Store(e) => Self::from_store(e),
+            AccessError::RevokedKey(e) => {
+                Self::new(StatusCode::UNAUTHORIZED, "invalid_client", e.to_string())
+            }
             other => Self::invalid_token(other.to_string()),
         }
     }

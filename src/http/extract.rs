@@ -2,7 +2,8 @@
 //!
 //! - [`Peer`]: the client certificate of the request, if any (from the connection or a trusted
 //!   load balancer; see `net/`).
-//! - [`ClientCert`]: a required client certificate (401 `invalid_client` without one).
+//! - [`ClientCert`]: a required client certificate that OCSP does not refuse (401
+//!   `invalid_client` otherwise); [`PresentedCert`] before the OCSP question.
 //! - [`InteractionId`]: the request's `x-fapi-interaction-id`, set by the middleware.
 //! - [`Served`]: the DCR version of the route, when `open_banking.dcr.versions` serves it
 //!   (404 otherwise).
@@ -65,16 +66,40 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
     }
 }
 
-/// A client certificate the endpoint requires.
+/// A client certificate the endpoint requires, not yet asked about by OCSP (registration asks
+/// itself, to audit a refusal).
 #[derive(Debug, Clone)]
-pub struct ClientCert(pub Arc<ClientCertificate>);
+pub struct PresentedCert(pub Arc<ClientCertificate>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientCert {
+impl<S: Send + Sync> FromRequestParts<S> for PresentedCert {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let Ok(Peer(certificate)) = Peer::from_request_parts(parts, state).await;
         certificate.map(Self).ok_or_else(certificate_required)
+    }
+}
+
+/// A client certificate the endpoint requires, and that OCSP does not refuse (401
+/// `invalid_client` otherwise; `server.tls.ocsp`).
+#[derive(Debug, Clone)]
+pub struct ClientCert(pub Arc<ClientCertificate>);
+
+impl<S> FromRequestParts<S> for ClientCert
+where
+    S: Send + Sync,
+    Arc<AppState>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let PresentedCert(certificate) = PresentedCert::from_request_parts(parts, state).await?;
+        Arc::<AppState>::from_ref(state)
+            .ocsp
+            .check(&certificate)
+            .await
+            .map_err(ApiError::certificate_refused)?;
+        Ok(Self(certificate))
     }
 }
 

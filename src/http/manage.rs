@@ -53,6 +53,10 @@ where
         let app = Arc::<AppState>::from_ref(state);
         let client = registration_access::authorize(
             &app.store,
+            registration_access::RevokedKeys {
+                jwks: &app.jwks,
+                hard: app.config.server.tls.ocsp.mode.is_hard(),
+            },
             &certificate,
             presented,
             &client_id,

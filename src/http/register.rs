@@ -8,11 +8,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 
 use super::error::ApiError;
-use super::extract::{ClientCert, Guarded, InteractionId, Served};
+use super::extract::{Guarded, InteractionId, PresentedCert, Served};
 use super::response::{Known, client_json};
 use super::state::AppState;
 use crate::domain::{AuditAction, AuditOutcome};
-use crate::registration::{Input, refusal};
+use crate::registration::{Input, RegistrationError, refusal};
 use crate::store::AuditRecord;
 
 /// The request's `Content-Type`, for the envelope step.
@@ -29,10 +29,23 @@ pub async fn post_register(
     interaction: InteractionId,
     headers: HeaderMap,
     Guarded {
-        guard: ClientCert(certificate),
+        guard: PresentedCert(certificate),
         body,
-    }: Guarded<ClientCert>,
+    }: Guarded<PresentedCert>,
 ) -> Result<Response, ApiError> {
+    let now = crate::clock::now();
+    if let Err(refusal) = state.ocsp.check(&certificate).await {
+        body.drain().await;
+        let audit = AuditRecord {
+            at: now,
+            cert_thumbprint: Some(certificate.x5t_s256().to_string()),
+            interaction_id: interaction.0,
+            ..AuditRecord::default()
+        };
+        let e = RegistrationError::Certificate(refusal);
+        refusal::record(&state.store, &e, AuditAction::Register, version, audit).await;
+        return Err(ApiError::from(&e));
+    }
     let bytes = body.read().await.map_err(ApiError::registration_body)?;
     let input = Input {
         certificate: &certificate,
@@ -41,7 +54,6 @@ pub async fn post_register(
         interaction_id: interaction.as_deref(),
         version,
     };
-    let now = crate::clock::now();
     match state.registrar.register(&state.store, &input, now).await {
         Ok(registered) => {
             crate::metrics::registration(

@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::jose::JwksCache;
 use crate::material::{Material, SandboxJwks};
 use crate::oauth::TokenPolicy;
+use crate::pki::ocsp::OcspChecker;
 use crate::registration::{Policy, Registrar};
 use crate::store::Database;
 
@@ -29,6 +30,8 @@ pub struct AppState {
     /// Rate limits and the pending-request bound; kept across a reload that does not change
     /// them, so that a reload does not refill every bucket.
     pub limits: Arc<Limits>,
+    /// OCSP for client certificates (its cache survives a reload that does not change it).
+    pub ocsp: Arc<OcspChecker>,
 }
 
 impl AppState {
@@ -70,7 +73,19 @@ impl AppState {
             }
             _ => Arc::new(Limits::new(&config.server)),
         };
+        let skew = i64::try_from(config.open_banking.dcr.clock_skew).unwrap_or(i64::MAX);
+        let ocsp_config = &config.server.tls.ocsp;
+        let ocsp = match previous {
+            Some(p) if p.ocsp.built_from(ocsp_config, &material.client_ca, skew) => p.ocsp.clone(),
+            _ => Arc::new(OcspChecker::new(
+                ocsp_config,
+                material.revocation_http.clone(),
+                &material.client_ca,
+                skew,
+            )),
+        };
         Self {
+            ocsp,
             registrar: Registrar {
                 policy: Policy::from_config(&config, &material.issuer_keys),
                 jwks: jwks.clone(),

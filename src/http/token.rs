@@ -41,7 +41,7 @@ pub async fn post_token(
             Some(&issued.client_id),
             Some(&issued.software_id),
         )),
-        Err(Refused::Limited(e)) => Err(e),
+        Err(Refused::Early(e)) => Err(e),
         Err(Refused::Token(e)) => {
             // The public description is generic for invalid_client; the cause is logged.
             let (reason, detail) = match &e {
@@ -55,10 +55,11 @@ pub async fn post_token(
     }
 }
 
-/// Why no token was issued: the grant's error, or the rate limit of (certificate, client).
+/// Why no token was issued: the grant's error, or the rate limit of (certificate, client) or
+/// OCSP before it.
 enum Refused {
     Token(TokenError),
-    Limited(ApiError),
+    Early(ApiError),
 }
 
 impl From<TokenError> for Refused {
@@ -107,7 +108,12 @@ async fn issue(
         state
             .limits
             .token(&cert.thumbprint_sha256, &claimed)
-            .map_err(Refused::Limited)?;
+            .map_err(Refused::Early)?;
+        state
+            .ocsp
+            .check(cert)
+            .await
+            .map_err(|r| Refused::Early(ApiError::certificate_refused(r)))?;
     }
     let req = TokenRequest {
         form: &form,

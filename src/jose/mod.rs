@@ -6,6 +6,7 @@ pub mod claims;
 pub mod jwk;
 pub mod jwks_cache;
 pub mod jws;
+pub mod revoked;
 
 pub use jwk::{JwksError, KeySet, VerificationKey};
 pub use jwks_cache::JwksCache;

@@ -138,7 +138,7 @@ fn forwarded_identity(
         Source::Connection => connection.clone(),
         Source::Forwarded(None) => PeerIdentity::default(),
         Source::Forwarded(Some(Ok(cert))) => PeerIdentity {
-            certificate: Some(Arc::new(cert)),
+            certificate: Some(cert),
         },
         Source::Forwarded(Some(Err(e))) => {
             // The request goes on without a certificate: endpoints that need one answer 401.

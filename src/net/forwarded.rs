@@ -56,7 +56,7 @@ pub enum Source {
     /// Not from a listed proxy (the header, if any, was removed): the TLS connection's own.
     Connection,
     /// From a listed proxy: the forwarded certificate, or none when the header is absent.
-    Forwarded(Option<Result<ClientCertificate, ForwardedError>>),
+    Forwarded(Option<Result<Arc<ClientCertificate>, ForwardedError>>),
 }
 
 impl ForwardedCertificates {
@@ -89,7 +89,8 @@ impl ForwardedCertificates {
             [one] => Source::Forwarded(Some(
                 one.to_str()
                     .map_err(|_| ForwardedError::Decode("not ASCII"))
-                    .and_then(|v| self.verify(v)),
+                    .and_then(|v| self.verify(v))
+                    .map(Arc::new),
             )),
             _ => Source::Forwarded(Some(Err(ForwardedError::Decode(
                 "the header appears more than once",

@@ -99,6 +99,7 @@ impl TokenPolicy {
         let dcr = &config.open_banking.dcr;
         Self {
             client_auth: ClientAuthPolicy {
+                revoked_keys_hard: config.server.tls.ocsp.mode.is_hard(),
                 methods: dcr.token_endpoint_auth_methods.clone(),
                 assertion: client_auth::private_key_jwt::AssertionPolicy {
                     algs: dcr.signing_algorithms.clone(),

@@ -8,6 +8,8 @@ use serde_json::json;
 
 use super::access_token::{self, TokenRejected};
 use crate::domain::{AuditAction, AuditOutcome, secret};
+use crate::jose::JwksCache;
+use crate::jose::revoked::{self, RevokedKeyError};
 use crate::pki::ClientCertificate;
 use crate::store::{AuditRecord, ClientRecord, ClientStore, StoreError, TokenRecord, TokenStore};
 
@@ -26,6 +28,10 @@ pub enum AccessError {
     Disabled,
     #[error("unknown ClientId; the access token has been revoked")]
     UnknownClient,
+    /// The directory lists the transport certificate as revoked, or its revoked keys cannot be
+    /// read in `hard` mode (401 `invalid_client`).
+    #[error(transparent)]
+    RevokedKey(#[from] RevokedKeyError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -53,10 +59,19 @@ impl Revocation {
     }
 }
 
+/// The directory's revoked keys, as management calls check them: the transport certificate
+/// against the client's `software_jwks_revoked_endpoint`.
+pub struct RevokedKeys<'a> {
+    pub jwks: &'a JwksCache,
+    /// An unreadable set refuses (`server.tls.ocsp.mode = "hard"`).
+    pub hard: bool,
+}
+
 /// Authorises a call on `client_id` with the `presented` bearer token over `certificate`;
 /// returns the client.
 pub async fn authorize<S: ClientStore + TokenStore>(
     store: &S,
+    revoked_keys: RevokedKeys<'_>,
     certificate: &ClientCertificate,
     presented: Option<&str>,
     client_id: &str,
@@ -75,7 +90,19 @@ pub async fn authorize<S: ClientStore + TokenStore>(
         return Err(AccessError::OtherClient);
     }
     match store.get_client(client_id).await? {
-        Some(client) if client.enabled => Ok(client),
+        Some(client) if client.enabled => {
+            if let Some(location) = &client.jwks_revoked_uri {
+                revoked::check(
+                    revoked_keys.jwks,
+                    location,
+                    None,
+                    Some(certificate.x5t_s256()),
+                    revoked_keys.hard,
+                )
+                .await?;
+            }
+            Ok(client)
+        }
         Some(_) => Err(AccessError::Disabled),
         None => {
             revoke(

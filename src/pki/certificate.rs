@@ -63,7 +63,58 @@ pub struct ClientCertificate {
     /// Validity period, Unix seconds.
     pub not_before: i64,
     pub not_after: i64,
+    /// What an OCSP check needs, taken from the DER once per connection.
+    pub revocation: RevocationFacts,
 }
+
+/// The parts of a certificate that OCSP asks about.
+#[derive(Debug, Clone, Default)]
+pub struct RevocationFacts {
+    /// The issuer name as encoded (the issuing CA's subject).
+    pub issuer_der: Box<[u8]>,
+    /// The serial number, big-endian, leading zeros stripped.
+    pub serial: Box<[u8]>,
+    /// The OCSP responders of the AIA extension (http and https only).
+    pub ocsp_urls: Vec<String>,
+    /// SHA-256 of issuer and serial: the OCSP cache key.
+    pub key: [u8; 32],
+}
+
+impl RevocationFacts {
+    fn of(cert: &X509Certificate<'_>) -> Self {
+        use x509_parser::extensions::{GeneralName, ParsedExtension};
+        let issuer_der: Box<[u8]> = cert.issuer().as_raw().into();
+        let raw = cert.raw_serial();
+        let start = raw.iter().position(|b| *b != 0).unwrap_or(raw.len());
+        let serial: Box<[u8]> = raw[start..].into();
+        let mut ocsp_urls = Vec::new();
+        for ext in cert.extensions() {
+            if let ParsedExtension::AuthorityInfoAccess(aia) = ext.parsed_extension() {
+                for desc in &aia.accessdescs {
+                    if desc.access_method.to_id_string() == OID_AD_OCSP
+                        && let GeneralName::URI(uri) = desc.access_location
+                        && (uri.starts_with("http://") || uri.starts_with("https://"))
+                    {
+                        ocsp_urls.push(uri.to_string());
+                    }
+                }
+            }
+        }
+        let mut hasher = Sha256::new();
+        hasher.update((issuer_der.len() as u64).to_be_bytes());
+        hasher.update(&issuer_der);
+        hasher.update(&serial);
+        Self {
+            key: hasher.finalize().into(),
+            issuer_der,
+            serial,
+            ocsp_urls,
+        }
+    }
+}
+
+/// id-ad-ocsp (RFC 5280 §4.2.2.1).
+const OID_AD_OCSP: &str = "1.3.6.1.5.5.7.48.1";
 
 impl ClientCertificate {
     /// Parses the DER of a certificate that the TLS layer has already verified.
@@ -85,6 +136,7 @@ impl ClientCertificate {
             issuer: dn_from_x509(cert.issuer(), "issuer")?,
             not_before: validity.not_before.timestamp(),
             not_after: validity.not_after.timestamp(),
+            revocation: RevocationFacts::of(&cert),
         })
     }
 
@@ -105,6 +157,7 @@ impl ClientCertificate {
             issuer: DistinguishedName::default(),
             not_before: 0,
             not_after: 0,
+            revocation: RevocationFacts::default(),
         }
     }
 }

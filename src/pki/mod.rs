@@ -2,7 +2,9 @@
 //! client-certificate verifier, and the https client for outbound fetches.
 
 pub mod certificate;
+pub mod crl;
+pub mod ocsp;
 pub mod outbound;
 pub mod tls;
 
-pub use certificate::{CertificateError, ClientCertificate, PeerIdentity};
+pub use certificate::{CertificateError, ClientCertificate, PeerIdentity, RevocationFacts};

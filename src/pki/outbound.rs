@@ -1,12 +1,40 @@
-//! The https client for outbound fetches (JWKS, URI validation).
+//! The clients for outbound fetches: https for JWKS and URI validation; http(s) for the
+//! revocation services (OCSP responders and CRL distribution points publish over plain http,
+//! and what they serve is signed).
 
 use std::time::Duration;
 
 use crate::config::JwksConfig;
+use crate::pki::tls::TlsError;
 
 /// The https client for outbound fetches (JWKS, URI validation): system roots plus
 /// `jwks.extra_ca`, the same FAPI-restricted aws-lc-rs provider as the server, no redirects.
-pub fn http_client(config: &JwksConfig) -> Result<reqwest::Client, crate::pki::tls::TlsError> {
+pub fn http_client(config: &JwksConfig) -> Result<reqwest::Client, TlsError> {
+    let timeout = Duration::from_millis(config.timeout_ms);
+    builder(config, timeout)?
+        .build()
+        .map_err(|e| config_error(e.to_string()))
+}
+
+/// The client for OCSP responders and CRL URLs: http or https (same roots as
+/// [`http_client`]), no redirects, `timeout` per request.
+pub fn revocation_client(
+    config: &JwksConfig,
+    timeout: Duration,
+) -> Result<reqwest::Client, TlsError> {
+    builder(config, timeout)?
+        .build()
+        .map_err(|e| config_error(e.to_string()))
+}
+
+fn config_error(message: String) -> TlsError {
+    TlsError::Config {
+        key: "open_banking.dcr.jwks".into(),
+        message,
+    }
+}
+
+fn builder(config: &JwksConfig, timeout: Duration) -> Result<reqwest::ClientBuilder, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for cert in native.certs {
@@ -15,32 +43,21 @@ pub fn http_client(config: &JwksConfig) -> Result<reqwest::Client, crate::pki::t
     for (i, path) in config.extra_ca.iter().enumerate() {
         let key = format!("open_banking.dcr.jwks.extra_ca[{i}]");
         for cert in crate::pki::tls::load_certificates(&key, path)? {
-            roots
-                .add(cert)
-                .map_err(|e| crate::pki::tls::TlsError::Config {
-                    key: key.clone(),
-                    message: e.to_string(),
-                })?;
+            roots.add(cert).map_err(|e| TlsError::Config {
+                key: key.clone(),
+                message: e.to_string(),
+            })?;
         }
     }
     let tls = rustls::ClientConfig::builder_with_provider(crate::pki::tls::crypto_provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| crate::pki::tls::TlsError::Config {
-            key: "open_banking.dcr.jwks".into(),
-            message: e.to_string(),
-        })?
+        .map_err(|e| config_error(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let timeout = Duration::from_millis(config.timeout_ms);
-    reqwest::Client::builder()
+    Ok(reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .timeout(timeout)
         .connect_timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("dcr-server/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| crate::pki::tls::TlsError::Config {
-            key: "open_banking.dcr.jwks".into(),
-            message: e.to_string(),
-        })
+        .user_agent(concat!("dcr-server/", env!("CARGO_PKG_VERSION"))))
 }

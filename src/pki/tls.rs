@@ -15,7 +15,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 
-use crate::config::TlsConfig;
+use super::crl::{CrlUrls, StaleCrlGuard};
+use crate::config::{CrlSource, TlsConfig};
 
 /// A TLS file that is missing or does not parse, named by its config key.
 #[derive(Debug, thiserror::Error)]
@@ -134,16 +135,30 @@ pub fn load_client_roots(paths: &[PathBuf]) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
-/// The verifier of TPP transport certificates: `client_ca` and the CRLs. The handshake uses it,
-/// and so does a certificate forwarded by a load balancer.
+/// The verifier of TPP transport certificates: `client_ca`, the CRL files and the URL CRLs
+/// `urls` holds now (a stale or missing one judged by [`StaleCrlGuard`]). The handshake uses
+/// it, and so does a certificate forwarded by a load balancer.
 pub fn client_verifier(
     tls: &TlsConfig,
+    urls: &CrlUrls,
+    clock_skew: i64,
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
     let provider = crypto_provider();
     let roots = load_client_roots(&tls.client_ca)?;
     let mut crls = Vec::new();
-    for (i, path) in tls.crl.iter().enumerate() {
-        crls.extend(load_crl(&format!("server.tls.crl[{i}]"), path)?);
+    let mut crl_urls = Vec::new();
+    for (i, source) in tls.crl.iter().enumerate() {
+        match source {
+            CrlSource::File(path) => {
+                crls.extend(load_crl(&format!("server.tls.crl[{i}]"), path)?);
+            }
+            CrlSource::Url(url) => {
+                if let Some(current) = urls.current(url.as_str()) {
+                    crls.push(current.der.clone());
+                }
+                crl_urls.push(url.clone());
+            }
+        }
     }
 
     let mut verifier =
@@ -157,15 +172,32 @@ pub fn client_verifier(
             .only_check_end_entity_revocation()
             .allow_unknown_revocation_status();
     }
-    verifier.build().map_err(|e| TlsError::Config {
+    let verifier = verifier.build().map_err(|e| TlsError::Config {
         key: "server.tls.client_ca".into(),
         message: e.to_string(),
-    })
+    })?;
+    if crl_urls.is_empty() {
+        return Ok(verifier);
+    }
+    Ok(Arc::new(StaleCrlGuard::new(
+        verifier,
+        &crl_urls,
+        urls,
+        clock_skew,
+        tls.ocsp.mode.is_hard(),
+    )))
 }
 
-/// Builds the rustls server configuration from `[server.tls]`.
-pub fn server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    server_config_with(tls, client_verifier(tls)?)
+/// The client CA certificates of `server.tls.client_ca`, as DER (OCSP looks issuers up here).
+pub fn client_ca_certificates(tls: &TlsConfig) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let mut all = Vec::new();
+    for (i, path) in tls.client_ca.iter().enumerate() {
+        all.extend(load_certificates(
+            &format!("server.tls.client_ca[{i}]"),
+            path,
+        )?);
+    }
+    Ok(all)
 }
 
 /// Builds the rustls server configuration from `[server.tls]` with a verifier already built

@@ -96,6 +96,9 @@ pub enum RegistrationError {
     Revoked(#[from] revoked_keys::RevokedError),
     #[error(transparent)]
     SubjectDn(#[from] subject_dn::SubjectDnError),
+    /// OCSP refused the transport certificate (401 `invalid_client`, not an RFC 7591 code).
+    #[error(transparent)]
+    Certificate(#[from] crate::pki::ocsp::OcspRefusal),
     /// PUT: the body's `client_id` is not the one in the path.
     #[error("`client_id` in the request must equal the ClientId in the path")]
     ClientIdMismatch,
@@ -134,7 +137,7 @@ impl RegistrationError {
             Self::DuplicateSoftware(_) | Self::ClientIdMismatch | Self::Immutable(_) => {
                 ErrorCode::InvalidClientMetadata
             }
-            Self::Gone | Self::Unavailable | Self::Internal(_) => {
+            Self::Gone | Self::Unavailable | Self::Internal(_) | Self::Certificate(_) => {
                 return None;
             }
         })
@@ -145,6 +148,7 @@ impl RegistrationError {
         match self {
             Self::Unavailable => "temporarily_unavailable",
             Self::Internal(_) => "server_error",
+            Self::Certificate(_) => "invalid_client",
             other => other
                 .code()
                 .map_or("invalid_client_metadata", ErrorCode::as_str),
@@ -256,7 +260,7 @@ impl Registrar {
         }
         // The kid verified in step 3 (a request without one was refused there).
         let kid = request.kid.as_deref().unwrap_or_default();
-        revoked_keys::check(kid, cert, &ssa, &self.jwks).await?;
+        revoked_keys::check(kid, cert, &ssa, &self.jwks, policy.revoked_keys_hard).await?;
         subject_dn::check(&metadata, cert)?;
         let client_id_claim = crate::jose::claims::opt_str(&request.claims, "client_id")
             .map_err(metadata::MetadataError::Claim)?
@@ -330,6 +334,7 @@ impl Registrar {
             created_at: now,
             updated_at: now,
             dcr_version: v.version.as_str().into(),
+            jwks_revoked_uri: v.ssa.software_jwks_revoked_endpoint.clone(),
         };
         let (jtis, kinds) = self.jtis(&v, now);
         let audit = AuditRecord {
@@ -395,6 +400,7 @@ impl Registrar {
             cert_thumbprint: Some(v.cert_thumbprint.clone()),
             updated_at: now,
             dcr_version: v.version.as_str().into(),
+            jwks_revoked_uri: v.ssa.software_jwks_revoked_endpoint.clone(),
             ..existing.clone()
         };
         let (jtis, kinds) = self.jtis(&v, now);

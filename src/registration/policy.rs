@@ -31,6 +31,8 @@ pub struct Policy {
     pub strict_subject_dn_length: bool,
     /// The transport certificate must be a `use: tls` key of the software JWKS.
     pub transport_cert_in_jwks: bool,
+    /// An unreadable revoked-keys set refuses (`server.tls.ocsp.mode = "hard"`).
+    pub revoked_keys_hard: bool,
 }
 
 impl Policy {
@@ -63,6 +65,7 @@ impl Policy {
             versions: dcr.versions.clone(),
             strict_subject_dn_length: dcr.strict_subject_dn_length.enable,
             transport_cert_in_jwks: dcr.transport_cert_in_jwks.enable,
+            revoked_keys_hard: config.server.tls.ocsp.mode.is_hard(),
         }
     }
 }

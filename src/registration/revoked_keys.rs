@@ -1,40 +1,29 @@
 //! Step 9b, the directory's revoked keys: when the SSA names a `software_jwks_revoked_endpoint`,
 //! its set is read under the TPP JWKS rules (https, `allowed_hosts`, size cap, timeout, TTL,
-//! stale-if-error), and neither the key that signed the request (by `kid`) nor the transport
-//! certificate (by `x5t#S256`, or the thumbprint of a key's `x5c[0]`) may be in it.
+//! stale-if-error; `jose::revoked`), and neither the key that signed the request (by `kid`)
+//! nor the transport certificate (by `x5t#S256`, or the thumbprint of a key's `x5c[0]`) may be
+//! in it.
 //!
 //! A location that breaks the rules is refused like a bad `software_jwks_endpoint`. A set that
-//! cannot be read (and has no usable stale copy) lets the request through, counted in
-//! `dcr_revoked_keys_checks_total{outcome="unavailable"}` and logged: the directory's outage
-//! must not stop registrations until the operator chooses that (a hard mode comes with OCSP).
+//! cannot be read (and has no usable stale copy) is refused like an unreadable JWKS when
+//! `server.tls.ocsp.mode = "hard"`, and otherwise lets the request through, counted in
+//! `dcr_revoked_keys_checks_total{outcome="unavailable"}` and logged.
 
 use super::ErrorCode;
 use super::ssa::Ssa;
-use crate::jose::{JwksCache, JwksError};
+use crate::jose::JwksCache;
+use crate::jose::revoked::{self, RevokedKeyError};
 use crate::pki::ClientCertificate;
-use crate::text::printable;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RevokedError {
-    /// The request is signed with a revoked key.
-    #[error("the request is signed with key `{0}`, which the directory lists as revoked")]
-    SigningKey(String),
-    /// The transport certificate is a revoked key.
-    #[error(
-        "the transport certificate (x5t#S256 {0}) is listed as revoked at the software statement's software_jwks_revoked_endpoint"
-    )]
-    TransportKey(String),
-    /// The revoked-keys location is not one the server may fetch.
-    #[error("software_jwks_revoked_endpoint cannot be used: {0}")]
-    Location(JwksError),
-}
+#[error(transparent)]
+pub struct RevokedError(#[from] pub RevokedKeyError);
 
 impl RevokedError {
     pub fn code(&self) -> ErrorCode {
-        match self {
-            Self::TransportKey(_) => ErrorCode::UnapprovedSoftwareStatement,
-            Self::SigningKey(_) | Self::Location(_) => ErrorCode::InvalidClientMetadata,
+        match self.0 {
+            RevokedKeyError::TransportKey(_) => ErrorCode::UnapprovedSoftwareStatement,
+            _ => ErrorCode::InvalidClientMetadata,
         }
     }
 }
@@ -46,31 +35,17 @@ pub async fn check(
     cert: &ClientCertificate,
     ssa: &Ssa,
     jwks: &JwksCache,
+    hard: bool,
 ) -> Result<(), RevokedError> {
     let Some(location) = &ssa.software_jwks_revoked_endpoint else {
         return Ok(());
     };
-    let revoked = match jwks.any_set(location).await {
-        Ok(set) => set,
-        Err(e @ (JwksError::NotHttps(_) | JwksError::HostNotAllowed(_))) => {
-            crate::metrics::revoked_keys_check("refused_location");
-            return Err(RevokedError::Location(e));
-        }
-        Err(e) => {
-            crate::metrics::revoked_keys_check("unavailable");
-            tracing::warn!(software_id = %ssa.software_id, error = %e, "revoked keys unavailable; request allowed");
-            return Ok(());
-        }
-    };
-    if revoked.names_kid(kid) {
-        crate::metrics::revoked_keys_check("signing_key_revoked");
-        return Err(RevokedError::SigningKey(printable(kid, 80)));
-    }
-    let thumbprint = cert.x5t_s256();
-    if revoked.names_certificate(thumbprint) {
-        crate::metrics::revoked_keys_check("transport_key_revoked");
-        return Err(RevokedError::TransportKey(thumbprint.to_string()));
-    }
-    crate::metrics::revoked_keys_check("clean");
-    Ok(())
+    revoked::check(jwks, location, Some(kid), Some(cert.x5t_s256()), hard)
+        .await
+        .map_err(|e| {
+            if matches!(e, RevokedKeyError::Unavailable(_)) {
+                tracing::warn!(software_id = %ssa.software_id, "revoked keys unavailable; registration refused");
+            }
+            RevokedError(e)
+        })
 }

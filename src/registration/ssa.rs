@@ -365,6 +365,7 @@ pub(crate) mod tests {
             versions: crate::domain::SpecVersion::ALL.to_vec(),
             strict_subject_dn_length: false,
             transport_cert_in_jwks: false,
+            revoked_keys_hard: false,
         }
     }
 }

@@ -27,6 +27,8 @@ pub struct ClientRecord {
     pub updated_at: i64,
     /// The DCR version the client was registered or last updated under (`3.2`, `3.3`, `3.4`).
     pub dcr_version: String,
+    /// The SSA's `software_jwks_revoked_endpoint`, if it named one.
+    pub jwks_revoked_uri: Option<String>,
 }
 
 /// A seen `jti`, remembered until `expires_at`.

@@ -11,7 +11,7 @@ macro_rules! client_columns {
     () => {
         "client_id, software_id, org_id, metadata, grant_types, scope, client_secret_hash, \
          token_endpoint_auth_method, tls_client_auth_subject_dn, jwks_uri, cert_thumbprint, \
-         enabled, created_at, updated_at, dcr_version"
+         enabled, created_at, updated_at, dcr_version, jwks_revoked_uri"
     };
 }
 macro_rules! token_columns {
@@ -45,19 +45,19 @@ pub(super) const INSERT_CLIENTS: &str = concat!(
     client_columns!(),
     ", software_id_unique) "
 );
-/// Rows per multi-row INSERT: 16 parameters a row stays well under both engines' limit of
+/// Rows per multi-row INSERT: 17 parameters a row stays well under both engines' limit of
 /// bound parameters (SQLite 32766, PostgreSQL 65535).
 pub(super) const BULK_ROWS: usize = 1000;
 pub(super) const INSERT_CLIENT: &str = concat!(
     "INSERT INTO clients (",
     client_columns!(),
     ", software_id_unique) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
 );
 pub(super) const UPDATE_CLIENT: &str = "UPDATE clients SET org_id = $2, metadata = $3, \
      grant_types = $4, scope = $5, token_endpoint_auth_method = $6, \
      tls_client_auth_subject_dn = $7, jwks_uri = $8, cert_thumbprint = $9, updated_at = $10, \
-     dcr_version = $11 WHERE client_id = $1";
+     dcr_version = $11, jwks_revoked_uri = $12 WHERE client_id = $1";
 pub(super) const SET_CLIENT_ENABLED: &str =
     "UPDATE clients SET enabled = $2, updated_at = $3 WHERE client_id = $1";
 pub(super) const DELETE_CLIENT: &str = "DELETE FROM clients WHERE client_id = $1";

@@ -30,7 +30,7 @@ pub(super) enum Param<'a> {
 use Param::{Bool, Int, OptText, Text};
 
 /// Parameters of the widest statement (INSERT_CLIENT).
-const MAX_PARAMS: usize = 16;
+const MAX_PARAMS: usize = 17;
 
 /// What a statement's row count means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,6 +196,7 @@ impl WriteUnit<'_> {
                     OptText(c.cert_thumbprint.as_deref()),
                     Int(c.updated_at),
                     Text(&c.dcr_version),
+                    OptText(c.jwks_revoked_uri.as_deref()),
                 ],
             ),
             (Self::UpdateClient { audit, .. }, 1) => insert_audit(audit),
@@ -354,7 +355,7 @@ impl WriteUnit<'_> {
 
 /// A client's parameters, in column order, for [`INSERT_CLIENT`] and the bulk
 /// [`INSERT_CLIENTS`](super::schema::INSERT_CLIENTS).
-pub(super) fn client_row(c: &ClientRecord, unique_software_id: bool) -> [Param<'_>; 16] {
+pub(super) fn client_row(c: &ClientRecord, unique_software_id: bool) -> [Param<'_>; 17] {
     [
         Text(&c.client_id),
         Text(&c.software_id),
@@ -371,6 +372,7 @@ pub(super) fn client_row(c: &ClientRecord, unique_software_id: bool) -> [Param<'
         Int(c.created_at),
         Int(c.updated_at),
         Text(&c.dcr_version),
+        OptText(c.jwks_revoked_uri.as_deref()),
         OptText(unique_software_id.then_some(c.software_id.as_str())),
     ]
 }
@@ -540,6 +542,7 @@ mod tests {
             created_at: 1,
             updated_at: 1,
             dcr_version: "3.2".into(),
+            jwks_revoked_uri: None,
         }
     }
 

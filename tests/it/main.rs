@@ -10,6 +10,7 @@ mod lifecycle;
 mod limits;
 mod registration;
 mod reload;
+mod revocation;
 mod server;
 mod storage;
 mod support;
@@ -30,6 +31,7 @@ fn cases() -> Vec<Case> {
     all.extend(conformance::cases());
     all.extend(faults::cases());
     all.extend(versions::cases());
+    all.extend(revocation::cases());
     all
 }
 

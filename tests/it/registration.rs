@@ -34,6 +34,7 @@ pub fn cases() -> Vec<Case> {
         case!(ssa_issuer_keys_from_an_https_url, SQLITE),
         case!(transport_certificate_in_the_software_jwks, SQLITE),
         case!(revoked_keys_refuse_registrations_and_updates, BOTH),
+        case!(revoked_keys_refuse_tokens_and_management, BOTH),
     ]
 }
 
@@ -102,6 +103,26 @@ impl Ctx {
         extra_jwks: &str,
         extra_tables: &str,
     ) -> Result<Self> {
+        Self::start_tls(
+            backend,
+            "",
+            extra_server,
+            extra_dcr,
+            extra_jwks,
+            extra_tables,
+        )
+        .await
+    }
+
+    /// As [`Self::start_custom`], plus lines for `[server.tls]`.
+    pub async fn start_tls(
+        backend: Backend,
+        extra_tls: &str,
+        extra_server: &str,
+        extra_dcr: &str,
+        extra_jwks: &str,
+        extra_tables: &str,
+    ) -> Result<Self> {
         let env = TestEnv::new(backend).await?;
         let issuer = env.issuer();
         let dcr = format!("audience = [\"{issuer}\", \"0015800001BANKAAA\"]\n{extra_dcr}");
@@ -110,7 +131,7 @@ impl Ctx {
         let jwks = JwksServer::start(&env.ca()?).await?;
         let tables = extra_tables.replace("{jwks_port}", &jwks.port.to_string());
         let text = env
-            .config_toml_full("", &dcr, &jwks_extra, &tables)
+            .config_toml_full(extra_tls, &dcr, &jwks_extra, &tables)
             .replace(
                 "shutdown_grace_secs = 2",
                 &format!("shutdown_grace_secs = 2\n{extra_server}"),
@@ -1907,5 +1928,103 @@ async fn revoked_keys_refuse_registrations_and_updates(backend: Backend) -> Resu
             "{outcome}: {metrics}"
         );
     }
+    ctx.server.stop().await
+}
+
+/// The directory revokes keys after registration: the revoked-keys URL kept in the client's
+/// row refuses a `private_key_jwt` assertion by the revoked key and `tls_client_auth` (and
+/// GET/DELETE) over a revoked transport certificate, once the cached set expires.
+async fn revoked_keys_refuse_tokens_and_management(backend: Backend) -> Result<()> {
+    let ctx = Ctx::start(
+        backend,
+        "software_id_as_application_name.enable = false",
+        "cache_ttl = 1",
+    )
+    .await?;
+    let (_, thumbprint) = ctx.transport_der_and_x5t()?;
+    let kid = ctx.sandbox.tpp.kid_ps256.clone();
+    ctx.jwks.set("rk.jwks", Doc::json(r#"{"keys": []}"#));
+    let url = ctx.jwks.url("rk.jwks");
+    let ssa = ctx.ssa(|s| s["software_jwks_revoked_endpoint"] = json!(url))?;
+    let register = |method: &str| -> Result<Req> {
+        let mut claims = ctx.claims(method)?;
+        claims["software_statement"] = json!(ssa);
+        Ok(Req::jwt(ctx.sandbox.sign_as_tpp(&claims, "PS256")?))
+    };
+    let (status, pkj) = ctx.post(&register("private_key_jwt")?, true).await?;
+    ensure!(status == 201, "{status} {pkj}");
+    let (status, tls) = ctx.post(&register("tls_client_auth")?, true).await?;
+    ensure!(status == 201, "{status} {tls}");
+    let pkj_id = pkj["client_id"].as_str().context("client_id")?.to_string();
+    let tls_id = tls["client_id"].as_str().context("client_id")?.to_string();
+    let stored: Option<String> = ctx
+        .store
+        .get_client(&pkj_id)
+        .await?
+        .context("stored")?
+        .jwks_revoked_uri;
+    ensure_eq!(stored.as_deref(), Some(url.as_str()));
+    let token = ctx.pkj_token(&pkj_id).await?;
+    let http = ctx.env.client(Some((&ctx.transport.0, &ctx.transport.1)))?;
+    let manage = format!("{}/{pkj_id}", dcr_server::REGISTER_PATH);
+    let tls_token = || async {
+        let answer = http
+            .post(ctx.env.url("/token"))
+            .form(&[("grant_type", "client_credentials"), ("client_id", &tls_id)])
+            .send()
+            .await?;
+        let status = answer.status().as_u16();
+        let body: Value = answer.json().await?;
+        anyhow::Ok((status, body))
+    };
+    ensure_eq!(tls_token().await?.0, 200);
+
+    // The signing key is revoked: assertions by it are refused; the transport is still fine.
+    ctx.jwks.set(
+        "rk.jwks",
+        Doc::json(json!({"keys": [{"kty": "RSA", "kid": kid}]}).to_string()),
+    );
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let refused = ctx.pkj_token(&pkj_id).await;
+    ensure!(refused.is_err(), "a token by a revoked key: {refused:?}");
+    ensure_eq!(tls_token().await?.0, 200);
+    let read = http
+        .get(ctx.env.url(&manage))
+        .bearer_auth(&token)
+        .send()
+        .await?;
+    ensure_eq!(read.status().as_u16(), 200);
+
+    // The transport certificate is revoked: tls_client_auth, GET and DELETE are refused.
+    ctx.jwks.set(
+        "rk.jwks",
+        Doc::json(
+            json!({"keys": [{"kty": "RSA", "kid": "t", "use": "tls", "x5t#S256": thumbprint}]})
+                .to_string(),
+        ),
+    );
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let (status, body) = tls_token().await?;
+    ensure!(
+        status == 401 && body["error"] == "invalid_client",
+        "{status} {body}"
+    );
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let answer = http
+            .request(method.clone(), ctx.env.url(&manage))
+            .bearer_auth(&token)
+            .send()
+            .await?;
+        let status = answer.status().as_u16();
+        let body: Value = answer.json().await?;
+        ensure!(
+            status == 401 && body["error"] == "invalid_client",
+            "{method}: {status} {body}"
+        );
+    }
+    ensure!(
+        ctx.store.get_client(&pkj_id).await?.is_some(),
+        "DELETE was refused"
+    );
     ctx.server.stop().await
 }

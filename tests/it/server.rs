@@ -271,7 +271,8 @@ async fn ready_answers_503_without_database(backend: Backend) -> Result<()> {
     let env = TestEnv::new(backend).await?;
     let config = std::sync::Arc::new(env.config("")?);
     let store = env.db.connect().await?;
-    let material = dcr_server::material::Material::load(&config)?;
+    let material =
+        dcr_server::material::Material::load(&config, &dcr_server::pki::crl::CrlUrls::default())?;
     let state = dcr_server::http::AppState::new(config, store.clone(), &material);
     let app =
         dcr_server::http::router::routes().with_state(dcr_server::http::SharedState::new(state));

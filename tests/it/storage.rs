@@ -53,6 +53,7 @@ fn client(client_id: &str, software_id: &str) -> ClientRecord {
         created_at: now,
         updated_at: now,
         dcr_version: "3.4".into(),
+        jwks_revoked_uri: None,
     }
 }
 
@@ -650,6 +651,7 @@ async fn migration_0004_gives_existing_clients_v3_2(backend: Backend) -> Result<
     // An update moves it; a new client has its own version.
     let moved = ClientRecord {
         dcr_version: "3.4".into(),
+        jwks_revoked_uri: None,
         updated_at: 2,
         ..old
     };

@@ -17,6 +17,7 @@ pub mod tls_client_auth;
 
 use crate::domain::AuthMethod;
 use crate::jose::JwksCache;
+use crate::jose::revoked::{self, RevokedKeyError};
 use crate::oauth::form::Form;
 use crate::pki::ClientCertificate;
 use crate::store::{ClientRecord, ClientStore, JtiRecord, StoreError};
@@ -55,6 +56,10 @@ pub enum ClientAuthError {
     Assertion(#[from] AssertionError),
     #[error("the client assertion has been used before (replayed jti)")]
     Replayed,
+    /// The directory's revoked keys list the assertion's key or the transport certificate,
+    /// or cannot be read in `hard` mode.
+    #[error(transparent)]
+    RevokedKey(#[from] RevokedKeyError),
 }
 
 impl ClientAuthError {
@@ -72,6 +77,9 @@ impl ClientAuthError {
             Self::SubjectMismatch => "subject_mismatch",
             Self::Assertion(_) => "invalid_assertion",
             Self::Replayed => "replayed_assertion",
+            Self::RevokedKey(RevokedKeyError::SigningKey(_)) => "revoked_signing_key",
+            Self::RevokedKey(RevokedKeyError::TransportKey(_)) => "revoked_transport_key",
+            Self::RevokedKey(_) => "revoked_keys_unavailable",
         }
     }
 }
@@ -164,6 +172,8 @@ pub struct ClientAuthPolicy {
     /// `token_endpoint_auth_methods`: the secret methods work only when listed.
     pub methods: Vec<AuthMethod>,
     pub assertion: private_key_jwt::AssertionPolicy,
+    /// An unreadable revoked-keys set refuses (`server.tls.ocsp.mode = "hard"`).
+    pub revoked_keys_hard: bool,
 }
 
 /// An authenticated client, and the assertion `jti` to remember with what it is granted (in
@@ -189,8 +199,9 @@ pub async fn authenticate<S: ClientStore>(
             let assertion = private_key_jwt::Assertion::parse(&assertion, &policy.assertion)?;
             let client = enabled_client(store, assertion.client_id()).await?;
             registered(&client, AuthMethod::PrivateKeyJwt)?;
-            assertion.verify_signature(&client.jwks_uri, jwks).await?;
+            let kid = assertion.verify_signature(&client.jwks_uri, jwks).await?;
             let jti = assertion.check_claims(&client.client_id, now, &policy.assertion)?;
+            not_revoked(jwks, &client, kid.as_deref(), certificate, policy).await?;
             Ok(Authenticated {
                 client,
                 method: AuthMethod::PrivateKeyJwt,
@@ -208,6 +219,7 @@ pub async fn authenticate<S: ClientStore>(
             let client = enabled_client(store, &client_id).await?;
             registered(&client, method)?;
             client_secret::check(&client, &secret)?;
+            not_revoked(jwks, &client, None, certificate, policy).await?;
             Ok(Authenticated {
                 client,
                 method,
@@ -218,6 +230,7 @@ pub async fn authenticate<S: ClientStore>(
             let client = enabled_client(store, &client_id).await?;
             registered(&client, AuthMethod::TlsClientAuth)?;
             tls_client_auth::check(&client, certificate)?;
+            not_revoked(jwks, &client, None, certificate, policy).await?;
             Ok(Authenticated {
                 client,
                 method: AuthMethod::TlsClientAuth,
@@ -225,6 +238,23 @@ pub async fn authenticate<S: ClientStore>(
             })
         }
     }
+}
+
+/// Neither the signing key `kid` nor the transport certificate is among the client's revoked
+/// keys (its SSA's `software_jwks_revoked_endpoint`, kept in a column).
+async fn not_revoked(
+    jwks: &JwksCache,
+    client: &ClientRecord,
+    kid: Option<&str>,
+    certificate: Option<&ClientCertificate>,
+    policy: &ClientAuthPolicy,
+) -> Result<(), ClientAuthError> {
+    let Some(location) = &client.jwks_revoked_uri else {
+        return Ok(());
+    };
+    let x5t = certificate.map(ClientCertificate::x5t_s256);
+    revoked::check(jwks, location, kid, x5t, policy.revoked_keys_hard).await?;
+    Ok(())
 }
 
 /// The client, if it exists and is enabled.
@@ -273,6 +303,7 @@ pub(crate) mod tests {
             created_at: 0,
             updated_at: 0,
             dcr_version: "3.2".into(),
+            jwks_revoked_uri: None,
         }
     }
 
@@ -405,6 +436,7 @@ pub(crate) mod tests {
                 clock_skew: 60,
                 audiences: vec!["https://bank.example.com/token".into()],
             },
+            revoked_keys_hard: false,
         };
         let secret = |id: &str, secret: &str, method| Credentials::Secret {
             client_id: id.into(),

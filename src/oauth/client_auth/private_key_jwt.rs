@@ -70,32 +70,33 @@ impl<'a> Assertion<'a> {
     }
 
     /// Verifies the signature with the client's keys: the `kid`'s key, or any fitting key when
-    /// the header names none.
+    /// the header names none. Returns the `kid` of the key that verified (for the directory's
+    /// revoked keys), if it has one.
     pub async fn verify_signature(
         &self,
         jwks_uri: &str,
         jwks: &JwksCache,
-    ) -> Result<(), AssertionError> {
+    ) -> Result<Option<String>, AssertionError> {
         let jws = &self.jws;
-        let verified = match &jws.kid {
+        match &jws.kid {
             Some(kid) => {
                 let key = jwks
                     .key(jwks_uri, kid, jws.alg, true)
                     .await
                     .map_err(AssertionError::Keys)?;
-                jws.verify(&key, kid).is_ok()
+                match jws.verify(&key, kid) {
+                    Ok(_) => Ok(Some(kid.clone())),
+                    Err(_) => Err(AssertionError::BadSignature),
+                }
             }
             None => jwks
                 .keys_for(jwks_uri, jws.alg, true)
                 .await
                 .map_err(AssertionError::Keys)?
                 .iter()
-                .any(|k| jws.verify(k, "").is_ok()),
-        };
-        if verified {
-            Ok(())
-        } else {
-            Err(AssertionError::BadSignature)
+                .find(|k| jws.verify(k, "").is_ok())
+                .map(|k| k.kid.clone())
+                .ok_or(AssertionError::BadSignature),
         }
     }
 

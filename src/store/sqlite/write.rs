@@ -80,10 +80,10 @@ impl ToSql for Param<'_> {
     }
 }
 
-/// Parameter names, `$1` to `$16`.
-const PARAMS: [&str; 16] = [
+/// Parameter names, `$1` to `$17`.
+const PARAMS: [&str; 17] = [
     "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14", "$15",
-    "$16",
+    "$16", "$17",
 ];
 
 /// The write connection, as a unit's statement runner.

@@ -1,0 +1,523 @@
+//! Revocation that reaches the server, over real mTLS: an OCSP responder on loopback that the
+//! test controls (good, revoked, unknown, signed by the wrong key, expired, silent, HTTP 500),
+//! in `soft` and `hard` mode, its cache and shared fetches; CRLs served over http on loopback,
+//! revoked mid-run and refreshed, and a CRL URL that cannot be fetched in each mode.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair as _};
+use axum::body::Bytes;
+use der::{Decode, Encode};
+use serde_json::Value;
+use x509_ocsp::{
+    BasicOcspResponse, CertStatus, OcspGeneralizedTime, OcspRequest, OcspResponse, ResponderId,
+    ResponseData, SingleResponse,
+};
+
+use crate::registration::Ctx;
+use crate::support::{BOTH, Backend, Case, SQLITE};
+use crate::{case, ensure_eq};
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(ocsp_soft_and_hard_modes, BOTH),
+        case!(ocsp_answers_are_cached_and_shared, SQLITE),
+        case!(crl_urls_are_fetched_and_refreshed, SQLITE),
+        case!(an_unreachable_crl_url_follows_the_mode, SQLITE),
+    ]
+}
+
+/// What the test responder answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Good,
+    Revoked,
+    Unknown,
+    WrongKey,
+    Expired,
+    Silent,
+    Http500,
+}
+
+struct Responder {
+    answer: Arc<Mutex<Answer>>,
+    /// The CA's signing key: set once the server's sandbox (and its CA) exists.
+    ca: Arc<Mutex<Option<Arc<EcdsaKeyPair>>>>,
+    hits: Arc<AtomicUsize>,
+    url: String,
+}
+
+impl Responder {
+    async fn start() -> Result<Self> {
+        let answer = Arc::new(Mutex::new(Answer::Good));
+        let ca: Arc<Mutex<Option<Arc<EcdsaKeyPair>>>> = Arc::new(Mutex::new(None));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (a, k, h) = (answer.clone(), ca.clone(), hits.clone());
+        let app = axum::Router::new().route(
+            "/ocsp",
+            axum::routing::post(move |body: Bytes| {
+                let (answer, ca) = (*a.lock().unwrap(), k.lock().unwrap().clone());
+                h.fetch_add(1, Ordering::SeqCst);
+                async move { respond(answer, ca, &body).await }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/ocsp", listener.local_addr()?);
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self {
+            answer,
+            ca,
+            hits,
+            url,
+        })
+    }
+
+    /// Signs as the CA of `ctx`'s sandbox from now on.
+    fn sign_for(&self, ctx: &Ctx) -> Result<()> {
+        use rustls::pki_types::PrivateKeyDer;
+        use rustls::pki_types::pem::PemObject;
+        let pem = std::fs::read_to_string(ctx.env.sandbox_dir.join("ca.key"))?;
+        let PrivateKeyDer::Pkcs8(pkcs8) = PrivateKeyDer::from_pem_slice(pem.as_bytes())? else {
+            anyhow::bail!("the CA key is not PKCS#8");
+        };
+        let key =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.secret_pkcs8_der())
+                .map_err(|e| anyhow::anyhow!("CA key: {e}"))?;
+        *self.ca.lock().unwrap() = Some(Arc::new(key));
+        Ok(())
+    }
+
+    fn set(&self, answer: Answer) {
+        *self.answer.lock().unwrap() = answer;
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+fn at(offset_secs: i64) -> Result<OcspGeneralizedTime> {
+    let t = std::time::SystemTime::now()
+        .checked_add(Duration::from_secs(offset_secs.max(0) as u64))
+        .and_then(|t| t.checked_sub(Duration::from_secs((-offset_secs).max(0) as u64)))
+        .context("time")?;
+    Ok(OcspGeneralizedTime(
+        der::asn1::GeneralizedTime::from_system_time(t)?,
+    ))
+}
+
+/// The responder's answer to an OCSP request, as the test chose it.
+async fn respond(
+    answer: Answer,
+    ca: Option<Arc<EcdsaKeyPair>>,
+    body: &[u8],
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match answer {
+        Answer::Silent => {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+        Answer::Http500 => return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        _ => {}
+    }
+    let Some(ca) = ca else {
+        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    match build(answer, &ca, body) {
+        Ok(der) => ([("content-type", "application/ocsp-response")], der).into_response(),
+        Err(e) => (axum::http::StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
+
+fn build(answer: Answer, ca: &EcdsaKeyPair, body: &[u8]) -> Result<Vec<u8>> {
+    let request = OcspRequest::from_der(body)?;
+    let cert_id = request.tbs_request.request_list[0].req_cert.clone();
+    let status = match answer {
+        Answer::Revoked => CertStatus::Revoked(x509_ocsp::RevokedInfo {
+            revocation_time: at(-3600)?,
+            revocation_reason: None,
+        }),
+        Answer::Unknown => CertStatus::Unknown(der::asn1::Null),
+        _ => CertStatus::Good(der::asn1::Null),
+    };
+    let (this_update, next_update) = match answer {
+        Answer::Expired => (at(-7200)?, at(-3600)?),
+        _ => (at(-60)?, at(3600)?),
+    };
+    let data = ResponseData {
+        version: x509_ocsp::Version::V1,
+        responder_id: ResponderId::ByKey(der::asn1::OctetString::new(vec![1u8; 20])?),
+        produced_at: at(0)?,
+        responses: vec![SingleResponse {
+            cert_id,
+            cert_status: status,
+            this_update,
+            next_update: Some(next_update),
+            single_extensions: None,
+        }],
+        response_extensions: None,
+    };
+    let tbs = data.to_der()?;
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let signature = if answer == Answer::WrongKey {
+        let other = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let _ = other.public_key();
+        other.sign(&rng, &tbs)
+    } else {
+        ca.sign(&rng, &tbs)
+    }
+    .map_err(|e| anyhow::anyhow!("signing: {e}"))?;
+    let basic = BasicOcspResponse {
+        tbs_response_data: data,
+        signature_algorithm: spki::AlgorithmIdentifierOwned {
+            oid: der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2"),
+            parameters: None,
+        },
+        signature: der::asn1::BitString::from_bytes(signature.as_ref())?,
+        certs: None,
+    };
+    Ok(OcspResponse::successful(basic)?.to_der()?)
+}
+
+fn ocsp_tls(mode: &str, url: &str, cache_secs: u64) -> String {
+    format!(
+        "\n[server.tls.ocsp]\nmode = \"{mode}\"\ntimeout_ms = 500\nmax_cache_secs = {cache_secs}\nresponder_url = \"{url}\"\n"
+    )
+}
+
+async fn ocsp_ctx(backend: Backend, mode: &str, url: &str, cache_secs: u64) -> Result<Ctx> {
+    Ctx::start_tls(
+        backend,
+        &ocsp_tls(mode, url, cache_secs),
+        "",
+        "software_id_as_application_name.enable = false",
+        "",
+        "",
+    )
+    .await
+}
+
+/// Registers with the sandbox transport certificate: the status and body.
+async fn register(ctx: &Ctx) -> Result<(u16, Value)> {
+    ctx.post(&ctx.request(|_| {})?, true).await
+}
+
+/// Counts the audit records of refused registrations with `invalid_client`.
+async fn refused_audits(ctx: &Ctx) -> Result<usize> {
+    use dcr_server::store::AuditLog;
+    let records = ctx.store.list_audit(None, None).await?;
+    Ok(records
+        .iter()
+        .filter(|r| r.error_code.as_deref() == Some("invalid_client"))
+        .count())
+}
+
+/// Each answer in `soft` and in `hard` mode: a registration is refused with 401
+/// `invalid_client` (audited, nothing else written) when the certificate is revoked, and in
+/// `hard` mode for every answer but `good`; `/token` and the management endpoints refuse a
+/// revoked certificate the same way.
+async fn ocsp_soft_and_hard_modes(backend: Backend) -> Result<()> {
+    use Answer::*;
+    let answers = [Good, Revoked, Unknown, WrongKey, Expired, Silent, Http500];
+    for mode in ["soft", "hard"] {
+        let responder = Responder::start().await?;
+        let ctx = ocsp_ctx(backend, mode, &responder.url, 1).await?;
+        responder.sign_for(&ctx)?;
+        let mut refusals = 0;
+        for answer in answers {
+            responder.set(answer);
+            // Past the cache of the previous answer.
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            let before = ctx.counts().await?;
+            let (status, body) = register(&ctx).await?;
+            let refused = answer == Revoked || (mode == "hard" && answer != Good);
+            if refused {
+                refusals += 1;
+                ensure!(status == 401, "{mode} {answer:?}: {status} {body}");
+                ensure_eq!(body["error"], "invalid_client");
+                let want = if answer == Revoked {
+                    "the client certificate is revoked"
+                } else {
+                    "the revocation status of the client certificate could not be established"
+                };
+                ensure_eq!(body["error_description"], want);
+                ensure_eq!(ctx.counts().await?, before);
+            } else {
+                ensure!(status == 201, "{mode} {answer:?}: {status} {body}");
+            }
+        }
+        ensure_eq!(refused_audits(&ctx).await?, refusals);
+
+        // /token and GET /register/{id} with a revoked certificate.
+        responder.set(Revoked);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let http = ctx.env.client(Some((&ctx.transport.0, &ctx.transport.1)))?;
+        let token = http
+            .post(ctx.env.url("/token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", "someone"),
+            ])
+            .send()
+            .await?;
+        ensure_eq!(token.status().as_u16(), 401);
+        let body: Value = token.json().await?;
+        ensure_eq!(
+            body["error_description"],
+            "the client certificate is revoked"
+        );
+        let read = http
+            .get(ctx.env.url(&format!("{}/x", dcr_server::REGISTER_PATH)))
+            .bearer_auth("abc")
+            .send()
+            .await?;
+        ensure_eq!(read.status().as_u16(), 401);
+        let body: Value = read.json().await?;
+        ensure_eq!(
+            body["error_description"],
+            "the client certificate is revoked"
+        );
+
+        let metrics = http
+            .get(ctx.env.url("/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        for outcome in ["good", "revoked", "unknown", "invalid", "unavailable"] {
+            ensure!(
+                metrics
+                    .lines()
+                    .any(|l| l.starts_with("dcr_ocsp_checks_total")
+                        && l.contains(&format!("outcome=\"{outcome}\""))),
+                "{mode}: no {outcome} in {metrics}"
+            );
+        }
+        ctx.server.stop().await?;
+    }
+    Ok(())
+}
+
+/// A good answer is cached (a revocation is honoured once it expires), and concurrent requests
+/// for one certificate share one fetch.
+async fn ocsp_answers_are_cached_and_shared(backend: Backend) -> Result<()> {
+    let responder = Responder::start().await?;
+    let ctx = ocsp_ctx(backend, "soft", &responder.url, 2).await?;
+    responder.sign_for(&ctx)?;
+    let (status, body) = register(&ctx).await?;
+    ensure!(status == 201, "{status} {body}");
+    let hits = responder.hits();
+    ensure_eq!(hits, 1);
+    // Revoked from now on, but the good answer is cached for up to 2 s.
+    responder.set(Answer::Revoked);
+    let (status, body) = register(&ctx).await?;
+    ensure!(status == 201, "cached: {status} {body}");
+    ensure_eq!(responder.hits(), hits);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // Eight requests at once after the cache expired: one fetch, eight refusals.
+    let requests = (0..8)
+        .map(|_| ctx.request(|_| {}))
+        .collect::<Result<Vec<_>>>()?;
+    let answers = futures_join(requests.iter().map(|r| ctx.post(r, true)).collect()).await;
+    for answer in answers {
+        let (status, body) = answer?;
+        ensure!(status == 401, "{status} {body}");
+    }
+    ensure_eq!(responder.hits(), hits + 1);
+    ctx.server.stop().await
+}
+
+/// Runs the futures concurrently on this task.
+async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futures {
+        set.push(Box::pin(f));
+    }
+    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+/// A CRL distribution point on loopback, serving what the test sets.
+struct CrlServer {
+    body: Arc<Mutex<Option<Vec<u8>>>>,
+    url: String,
+}
+
+impl CrlServer {
+    async fn start() -> Result<Self> {
+        let body: Arc<Mutex<Option<Vec<u8>>>> = Arc::new(Mutex::new(None));
+        let b = body.clone();
+        let app = axum::Router::new().route(
+            "/ca.crl",
+            axum::routing::get(move || {
+                let body = b.lock().unwrap().clone();
+                async move {
+                    use axum::response::IntoResponse;
+                    match body {
+                        Some(der) => der.into_response(),
+                        None => axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/ca.crl", listener.local_addr()?);
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { body, url })
+    }
+
+    fn serve(&self, der: Option<Vec<u8>>) {
+        *self.body.lock().unwrap() = der;
+    }
+}
+
+/// A CRL of the sandbox CA of `ctx` (or of `dir`), revoking `revoked` (PEM), valid for
+/// `valid_secs`.
+fn crl(dir: &std::path::Path, revoked: &[&str], valid_secs: i64) -> Result<Vec<u8>> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let ca_pem = std::fs::read_to_string(dir.join("ca.pem"))?;
+    let key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(dir.join("ca.key"))?)?;
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, &key)?;
+    let mut revoked_certs = Vec::new();
+    for pem in revoked {
+        let der = CertificateDer::from_pem_slice(pem.as_bytes())?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der)?;
+        revoked_certs.push(rcgen::RevokedCertParams {
+            serial_number: rcgen::SerialNumber::from_slice(cert.raw_serial()),
+            revocation_time: time::OffsetDateTime::now_utc() - time::Duration::hours(1),
+            reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+            invalidity_date: None,
+        });
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: now - time::Duration::minutes(1),
+        next_update: now + time::Duration::seconds(valid_secs),
+        crl_number: rcgen::SerialNumber::from(now.unix_timestamp() as u64),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    Ok(params.signed_by(&issuer)?.der().to_vec())
+}
+
+/// A CRL URL is fetched at start-up and refreshed halfway to its nextUpdate: the transport
+/// certificate, revoked mid-run, fails the handshake once the new CRL is fetched.
+async fn crl_urls_are_fetched_and_refreshed(backend: Backend) -> Result<()> {
+    let server = CrlServer::start().await?;
+    // The sandbox does not exist before the Ctx starts: the first fetch fails (soft: allowed)
+    // and is retried; the test serves a CRL as soon as the CA exists.
+    let ctx = Ctx::start_tls(
+        backend,
+        &format!("crl = [\"{}\"]", server.url),
+        "",
+        "software_id_as_application_name.enable = false",
+        "",
+        "",
+    )
+    .await?;
+    let dir = ctx.env.sandbox_dir.clone();
+    server.serve(Some(crl(&dir, &[], 4)?));
+    // The unfetched URL is retried after 10 s at most; then good for 4 s (refreshed each 2 s).
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let metrics_client = ctx.env.client(None)?;
+    loop {
+        let metrics = metrics_client
+            .get(ctx.env.url("/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        if metrics
+            .lines()
+            .any(|l| l.starts_with("dcr_crl_refreshes_total") && l.contains("outcome=\"ok\""))
+        {
+            break;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the CRL was never fetched: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, body) = register(&ctx).await?;
+    ensure!(status == 201, "{status} {body}");
+    // Revoked mid-run: within the refresh (2 s), new handshakes fail.
+    server.serve(Some(crl(&dir, &[&ctx.transport.0], 4)?));
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let refused = register(&ctx).await;
+    ensure!(
+        refused.is_err(),
+        "a revoked certificate still registers: {refused:?}"
+    );
+    ctx.server.stop().await
+}
+
+/// A CRL URL that cannot be fetched: its CA's certificates are allowed (and counted) in
+/// `soft` mode and fail the handshake in `hard` mode.
+async fn an_unreachable_crl_url_follows_the_mode(backend: Backend) -> Result<()> {
+    let responder = Responder::start().await?;
+    for mode in ["soft", "hard"] {
+        let ctx = Ctx::start_tls(
+            backend,
+            &format!(
+                "crl = [\"http://127.0.0.1:9/none.crl\"]{}",
+                ocsp_tls(mode, &responder.url, 1)
+            ),
+            "",
+            "software_id_as_application_name.enable = false",
+            "",
+            "",
+        )
+        .await?;
+        responder.sign_for(&ctx)?;
+        let answer = register(&ctx).await;
+        if mode == "soft" {
+            let (status, body) = answer?;
+            ensure!(status == 201, "soft: {status} {body}");
+            let metrics = ctx
+                .env
+                .client(None)?
+                .get(ctx.env.url("/metrics"))
+                .send()
+                .await?
+                .text()
+                .await?;
+            ensure!(
+                metrics.contains("dcr_crl_stale_handshakes_total{decision=\"allowed\"}"),
+                "{metrics}"
+            );
+        } else {
+            ensure!(answer.is_err(), "hard: the handshake succeeded: {answer:?}");
+        }
+        ctx.server.stop().await?;
+    }
+    Ok(())
+}

@@ -172,6 +172,54 @@ pub struct PeerIdentity {
 mod tests {
     use super::*;
 
+    /// A certificate with an AIA OCSP responder (and an ldap one, ignored).
+    #[test]
+    fn revocation_facts_name_the_issuer_serial_and_http_responders() {
+        fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
+            assert!(body.len() < 128);
+            [&[tag, body.len() as u8][..], body].concat()
+        }
+        let ocsp_oid = [0x2b, 6, 1, 5, 5, 7, 0x30, 1];
+        let desc = |url: &str| {
+            tlv(
+                0x30,
+                &[tlv(6, &ocsp_oid), tlv(0x86, url.as_bytes())].concat(),
+            )
+        };
+        let aia = tlv(
+            0x30,
+            &[
+                desc("ldap://dir.example.com/ocsp"),
+                desc("http://ocsp.example.com/"),
+            ]
+            .concat(),
+        );
+        let mut params = rcgen::CertificateParams::new(vec!["tpp.example.com".into()]).unwrap();
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&[0, 0x42, 7]));
+        params.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+            &[1, 3, 6, 1, 5, 5, 7, 1, 1],
+            aia,
+        )];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let parsed = ClientCertificate::from_der(cert.der()).unwrap();
+        let facts = &parsed.revocation;
+        assert_eq!(facts.ocsp_urls, ["http://ocsp.example.com/"]);
+        assert_eq!(&*facts.serial, &[0x42, 7]);
+        let (_, x509) = X509Certificate::from_der(cert.der()).unwrap();
+        assert_eq!(&*facts.issuer_der, x509.issuer().as_raw());
+        let other = ClientCertificate::from_der(
+            rcgen::CertificateParams::new(vec!["x".into()])
+                .unwrap()
+                .self_signed(&key)
+                .unwrap()
+                .der(),
+        )
+        .unwrap();
+        assert!(other.revocation.ocsp_urls.is_empty());
+        assert_ne!(other.revocation.key, facts.key);
+    }
+
     #[test]
     fn garbage_der_is_an_error_not_a_panic() {
         assert!(ClientCertificate::from_der(b"\x30\x03\x02\x01").is_err());

@@ -59,38 +59,13 @@ pub fn parse(bytes: &[u8], fetched_at: i64) -> Result<UrlCrl, String> {
 
 /// Fetches and parses the CRL at `url`.
 pub async fn fetch(client: &reqwest::Client, url: &url::Url, now: i64) -> Result<UrlCrl, String> {
-    let mut response = client
+    let response = client
         .get(url.clone())
         .send()
         .await
-        .map_err(|e| format!("fetch failed: {}", error_chain(&e)))?;
-    if !response.status().is_success() {
-        return Err(format!("answered HTTP {}", response.status().as_u16()));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| format!("reading failed: {}", error_chain(&e)))?
-    {
-        if body.len() + chunk.len() > MAX_CRL_BYTES {
-            return Err(format!("larger than {MAX_CRL_BYTES} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
+        .map_err(|e| format!("fetch failed: {}", super::outbound::error_chain(&e)))?;
+    let body = super::outbound::read_capped(response, MAX_CRL_BYTES).await?;
     parse(&body, now)
-}
-
-/// The error and its causes, for the log.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[derive(Debug, Default)]

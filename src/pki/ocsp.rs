@@ -393,7 +393,7 @@ impl OcspChecker {
     }
 
     async fn post(&self, url: &str, request: Vec<u8>) -> Result<Vec<u8>, String> {
-        let mut response = self
+        let response = self
             .client
             .post(url)
             .header("content-type", "application/ocsp-request")
@@ -401,22 +401,8 @@ impl OcspChecker {
             .body(request)
             .send()
             .await
-            .map_err(|e| super::crl::error_chain(&e))?;
-        if !response.status().is_success() {
-            return Err(format!("HTTP {}", response.status().as_u16()));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| super::crl::error_chain(&e))?
-        {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(format!("response larger than {MAX_RESPONSE_BYTES} bytes"));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+            .map_err(|e| super::outbound::error_chain(&e))?;
+        super::outbound::read_capped(response, MAX_RESPONSE_BYTES).await
     }
 }
 

@@ -27,6 +27,38 @@ pub fn revocation_client(
         .map_err(|e| config_error(e.to_string()))
 }
 
+/// The body of `response` if it answered 2xx and is at most `max` bytes; else why not (for the
+/// log). OCSP and CRL fetches share it.
+pub async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+    if !response.status().is_success() {
+        return Err(format!("answered HTTP {}", response.status().as_u16()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("reading failed: {}", error_chain(&e)))?
+    {
+        if body.len() + chunk.len() > max {
+            return Err(format!("larger than {max} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The error and its causes, for the log.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 fn config_error(message: String) -> TlsError {
     TlsError::Config {
         key: "open_banking.dcr.jwks".into(),

@@ -22,6 +22,9 @@ pub const MAX_CRL_BYTES: usize = 32 * 1024 * 1024;
 const MAX_REFRESH_SECS: i64 = 3600;
 /// A failed fetch is retried after at most this long.
 const MAX_RETRY_SECS: i64 = 60;
+/// A CRL fetched already past its `nextUpdate` (its CA publishes late) is fetched again after
+/// this long, not every second.
+const LATE_CRL_RETRY_SECS: i64 = 10;
 
 /// One URL's current CRL.
 #[derive(Debug)]
@@ -164,9 +167,10 @@ impl CrlUrls {
     }
 }
 
-/// Halfway to `nextUpdate`, at least 1 s and at most an hour.
+/// Halfway to `nextUpdate`, at least 1 s and at most an hour; 10 s when it has passed.
 fn refresh_after(next_update: Option<i64>, now: i64) -> i64 {
     match next_update {
+        Some(next) if next <= now => LATE_CRL_RETRY_SECS,
         Some(next) => ((next - now) / 2).clamp(1, MAX_REFRESH_SECS),
         None => MAX_REFRESH_SECS,
     }
@@ -312,8 +316,9 @@ mod tests {
     fn refreshes_halfway_to_next_update_within_bounds() {
         assert_eq!(refresh_after(Some(1000 + 600), 1000), 300);
         assert_eq!(refresh_after(Some(1000 + 7 * 86400), 1000), 3600);
-        assert_eq!(refresh_after(Some(1000), 1000), 1);
-        assert_eq!(refresh_after(Some(10), 1000), 1);
+        assert_eq!(refresh_after(Some(1001), 1000), 1);
+        assert_eq!(refresh_after(Some(1000), 1000), 10);
+        assert_eq!(refresh_after(Some(10), 1000), 10);
         assert_eq!(refresh_after(None, 1000), 3600);
         assert_eq!(retry_after(Some(1000 + 40), 1000), 10);
         assert_eq!(retry_after(Some(1000 + 86400), 1000), 60);

@@ -217,7 +217,35 @@ pub struct OcspChecker {
     responder_url: Option<String>,
     clock_skew: i64,
     issuers: Vec<Issuer>,
-    cache: Mutex<HashMap<[u8; 32], Arc<Slot>>>,
+    cache: Mutex<Cache>,
+}
+
+/// The answers per SHA-256(issuer, serial). Expired entries are swept whenever the map has
+/// doubled since the last sweep, so that certificates seen once do not stay forever.
+#[derive(Default)]
+struct Cache {
+    slots: HashMap<[u8; 32], Arc<Slot>>,
+    sweep_at: usize,
+}
+
+/// The smallest map size at which expired entries are swept.
+const MIN_SWEEP_AT: usize = 256;
+
+impl Cache {
+    /// The slot for `key`: the cached one while it has not expired, else a new one.
+    fn slot(&mut self, key: [u8; 32], now: Instant) -> Arc<Slot> {
+        if let Some(slot) = self.slots.get(&key).filter(|s| !s.expired(now)) {
+            return slot.clone();
+        }
+        if self.slots.len() >= self.sweep_at.max(MIN_SWEEP_AT) {
+            // Fetches in progress are kept: their waiters hold them anyway.
+            self.slots.retain(|_, s| !s.expired(now));
+            self.sweep_at = self.slots.len() * 2;
+        }
+        let slot = Arc::new(Slot::default());
+        self.slots.insert(key, slot.clone());
+        slot
+    }
 }
 
 impl OcspChecker {
@@ -250,7 +278,7 @@ impl OcspChecker {
             responder_url: (!config.responder_url.is_empty()).then(|| config.responder_url.clone()),
             clock_skew,
             issuers,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache::default()),
         }
     }
 
@@ -274,7 +302,7 @@ impl OcspChecker {
         if self.mode == RevocationMode::Off {
             return Ok(());
         }
-        let outcome = self.outcome(cert).await;
+        let (outcome, fetched) = self.outcome(cert).await;
         let refusal = match outcome {
             Outcome::Good => None,
             Outcome::Revoked => Some(OcspRefusal::Revoked),
@@ -292,7 +320,8 @@ impl OcspChecker {
                 Err(r)
             }
             None => {
-                if outcome != Outcome::Good {
+                // Warned once per fetch, not for every request the cached failure answers.
+                if outcome != Outcome::Good && fetched {
                     tracing::warn!(
                         x5t_s256 = cert.x5t_s256(),
                         outcome = outcome.label(),
@@ -304,26 +333,17 @@ impl OcspChecker {
         }
     }
 
-    /// The cached outcome for `cert`, or the shared fetch's.
-    async fn outcome(&self, cert: &ClientCertificate) -> Outcome {
+    /// The cached outcome for `cert`, or the shared fetch's; `true` when it was not cached.
+    async fn outcome(&self, cert: &ClientCertificate) -> (Outcome, bool) {
         let now = Instant::now();
-        let slot = {
-            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            let key = cert.revocation.key;
-            match cache.get(&key) {
-                Some(slot) if !slot.expired(now) => slot.clone(),
-                _ => {
-                    // Expired answers are dropped as new ones replace them; the map's size is
-                    // bounded by the certificates seen within max_cache_secs.
-                    let slot = Arc::new(Slot::default());
-                    cache.insert(key, slot.clone());
-                    slot
-                }
-            }
-        };
+        let slot = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .slot(cert.revocation.key, now);
         if let Some(outcome) = slot.fresh(now) {
             crate::metrics::ocsp_cache(true);
-            return outcome;
+            return (outcome, false);
         }
         crate::metrics::ocsp_cache(false);
         let wait = slot.answer.get_or_init(|| async {
@@ -334,8 +354,8 @@ impl OcspChecker {
             )
         });
         match tokio::time::timeout(self.timeout, wait).await {
-            Ok((outcome, _)) => *outcome,
-            Err(_) => Outcome::Unavailable,
+            Ok((outcome, _)) => (*outcome, true),
+            Err(_) => (Outcome::Unavailable, true),
         }
     }
 
@@ -543,4 +563,42 @@ fn signed_by_ca_or_delegate(
             && now <= validity.not_after.timestamp().saturating_add(skew);
         issued_by_ca && for_ocsp && valid_now && PublicKey::of(&responder).verifies(alg, tbs, sig)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(until: Instant) -> Arc<Slot> {
+        let slot = Slot::default();
+        let _ = slot.answer.set((Outcome::Good, until));
+        Arc::new(slot)
+    }
+
+    #[test]
+    fn the_cache_sweeps_expired_answers_and_keeps_the_rest() {
+        let now = Instant::now();
+        let past = now - Duration::from_secs(1);
+        let mut cache = Cache::default();
+        for i in 0..MIN_SWEEP_AT {
+            let mut key = [0u8; 32];
+            key[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            let slot = match i {
+                0 => answered(now + Duration::from_secs(60)),
+                1 => Arc::new(Slot::default()), // a fetch in progress
+                _ => answered(past),
+            };
+            cache.slots.insert(key, slot);
+        }
+        let fresh = cache.slots[&[0u8; 32]].clone();
+        // A hit returns the cached answer and sweeps nothing.
+        assert!(Arc::ptr_eq(&cache.slot([0u8; 32], now), &fresh));
+        assert_eq!(cache.slots.len(), MIN_SWEEP_AT);
+        // A miss at the threshold sweeps: the live answer, the fetch and the new slot stay.
+        let new = cache.slot([9u8; 32], now);
+        assert_eq!(cache.slots.len(), 3);
+        assert!(new.answer.get().is_none());
+        assert!(Arc::ptr_eq(&cache.slot([0u8; 32], now), &fresh));
+        assert_eq!(cache.sweep_at, 4);
+    }
 }

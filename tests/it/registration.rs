@@ -124,6 +124,27 @@ impl Ctx {
         extra_tables: &str,
     ) -> Result<Self> {
         let env = TestEnv::new(backend).await?;
+        Self::start_in(
+            env,
+            extra_tls,
+            extra_server,
+            extra_dcr,
+            extra_jwks,
+            extra_tables,
+        )
+        .await
+    }
+
+    /// As [`Ctx::start_tls`], in an environment (and sandbox) the test prepared first: a test
+    /// may then serve what the server fetches at start-up, signed by the sandbox CA.
+    pub async fn start_in(
+        env: TestEnv,
+        extra_tls: &str,
+        extra_server: &str,
+        extra_dcr: &str,
+        extra_jwks: &str,
+        extra_tables: &str,
+    ) -> Result<Self> {
         let issuer = env.issuer();
         let dcr = format!("audience = [\"{issuer}\", \"0015800001BANKAAA\"]\n{extra_dcr}");
         let jwks_extra = format!("allowed_hosts = [\"localhost\"]\n{extra_jwks}");

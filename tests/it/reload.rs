@@ -30,7 +30,7 @@ pub fn cases() -> Vec<Case> {
 
 /// One TLS connection that the test keeps open: the server certificate it was given, and an
 /// HTTP/1.1 sender on it.
-struct OpenConnection {
+pub struct OpenConnection {
     server_cert: Vec<u8>,
     sender: hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
     driver: tokio::task::JoinHandle<()>,
@@ -42,7 +42,7 @@ impl Drop for OpenConnection {
     }
 }
 
-async fn open(
+pub async fn open(
     addr: SocketAddr,
     ca_pem: &str,
     identity: Option<(&str, &str)>,
@@ -71,12 +71,12 @@ async fn open(
 
 impl OpenConnection {
     /// GET on this very connection (never a new one).
-    async fn get(&mut self, path: &str) -> Result<(u16, Value)> {
+    pub async fn get(&mut self, path: &str) -> Result<(u16, Value)> {
         self.get_with(path, &[]).await
     }
 
     /// GET with extra headers, on this very connection.
-    async fn get_with(&mut self, path: &str, headers: &[(&str, &str)]) -> Result<(u16, Value)> {
+    pub async fn get_with(&mut self, path: &str, headers: &[(&str, &str)]) -> Result<(u16, Value)> {
         self.sender
             .ready()
             .await

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair as _};
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
 use axum::body::Bytes;
 use der::{Decode, Encode};
 use serde_json::Value;
@@ -18,14 +18,16 @@ use x509_ocsp::{
 };
 
 use crate::registration::Ctx;
-use crate::support::{BOTH, Backend, Case, SQLITE};
+use crate::support::{BOTH, Backend, Case, Doc, JwksServer, SQLITE, TestEnv};
 use crate::{case, ensure_eq};
+use dcr_server::http::extract::CERTIFICATE_REQUIRED;
 
 pub fn cases() -> Vec<Case> {
     vec![
         case!(ocsp_soft_and_hard_modes, BOTH),
         case!(ocsp_answers_are_cached_and_shared, SQLITE),
         case!(crl_urls_are_fetched_and_refreshed, SQLITE),
+        case!(a_crl_past_its_next_update_follows_the_mode, SQLITE),
         case!(an_unreachable_crl_url_follows_the_mode, SQLITE),
     ]
 }
@@ -40,12 +42,75 @@ enum Answer {
     Expired,
     Silent,
     Http500,
+    /// Good, signed by a responder certificate the CA issued for OCSP signing.
+    Delegated,
+    /// Good, signed by a responder certificate the CA issued without the OCSP-signing purpose.
+    DelegateWithoutPurpose,
+    /// Good, signed by an OCSP-signing responder certificate of another CA.
+    ForeignDelegate,
+}
+
+/// A responder certificate (DER) and its key.
+struct Delegate {
+    key: EcdsaKeyPair,
+    cert: Vec<u8>,
+}
+
+/// What the test responder signs with: the sandbox CA's key and three responder certificates.
+struct Signers {
+    ca: EcdsaKeyPair,
+    delegate: Delegate,
+    without_purpose: Delegate,
+    foreign: Delegate,
+}
+
+impl Signers {
+    fn load(dir: &std::path::Path) -> Result<Self> {
+        use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer};
+        let ca_key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(dir.join("ca.key"))?)?;
+        let ca = ecdsa(&ca_key)?;
+        let issuer =
+            Issuer::from_ca_cert_pem(&std::fs::read_to_string(dir.join("ca.pem"))?, ca_key)?;
+        let mut other = CertificateParams::new(Vec::<String>::new())?;
+        other.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let other = Issuer::new(other, rcgen::KeyPair::generate()?);
+        let ocsp = Some(ExtendedKeyUsagePurpose::OcspSigning);
+        Ok(Self {
+            ca,
+            delegate: delegate(&issuer, ocsp.clone())?,
+            without_purpose: delegate(&issuer, Some(ExtendedKeyUsagePurpose::ClientAuth))?,
+            foreign: delegate(&other, ocsp)?,
+        })
+    }
+}
+
+fn ecdsa(key: &rcgen::KeyPair) -> Result<EcdsaKeyPair> {
+    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &key.serialize_der())
+        .map_err(|e| anyhow::anyhow!("ECDSA key: {e}"))
+}
+
+/// A responder certificate from `issuer` with the purpose `eku`.
+fn delegate(
+    issuer: &rcgen::Issuer<'_, rcgen::KeyPair>,
+    eku: Option<rcgen::ExtendedKeyUsagePurpose>,
+) -> Result<Delegate> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "test OCSP responder");
+    params.extended_key_usages = eku.into_iter().collect();
+    let cert = params.signed_by(&key, issuer)?;
+    Ok(Delegate {
+        key: ecdsa(&key)?,
+        cert: cert.der().to_vec(),
+    })
 }
 
 struct Responder {
     answer: Arc<Mutex<Answer>>,
-    /// The CA's signing key: set once the server's sandbox (and its CA) exists.
-    ca: Arc<Mutex<Option<Arc<EcdsaKeyPair>>>>,
+    /// Set once the server's sandbox (and its CA) exists.
+    ca: Arc<Mutex<Option<Arc<Signers>>>>,
     hits: Arc<AtomicUsize>,
     url: String,
 }
@@ -53,7 +118,7 @@ struct Responder {
 impl Responder {
     async fn start() -> Result<Self> {
         let answer = Arc::new(Mutex::new(Answer::Good));
-        let ca: Arc<Mutex<Option<Arc<EcdsaKeyPair>>>> = Arc::new(Mutex::new(None));
+        let ca: Arc<Mutex<Option<Arc<Signers>>>> = Arc::new(Mutex::new(None));
         let hits = Arc::new(AtomicUsize::new(0));
         let (a, k, h) = (answer.clone(), ca.clone(), hits.clone());
         let app = axum::Router::new().route(
@@ -77,18 +142,9 @@ impl Responder {
         })
     }
 
-    /// Signs as the CA of `ctx`'s sandbox from now on.
+    /// Signs as the CA of `ctx`'s sandbox (or its responders) from now on.
     fn sign_for(&self, ctx: &Ctx) -> Result<()> {
-        use rustls::pki_types::PrivateKeyDer;
-        use rustls::pki_types::pem::PemObject;
-        let pem = std::fs::read_to_string(ctx.env.sandbox_dir.join("ca.key"))?;
-        let PrivateKeyDer::Pkcs8(pkcs8) = PrivateKeyDer::from_pem_slice(pem.as_bytes())? else {
-            anyhow::bail!("the CA key is not PKCS#8");
-        };
-        let key =
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.secret_pkcs8_der())
-                .map_err(|e| anyhow::anyhow!("CA key: {e}"))?;
-        *self.ca.lock().unwrap() = Some(Arc::new(key));
+        *self.ca.lock().unwrap() = Some(Arc::new(Signers::load(&ctx.env.sandbox_dir)?));
         Ok(())
     }
 
@@ -114,7 +170,7 @@ fn at(offset_secs: i64) -> Result<OcspGeneralizedTime> {
 /// The responder's answer to an OCSP request, as the test chose it.
 async fn respond(
     answer: Answer,
-    ca: Option<Arc<EcdsaKeyPair>>,
+    ca: Option<Arc<Signers>>,
     body: &[u8],
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
@@ -135,7 +191,7 @@ async fn respond(
     }
 }
 
-fn build(answer: Answer, ca: &EcdsaKeyPair, body: &[u8]) -> Result<Vec<u8>> {
+fn build(answer: Answer, signers: &Signers, body: &[u8]) -> Result<Vec<u8>> {
     let request = OcspRequest::from_der(body)?;
     let cert_id = request.tbs_request.request_list[0].req_cert.clone();
     let status = match answer {
@@ -165,15 +221,24 @@ fn build(answer: Answer, ca: &EcdsaKeyPair, body: &[u8]) -> Result<Vec<u8>> {
     };
     let tbs = data.to_der()?;
     let rng = aws_lc_rs::rand::SystemRandom::new();
-    let signature = if answer == Answer::WrongKey {
-        let other = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let _ = other.public_key();
-        other.sign(&rng, &tbs)
-    } else {
-        ca.sign(&rng, &tbs)
-    }
-    .map_err(|e| anyhow::anyhow!("signing: {e}"))?;
+    let wrong = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (key, cert) = match answer {
+        Answer::WrongKey => (&wrong, None),
+        Answer::Delegated => (&signers.delegate.key, Some(&signers.delegate.cert)),
+        Answer::DelegateWithoutPurpose => (
+            &signers.without_purpose.key,
+            Some(&signers.without_purpose.cert),
+        ),
+        Answer::ForeignDelegate => (&signers.foreign.key, Some(&signers.foreign.cert)),
+        _ => (&signers.ca, None),
+    };
+    let signature = key
+        .sign(&rng, &tbs)
+        .map_err(|e| anyhow::anyhow!("signing: {e}"))?;
+    let certs = cert
+        .map(|der| x509_cert::Certificate::from_der(der).map(|c| vec![c]))
+        .transpose()?;
     let basic = BasicOcspResponse {
         tbs_response_data: data,
         signature_algorithm: spki::AlgorithmIdentifierOwned {
@@ -181,7 +246,7 @@ fn build(answer: Answer, ca: &EcdsaKeyPair, body: &[u8]) -> Result<Vec<u8>> {
             parameters: None,
         },
         signature: der::asn1::BitString::from_bytes(signature.as_ref())?,
-        certs: None,
+        certs,
     };
     Ok(OcspResponse::successful(basic)?.to_der()?)
 }
@@ -221,11 +286,22 @@ async fn refused_audits(ctx: &Ctx) -> Result<usize> {
 
 /// Each answer in `soft` and in `hard` mode: a registration is refused with 401
 /// `invalid_client` (audited, nothing else written) when the certificate is revoked, and in
-/// `hard` mode for every answer but `good`; `/token` and the management endpoints refuse a
+/// `hard` mode for every answer but `good` from the CA or its OCSP-signing delegate; `/token` and the management endpoints refuse a
 /// revoked certificate the same way.
 async fn ocsp_soft_and_hard_modes(backend: Backend) -> Result<()> {
     use Answer::*;
-    let answers = [Good, Revoked, Unknown, WrongKey, Expired, Silent, Http500];
+    let answers = [
+        Good,
+        Revoked,
+        Unknown,
+        WrongKey,
+        Expired,
+        Silent,
+        Http500,
+        Delegated,
+        DelegateWithoutPurpose,
+        ForeignDelegate,
+    ];
     for mode in ["soft", "hard"] {
         let responder = Responder::start().await?;
         let ctx = ocsp_ctx(backend, mode, &responder.url, 1).await?;
@@ -237,7 +313,8 @@ async fn ocsp_soft_and_hard_modes(backend: Backend) -> Result<()> {
             tokio::time::sleep(Duration::from_millis(1100)).await;
             let before = ctx.counts().await?;
             let (status, body) = register(&ctx).await?;
-            let refused = answer == Revoked || (mode == "hard" && answer != Good);
+            let good = matches!(answer, Good | Delegated);
+            let refused = answer == Revoked || (mode == "hard" && !good);
             if refused {
                 refusals += 1;
                 ensure!(status == 401, "{mode} {answer:?}: {status} {body}");
@@ -285,18 +362,11 @@ async fn ocsp_soft_and_hard_modes(backend: Backend) -> Result<()> {
             "the client certificate is revoked"
         );
 
-        let metrics = http
-            .get(ctx.env.url("/metrics"))
-            .send()
-            .await?
-            .text()
-            .await?;
+        let metrics = ctx.env.metrics().await?;
         for outcome in ["good", "revoked", "unknown", "invalid", "unavailable"] {
+            let label = format!("outcome=\"{outcome}\"");
             ensure!(
-                metrics
-                    .lines()
-                    .any(|l| l.starts_with("dcr_ocsp_checks_total")
-                        && l.contains(&format!("outcome=\"{outcome}\""))),
+                metrics.has("dcr_ocsp_checks_total", &[&label]),
                 "{mode}: no {outcome} in {metrics}"
             );
         }
@@ -325,7 +395,7 @@ async fn ocsp_answers_are_cached_and_shared(backend: Backend) -> Result<()> {
     let requests = (0..8)
         .map(|_| ctx.request(|_| {}))
         .collect::<Result<Vec<_>>>()?;
-    let answers = futures_join(requests.iter().map(|r| ctx.post(r, true)).collect()).await;
+    let answers = futures_util::future::join_all(requests.iter().map(|r| ctx.post(r, true))).await;
     for answer in answers {
         let (status, body) = answer?;
         ensure!(status == 401, "{status} {body}");
@@ -334,34 +404,7 @@ async fn ocsp_answers_are_cached_and_shared(backend: Backend) -> Result<()> {
     ctx.server.stop().await
 }
 
-/// Runs the futures concurrently on this task.
-async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for f in futures {
-        set.push(Box::pin(f));
-    }
-    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in set.iter_mut().enumerate() {
-            if out[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => out[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter().flatten().collect()
-}
-
-/// A CRL distribution point on loopback, serving what the test sets.
+/// A CRL distribution point over http on loopback, serving what the test sets (DER).
 struct CrlServer {
     body: Arc<Mutex<Option<Vec<u8>>>>,
     url: String,
@@ -397,9 +440,12 @@ impl CrlServer {
     }
 }
 
-/// A CRL of the sandbox CA of `ctx` (or of `dir`), revoking `revoked` (PEM), valid for
-/// `valid_secs`.
-fn crl(dir: &std::path::Path, revoked: &[&str], valid_secs: i64) -> Result<Vec<u8>> {
+/// A CRL of the sandbox CA in `dir`, revoking `revoked` (PEM), valid for `valid_secs`.
+fn crl(
+    dir: &std::path::Path,
+    revoked: &[&str],
+    valid_secs: i64,
+) -> Result<rcgen::CertificateRevocationList> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let ca_pem = std::fs::read_to_string(dir.join("ca.pem"))?;
@@ -420,64 +466,158 @@ fn crl(dir: &std::path::Path, revoked: &[&str], valid_secs: i64) -> Result<Vec<u
     let params = rcgen::CertificateRevocationListParams {
         this_update: now - time::Duration::minutes(1),
         next_update: now + time::Duration::seconds(valid_secs),
-        crl_number: rcgen::SerialNumber::from(now.unix_timestamp() as u64),
+        crl_number: rcgen::SerialNumber::from(now.unix_timestamp_nanos() as u64),
         issuing_distribution_point: None,
         revoked_certs,
         key_identifier_method: rcgen::KeyIdMethod::Sha256,
     };
-    Ok(params.signed_by(&issuer)?.der().to_vec())
+    Ok(params.signed_by(&issuer)?)
 }
 
-/// A CRL URL is fetched at start-up and refreshed halfway to its nextUpdate: the transport
-/// certificate, revoked mid-run, fails the handshake once the new CRL is fetched.
+/// A CRL URL over https (PEM) is fetched at start-up and refreshed halfway to its nextUpdate:
+/// the transport certificate, revoked mid-run, fails new handshakes once the new CRL is
+/// fetched, and stops counting on a connection that was already open.
 async fn crl_urls_are_fetched_and_refreshed(backend: Backend) -> Result<()> {
-    let server = CrlServer::start().await?;
-    // The sandbox does not exist before the Ctx starts: the first fetch fails (soft: allowed)
-    // and is retried; the test serves a CRL as soon as the CA exists.
-    let ctx = Ctx::start_tls(
-        backend,
-        &format!("crl = [\"{}\"]", server.url),
+    let env = TestEnv::new(backend).await?;
+    let dir = env.sandbox_dir.clone();
+    let cdp = JwksServer::start(&env.ca()?).await?;
+    cdp.set("ca.crl", Doc::json(crl(&dir, &[], 4)?.pem()?));
+    let url = cdp.url("ca.crl");
+    let ctx = Ctx::start_in(
+        env,
+        &format!("crl = [\"{url}\"]"),
         "",
         "software_id_as_application_name.enable = false",
         "",
         "",
     )
     .await?;
-    let dir = ctx.env.sandbox_dir.clone();
-    server.serve(Some(crl(&dir, &[], 4)?));
-    // The unfetched URL is retried after 10 s at most; then good for 4 s (refreshed each 2 s).
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let metrics_client = ctx.env.client(None)?;
-    loop {
-        let metrics = metrics_client
-            .get(ctx.env.url("/metrics"))
-            .send()
-            .await?
-            .text()
-            .await?;
-        if metrics
-            .lines()
-            .any(|l| l.starts_with("dcr_crl_refreshes_total") && l.contains("outcome=\"ok\""))
-        {
-            break;
-        }
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "the CRL was never fetched: {metrics}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // Fetched before the first handshake.
+    ensure!(cdp.hits("ca.crl") >= 1, "not fetched at start-up");
+    let metrics = ctx.env.metrics().await?;
+    let ok = "outcome=\"ok\"";
+    ensure!(
+        metrics.has("dcr_crl_refreshes_total", &[&format!("url=\"{url}\""), ok]),
+        "{metrics}"
+    );
+    ensure!(
+        metrics.has("dcr_crl_next_update_timestamp_seconds", &[&url]),
+        "{metrics}"
+    );
     let (status, body) = register(&ctx).await?;
     ensure!(status == 201, "{status} {body}");
+    // A connection opened now, while the certificate is good: a bad token, not a missing
+    // certificate.
+    let manage = format!("{}/x", dcr_server::REGISTER_PATH);
+    let bearer = [("authorization", "Bearer abc")];
+    let ca_pem = ctx.env.ca_pem()?;
+    let identity = Some((ctx.transport.0.as_str(), ctx.transport.1.as_str()));
+    let mut open = crate::reload::open(ctx.server.addr, &ca_pem, identity).await?;
+    let (status, body) = open.get_with(&manage, &bearer).await?;
+    ensure!(
+        status == 401 && body["error_description"] != CERTIFICATE_REQUIRED,
+        "{status} {body}"
+    );
+
     // Revoked mid-run: within the refresh (2 s), new handshakes fail.
-    server.serve(Some(crl(&dir, &[&ctx.transport.0], 4)?));
+    let hits = cdp.hits("ca.crl");
+    cdp.set(
+        "ca.crl",
+        Doc::json(crl(&dir, &[&ctx.transport.0], 4)?.pem()?),
+    );
     tokio::time::sleep(Duration::from_millis(3000)).await;
+    ensure!(cdp.hits("ca.crl") > hits, "not refreshed");
     let refused = register(&ctx).await;
     ensure!(
         refused.is_err(),
         "a revoked certificate still registers: {refused:?}"
     );
+    // The open connection stays open, without the certificate.
+    let (status, body) = open.get_with(&manage, &bearer).await?;
+    ensure!(
+        status == 401 && body["error_description"] == CERTIFICATE_REQUIRED,
+        "on the open connection: {status} {body}"
+    );
     ctx.server.stop().await
+}
+
+/// A CRL URL that cannot be refreshed: its last CRL stays in use until its nextUpdate plus
+/// `clock_skew`; after that its CA's certificates fail the handshake in `hard` mode and are
+/// allowed (and counted) in `soft` mode; a CRL served again ends it.
+async fn a_crl_past_its_next_update_follows_the_mode(backend: Backend) -> Result<()> {
+    let run = |mode: &'static str| {
+        async move {
+            // One responder per server: each signs as its own sandbox CA.
+            let responder = Responder::start().await?;
+            let env = TestEnv::new(backend).await?;
+            let dir = env.sandbox_dir.clone();
+            let cdp = CrlServer::start().await?;
+            let valid = 3;
+            let stale_at = std::time::Instant::now() + Duration::from_secs(valid + 1);
+            cdp.serve(Some(crl(&dir, &[], valid as i64)?.der().to_vec()));
+            let ctx = Ctx::start_in(
+                env,
+                &format!(
+                    "crl = [\"{}\"]{}",
+                    cdp.url,
+                    ocsp_tls(mode, &responder.url, 1)
+                ),
+                "",
+                "software_id_as_application_name.enable = false\nclock_skew = 1",
+                "",
+                "",
+            )
+            .await?;
+            responder.sign_for(&ctx)?;
+            cdp.serve(None);
+            // Refreshes fail from now on (the first is due after 1 s); the CRL stays in use.
+            tokio::time::sleep(Duration::from_millis(2000)).await;
+            let (status, body) = register(&ctx).await?;
+            ensure!(status == 201, "{mode}, before nextUpdate: {status} {body}");
+            let failed = format!("url=\"{}\"", cdp.url);
+            ensure!(
+                ctx.env
+                    .metrics()
+                    .await?
+                    .has("dcr_crl_refreshes_total", &[&failed, "outcome=\"failed\""]),
+                "{mode}: no failed refresh"
+            );
+
+            // Past nextUpdate plus clock_skew.
+            tokio::time::sleep_until((stale_at + Duration::from_millis(1500)).into()).await;
+            let allowed = ["decision=\"allowed\""];
+            let before = ctx
+                .env
+                .metrics()
+                .await?
+                .sum("dcr_crl_stale_handshakes_total", &allowed);
+            let answer = register(&ctx).await;
+            if mode == "hard" {
+                ensure!(
+                    answer.is_err(),
+                    "hard: a stale CRL's CA was accepted: {answer:?}"
+                );
+            } else {
+                let (status, body) = answer?;
+                ensure!(status == 201, "soft, stale: {status} {body}");
+                let after = ctx
+                    .env
+                    .metrics()
+                    .await?
+                    .sum("dcr_crl_stale_handshakes_total", &allowed);
+                ensure!(after > before, "soft: not counted ({before} -> {after})");
+            }
+
+            // Served again: fetched within the retry (1 s once stale).
+            cdp.serve(Some(crl(&dir, &[], 60)?.der().to_vec()));
+            tokio::time::sleep(Duration::from_millis(2000)).await;
+            let (status, body) = register(&ctx).await?;
+            ensure!(status == 201, "{mode}, refreshed: {status} {body}");
+            ctx.server.stop().await
+        }
+    };
+    let (soft, hard) = tokio::join!(run("soft"), run("hard"));
+    soft.and(hard)
 }
 
 /// A CRL URL that cannot be fetched: its CA's certificates are allowed (and counted) in
@@ -502,16 +642,9 @@ async fn an_unreachable_crl_url_follows_the_mode(backend: Backend) -> Result<()>
         if mode == "soft" {
             let (status, body) = answer?;
             ensure!(status == 201, "soft: {status} {body}");
-            let metrics = ctx
-                .env
-                .client(None)?
-                .get(ctx.env.url("/metrics"))
-                .send()
-                .await?
-                .text()
-                .await?;
+            let metrics = ctx.env.metrics().await?;
             ensure!(
-                metrics.contains("dcr_crl_stale_handshakes_total{decision=\"allowed\"}"),
+                metrics.has("dcr_crl_stale_handshakes_total", &["decision=\"allowed\""]),
                 "{metrics}"
             );
         } else {

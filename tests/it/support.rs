@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use dcr_server::app::Server;
 use dcr_server::config::Config;
 use dcr_server::http::SharedState;
@@ -315,6 +315,13 @@ dir = "{s}"
     /// An HTTPS client that trusts the sandbox CA, with an optional client certificate.
     pub fn client(&self, identity: Option<(&str, &str)>) -> Result<reqwest::Client> {
         https_client(&self.ca_pem()?, identity)
+    }
+
+    /// The server's `/metrics` now.
+    pub async fn metrics(&self) -> Result<Metrics> {
+        let answer = self.client(None)?.get(self.url("/metrics")).send().await?;
+        ensure!(answer.status() == 200, "/metrics: {}", answer.status());
+        Ok(Metrics(answer.text().await?))
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -722,5 +729,38 @@ impl ThrowawayPostgres {
 impl Drop for ThrowawayPostgres {
     fn drop(&mut self) {
         let _ = self.stop();
+    }
+}
+
+/// A `/metrics` page (Prometheus text).
+#[derive(Debug)]
+pub struct Metrics(pub String);
+
+impl Metrics {
+    /// The sample lines of `name` that contain every one of `labels` (e.g. `outcome="ok"`).
+    fn samples<'a>(&'a self, name: &'a str, labels: &'a [&str]) -> impl Iterator<Item = &'a str> {
+        self.0.lines().filter(move |l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))
+                && labels.iter().all(|n| l.contains(n))
+        })
+    }
+
+    /// Whether a sample of `name` with every one of `labels` exists.
+    pub fn has(&self, name: &str, labels: &[&str]) -> bool {
+        self.samples(name, labels).next().is_some()
+    }
+
+    /// The sum of the samples of `name` with every one of `labels` (0 when there is none).
+    pub fn sum(&self, name: &str, labels: &[&str]) -> f64 {
+        self.samples(name, labels)
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+impl std::fmt::Display for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }

@@ -60,17 +60,6 @@ pub fn parse(bytes: &[u8], fetched_at: i64) -> Result<UrlCrl, String> {
     })
 }
 
-/// Fetches and parses the CRL at `url`.
-pub async fn fetch(client: &reqwest::Client, url: &url::Url, now: i64) -> Result<UrlCrl, String> {
-    let response = client
-        .get(url.clone())
-        .send()
-        .await
-        .map_err(|e| format!("fetch failed: {}", super::outbound::error_chain(&e)))?;
-    let body = super::outbound::read_capped(response, MAX_CRL_BYTES).await?;
-    parse(&body, now)
-}
-
 #[derive(Debug, Default)]
 struct Slot {
     crl: Option<Arc<UrlCrl>>,

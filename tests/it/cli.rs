@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail, ensure};
 use jsonwebtoken::{DecodingKey, Validation, jwk::JwkSet};
 use serde_json::Value;
 
-use crate::support::{BOTH, Backend, Case, SQLITE, TestEnv, run_binary};
+use crate::support::{BOTH, Backend, Case, Doc, JwksServer, SQLITE, TestEnv, run_binary};
 use crate::{case, ensure_eq};
 
 pub fn cases() -> Vec<Case> {
@@ -16,6 +16,7 @@ pub fn cases() -> Vec<Case> {
         case!(bad_config_is_refused_naming_the_key, SQLITE),
         case!(check_config_validates_named_files, SQLITE),
         case!(check_config_refuses_what_serve_refuses, SQLITE),
+        case!(check_config_shows_ocsp_and_fetches_crl_urls, SQLITE),
         case!(migrations_applied_twice_are_a_no_op, BOTH),
         case!(contract_only_config_starts_and_stops_on_sigterm, BOTH),
         case!(sandbox_commands_sign_verifiable_jwts, SQLITE),
@@ -106,6 +107,40 @@ async fn check_config_validates_named_files(backend: Backend) -> Result<()> {
     ensure!(
         !ok && stderr.contains("server.tls.client_ca[0]"),
         "{stderr}"
+    );
+    Ok(())
+}
+
+/// `check-config` names the OCSP mode and its responder, fetches each CRL URL once and prints
+/// its thisUpdate and nextUpdate, and warns about a URL it cannot fetch (still exit 0: `serve`
+/// would start, and judge that CA by the mode).
+async fn check_config_shows_ocsp_and_fetches_crl_urls(backend: Backend) -> Result<()> {
+    let env = TestEnv::new(backend).await?;
+    let cdp = JwksServer::start(&env.ca()?).await?;
+    cdp.set("ca.crl", Doc::json(env.ca()?.crl_pem(&[])?));
+    let (good, bad) = (cdp.url("ca.crl"), "http://127.0.0.1:9/none.crl");
+    let text = env.config_toml(&format!(
+        "crl = [\"{good}\", \"{bad}\"]\n[server.tls.ocsp]\nmode = \"hard\"\nresponder_url = \"http://127.0.0.1:9/ocsp\"\n"
+    ));
+    let path = env.write_config(&text)?.to_string_lossy().into_owned();
+    let cwd = env.dir.path().to_path_buf();
+    // The binary runs while this runtime serves the CRL.
+    let (ok, _, stderr) =
+        tokio::task::spawn_blocking(move || run_binary(&["--config", &path, "check-config"], &cwd))
+            .await??;
+    ensure!(ok, "check-config failed: {stderr}");
+    ensure_eq!(cdp.hits("ca.crl"), 1);
+    let line = |start: &str| stderr.lines().find(|l| l.starts_with(start));
+    let fetched = format!(
+        "crl: {good}: fetched; thisUpdate 2025-01-01T00:00:00Z, nextUpdate 2044-01-01T00:00:00Z"
+    );
+    ensure_eq!(line(&format!("crl: {good}:")), Some(fetched.as_str()));
+    let warning =
+        line(&format!("warning: crl: {bad}: cannot be fetched")).context(stderr.clone())?;
+    ensure!(warning.contains("server.tls.ocsp.mode"), "{warning}");
+    ensure_eq!(
+        line("ocsp:"),
+        Some("ocsp: mode hard, responder_url http://127.0.0.1:9/ocsp for certificates without AIA")
     );
     Ok(())
 }

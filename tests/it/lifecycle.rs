@@ -756,21 +756,14 @@ async fn invalid_client_reveals_nothing(backend: Backend) -> Result<()> {
             a.body
         );
     }
-    let metrics = ctx
-        .env
-        .client(None)?
-        .get(ctx.env.url("/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = ctx.env.metrics().await?;
     for (name, _, reason) in &cases {
+        let reason_label = format!("reason=\"{reason}\"");
         ensure!(
-            metrics
-                .lines()
-                .any(|l| l.starts_with("dcr_token_requests_refused_total")
-                    && l.contains("error=\"invalid_client\"")
-                    && l.contains(&format!("reason=\"{reason}\""))),
+            metrics.has(
+                "dcr_token_requests_refused_total",
+                &["error=\"invalid_client\"", &reason_label]
+            ),
             "{name}: no {reason} in the metrics"
         );
     }

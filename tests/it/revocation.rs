@@ -11,21 +11,23 @@ use anyhow::{Context, Result, ensure};
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
 use axum::body::Bytes;
 use der::{Decode, Encode};
-use serde_json::Value;
+use serde_json::{Value, json};
 use x509_ocsp::{
     BasicOcspResponse, CertStatus, OcspGeneralizedTime, OcspRequest, OcspResponse, ResponderId,
     ResponseData, SingleResponse,
 };
 
-use crate::registration::Ctx;
+use crate::registration::{Ctx, Req};
 use crate::support::{BOTH, Backend, Case, Doc, JwksServer, SQLITE, TestEnv};
 use crate::{case, ensure_eq};
 use dcr_server::http::extract::CERTIFICATE_REQUIRED;
+use dcr_server::store::ClientStore;
 
 pub fn cases() -> Vec<Case> {
     vec![
         case!(ocsp_soft_and_hard_modes, BOTH),
         case!(ocsp_answers_are_cached_and_shared, SQLITE),
+        case!(unreadable_revoked_keys_refuse_in_hard_mode, BOTH),
         case!(crl_urls_are_fetched_and_refreshed, SQLITE),
         case!(a_crl_past_its_next_update_follows_the_mode, SQLITE),
         case!(an_unreachable_crl_url_follows_the_mode, SQLITE),
@@ -401,6 +403,108 @@ async fn ocsp_answers_are_cached_and_shared(backend: Backend) -> Result<()> {
         ensure!(status == 401, "{status} {body}");
     }
     ensure_eq!(responder.hits(), hits + 1);
+    ctx.server.stop().await
+}
+
+/// With `ocsp.mode = "hard"`, a revoked-keys set that cannot be read refuses: a registration
+/// with 400 `invalid_client_metadata` (the code of an unreadable software JWKS; nothing
+/// written), and once a registered client's set stops answering (past its cache and stale
+/// time), `tls_client_auth` and `private_key_jwt` at `/token` and the management endpoints with
+/// 401 `invalid_client`.
+async fn unreadable_revoked_keys_refuse_in_hard_mode(backend: Backend) -> Result<()> {
+    let responder = Responder::start().await?;
+    let ctx = Ctx::start_tls(
+        backend,
+        &ocsp_tls("hard", &responder.url, 60),
+        "",
+        "software_id_as_application_name.enable = false",
+        "cache_ttl = 1\nmax_stale = 0",
+        "",
+    )
+    .await?;
+    responder.sign_for(&ctx)?;
+    let with_revoked = |url: String, method: &str| -> Result<Req> {
+        let ssa = ctx.ssa(|s| s["software_jwks_revoked_endpoint"] = json!(url))?;
+        let mut claims = ctx.claims(method)?;
+        claims["software_statement"] = json!(ssa);
+        Ok(Req::jwt(ctx.sandbox.sign_as_tpp(&claims, "PS256")?))
+    };
+
+    // Never readable: the registration is refused.
+    let before = ctx.counts().await?;
+    let missing = with_revoked(ctx.jwks.url("missing.jwks"), "private_key_jwt")?;
+    let (status, body) = ctx.post(&missing, true).await?;
+    ensure!(status == 400, "{status} {body}");
+    ensure_eq!(body["error"], "invalid_client_metadata");
+    ensure_eq!(ctx.counts().await?, before);
+
+    // Readable at registration, unreadable later.
+    ctx.jwks.set("rk.jwks", Doc::json(r#"{"keys": []}"#));
+    let url = ctx.jwks.url("rk.jwks");
+    let (status, pkj) = ctx
+        .post(&with_revoked(url.clone(), "private_key_jwt")?, true)
+        .await?;
+    ensure!(status == 201, "{status} {pkj}");
+    let (status, tls) = ctx
+        .post(&with_revoked(url, "tls_client_auth")?, true)
+        .await?;
+    ensure!(status == 201, "{status} {tls}");
+    let pkj_id = pkj["client_id"].as_str().context("client_id")?.to_string();
+    let tls_id = tls["client_id"].as_str().context("client_id")?.to_string();
+    let token = ctx.pkj_token(&pkj_id).await?;
+    let http = ctx.env.client(Some((&ctx.transport.0, &ctx.transport.1)))?;
+    let tls_token = || async {
+        let answer = http
+            .post(ctx.env.url("/token"))
+            .form(&[("grant_type", "client_credentials"), ("client_id", &tls_id)])
+            .send()
+            .await?;
+        let status = answer.status().as_u16();
+        let body: Value = answer.json().await?;
+        anyhow::Ok((status, body))
+    };
+    let manage = format!("{}/{pkj_id}", dcr_server::REGISTER_PATH);
+    ensure_eq!(tls_token().await?.0, 200);
+    let read = http
+        .get(ctx.env.url(&manage))
+        .bearer_auth(&token)
+        .send()
+        .await?;
+    ensure_eq!(read.status().as_u16(), 200);
+    ctx.jwks.set(
+        "rk.jwks",
+        Doc {
+            status: 503,
+            body: String::new(),
+            delay: Duration::ZERO,
+        },
+    );
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+
+    let (status, body) = tls_token().await?;
+    ensure!(
+        status == 401 && body["error"] == "invalid_client",
+        "tls_client_auth: {status} {body}"
+    );
+    let refused = ctx.pkj_token(&pkj_id).await;
+    ensure!(refused.is_err(), "private_key_jwt: {refused:?}");
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let answer = http
+            .request(method.clone(), ctx.env.url(&manage))
+            .bearer_auth(&token)
+            .send()
+            .await?;
+        let status = answer.status().as_u16();
+        let body: Value = answer.json().await?;
+        ensure!(
+            status == 401 && body["error"] == "invalid_client",
+            "{method}: {status} {body}"
+        );
+    }
+    ensure!(
+        ctx.store.get_client(&pkj_id).await?.is_some(),
+        "DELETE was refused"
+    );
     ctx.server.stop().await
 }
 

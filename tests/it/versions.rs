@@ -390,19 +390,8 @@ async fn metrics_cli_and_sandbox_name_the_version(backend: Backend) -> Result<()
         .await?;
     ensure_eq!(status, 400);
 
-    let metrics = ctx
-        .env
-        .client(None)?
-        .get(ctx.env.url("/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    let series = |needles: &[&str]| {
-        metrics.lines().any(|l| {
-            l.starts_with("dcr_registrations_total") && needles.iter().all(|n| l.contains(n))
-        })
-    };
+    let metrics = ctx.env.metrics().await?;
+    let series = |labels: &[&str]| metrics.has("dcr_registrations_total", labels);
     ensure!(
         series(&["outcome=\"success\"", "version=\"3.4\""]),
         "{metrics}"

@@ -236,10 +236,10 @@ async fn check_config(path: &Path) -> Result<ExitCode> {
         // What `serve` and a reload load, checked the same way; CRL URLs are fetched once
         // (the running server's refresh age is the dcr_crl_age_seconds metric).
         let crls = crate::pki::crl::CrlUrls::new();
-        let urls = crate::app::crl_refresh::urls(&config);
+        let urls = crate::pki::crl_fetch::urls(&config);
         if !urls.is_empty() {
-            let client = crate::app::crl_refresh::client(&config)?;
-            crate::app::crl_refresh::fetch_due(&config, &crls, &client).await;
+            let client = crate::pki::crl_fetch::client(&config)?;
+            crate::pki::crl_fetch::fetch_due(&config, &crls, &client).await;
         }
         crate::material::Material::load(&config, &crls)?;
         for url in &urls {

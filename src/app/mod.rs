@@ -41,8 +41,8 @@ impl Server {
         // URL CRLs first, so that the first handshake already has them; a URL that cannot be
         // fetched is retried in the background (and judged stale until then).
         let crls = CrlUrls::new();
-        let crl_client = crl_refresh::client(&config)?;
-        crl_refresh::fetch_due(&config, &crls, &crl_client).await;
+        let crl_client = crate::pki::crl_fetch::client(&config)?;
+        crate::pki::crl_fetch::fetch_due(&config, &crls, &crl_client).await;
         let material = Material::load(&config, &crls)?;
         for warning in config.warnings() {
             tracing::warn!(%warning, "config");

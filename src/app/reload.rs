@@ -21,6 +21,7 @@ use crate::http::SharedState;
 use crate::material::{Material, MaterialError};
 use crate::net::Transport;
 use crate::pki::crl::CrlUrls;
+use crate::pki::crl_fetch;
 use crate::pki::tls::TlsError;
 
 /// Why a reload was refused. Nothing was changed.
@@ -136,6 +137,25 @@ impl Reloader {
         Ok(Reloaded { restart_needed })
     }
 
+    /// Fetches the CRL URLs of the config at `path` that are due, before the reload puts them
+    /// in use: a URL the reload adds would otherwise be judged as never fetched (refused in
+    /// `hard` mode) until the background refresh reached it. A config that does not load is
+    /// left to the reload to report.
+    async fn fetch_due_crls(&self, path: &Path) {
+        let Ok(config) = Config::load(path) else {
+            return;
+        };
+        if crl_fetch::urls(&config).is_empty() {
+            return;
+        }
+        match crl_fetch::client(&config) {
+            Ok(client) => {
+                crl_fetch::fetch_due(&config, &self.crls, &client).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "no client for CRL URLs; the reload goes on"),
+        }
+    }
+
     /// The running config.
     pub fn config(&self) -> Arc<Config> {
         self.state.current().config.clone()
@@ -155,6 +175,7 @@ impl Reloader {
 
     /// Reloads from `path` and logs the outcome: what a SIGHUP does.
     pub async fn reload_and_log(&self, path: PathBuf) {
+        self.fetch_due_crls(&path).await;
         let this = self.clone();
         let shown = path.display().to_string();
         let started = std::time::Instant::now();

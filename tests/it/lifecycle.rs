@@ -32,10 +32,10 @@ pub fn cases() -> Vec<Case> {
 const POLICY_OFF: &str = "software_id_as_application_name.enable = false";
 
 /// An HTTP answer: status, headers, JSON body (Null when empty).
-struct Answer {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
 }
 
 impl Ctx {
@@ -115,7 +115,9 @@ impl Ctx {
             .context("no access_token")
     }
 
-    async fn manage(
+    /// `method` on `/register/{client_id}`, with a bearer token, a JWT body and a client
+    /// certificate (the sandbox transport certificate when `None`) as given.
+    pub async fn manage(
         &self,
         method: reqwest::Method,
         client_id: &str,

@@ -284,6 +284,23 @@ impl Ctx {
             .with_context(|| format!("no token for {client_id}: {body}"))
     }
 
+    /// `/token` for a `tls_client_auth` client, over the sandbox transport certificate: the
+    /// status and body.
+    pub async fn tls_token(&self, client_id: &str) -> Result<(u16, Value)> {
+        let answer = self
+            .env
+            .client(Some((&self.transport.0, &self.transport.1)))?
+            .post(self.env.url("/token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", client_id),
+            ])
+            .send()
+            .await?;
+        let status = answer.status().as_u16();
+        Ok((status, answer.json().await?))
+    }
+
     /// The sandbox transport certificate: its DER and its `x5t#S256`.
     pub fn transport_der_and_x5t(&self) -> Result<(Vec<u8>, String)> {
         use rustls::pki_types::CertificateDer;
@@ -1980,19 +1997,7 @@ async fn revoked_keys_refuse_tokens_and_management(backend: Backend) -> Result<(
         .jwks_revoked_uri;
     ensure_eq!(stored.as_deref(), Some(url.as_str()));
     let token = ctx.pkj_token(&pkj_id).await?;
-    let http = ctx.env.client(Some((&ctx.transport.0, &ctx.transport.1)))?;
-    let manage = format!("{}/{pkj_id}", dcr_server::REGISTER_PATH);
-    let tls_token = || async {
-        let answer = http
-            .post(ctx.env.url("/token"))
-            .form(&[("grant_type", "client_credentials"), ("client_id", &tls_id)])
-            .send()
-            .await?;
-        let status = answer.status().as_u16();
-        let body: Value = answer.json().await?;
-        anyhow::Ok((status, body))
-    };
-    ensure_eq!(tls_token().await?.0, 200);
+    ensure_eq!(ctx.tls_token(&tls_id).await?.0, 200);
 
     // The signing key is revoked: assertions by it are refused; the transport is still fine.
     ctx.jwks.set(
@@ -2002,13 +2007,18 @@ async fn revoked_keys_refuse_tokens_and_management(backend: Backend) -> Result<(
     tokio::time::sleep(Duration::from_millis(1300)).await;
     let refused = ctx.pkj_token(&pkj_id).await;
     ensure!(refused.is_err(), "a token by a revoked key: {refused:?}");
-    ensure_eq!(tls_token().await?.0, 200);
-    let read = http
-        .get(ctx.env.url(&manage))
+    ensure_eq!(ctx.tls_token(&tls_id).await?.0, 200);
+    let http = ctx.env.client(Some((&ctx.transport.0, &ctx.transport.1)))?;
+    let manage = |method: reqwest::Method| {
+        http.request(
+            method,
+            ctx.env
+                .url(&format!("{}/{pkj_id}", dcr_server::REGISTER_PATH)),
+        )
         .bearer_auth(&token)
         .send()
-        .await?;
-    ensure_eq!(read.status().as_u16(), 200);
+    };
+    ensure_eq!(manage(reqwest::Method::GET).await?.status().as_u16(), 200);
 
     // The transport certificate is revoked: tls_client_auth, GET and DELETE are refused.
     ctx.jwks.set(
@@ -2019,17 +2029,13 @@ async fn revoked_keys_refuse_tokens_and_management(backend: Backend) -> Result<(
         ),
     );
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    let (status, body) = tls_token().await?;
+    let (status, body) = ctx.tls_token(&tls_id).await?;
     ensure!(
         status == 401 && body["error"] == "invalid_client",
         "{status} {body}"
     );
     for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
-        let answer = http
-            .request(method.clone(), ctx.env.url(&manage))
-            .bearer_auth(&token)
-            .send()
-            .await?;
+        let answer = manage(method.clone()).await?;
         let status = answer.status().as_u16();
         let body: Value = answer.json().await?;
         ensure!(

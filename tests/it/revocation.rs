@@ -1,7 +1,11 @@
 //! Revocation that reaches the server, over real mTLS: an OCSP responder on loopback that the
-//! test controls (good, revoked, unknown, signed by the wrong key, expired, silent, HTTP 500),
-//! in `soft` and `hard` mode, its cache and shared fetches; CRLs served over http on loopback,
-//! revoked mid-run and refreshed, and a CRL URL that cannot be fetched in each mode.
+//! test controls (good, revoked, unknown, signed by the wrong key, expired, silent, HTTP 500,
+//! and signed by responder certificates: the CA's OCSP-signing delegate, one without that
+//! purpose, one of another CA), in `soft` and `hard` mode, for handshake and forwarded
+//! certificates, its cache and shared fetches; revoked-key sets that cannot be read in `hard`
+//! mode; CRLs served over http and https on loopback, revoked mid-run and refreshed (also for a
+//! connection already open), past their nextUpdate in each mode, added by a reload, and a CRL
+//! URL that cannot be fetched in each mode.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,9 +31,11 @@ pub fn cases() -> Vec<Case> {
     vec![
         case!(ocsp_soft_and_hard_modes, BOTH),
         case!(ocsp_answers_are_cached_and_shared, SQLITE),
+        case!(ocsp_checks_forwarded_certificates, SQLITE),
         case!(unreadable_revoked_keys_refuse_in_hard_mode, BOTH),
         case!(crl_urls_are_fetched_and_refreshed, SQLITE),
         case!(a_crl_past_its_next_update_follows_the_mode, SQLITE),
+        case!(a_reload_fetches_a_new_crl_url_first, SQLITE),
         case!(an_unreachable_crl_url_follows_the_mode, SQLITE),
     ]
 }
@@ -406,6 +412,69 @@ async fn ocsp_answers_are_cached_and_shared(backend: Backend) -> Result<()> {
     ctx.server.stop().await
 }
 
+/// A certificate forwarded by a trusted proxy is checked as a handshake's is: revoked, the
+/// registration and `/token` are refused with 401; good, the registration succeeds.
+async fn ocsp_checks_forwarded_certificates(backend: Backend) -> Result<()> {
+    let responder = Responder::start().await?;
+    let ctx = Ctx::start_tls(
+        backend,
+        &ocsp_tls("soft", &responder.url, 1),
+        "",
+        "software_id_as_application_name.enable = false",
+        "",
+        "[server.forwarded_certificate]\nenable = true\ntrusted_proxies = [\"127.0.0.1\"]\n",
+    )
+    .await?;
+    responder.sign_for(&ctx)?;
+    responder.set(Answer::Revoked);
+    let forwarded =
+        percent_encoding::utf8_percent_encode(&ctx.transport.0, percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
+    // The proxy's own connection has no client certificate.
+    let proxy = ctx.env.client(None)?;
+    let register = || async {
+        let answer = proxy
+            .post(ctx.env.url(dcr_server::REGISTER_PATH))
+            .header("x-wso2-mutual-auth-cert", &forwarded)
+            .header("content-type", "application/jwt")
+            .body(ctx.request(|_| {})?.body)
+            .send()
+            .await?;
+        let status = answer.status().as_u16();
+        anyhow::Ok((status, answer.json::<Value>().await?))
+    };
+    let before = ctx.counts().await?;
+    let (status, body) = register().await?;
+    ensure!(status == 401, "{status} {body}");
+    ensure_eq!(
+        body["error_description"],
+        "the client certificate is revoked"
+    );
+    ensure_eq!(ctx.counts().await?, before);
+    ensure_eq!(refused_audits(&ctx).await?, 1);
+    let token = proxy
+        .post(ctx.env.url("/token"))
+        .header("x-wso2-mutual-auth-cert", &forwarded)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "someone"),
+        ])
+        .send()
+        .await?;
+    ensure_eq!(token.status().as_u16(), 401);
+    let body: Value = token.json().await?;
+    ensure_eq!(
+        body["error_description"],
+        "the client certificate is revoked"
+    );
+
+    responder.set(Answer::Good);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, body) = register().await?;
+    ensure!(status == 201, "{status} {body}");
+    ctx.server.stop().await
+}
+
 /// With `ocsp.mode = "hard"`, a revoked-keys set that cannot be read refuses: a registration
 /// with 400 `invalid_client_metadata` (the code of an unreadable software JWKS; nothing
 /// written), and once a registered client's set stops answering (past its cache and stale
@@ -452,25 +521,11 @@ async fn unreadable_revoked_keys_refuse_in_hard_mode(backend: Backend) -> Result
     let pkj_id = pkj["client_id"].as_str().context("client_id")?.to_string();
     let tls_id = tls["client_id"].as_str().context("client_id")?.to_string();
     let token = ctx.pkj_token(&pkj_id).await?;
-    let http = ctx.env.client(Some((&ctx.transport.0, &ctx.transport.1)))?;
-    let tls_token = || async {
-        let answer = http
-            .post(ctx.env.url("/token"))
-            .form(&[("grant_type", "client_credentials"), ("client_id", &tls_id)])
-            .send()
-            .await?;
-        let status = answer.status().as_u16();
-        let body: Value = answer.json().await?;
-        anyhow::Ok((status, body))
-    };
-    let manage = format!("{}/{pkj_id}", dcr_server::REGISTER_PATH);
-    ensure_eq!(tls_token().await?.0, 200);
-    let read = http
-        .get(ctx.env.url(&manage))
-        .bearer_auth(&token)
-        .send()
+    ensure_eq!(ctx.tls_token(&tls_id).await?.0, 200);
+    let read = ctx
+        .manage(reqwest::Method::GET, &pkj_id, Some(&token), None, None)
         .await?;
-    ensure_eq!(read.status().as_u16(), 200);
+    ensure_eq!(read.status, 200);
     ctx.jwks.set(
         "rk.jwks",
         Doc {
@@ -481,7 +536,7 @@ async fn unreadable_revoked_keys_refuse_in_hard_mode(backend: Backend) -> Result
     );
     tokio::time::sleep(Duration::from_millis(1300)).await;
 
-    let (status, body) = tls_token().await?;
+    let (status, body) = ctx.tls_token(&tls_id).await?;
     ensure!(
         status == 401 && body["error"] == "invalid_client",
         "tls_client_auth: {status} {body}"
@@ -489,13 +544,10 @@ async fn unreadable_revoked_keys_refuse_in_hard_mode(backend: Backend) -> Result
     let refused = ctx.pkj_token(&pkj_id).await;
     ensure!(refused.is_err(), "private_key_jwt: {refused:?}");
     for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
-        let answer = http
-            .request(method.clone(), ctx.env.url(&manage))
-            .bearer_auth(&token)
-            .send()
+        let answer = ctx
+            .manage(method.clone(), &pkj_id, Some(&token), None, None)
             .await?;
-        let status = answer.status().as_u16();
-        let body: Value = answer.json().await?;
+        let (status, body) = (answer.status, answer.body);
         ensure!(
             status == 401 && body["error"] == "invalid_client",
             "{method}: {status} {body}"
@@ -722,6 +774,32 @@ async fn a_crl_past_its_next_update_follows_the_mode(backend: Backend) -> Result
     };
     let (soft, hard) = tokio::join!(run("soft"), run("hard"));
     soft.and(hard)
+}
+
+/// A CRL URL added by a reload (SIGHUP's path) is fetched before the reload puts it in use, so
+/// that `hard` mode does not refuse its CA's certificates as judged by a CRL never fetched.
+async fn a_reload_fetches_a_new_crl_url_first(backend: Backend) -> Result<()> {
+    let responder = Responder::start().await?;
+    let ctx = ocsp_ctx(backend, "hard", &responder.url, 60).await?;
+    responder.sign_for(&ctx)?;
+    let (status, body) = register(&ctx).await?;
+    ensure!(status == 201, "{status} {body}");
+    let cdp = CrlServer::start().await?;
+    cdp.serve(Some(crl(&ctx.env.sandbox_dir, &[], 3600)?.der().to_vec()));
+    let text = ctx.config_text.replace(
+        "[server.tls.ocsp]",
+        &format!("crl = [\"{}\"]\n[server.tls.ocsp]", cdp.url),
+    );
+    ensure!(text != ctx.config_text);
+    let path = ctx.env.write_config(&text)?;
+    ctx.server.reloader.reload_and_log(path).await;
+    ensure!(
+        ctx.server.reloader.config().server.tls.crl.len() == 1,
+        "not reloaded"
+    );
+    let (status, body) = register(&ctx).await?;
+    ensure!(status == 201, "right after the reload: {status} {body}");
+    ctx.server.stop().await
 }
 
 /// A CRL URL that cannot be fetched: its CA's certificates are allowed (and counted) in

@@ -320,7 +320,8 @@ impl OcspChecker {
                 Err(r)
             }
             None => {
-                // Warned once per fetch, not for every request the cached failure answers.
+                // Warned by the requests that waited for a fetch, not by every request that a
+                // cached failure answers.
                 if outcome != Outcome::Good && fetched {
                     tracing::warn!(
                         x5t_s256 = cert.x5t_s256(),

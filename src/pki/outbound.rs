@@ -33,6 +33,10 @@ pub async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<
     if !response.status().is_success() {
         return Err(format!("answered HTTP {}", response.status().as_u16()));
     }
+    // A declared length over the cap is refused before anything is read.
+    if response.content_length().is_some_and(|n| n > max as u64) {
+        return Err(format!("larger than {max} bytes"));
+    }
     let mut body = Vec::new();
     while let Some(chunk) = response
         .chunk()

@@ -560,23 +560,51 @@ async fn unreadable_revoked_keys_refuse_in_hard_mode(backend: Backend) -> Result
     ctx.server.stop().await
 }
 
-/// A CRL distribution point over http on loopback, serving what the test sets (DER).
+/// What the test CRL distribution point serves.
+#[derive(Clone)]
+enum Serving {
+    /// A CRL made at each request, valid from then for `valid_secs` (so that its refresh
+    /// cadence does not depend on how slowly the test runs).
+    Fresh {
+        revoked: Vec<String>,
+        valid_secs: i64,
+    },
+    /// This CRL (DER).
+    Fixed(Vec<u8>),
+    /// 503.
+    Down,
+}
+
+/// A CRL distribution point over http on loopback for the sandbox CA in `dir`.
 struct CrlServer {
-    body: Arc<Mutex<Option<Vec<u8>>>>,
+    serving: Arc<Mutex<Serving>>,
     url: String,
 }
 
 impl CrlServer {
-    async fn start() -> Result<Self> {
-        let body: Arc<Mutex<Option<Vec<u8>>>> = Arc::new(Mutex::new(None));
-        let b = body.clone();
+    async fn start(dir: &std::path::Path) -> Result<Self> {
+        let serving = Arc::new(Mutex::new(Serving::Down));
+        let (s, dir) = (serving.clone(), dir.to_path_buf());
         let app = axum::Router::new().route(
             "/ca.crl",
             axum::routing::get(move || {
-                let body = b.lock().unwrap().clone();
+                let serving = s.lock().unwrap().clone();
+                let answer = match serving {
+                    Serving::Fresh {
+                        revoked,
+                        valid_secs,
+                    } => {
+                        let revoked: Vec<&str> = revoked.iter().map(String::as_str).collect();
+                        crl(&dir, &revoked, valid_secs)
+                            .ok()
+                            .map(|c| c.der().to_vec())
+                    }
+                    Serving::Fixed(der) => Some(der),
+                    Serving::Down => None,
+                };
                 async move {
                     use axum::response::IntoResponse;
-                    match body {
+                    match answer {
                         Some(der) => der.into_response(),
                         None => axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
                     }
@@ -588,11 +616,30 @@ impl CrlServer {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Self { body, url })
+        Ok(Self { serving, url })
     }
 
-    fn serve(&self, der: Option<Vec<u8>>) {
-        *self.body.lock().unwrap() = der;
+    fn serve(&self, serving: Serving) {
+        *self.serving.lock().unwrap() = serving;
+    }
+}
+
+/// Polls `done` every 200 ms until it holds, for at most `limit`.
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut done: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if done().await? {
+            return Ok(());
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -675,19 +722,16 @@ async fn crl_urls_are_fetched_and_refreshed(backend: Backend) -> Result<()> {
         "{status} {body}"
     );
 
-    // Revoked mid-run: within the refresh (2 s), new handshakes fail.
-    let hits = cdp.hits("ca.crl");
+    // Revoked mid-run: with the next refresh (every 2 s while the CRL is current, every 10 s
+    // once it is past its nextUpdate), new handshakes fail.
     cdp.set(
         "ca.crl",
         Doc::json(crl(&dir, &[&ctx.transport.0], 4)?.pem()?),
     );
-    tokio::time::sleep(Duration::from_millis(3000)).await;
-    ensure!(cdp.hits("ca.crl") > hits, "not refreshed");
-    let refused = register(&ctx).await;
-    ensure!(
-        refused.is_err(),
-        "a revoked certificate still registers: {refused:?}"
-    );
+    eventually(Duration::from_secs(20), "the revocation", || async {
+        Ok(register(&ctx).await.is_err())
+    })
+    .await?;
     // The open connection stays open, without the certificate.
     let (status, body) = open.get_with(&manage, &bearer).await?;
     ensure!(
@@ -701,76 +745,77 @@ async fn crl_urls_are_fetched_and_refreshed(backend: Backend) -> Result<()> {
 /// `clock_skew`; after that its CA's certificates fail the handshake in `hard` mode and are
 /// allowed (and counted) in `soft` mode; a CRL served again ends it.
 async fn a_crl_past_its_next_update_follows_the_mode(backend: Backend) -> Result<()> {
-    let run = |mode: &'static str| {
-        async move {
-            // One responder per server: each signs as its own sandbox CA.
-            let responder = Responder::start().await?;
-            let env = TestEnv::new(backend).await?;
-            let dir = env.sandbox_dir.clone();
-            let cdp = CrlServer::start().await?;
-            let valid = 3;
-            let stale_at = std::time::Instant::now() + Duration::from_secs(valid + 1);
-            cdp.serve(Some(crl(&dir, &[], valid as i64)?.der().to_vec()));
-            let ctx = Ctx::start_in(
-                env,
-                &format!(
-                    "crl = [\"{}\"]{}",
-                    cdp.url,
-                    ocsp_tls(mode, &responder.url, 1)
-                ),
-                "",
-                "software_id_as_application_name.enable = false\nclock_skew = 1",
-                "",
-                "",
+    let run = |mode: &'static str| async move {
+        // One responder per server: each signs as its own sandbox CA.
+        let responder = Responder::start().await?;
+        let env = TestEnv::new(backend).await?;
+        let cdp = CrlServer::start(&env.sandbox_dir).await?;
+        // Each CRL is good for 8 s from its fetch, and 2 s of clock_skew more.
+        cdp.serve(Serving::Fresh {
+            revoked: Vec::new(),
+            valid_secs: 8,
+        });
+        let ctx = Ctx::start_in(
+            env,
+            &format!(
+                "crl = [\"{}\"]{}",
+                cdp.url,
+                ocsp_tls(mode, &responder.url, 1)
+            ),
+            "",
+            "software_id_as_application_name.enable = false\nclock_skew = 2",
+            "",
+            "",
+        )
+        .await?;
+        responder.sign_for(&ctx)?;
+        cdp.serve(Serving::Down);
+        let url_label = format!("url=\"{}\"", cdp.url);
+        eventually(Duration::from_secs(10), "a failed refresh", || async {
+            let metrics = ctx.env.metrics().await?;
+            Ok(metrics.has(
+                "dcr_crl_refreshes_total",
+                &[&url_label, "outcome=\"failed\""],
+            ))
+        })
+        .await?;
+        // Refreshes fail; the last CRL stays in use.
+        let (status, body) = register(&ctx).await?;
+        ensure!(status == 201, "{mode}, before nextUpdate: {status} {body}");
+
+        // Past nextUpdate plus clock_skew (at most 10 s after the last good fetch).
+        if mode == "hard" {
+            eventually(Duration::from_secs(20), "hard: a refusal", || async {
+                Ok(register(&ctx).await.is_err())
+            })
+            .await?;
+        } else {
+            let allowed = ["decision=\"allowed\""];
+            let stale =
+                |m: &crate::support::Metrics| m.sum("dcr_crl_stale_handshakes_total", &allowed);
+            let before = stale(&ctx.env.metrics().await?);
+            eventually(
+                Duration::from_secs(20),
+                "soft: a stale handshake",
+                || async {
+                    let (status, body) = register(&ctx).await?;
+                    ensure!(status == 201, "soft, stale: {status} {body}");
+                    Ok(stale(&ctx.env.metrics().await?) > before)
+                },
             )
             .await?;
-            responder.sign_for(&ctx)?;
-            cdp.serve(None);
-            // Refreshes fail from now on (the first is due after 1 s); the CRL stays in use.
-            tokio::time::sleep(Duration::from_millis(2000)).await;
-            let (status, body) = register(&ctx).await?;
-            ensure!(status == 201, "{mode}, before nextUpdate: {status} {body}");
-            let failed = format!("url=\"{}\"", cdp.url);
-            ensure!(
-                ctx.env
-                    .metrics()
-                    .await?
-                    .has("dcr_crl_refreshes_total", &[&failed, "outcome=\"failed\""]),
-                "{mode}: no failed refresh"
-            );
-
-            // Past nextUpdate plus clock_skew.
-            tokio::time::sleep_until((stale_at + Duration::from_millis(1500)).into()).await;
-            let allowed = ["decision=\"allowed\""];
-            let before = ctx
-                .env
-                .metrics()
-                .await?
-                .sum("dcr_crl_stale_handshakes_total", &allowed);
-            let answer = register(&ctx).await;
-            if mode == "hard" {
-                ensure!(
-                    answer.is_err(),
-                    "hard: a stale CRL's CA was accepted: {answer:?}"
-                );
-            } else {
-                let (status, body) = answer?;
-                ensure!(status == 201, "soft, stale: {status} {body}");
-                let after = ctx
-                    .env
-                    .metrics()
-                    .await?
-                    .sum("dcr_crl_stale_handshakes_total", &allowed);
-                ensure!(after > before, "soft: not counted ({before} -> {after})");
-            }
-
-            // Served again: fetched within the retry (1 s once stale).
-            cdp.serve(Some(crl(&dir, &[], 60)?.der().to_vec()));
-            tokio::time::sleep(Duration::from_millis(2000)).await;
-            let (status, body) = register(&ctx).await?;
-            ensure!(status == 201, "{mode}, refreshed: {status} {body}");
-            ctx.server.stop().await
         }
+
+        // Served again: fetched within the retry (a second, once stale).
+        cdp.serve(Serving::Fresh {
+            revoked: Vec::new(),
+            valid_secs: 60,
+        });
+        eventually(Duration::from_secs(10), "the recovery", || async {
+            Ok(register(&ctx).await.is_ok_and(|(status, _)| status == 201))
+        })
+        .await?;
+        ctx.server.stop().await
     };
     let (soft, hard) = tokio::join!(run("soft"), run("hard"));
     soft.and(hard)
@@ -784,8 +829,10 @@ async fn a_reload_fetches_a_new_crl_url_first(backend: Backend) -> Result<()> {
     responder.sign_for(&ctx)?;
     let (status, body) = register(&ctx).await?;
     ensure!(status == 201, "{status} {body}");
-    let cdp = CrlServer::start().await?;
-    cdp.serve(Some(crl(&ctx.env.sandbox_dir, &[], 3600)?.der().to_vec()));
+    let cdp = CrlServer::start(&ctx.env.sandbox_dir).await?;
+    cdp.serve(Serving::Fixed(
+        crl(&ctx.env.sandbox_dir, &[], 3600)?.der().to_vec(),
+    ));
     let text = ctx.config_text.replace(
         "[server.tls.ocsp]",
         &format!("crl = [\"{}\"]\n[server.tls.ocsp]", cdp.url),

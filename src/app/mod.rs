@@ -63,7 +63,7 @@ impl Server {
         let listener = Listener::bind(server.listen, transport, router, limits)
             .await
             .with_context(|| format!("server.listen = {}: cannot bind", server.listen))?;
-        jobs::spawn_purger(store);
+        jobs::spawn_purger(store, reloader.clone());
         crl_refresh::spawn(reloader.clone(), crls, crl_client);
         Ok(Self { listener, reloader })
     }

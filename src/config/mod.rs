@@ -11,6 +11,7 @@
 
 mod database;
 mod dcr;
+mod events;
 mod oauth;
 mod sandbox;
 mod server;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use database::DatabaseConfig;
 pub use dcr::{DcrConfig, JwksConfig, OpenBankingConfig, SsaIssuer, Switch};
+pub use events::{EventsConfig, WebhookConfig, WebhookUrl};
 pub use oauth::{EndpointsConfig, IntrospectionConfig, OAuthConfig, TokenConfig};
 pub use sandbox::SandboxConfig;
 pub use server::{
@@ -72,6 +74,8 @@ pub struct Config {
     pub open_banking: OpenBankingConfig,
     #[serde(default)]
     pub sandbox: SandboxConfig,
+    #[serde(default)]
+    pub events: EventsConfig,
 }
 
 /// Builds the errors of the section checks for one file.
@@ -169,6 +173,7 @@ impl Config {
         self.server.check(&c)?;
         self.database.check(&c)?;
         self.oauth.check(&c)?;
+        self.events.check(&c)?;
         self.open_banking.dcr.check(&c)
     }
 
@@ -260,6 +265,15 @@ impl Config {
         }
         for (i, p) in self.open_banking.dcr.jwks.extra_ca.iter().enumerate() {
             files.push((format!("open_banking.dcr.jwks.extra_ca[{i}]"), p.clone()));
+        }
+        for (i, w) in self.events.webhook.iter().enumerate() {
+            files.push((
+                format!("events.webhook[{i}].secret_file"),
+                w.secret_file.clone(),
+            ));
+            for (j, p) in w.ca.iter().enumerate() {
+                files.push((format!("events.webhook[{i}].ca[{j}]"), p.clone()));
+            }
         }
         files
     }

@@ -54,6 +54,8 @@ impl AppState {
         material: &Material,
         previous: Option<&AppState>,
     ) -> Self {
+        // Events written from now on go to the webhooks of this config.
+        store.set_event_routing(crate::store::EventRouting::from_config(&config.events));
         let discovery = Bytes::from(crate::oauth::discovery::document(&config).to_string());
         let jwks_config = &config.open_banking.dcr.jwks;
         let mut jwks = JwksCache::new(material.http.clone(), jwks_config);

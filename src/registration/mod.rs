@@ -362,6 +362,25 @@ impl Registrar {
     }
 }
 
+/// The top-level fields of the registered metadata that an update added, removed or changed
+/// (for the `client.updated` event), sorted. Stored metadata that is not a JSON object counts
+/// as empty.
+fn changed_fields(stored: &str, updated: &Value) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let before = serde_json::from_str::<Value>(stored).ok();
+    let before = before.as_ref().and_then(Value::as_object).unwrap_or(&empty);
+    let after = updated.as_object().unwrap_or(&empty);
+    let mut changed: Vec<String> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|k| before.get(*k) != after.get(*k))
+        .cloned()
+        .collect();
+    changed.sort();
+    changed.dedup();
+    changed
+}
+
 impl Registrar {
     /// The whole of PUT: the full pipeline on the new request, then the update rules: the
     /// body's `client_id` (if any) equals the path, software_id and organisation stay. Tokens
@@ -419,10 +438,25 @@ impl Registrar {
                 .then(|| json!({"previous_version": existing.dcr_version}).to_string()),
             ..AuditRecord::default()
         };
-        match store.update_client(&record, &jtis, &audit).await {
+        let changed = changed_fields(&existing.metadata, &body);
+        match store.update_client(&record, &changed, &jtis, &audit).await {
             Ok(true) => Ok(body),
             Ok(false) => Err(RegistrationError::Gone),
             Err(e) => Err(store_error(e, &existing.software_id, &kinds)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_fields_name_what_an_update_added_removed_or_changed() {
+        let stored = json!({"a": 1, "b": [1, 2], "c": "x", "gone": true}).to_string();
+        let updated = json!({"a": 1, "b": [2, 1], "c": "y", "new": null});
+        assert_eq!(changed_fields(&stored, &updated), ["b", "c", "gone", "new"]);
+        assert!(changed_fields(&stored, &serde_json::from_str(&stored).unwrap()).is_empty());
+        assert_eq!(changed_fields("not json", &json!({"a": 1})), ["a"]);
     }
 }

@@ -23,15 +23,21 @@ mod unit;
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+
 pub use error::{Conflict, StoreError, StoreResult};
-pub use record::{AuditRecord, ClientRecord, JtiRecord, TokenRecord};
+pub use record::{
+    AuditRecord, ClientRecord, DeliveryRecord, DeliveryResult, EventRecord, EventRouting,
+    EventTarget, EventType, JtiRecord, LeasedDelivery, TokenRecord,
+};
 
 use crate::config::DatabaseConfig;
 use postgres::PostgresStore;
 use sqlite::SqliteStore;
-use unit::{Expiring, Outcome, WriteUnit};
+use unit::{Expiring, Outbox, Outcome, Param, WriteUnit};
 
 /// Runs `$call` with `$b` bound to the sqlx side of the backend: SQLite's reader and
 /// maintenance pools, or PostgreSQL. (Writes on the request path go through
@@ -66,10 +72,12 @@ pub trait ClientStore: Send + Sync {
         audit: &AuditRecord,
     ) -> impl Future<Output = StoreResult<()>> + Send;
     /// Replaces a client's registration (same client_id), with its `jti`s and audit record, in
-    /// one transaction. Returns false (and writes nothing) when the client does not exist.
+    /// one transaction; `changed` names the metadata fields that changed (for its event).
+    /// Returns false (and writes nothing) when the client does not exist.
     fn update_client(
         &self,
         client: &ClientRecord,
+        changed: &[String],
         jtis: &[JtiRecord],
         audit: &AuditRecord,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
@@ -134,6 +142,57 @@ pub trait AuditLog: Send + Sync {
     ) -> impl Future<Output = StoreResult<Vec<AuditRecord>>> + Send;
 }
 
+/// Provisioning events. Each is written by the change it reports, in that change's
+/// transaction ([`ClientStore`], [`TokenStore::revoke_token`]); here they are read, and their
+/// deliveries to webhooks are leased, finished, retried and purged.
+pub trait EventStore: Send + Sync {
+    /// Events after id `after`, oldest first, at most `limit`, each with its deliveries; of
+    /// one client, or only those with a failed delivery, when asked.
+    fn list_events(
+        &self,
+        filter: &EventFilter<'_>,
+    ) -> impl Future<Output = StoreResult<Vec<(EventRecord, Vec<DeliveryRecord>)>>> + Send;
+    /// Leases up to `limit` due deliveries to `owner` until `until`: the oldest pending one of
+    /// each (webhook, client), not leased by another worker. Returns them with their events.
+    fn lease_deliveries(
+        &self,
+        owner: &str,
+        until: i64,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<LeasedDelivery>>> + Send;
+    /// Ends `owner`'s lease on a delivery. False: the lease had been lost (expired and taken),
+    /// so nothing changed.
+    fn finish_delivery(
+        &self,
+        delivery_id: i64,
+        owner: &str,
+        result: &DeliveryResult,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Makes failed deliveries (of `event_id`, or all) pending again, tried until `until`.
+    /// Returns how many.
+    fn retry_failed(
+        &self,
+        event_id: Option<&str>,
+        until: i64,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// Deletes deliveries delivered at or before `before`, then the events written by then
+    /// that have no delivery left; returns how many events went.
+    fn purge_events(&self, before: i64) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// Pending deliveries: how many, and the time of the oldest one's event (0: none).
+    fn pending_summary(&self) -> impl Future<Output = StoreResult<(i64, i64)>> + Send;
+}
+
+/// Which events [`EventStore::list_events`] answers.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter<'a> {
+    /// Only events with a larger id (a cursor: the last id of the previous page).
+    pub after: i64,
+    pub client_id: Option<&'a str>,
+    /// Only events with a failed delivery.
+    pub failed: bool,
+    pub limit: i64,
+}
+
 /// Seen `jti`s. They are remembered by the writes they belong to ([`ClientStore`],
 /// [`TokenStore`]), never alone, so that a replay and the row it would create are one
 /// decision; only their expiry is managed here.
@@ -146,6 +205,8 @@ pub trait JtiStore: Send + Sync {
 #[derive(Clone, Debug)]
 pub struct Database {
     backend: Backend,
+    /// The webhooks new events get deliveries for; shared by every clone, set on reloads.
+    routing: Arc<ArcSwap<EventRouting>>,
 }
 
 #[derive(Clone, Debug)]
@@ -170,7 +231,27 @@ impl Database {
                 .await?,
             )
         };
-        Ok(Self { backend })
+        Ok(Self {
+            backend,
+            routing: Arc::default(),
+        })
+    }
+
+    /// The webhooks that events written from now on are delivered to (start-up and reloads).
+    pub fn set_event_routing(&self, routing: EventRouting) {
+        self.routing.store(Arc::new(routing));
+    }
+
+    /// The outbox of a unit: new event ids and the routing of now.
+    fn outbox(&self, changed: Option<String>) -> Outbox {
+        Outbox {
+            ids: [
+                uuid::Uuid::new_v4().to_string(),
+                uuid::Uuid::new_v4().to_string(),
+            ],
+            routing: self.routing.load_full(),
+            changed,
+        }
     }
 
     /// Applies the embedded migrations; a no-op when they are applied already.
@@ -228,7 +309,25 @@ impl Database {
     }
 }
 
-/// Connects the database named by the config and applies the migrations.
+impl EventRouting {
+    /// The routing `[events]` configures.
+    pub fn from_config(events: &crate::config::EventsConfig) -> Self {
+        Self {
+            webhooks: events
+                .webhook
+                .iter()
+                .map(|w| EventTarget {
+                    url: w.url.as_str().to_string(),
+                    types: w.types.clone(),
+                })
+                .collect(),
+            max_age_secs: i64::try_from(events.max_age_secs).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+/// Connects the database named by the config and applies the migrations. Events written
+/// through it are routed to the config's webhooks.
 pub async fn open(config: &crate::config::Config) -> anyhow::Result<Database> {
     use anyhow::Context;
     let store = Database::connect(&config.database).await.with_context(|| {
@@ -238,6 +337,7 @@ pub async fn open(config: &crate::config::Config) -> anyhow::Result<Database> {
         )
     })?;
     store.migrate().await.context("applying migrations")?;
+    store.set_event_routing(EventRouting::from_config(&config.events));
     Ok(store)
 }
 
@@ -308,6 +408,7 @@ impl ClientStore for Database {
             unique_software_id,
             jtis: Cow::Borrowed(jtis),
             audit: Cow::Borrowed(audit),
+            outbox: self.outbox(None),
         })
         .await
         .map(drop)
@@ -316,13 +417,17 @@ impl ClientStore for Database {
     async fn update_client(
         &self,
         client: &ClientRecord,
+        changed: &[String],
         jtis: &[JtiRecord],
         audit: &AuditRecord,
     ) -> StoreResult<bool> {
+        let changed = serde_json::to_string(changed)
+            .map_err(|e| StoreError::Other(format!("changed fields: {e}")))?;
         self.write(WriteUnit::UpdateClient {
             client: Cow::Borrowed(client),
             jtis: Cow::Borrowed(jtis),
             audit: Cow::Borrowed(audit),
+            outbox: self.outbox(Some(changed)),
         })
         .await
         .map(Outcome::found)
@@ -345,6 +450,7 @@ impl ClientStore for Database {
         self.write(WriteUnit::DeleteClient {
             client_id: Cow::Borrowed(client_id),
             audit: Cow::Borrowed(audit),
+            outbox: self.outbox(None),
         })
         .await
         .map(Outcome::found)
@@ -360,6 +466,7 @@ impl ClientStore for Database {
             client_id: Cow::Borrowed(client_id),
             enabled,
             audit: Cow::Borrowed(audit),
+            outbox: self.outbox(None),
         })
         .await
         .map(Outcome::found)
@@ -390,6 +497,7 @@ impl TokenStore for Database {
         self.write(WriteUnit::RevokeToken {
             token_hash: Cow::Borrowed(token_hash),
             audit: Cow::Borrowed(audit),
+            outbox: self.outbox(None),
         })
         .await
         .map(Outcome::found)
@@ -431,5 +539,108 @@ impl JtiStore for Database {
         })
         .await
         .map(Outcome::count)
+    }
+}
+
+impl EventStore for Database {
+    async fn list_events(
+        &self,
+        filter: &EventFilter<'_>,
+    ) -> StoreResult<Vec<(EventRecord, Vec<DeliveryRecord>)>> {
+        let params = [
+            Param::Int(filter.after),
+            Param::OptText(filter.client_id),
+            Param::Int(filter.failed.into()),
+            Param::Int(filter.limit),
+        ];
+        let events: Vec<EventRecord> = retry_busy(|| async {
+            on_sqlx!(self, b => b.fetch_rows(schema::LIST_EVENTS, &params).await)
+        })
+        .await?;
+        let (Some(first), Some(last)) = (events.first(), events.last()) else {
+            return Ok(Vec::new());
+        };
+        let range = [Param::Int(first.id), Param::Int(last.id)];
+        let deliveries: Vec<DeliveryRecord> = retry_busy(|| async {
+            on_sqlx!(self, b => b.fetch_rows(schema::LIST_DELIVERIES, &range).await)
+        })
+        .await?;
+        let mut by_event: std::collections::HashMap<String, Vec<DeliveryRecord>> =
+            std::collections::HashMap::new();
+        for d in deliveries {
+            by_event.entry(d.event_id.clone()).or_default().push(d);
+        }
+        Ok(events
+            .into_iter()
+            .map(|e| {
+                let deliveries = by_event.remove(&e.event_id).unwrap_or_default();
+                (e, deliveries)
+            })
+            .collect())
+    }
+
+    async fn lease_deliveries(
+        &self,
+        owner: &str,
+        until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<LeasedDelivery>> {
+        let leased = self
+            .write(WriteUnit::LeaseDeliveries {
+                owner: Cow::Borrowed(owner),
+                until,
+                limit,
+            })
+            .await?
+            .count();
+        if leased == 0 {
+            return Ok(Vec::new());
+        }
+        let params = [Param::Text(owner), Param::Int(until)];
+        retry_busy(|| async {
+            on_sqlx!(self, b => b.fetch_rows(schema::SELECT_LEASED, &params).await)
+        })
+        .await
+    }
+
+    async fn finish_delivery(
+        &self,
+        delivery_id: i64,
+        owner: &str,
+        result: &DeliveryResult,
+    ) -> StoreResult<bool> {
+        self.write(WriteUnit::FinishDelivery {
+            id: delivery_id,
+            owner: Cow::Borrowed(owner),
+            result: Cow::Borrowed(result),
+        })
+        .await
+        .map(Outcome::found)
+    }
+
+    async fn retry_failed(&self, event_id: Option<&str>, until: i64) -> StoreResult<u64> {
+        self.write(WriteUnit::RetryFailed {
+            event_id: event_id.map(Cow::Borrowed),
+            until,
+        })
+        .await
+        .map(Outcome::count)
+    }
+
+    async fn purge_events(&self, before: i64) -> StoreResult<u64> {
+        self.write(WriteUnit::Purge {
+            table: Expiring::Events,
+            before,
+        })
+        .await
+        .map(Outcome::count)
+    }
+
+    async fn pending_summary(&self) -> StoreResult<(i64, i64)> {
+        let rows: Vec<(i64, i64)> = retry_busy(|| async {
+            on_sqlx!(self, b => b.fetch_rows(schema::PENDING_SUMMARY, &[]).await)
+        })
+        .await?;
+        Ok(rows.first().copied().unwrap_or((0, 0)))
     }
 }

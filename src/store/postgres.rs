@@ -183,6 +183,25 @@ impl PostgresStore {
         Ok(())
     }
 
+    /// The rows a read query answers, decoded as `O`.
+    pub(super) async fn fetch_rows<O>(
+        &self,
+        sql: &'static str,
+        params: &[Param<'_>],
+    ) -> StoreResult<Vec<O>>
+    where
+        O: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+    {
+        let q = params.iter().fold(sqlx::query_as(sql), |q, p| match *p {
+            Param::Text(v) => q.bind(v),
+            Param::OptText(v) => q.bind(v),
+            Param::Int(v) => q.bind(v),
+            Param::Bool(v) => q.bind(v),
+        });
+        let mut conn = pool::acquire_timed(&self.pool).await.map_err(map_err)?;
+        q.fetch_all(&mut *conn).await.map_err(map_err)
+    }
+
     pub(super) async fn raw_execute(&self, sql: &str) -> StoreResult<u64> {
         Ok(sqlx::query(sql)
             .execute(&self.pool)

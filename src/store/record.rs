@@ -1,6 +1,8 @@
 //! The rows, as the rest of the server sees them. A leaf module: every other store module may
 //! use it.
 
+pub use crate::domain::EventType;
+
 /// A registered client, as stored.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct ClientRecord {
@@ -70,4 +72,98 @@ pub struct AuditRecord {
     pub detail: Option<String>,
     /// The DCR version of a registration or update (and its refusal).
     pub dcr_version: Option<String>,
+}
+
+/// A provisioning event as stored: the data of its CloudEvent. Never a secret, a token or
+/// an SSA.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct EventRecord {
+    /// Orders the events (of a client, and overall).
+    pub id: i64,
+    /// The CloudEvents `id` and the `webhook-id` of every delivery.
+    pub event_id: String,
+    #[sqlx(rename = "type")]
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub at: i64,
+    pub client_id: String,
+    pub software_id: String,
+    pub org_id: String,
+    pub dcr_version: String,
+    /// The audit action of the change (`register`, `update`, `delete`, `client.disable`, …).
+    pub action: String,
+    pub interaction_id: Option<String>,
+    /// For `client.updated`: the metadata fields that changed, as a JSON array.
+    pub changed: Option<String>,
+}
+
+/// Where an event's delivery to one webhook stands.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct DeliveryRecord {
+    pub id: i64,
+    pub event_id: String,
+    /// The webhook's URL.
+    pub webhook: String,
+    pub client_id: String,
+    /// `pending`, `delivered` or `failed`.
+    pub state: String,
+    pub attempts: i64,
+    /// When the next attempt is due (pending).
+    pub next_at: i64,
+    /// After this a pending delivery is marked failed.
+    pub expires_at: i64,
+    pub last_error: Option<String>,
+    /// When it was delivered or marked failed.
+    pub done_at: Option<i64>,
+}
+
+/// The webhooks each new event gets a delivery row for, and how long a delivery is tried.
+/// Set from the config at start-up and on every reload.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventRouting {
+    pub webhooks: Vec<EventTarget>,
+    /// `events.max_age_secs`.
+    pub max_age_secs: i64,
+}
+
+/// One webhook, as the outbox sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventTarget {
+    /// The webhook's URL: the key of its deliveries.
+    pub url: String,
+    /// The types it receives; empty: every type.
+    pub types: Vec<EventType>,
+}
+
+impl EventTarget {
+    pub fn wants(&self, event: EventType) -> bool {
+        self.types.is_empty() || self.types.contains(&event)
+    }
+}
+
+/// A delivery a worker holds the lease of, with its event.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct LeasedDelivery {
+    pub delivery_id: i64,
+    pub webhook: String,
+    /// Attempts before this one.
+    pub attempts: i64,
+    pub expires_at: i64,
+    #[sqlx(flatten)]
+    pub event: EventRecord,
+}
+
+/// How a leased delivery ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryResult {
+    Delivered,
+    /// Failed; tried again at `next_at`.
+    RetryAt {
+        next_at: i64,
+        error: String,
+    },
+    /// Failed, and not tried again (past `events.max_age_secs`).
+    GiveUp {
+        error: String,
+    },
 }

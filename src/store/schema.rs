@@ -102,12 +102,136 @@ pub(super) const LIST_AUDIT: &str = concat!(
      AND (CAST($2 AS BIGINT) IS NULL OR at >= $2) ORDER BY id"
 );
 
+macro_rules! event_columns {
+    () => {
+        "event_id, type, at, client_id, software_id, org_id, dcr_version, action, \
+         interaction_id, changed"
+    };
+}
+macro_rules! delivery_columns {
+    () => {
+        "id, event_id, webhook, client_id, state, attempts, next_at, expires_at, last_error, \
+         done_at"
+    };
+}
+
+/// Locks a client's row (a no-op update) before its event is written, so that the event is
+/// ordered after any change of that client still in flight. 0 rows: no such client.
+pub(super) const LOCK_CLIENT: &str =
+    "UPDATE clients SET updated_at = updated_at WHERE client_id = $1";
+/// The event of a change to client `$7`, its data read from the client's row as the change
+/// left it: `$1` event_id, `$2` type, `$3` at, `$4` action, `$5` interaction_id, `$6`
+/// changed.
+pub(super) const INSERT_CLIENT_EVENT: &str = concat!(
+    "INSERT INTO events (",
+    event_columns!(),
+    ") SELECT $1, $2, $3, client_id, software_id, org_id, dcr_version, $4, $5, $6 \
+     FROM clients WHERE client_id = $7"
+);
+/// As [`INSERT_CLIENT_EVENT`], only when the client has live tokens (`$8` false: not
+/// revoked; not expired at `$3`).
+pub(super) const INSERT_CLIENT_EVENT_IF_LIVE_TOKENS: &str = concat!(
+    "INSERT INTO events (",
+    event_columns!(),
+    ") SELECT $1, $2, $3, client_id, software_id, org_id, dcr_version, $4, $5, $6 \
+     FROM clients WHERE client_id = $7 AND EXISTS (SELECT 1 FROM tokens \
+     WHERE tokens.client_id = clients.client_id AND tokens.revoked = $8 \
+     AND tokens.expires_at > $3)"
+);
+/// The event of revoking token `$7`, for its client (parameters as [`INSERT_CLIENT_EVENT`]).
+pub(super) const INSERT_TOKEN_EVENT: &str = concat!(
+    "INSERT INTO events (",
+    event_columns!(),
+    ") SELECT $1, $2, $3, c.client_id, c.software_id, c.org_id, c.dcr_version, $4, $5, $6 \
+     FROM tokens t JOIN clients c ON c.client_id = t.client_id WHERE t.token_hash = $7"
+);
+/// A pending delivery of event `$1` (if it was written) to webhook `$2`, due at `$3`, tried
+/// until `$4`.
+pub(super) const INSERT_DELIVERY: &str = "INSERT INTO event_deliveries \
+     (event_id, webhook, client_id, state, next_at, expires_at) \
+     SELECT event_id, $2, client_id, 'pending', $3, $4 FROM events WHERE event_id = $1";
+
+/// The deliveries a worker may take at `$3`: pending, due, not leased, and the oldest pending
+/// one of their (webhook, client), so that a client's events arrive in order.
+macro_rules! deliveries_due {
+    () => {
+        "SELECT d.id FROM event_deliveries d WHERE d.state = 'pending' AND d.next_at <= $3 \
+         AND d.lease_until <= $3 AND NOT EXISTS (SELECT 1 FROM event_deliveries e \
+         WHERE e.webhook = d.webhook AND e.client_id = d.client_id AND e.state = 'pending' \
+         AND e.id < d.id) ORDER BY d.id LIMIT $4"
+    };
+}
+/// Leases up to `$4` due deliveries to worker `$1` until `$2`. The outer conditions are
+/// checked again on each row as it is locked, so two replicas never hold one lease;
+/// PostgreSQL skips rows another replica is leasing rather than waiting for them.
+pub(super) const LEASE_DELIVERIES_POSTGRES: &str = concat!(
+    "UPDATE event_deliveries SET lease_owner = $1, lease_until = $2 WHERE id IN (",
+    deliveries_due!(),
+    " FOR UPDATE SKIP LOCKED) AND state = 'pending' AND lease_until <= $3"
+);
+/// SQLite has no row locks (one writer at a time): the same without `FOR UPDATE`.
+pub(super) const LEASE_DELIVERIES_SQLITE: &str = concat!(
+    "UPDATE event_deliveries SET lease_owner = $1, lease_until = $2 WHERE id IN (",
+    deliveries_due!(),
+    ") AND state = 'pending' AND lease_until <= $3"
+);
+/// The deliveries worker `$1` leased until `$2`, with their events, oldest first.
+pub(super) const SELECT_LEASED: &str = "SELECT d.id AS delivery_id, d.webhook, d.attempts, \
+     d.expires_at, e.id, e.event_id, e.type, e.at, e.client_id, e.software_id, e.org_id, \
+     e.dcr_version, e.action, e.interaction_id, e.changed \
+     FROM event_deliveries d JOIN events e ON e.event_id = d.event_id \
+     WHERE d.lease_owner = $1 AND d.lease_until = $2 ORDER BY d.id";
+/// Delivery `$1` by lease holder `$2` succeeded at `$3`.
+pub(super) const DELIVERED: &str = "UPDATE event_deliveries SET state = 'delivered', \
+     attempts = attempts + 1, done_at = $3, last_error = NULL, lease_owner = NULL, \
+     lease_until = 0 WHERE id = $1 AND lease_owner = $2";
+/// Delivery `$1` by lease holder `$2` failed with `$4`; tried again at `$3`.
+pub(super) const RETRY_LATER: &str = "UPDATE event_deliveries SET attempts = attempts + 1, \
+     next_at = $3, last_error = $4, lease_owner = NULL, lease_until = 0 \
+     WHERE id = $1 AND lease_owner = $2";
+/// Delivery `$1` by lease holder `$2` is given up at `$3`, with `$4`.
+pub(super) const GIVE_UP: &str = "UPDATE event_deliveries SET state = 'failed', \
+     attempts = attempts + 1, done_at = $3, last_error = $4, lease_owner = NULL, \
+     lease_until = 0 WHERE id = $1 AND lease_owner = $2";
+/// Failed deliveries (of event `$1`, or all) are pending again from `$2`, tried until `$3`.
+pub(super) const RETRY_FAILED: &str = "UPDATE event_deliveries SET state = 'pending', \
+     attempts = 0, next_at = $2, expires_at = $3, done_at = NULL, lease_owner = NULL, \
+     lease_until = 0 WHERE state = 'failed' AND (CAST($1 AS TEXT) IS NULL OR event_id = $1)";
+/// Deliveries done at or before `$1` go; failed ones stay for the operator.
+pub(super) const PURGE_DELIVERED: &str =
+    "DELETE FROM event_deliveries WHERE state = 'delivered' AND done_at <= $1";
+/// Events written at or before `$1` that have no delivery left go.
+pub(super) const PURGE_EVENTS: &str = "DELETE FROM events WHERE at <= $1 AND NOT EXISTS \
+     (SELECT 1 FROM event_deliveries d WHERE d.event_id = events.event_id)";
+
+/// Events after id `$1`, of client `$2` (or all), only those with a failed delivery when `$3`
+/// is 1, oldest first, at most `$4`.
+pub(super) const LIST_EVENTS: &str = concat!(
+    "SELECT id, ",
+    event_columns!(),
+    " FROM events WHERE id > $1 AND (CAST($2 AS TEXT) IS NULL OR client_id = $2) \
+     AND ($3 = 0 OR EXISTS (SELECT 1 FROM event_deliveries d \
+     WHERE d.event_id = events.event_id AND d.state = 'failed')) ORDER BY id LIMIT $4"
+);
+/// The deliveries of the events with ids from `$1` to `$2`, in order.
+pub(super) const LIST_DELIVERIES: &str = concat!(
+    "SELECT ",
+    delivery_columns!(),
+    " FROM event_deliveries WHERE event_id IN \
+     (SELECT event_id FROM events WHERE id >= $1 AND id <= $2) ORDER BY id"
+);
+/// Pending deliveries: how many, and the oldest one's event time (0 when none).
+pub(super) const PENDING_SUMMARY: &str = "SELECT COUNT(*), COALESCE(MIN(e.at), 0) \
+     FROM event_deliveries d JOIN events e ON e.event_id = d.event_id WHERE d.state = 'pending'";
+
 /// Row counts per table, for tests.
-pub(super) const COUNT_ROWS: [(&str, &str); 4] = [
+pub(super) const COUNT_ROWS: [(&str, &str); 6] = [
     ("clients", "SELECT COUNT(*) FROM clients"),
     ("jtis", "SELECT COUNT(*) FROM jtis"),
     ("tokens", "SELECT COUNT(*) FROM tokens"),
     ("audit_log", "SELECT COUNT(*) FROM audit_log"),
+    ("events", "SELECT COUNT(*) FROM events"),
+    ("event_deliveries", "SELECT COUNT(*) FROM event_deliveries"),
 ];
 pub(super) const COUNT_MIGRATIONS: &str = "SELECT COUNT(*) FROM _sqlx_migrations";
 

@@ -9,13 +9,19 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::sync::Arc;
 
 use super::error::{Conflict, StoreError, StoreResult};
-use super::record::{AuditRecord, ClientRecord, JtiRecord, TokenRecord};
+use super::record::{
+    AuditRecord, ClientRecord, DeliveryResult, EventRouting, EventTarget, EventType, JtiRecord,
+    TokenRecord,
+};
 use super::schema::{
-    DELETE_CLIENT, DELETE_CLIENT_TOKENS, INSERT_AUDIT, INSERT_CLIENT, INSERT_TOKEN, PURGE_JTIS,
-    PURGE_TOKENS, REMEMBER_JTI, REVOKE_CLIENT_TOKENS, REVOKE_TOKEN, SET_CLIENT_ENABLED,
-    UPDATE_CLIENT,
+    DELETE_CLIENT, DELETE_CLIENT_TOKENS, DELIVERED, GIVE_UP, INSERT_AUDIT, INSERT_CLIENT,
+    INSERT_CLIENT_EVENT, INSERT_CLIENT_EVENT_IF_LIVE_TOKENS, INSERT_DELIVERY, INSERT_TOKEN,
+    INSERT_TOKEN_EVENT, LEASE_DELIVERIES_POSTGRES, LEASE_DELIVERIES_SQLITE, LOCK_CLIENT,
+    PURGE_DELIVERED, PURGE_EVENTS, PURGE_JTIS, PURGE_TOKENS, REMEMBER_JTI, RETRY_FAILED,
+    RETRY_LATER, REVOKE_CLIENT_TOKENS, REVOKE_TOKEN, SET_CLIENT_ENABLED, UPDATE_CLIENT,
 };
 
 /// One bound value; statement parameters `$1`, `$2`, … are the slice in order.
@@ -49,7 +55,9 @@ enum Check {
 /// One statement of a unit, with its parameters held inline (no allocation per statement).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Statement<'a> {
+    /// The text for PostgreSQL, and for SQLite unless `sqlite_sql` differs.
     pub sql: &'static str,
+    pub sqlite_sql: &'static str,
     params: [Param<'a>; MAX_PARAMS],
     len: usize,
     check: Check,
@@ -57,11 +65,22 @@ pub(super) struct Statement<'a> {
 
 impl<'a> Statement<'a> {
     fn new<const N: usize>(sql: &'static str, check: Check, params: [Param<'a>; N]) -> Self {
+        Self::per_engine(sql, sql, check, params)
+    }
+
+    /// A statement whose text differs per engine (row-locking clauses).
+    fn per_engine<const N: usize>(
+        sql: &'static str,
+        sqlite_sql: &'static str,
+        check: Check,
+        params: [Param<'a>; N],
+    ) -> Self {
         const { assert!(N <= MAX_PARAMS) };
         let mut all = [Int(0); MAX_PARAMS];
         all[..N].copy_from_slice(&params);
         Self {
             sql,
+            sqlite_sql,
             params: all,
             len: N,
             check,
@@ -110,6 +129,20 @@ impl Outcome {
 pub(super) enum Expiring {
     Jtis,
     Tokens,
+    /// Delivered deliveries, then events without deliveries.
+    Events,
+}
+
+/// The events a unit writes, with the ids they get and the webhooks each gets a delivery
+/// row for (as configured when the unit was made). Owned: cheap to copy to the SQLite writer.
+#[derive(Debug, Clone)]
+pub(super) struct Outbox {
+    /// The ids of the unit's events, in the order of its plan (at most two: a disable's
+    /// `client.disabled` and `client.tokens_revoked`).
+    pub ids: [String; 2],
+    pub routing: Arc<EventRouting>,
+    /// For `client.updated`: the changed fields, a JSON array.
+    pub changed: Option<String>,
 }
 
 /// Every write. Borrowed for PostgreSQL (run in the caller's task); owned
@@ -122,20 +155,24 @@ pub(super) enum WriteUnit<'a> {
         unique_software_id: bool,
         jtis: Cow<'a, [JtiRecord]>,
         audit: Cow<'a, AuditRecord>,
+        outbox: Outbox,
     },
     UpdateClient {
         client: Cow<'a, ClientRecord>,
         jtis: Cow<'a, [JtiRecord]>,
         audit: Cow<'a, AuditRecord>,
+        outbox: Outbox,
     },
     DeleteClient {
         client_id: Cow<'a, str>,
         audit: Cow<'a, AuditRecord>,
+        outbox: Outbox,
     },
     SetEnabled {
         client_id: Cow<'a, str>,
         enabled: bool,
         audit: Cow<'a, AuditRecord>,
+        outbox: Outbox,
     },
     InsertToken {
         token: Cow<'a, TokenRecord>,
@@ -145,6 +182,7 @@ pub(super) enum WriteUnit<'a> {
     RevokeToken {
         token_hash: Cow<'a, str>,
         audit: Cow<'a, AuditRecord>,
+        outbox: Outbox,
     },
     AppendAudit {
         audit: Cow<'a, AuditRecord>,
@@ -154,13 +192,84 @@ pub(super) enum WriteUnit<'a> {
         /// Rows that expired at or before this time go.
         before: i64,
     },
+    /// Leases up to `limit` due deliveries to `owner` until `until`.
+    LeaseDeliveries {
+        owner: Cow<'a, str>,
+        until: i64,
+        limit: i64,
+    },
+    /// Ends `owner`'s lease on delivery `id` with `result`. Not found: the lease was lost.
+    FinishDelivery {
+        id: i64,
+        owner: Cow<'a, str>,
+        result: Cow<'a, DeliveryResult>,
+    },
+    /// Failed deliveries (of one event, or all) are pending again, tried until `until`.
+    RetryFailed {
+        event_id: Option<Cow<'a, str>>,
+        until: i64,
+    },
+}
+
+/// How an event's row is written: from the client's row, from it only while the client has
+/// live tokens, or from the client of a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EventSource {
+    Client,
+    ClientWithLiveTokens,
+    Token,
+}
+
+/// One part of a unit's plan, after its jtis.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    /// The unit's own statement `n`.
+    Core(usize),
+    /// Event `n` of the outbox: its row, then one delivery row per webhook that wants it.
+    Event(usize, EventType, EventSource),
+    Audit,
 }
 
 impl WriteUnit<'_> {
-    /// Statement `i` (from 0) of this unit, or None after its last. This is the one place that
-    /// says what each write does, in which order, and what 0 rows means.
+    /// The order of a unit's statements after its jtis: the one place that says what each
+    /// write does, in which order. An event follows the statement that takes the client's row
+    /// lock, so that a client's events are numbered in the order their changes commit.
+    fn plan(&self) -> &'static [Part] {
+        use EventSource::{Client, ClientWithLiveTokens, Token};
+        use EventType::*;
+        use Part::{Audit, Core, Event};
+        match self {
+            Self::CreateClient { .. } => &[Core(0), Event(0, Registered, Client), Audit],
+            Self::UpdateClient { .. } => &[Core(0), Event(0, Updated, Client), Audit],
+            // The lock, the event while the row exists, then the tokens and the row.
+            Self::DeleteClient { .. } => {
+                &[Core(0), Event(0, Deleted, Client), Core(1), Core(2), Audit]
+            }
+            Self::SetEnabled { enabled: true, .. } => &[Core(0), Event(0, Enabled, Client), Audit],
+            // Whether live tokens were revoked is known only before they are.
+            Self::SetEnabled { enabled: false, .. } => &[
+                Core(0),
+                Event(0, Disabled, Client),
+                Event(1, TokensRevoked, ClientWithLiveTokens),
+                Core(1),
+                Audit,
+            ],
+            Self::InsertToken { .. } => &[Core(0), Audit],
+            Self::RevokeToken { .. } => &[Core(0), Event(0, TokensRevoked, Token), Audit],
+            Self::AppendAudit { .. } => &[Audit],
+            Self::Purge {
+                table: Expiring::Events,
+                ..
+            } => &[Core(0), Core(1)],
+            Self::Purge { .. }
+            | Self::LeaseDeliveries { .. }
+            | Self::FinishDelivery { .. }
+            | Self::RetryFailed { .. } => &[Core(0)],
+        }
+    }
+
+    /// Statement `i` (from 0) of this unit, or None after its last.
     fn statement(&self, i: usize, now: i64) -> Option<Statement<'_>> {
-        use Check::{Any, Count, Found};
         // The jtis go first, so that a replay is refused before any other row is written.
         let jtis = self.jtis();
         if let Some(j) = jtis.get(i) {
@@ -170,7 +279,28 @@ impl WriteUnit<'_> {
                 [Text(&j.scope), Text(&j.jti), Int(j.expires_at), Int(now)],
             ));
         }
-        let statement = match (self, i - jtis.len()) {
+        let mut i = i - jtis.len();
+        for part in self.plan() {
+            let len = match part {
+                Part::Event(_, event, _) => 1 + self.webhooks_for(*event).count(),
+                _ => 1,
+            };
+            if i < len {
+                return match *part {
+                    Part::Core(n) => self.core(n, now),
+                    Part::Audit => self.audit().map(insert_audit),
+                    Part::Event(n, event, source) => self.event(n, event, source, i, now),
+                };
+            }
+            i -= len;
+        }
+        None
+    }
+
+    /// The unit's own statement `n`.
+    fn core(&self, n: usize, now: i64) -> Option<Statement<'_>> {
+        use Check::{Any, Count, Found};
+        let statement = match (self, n) {
             (
                 Self::CreateClient {
                     client,
@@ -179,7 +309,6 @@ impl WriteUnit<'_> {
                 },
                 0,
             ) => Statement::new(INSERT_CLIENT, Any, client_row(client, *unique_software_id)),
-            (Self::CreateClient { audit, .. }, 1) => insert_audit(audit),
 
             (Self::UpdateClient { client: c, .. }, 0) => Statement::new(
                 UPDATE_CLIENT,
@@ -199,22 +328,24 @@ impl WriteUnit<'_> {
                     OptText(c.jwks_revoked_uri.as_deref()),
                 ],
             ),
-            (Self::UpdateClient { audit, .. }, 1) => insert_audit(audit),
 
-            // Tokens first (the foreign key also cascades): no token may outlive its client.
             (Self::DeleteClient { client_id, .. }, 0) => {
+                Statement::new(LOCK_CLIENT, Found, [Text(client_id)])
+            }
+            // Tokens first (the foreign key also cascades): no token may outlive its client.
+            (Self::DeleteClient { client_id, .. }, 1) => {
                 Statement::new(DELETE_CLIENT_TOKENS, Any, [Text(client_id)])
             }
-            (Self::DeleteClient { client_id, .. }, 1) => {
+            (Self::DeleteClient { client_id, .. }, 2) => {
                 Statement::new(DELETE_CLIENT, Found, [Text(client_id)])
             }
-            (Self::DeleteClient { audit, .. }, 2) => insert_audit(audit),
 
             (
                 Self::SetEnabled {
                     client_id,
                     enabled,
                     audit,
+                    ..
                 },
                 0,
             ) => Statement::new(
@@ -223,40 +354,16 @@ impl WriteUnit<'_> {
                 [Text(client_id), Bool(*enabled), Int(audit.at)],
             ),
             // Disabling revokes every live token, so that enabling again brings none back.
-            (
-                Self::SetEnabled {
-                    client_id,
-                    enabled: false,
-                    ..
-                },
-                1,
-            ) => Statement::new(
+            (Self::SetEnabled { client_id, .. }, 1) => Statement::new(
                 REVOKE_CLIENT_TOKENS,
                 Any,
                 [Text(client_id), Bool(true), Bool(false)],
             ),
-            (
-                Self::SetEnabled {
-                    audit,
-                    enabled: true,
-                    ..
-                },
-                1,
-            )
-            | (
-                Self::SetEnabled {
-                    audit,
-                    enabled: false,
-                    ..
-                },
-                2,
-            ) => insert_audit(audit),
 
             // A token for a client that is gone fails on the foreign key: Conflict::UnknownClient.
             (Self::InsertToken { token, .. }, 0) => {
                 Statement::new(INSERT_TOKEN, Any, token_row(token))
             }
-            (Self::InsertToken { audit, .. }, 1) => insert_audit(audit),
 
             // 0 rows: unknown, or revoked already.
             (Self::RevokeToken { token_hash, .. }, 0) => Statement::new(
@@ -264,20 +371,117 @@ impl WriteUnit<'_> {
                 Found,
                 [Text(token_hash), Bool(true), Bool(false)],
             ),
-            (Self::RevokeToken { audit, .. }, 1) => insert_audit(audit),
 
-            (Self::AppendAudit { audit }, 0) => insert_audit(audit),
+            (Self::Purge { table, before }, 0) => match table {
+                Expiring::Jtis => Statement::new(PURGE_JTIS, Count, [Int(*before)]),
+                Expiring::Tokens => Statement::new(PURGE_TOKENS, Count, [Int(*before)]),
+                Expiring::Events => Statement::new(PURGE_DELIVERED, Any, [Int(*before)]),
+            },
+            (
+                Self::Purge {
+                    table: Expiring::Events,
+                    before,
+                },
+                1,
+            ) => Statement::new(PURGE_EVENTS, Count, [Int(*before)]),
 
-            (Self::Purge { table, before }, 0) => {
-                let sql = match table {
-                    Expiring::Jtis => PURGE_JTIS,
-                    Expiring::Tokens => PURGE_TOKENS,
-                };
-                Statement::new(sql, Count, [Int(*before)])
-            }
+            (
+                Self::LeaseDeliveries {
+                    owner,
+                    until,
+                    limit,
+                },
+                0,
+            ) => Statement::per_engine(
+                LEASE_DELIVERIES_POSTGRES,
+                LEASE_DELIVERIES_SQLITE,
+                Count,
+                [Text(owner), Int(*until), Int(now), Int(*limit)],
+            ),
+            (Self::FinishDelivery { id, owner, result }, 0) => match &**result {
+                DeliveryResult::Delivered => {
+                    Statement::new(DELIVERED, Found, [Int(*id), Text(owner), Int(now)])
+                }
+                DeliveryResult::RetryAt { next_at, error } => Statement::new(
+                    RETRY_LATER,
+                    Found,
+                    [Int(*id), Text(owner), Int(*next_at), Text(error)],
+                ),
+                DeliveryResult::GiveUp { error } => Statement::new(
+                    GIVE_UP,
+                    Found,
+                    [Int(*id), Text(owner), Int(now), Text(error)],
+                ),
+            },
+            (Self::RetryFailed { event_id, until }, 0) => Statement::new(
+                RETRY_FAILED,
+                Count,
+                [OptText(event_id.as_deref()), Int(now), Int(*until)],
+            ),
             _ => return None,
         };
         Some(statement)
+    }
+
+    /// Statement `i` of event `n`: its row (0), then its deliveries.
+    fn event(
+        &self,
+        n: usize,
+        event: EventType,
+        source: EventSource,
+        i: usize,
+        now: i64,
+    ) -> Option<Statement<'_>> {
+        let outbox = self.outbox()?;
+        let id = outbox.ids.get(n)?;
+        if i > 0 {
+            let webhook = self.webhooks_for(event).nth(i - 1)?;
+            let until = now.saturating_add(outbox.routing.max_age_secs);
+            return Some(Statement::new(
+                INSERT_DELIVERY,
+                Check::Any,
+                [Text(id), Text(&webhook.url), Int(now), Int(until)],
+            ));
+        }
+        let audit = self.audit()?;
+        let (sql, subject) = match (self, source) {
+            (Self::CreateClient { client, .. } | Self::UpdateClient { client, .. }, _) => {
+                (INSERT_CLIENT_EVENT, client.client_id.as_str())
+            }
+            (Self::DeleteClient { client_id, .. } | Self::SetEnabled { client_id, .. }, s) => (
+                if s == EventSource::ClientWithLiveTokens {
+                    INSERT_CLIENT_EVENT_IF_LIVE_TOKENS
+                } else {
+                    INSERT_CLIENT_EVENT
+                },
+                &**client_id,
+            ),
+            (Self::RevokeToken { token_hash, .. }, _) => (INSERT_TOKEN_EVENT, &**token_hash),
+            _ => return None,
+        };
+        let params = [
+            Text(id),
+            Text(event.as_str()),
+            Int(audit.at),
+            Text(&audit.action),
+            OptText(audit.interaction_id.as_deref()),
+            OptText(outbox.changed.as_deref()),
+            Text(subject),
+        ];
+        Some(if sql == INSERT_CLIENT_EVENT_IF_LIVE_TOKENS {
+            let [a, b, c, d, e, f, g] = params;
+            Statement::new(sql, Check::Any, [a, b, c, d, e, f, g, Bool(false)])
+        } else {
+            Statement::new(sql, Check::Any, params)
+        })
+    }
+
+    /// The webhooks that get a delivery of `event`.
+    fn webhooks_for(&self, event: EventType) -> impl Iterator<Item = &EventTarget> {
+        self.outbox()
+            .into_iter()
+            .flat_map(|o| o.routing.webhooks.iter())
+            .filter(move |w| w.wants(event))
     }
 
     fn jtis(&self) -> &[JtiRecord] {
@@ -289,9 +493,33 @@ impl WriteUnit<'_> {
         }
     }
 
+    fn audit(&self) -> Option<&AuditRecord> {
+        match self {
+            Self::CreateClient { audit, .. }
+            | Self::UpdateClient { audit, .. }
+            | Self::DeleteClient { audit, .. }
+            | Self::SetEnabled { audit, .. }
+            | Self::InsertToken { audit, .. }
+            | Self::RevokeToken { audit, .. }
+            | Self::AppendAudit { audit } => Some(audit),
+            _ => None,
+        }
+    }
+
+    fn outbox(&self) -> Option<&Outbox> {
+        match self {
+            Self::CreateClient { outbox, .. }
+            | Self::UpdateClient { outbox, .. }
+            | Self::DeleteClient { outbox, .. }
+            | Self::SetEnabled { outbox, .. }
+            | Self::RevokeToken { outbox, .. } => Some(outbox),
+            _ => None,
+        }
+    }
+
     /// Whether the unit has more than one statement, so needs a transaction of its own.
     pub fn needs_transaction(&self) -> bool {
-        !matches!(self, Self::AppendAudit { .. } | Self::Purge { .. })
+        self.jtis().len() + self.plan().len() > 1
     }
 
     /// The same unit owning its data (the SQLite writer thread outlives the caller's borrow).
@@ -305,42 +533,58 @@ impl WriteUnit<'_> {
                 unique_software_id,
                 jtis,
                 audit,
+                outbox,
             } => WriteUnit::CreateClient {
                 client: own(&**client),
                 unique_software_id: *unique_software_id,
                 jtis: own(&**jtis),
                 audit: own(&**audit),
+                outbox: outbox.clone(),
             },
             Self::UpdateClient {
                 client,
                 jtis,
                 audit,
+                outbox,
             } => WriteUnit::UpdateClient {
                 client: own(&**client),
                 jtis: own(&**jtis),
                 audit: own(&**audit),
+                outbox: outbox.clone(),
             },
-            Self::DeleteClient { client_id, audit } => WriteUnit::DeleteClient {
+            Self::DeleteClient {
+                client_id,
+                audit,
+                outbox,
+            } => WriteUnit::DeleteClient {
                 client_id: own(&**client_id),
                 audit: own(&**audit),
+                outbox: outbox.clone(),
             },
             Self::SetEnabled {
                 client_id,
                 enabled,
                 audit,
+                outbox,
             } => WriteUnit::SetEnabled {
                 client_id: own(&**client_id),
                 enabled: *enabled,
                 audit: own(&**audit),
+                outbox: outbox.clone(),
             },
             Self::InsertToken { token, jtis, audit } => WriteUnit::InsertToken {
                 token: own(&**token),
                 jtis: own(&**jtis),
                 audit: own(&**audit),
             },
-            Self::RevokeToken { token_hash, audit } => WriteUnit::RevokeToken {
+            Self::RevokeToken {
+                token_hash,
+                audit,
+                outbox,
+            } => WriteUnit::RevokeToken {
                 token_hash: own(&**token_hash),
                 audit: own(&**audit),
+                outbox: outbox.clone(),
             },
             Self::AppendAudit { audit } => WriteUnit::AppendAudit {
                 audit: own(&**audit),
@@ -348,6 +592,24 @@ impl WriteUnit<'_> {
             Self::Purge { table, before } => WriteUnit::Purge {
                 table: *table,
                 before: *before,
+            },
+            Self::LeaseDeliveries {
+                owner,
+                until,
+                limit,
+            } => WriteUnit::LeaseDeliveries {
+                owner: own(&**owner),
+                until: *until,
+                limit: *limit,
+            },
+            Self::FinishDelivery { id, owner, result } => WriteUnit::FinishDelivery {
+                id: *id,
+                owner: own(&**owner),
+                result: own(&**result),
+            },
+            Self::RetryFailed { event_id, until } => WriteUnit::RetryFailed {
+                event_id: event_id.as_deref().map(own),
+                until: *until,
             },
         }
     }
@@ -568,6 +830,27 @@ mod tests {
         }
     }
 
+    /// An outbox routing to a webhook for every type and one for `client.disabled` only.
+    fn outbox() -> Outbox {
+        Outbox {
+            ids: ["e1".into(), "e2".into()],
+            routing: Arc::new(EventRouting {
+                webhooks: vec![
+                    EventTarget {
+                        url: "https://all".into(),
+                        types: Vec::new(),
+                    },
+                    EventTarget {
+                        url: "https://disabled".into(),
+                        types: vec![EventType::Disabled],
+                    },
+                ],
+                max_age_secs: 60,
+            }),
+            changed: Some(r#"["scope"]"#.into()),
+        }
+    }
+
     fn every_unit<'a>(
         c: &'a ClientRecord,
         t: &'a TokenRecord,
@@ -581,25 +864,30 @@ mod tests {
                 unique_software_id: true,
                 jtis: Cow::Borrowed(j),
                 audit: Cow::Borrowed(a),
+                outbox: outbox(),
             },
             WriteUnit::UpdateClient {
                 client: Cow::Borrowed(c),
                 jtis: Cow::Borrowed(j),
                 audit: Cow::Borrowed(a),
+                outbox: outbox(),
             },
             WriteUnit::DeleteClient {
                 client_id: id(),
                 audit: Cow::Borrowed(a),
+                outbox: outbox(),
             },
             WriteUnit::SetEnabled {
                 client_id: id(),
                 enabled: true,
                 audit: Cow::Borrowed(a),
+                outbox: outbox(),
             },
             WriteUnit::SetEnabled {
                 client_id: id(),
                 enabled: false,
                 audit: Cow::Borrowed(a),
+                outbox: outbox(),
             },
             WriteUnit::InsertToken {
                 token: Cow::Borrowed(t),
@@ -609,6 +897,7 @@ mod tests {
             WriteUnit::RevokeToken {
                 token_hash: Cow::Borrowed(&t.token_hash),
                 audit: Cow::Borrowed(a),
+                outbox: outbox(),
             },
             WriteUnit::AppendAudit {
                 audit: Cow::Borrowed(a),
@@ -620,6 +909,37 @@ mod tests {
             WriteUnit::Purge {
                 table: Expiring::Tokens,
                 before: 5,
+            },
+            WriteUnit::Purge {
+                table: Expiring::Events,
+                before: 5,
+            },
+            WriteUnit::LeaseDeliveries {
+                owner: Cow::Borrowed("w"),
+                until: 9,
+                limit: 3,
+            },
+            WriteUnit::FinishDelivery {
+                id: 1,
+                owner: Cow::Borrowed("w"),
+                result: Cow::Owned(DeliveryResult::Delivered),
+            },
+            WriteUnit::FinishDelivery {
+                id: 1,
+                owner: Cow::Borrowed("w"),
+                result: Cow::Owned(DeliveryResult::RetryAt {
+                    next_at: 5,
+                    error: "e".into(),
+                }),
+            },
+            WriteUnit::FinishDelivery {
+                id: 1,
+                owner: Cow::Borrowed("w"),
+                result: Cow::Owned(DeliveryResult::GiveUp { error: "e".into() }),
+            },
+            WriteUnit::RetryFailed {
+                event_id: Some(Cow::Borrowed("e1")),
+                until: 9,
             },
         ]
     }
@@ -662,12 +982,21 @@ mod tests {
             unique_software_id: false,
             jtis: Cow::Borrowed(&j),
             audit: Cow::Borrowed(&a),
+            outbox: outbox(),
         };
         let (result, ran) = go(&unit, &[]);
         assert_eq!(result, Ok(Outcome::Done));
+        // The event after the row, delivered to the webhook that takes every type only.
         assert_eq!(
             ran,
-            [REMEMBER_JTI, REMEMBER_JTI, INSERT_CLIENT, INSERT_AUDIT]
+            [
+                REMEMBER_JTI,
+                REMEMBER_JTI,
+                INSERT_CLIENT,
+                INSERT_CLIENT_EVENT,
+                INSERT_DELIVERY,
+                INSERT_AUDIT
+            ]
         );
         // The second jti was seen: its index, and nothing after it runs.
         let (result, ran) = go(&unit, &[1, 0]);
@@ -682,6 +1011,7 @@ mod tests {
             client: Cow::Borrowed(&c),
             jtis: Cow::Borrowed(&j),
             audit: Cow::Borrowed(&a),
+            outbox: outbox(),
         };
         let (result, ran) = go(&update, &[1, 1, 0]);
         assert_eq!(result, Ok(Outcome::NotFound));
@@ -691,20 +1021,44 @@ mod tests {
         let delete = WriteUnit::DeleteClient {
             client_id: Cow::Borrowed("c"),
             audit: Cow::Borrowed(&a),
+            outbox: outbox(),
         };
-        let (result, ran) = go(&delete, &[0, 0]);
+        let (result, ran) = go(&delete, &[0]);
         assert_eq!(result, Ok(Outcome::NotFound));
-        assert_eq!(ran, [DELETE_CLIENT_TOKENS, DELETE_CLIENT]);
+        assert_eq!(ran, [LOCK_CLIENT]);
+        // The event is written while the row still exists.
+        let (result, ran) = go(&delete, &[]);
+        assert_eq!(result, Ok(Outcome::Done));
+        assert_eq!(
+            ran,
+            [
+                LOCK_CLIENT,
+                INSERT_CLIENT_EVENT,
+                INSERT_DELIVERY,
+                DELETE_CLIENT_TOKENS,
+                DELETE_CLIENT,
+                INSERT_AUDIT
+            ]
+        );
 
         let revoke = WriteUnit::RevokeToken {
             token_hash: Cow::Borrowed(&t.token_hash),
             audit: Cow::Borrowed(&a),
+            outbox: outbox(),
         };
         let (result, _) = go(&revoke, &[0]);
         assert_eq!(result.map(Outcome::found), Ok(false));
         let (result, ran) = go(&revoke, &[1]);
         assert_eq!(result.map(Outcome::found), Ok(true));
-        assert_eq!(ran, [REVOKE_TOKEN, INSERT_AUDIT]);
+        assert_eq!(
+            ran,
+            [
+                REVOKE_TOKEN,
+                INSERT_TOKEN_EVENT,
+                INSERT_DELIVERY,
+                INSERT_AUDIT
+            ]
+        );
     }
 
     #[test]
@@ -714,14 +1068,34 @@ mod tests {
             client_id: Cow::Borrowed("c"),
             enabled,
             audit: Cow::Borrowed(&a),
+            outbox: outbox(),
         };
+        // client.disabled goes to both webhooks; client.tokens_revoked (only if there were
+        // live tokens, decided before they are revoked) to the one that takes every type.
         let (_, ran) = go(&set(false), &[]);
         assert_eq!(
             ran,
-            [SET_CLIENT_ENABLED, REVOKE_CLIENT_TOKENS, INSERT_AUDIT]
+            [
+                SET_CLIENT_ENABLED,
+                INSERT_CLIENT_EVENT,
+                INSERT_DELIVERY,
+                INSERT_DELIVERY,
+                INSERT_CLIENT_EVENT_IF_LIVE_TOKENS,
+                INSERT_DELIVERY,
+                REVOKE_CLIENT_TOKENS,
+                INSERT_AUDIT
+            ]
         );
         let (_, ran) = go(&set(true), &[]);
-        assert_eq!(ran, [SET_CLIENT_ENABLED, INSERT_AUDIT]);
+        assert_eq!(
+            ran,
+            [
+                SET_CLIENT_ENABLED,
+                INSERT_CLIENT_EVENT,
+                INSERT_DELIVERY,
+                INSERT_AUDIT
+            ]
+        );
     }
 
     #[test]
@@ -734,5 +1108,13 @@ mod tests {
         assert_eq!(result.map(Outcome::count), Ok(7));
         assert_eq!(ran, [PURGE_TOKENS]);
         assert!(!unit.needs_transaction());
+        let events = WriteUnit::Purge {
+            table: Expiring::Events,
+            before: 5,
+        };
+        let (result, ran) = go(&events, &[3, 2]);
+        assert_eq!(result.map(Outcome::count), Ok(2));
+        assert_eq!(ran, [PURGE_DELIVERED, PURGE_EVENTS]);
+        assert!(events.needs_transaction());
     }
 }

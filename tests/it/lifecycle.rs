@@ -68,7 +68,7 @@ impl Ctx {
     }
 
     /// Registers and returns the 201 body.
-    async fn register(&self, req: Req) -> Result<Value> {
+    pub async fn register(&self, req: Req) -> Result<Value> {
         let (status, body) = self.post(&req, true).await?;
         ensure!(status == 201, "registration: {status} {body}");
         Ok(body)

@@ -5,6 +5,7 @@
 
 mod cli;
 mod conformance;
+mod events;
 mod faults;
 mod lifecycle;
 mod limits;
@@ -32,6 +33,7 @@ fn cases() -> Vec<Case> {
     all.extend(faults::cases());
     all.extend(versions::cases());
     all.extend(revocation::cases());
+    all.extend(events::cases());
     all
 }
 

@@ -2,8 +2,9 @@
 
 use anyhow::{Context, Result, bail, ensure};
 use dcr_server::store::{
-    AuditLog, AuditRecord, ClientRecord, ClientStore, Conflict, Database, JtiRecord, JtiStore,
-    StoreError, TokenRecord, TokenStore,
+    AuditLog, AuditRecord, ClientRecord, ClientStore, Conflict, Database, DeliveryResult,
+    EventFilter, EventRouting, EventStore, EventTarget, EventType, JtiRecord, JtiStore,
+    LeasedDelivery, StoreError, TokenRecord, TokenStore,
 };
 
 use crate::support::{BOTH, Backend, Case, TestDb};
@@ -22,6 +23,7 @@ pub fn cases() -> Vec<Case> {
         case!(migration_0003_copies_grant_types_and_scope, BOTH),
         case!(migration_0004_gives_existing_clients_v3_2, BOTH),
         case!(bulk_seeding_round_trip, BOTH),
+        case!(event_deliveries_are_leased_in_order_and_purged, BOTH),
     ]
 }
 
@@ -114,6 +116,7 @@ async fn clients_round_trip(backend: Backend) -> Result<()> {
     ensure!(
         s.update_client(
             &updated,
+            &["scope".to_string()],
             &[jti("request:sw1", "j2", later)],
             &audit("update", "c1")
         )
@@ -125,6 +128,7 @@ async fn clients_round_trip(backend: Backend) -> Result<()> {
     ensure!(
         !s.update_client(
             &ghost,
+            &[],
             &[jti("request:sw9", "j3", later)],
             &audit("update", "ghost")
         )
@@ -657,7 +661,7 @@ async fn migration_0004_gives_existing_clients_v3_2(backend: Backend) -> Result<
     };
     let mut update = audit("update", "old");
     update.dcr_version = Some("3.4".into());
-    ensure!(s.update_client(&moved, &[], &update).await?);
+    ensure!(s.update_client(&moved, &[], &[], &update).await?);
     ensure_eq!(s.get_client("old").await?, Some(moved));
     let trail = s.list_audit(Some("old"), None).await?;
     ensure_eq!(trail[1].dcr_version.as_deref(), Some("3.4"));
@@ -702,5 +706,151 @@ async fn bulk_seeding_round_trip(backend: Backend) -> Result<()> {
         Conflict::UnknownClient,
     )?;
     ensure!(s.count_rows("nope").await.is_err());
+    Ok(())
+}
+
+/// The deliveries a lease by `owner` got: (webhook, client_id, event type).
+fn leased(got: &[LeasedDelivery]) -> Vec<(String, String, String)> {
+    let mut all: Vec<_> = got
+        .iter()
+        .map(|d| {
+            (
+                d.webhook.clone(),
+                d.event.client_id.clone(),
+                d.event.event_type.clone(),
+            )
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+fn triple(w: &str, c: &str, t: &str) -> (String, String, String) {
+    (w.into(), c.into(), t.into())
+}
+
+/// Deliveries are leased oldest first per (webhook, client), one lease at a time; a lost
+/// lease changes nothing; a retried one holds back the later events of its client; failed
+/// ones can be retried; delivered ones are purged with their events.
+async fn event_deliveries_are_leased_in_order_and_purged(backend: Backend) -> Result<()> {
+    let (_db, s) = store(backend).await?;
+    let (all, only_disabled) = ("https://all.example/hook", "https://disabled.example/hook");
+    s.set_event_routing(EventRouting {
+        webhooks: vec![
+            EventTarget {
+                url: all.into(),
+                types: Vec::new(),
+            },
+            EventTarget {
+                url: only_disabled.into(),
+                types: vec![EventType::Disabled],
+            },
+        ],
+        max_age_secs: 3600,
+    });
+    for (c, sw) in [("c1", "sw1"), ("c2", "sw2")] {
+        s.create_client(&client(c, sw), false, &[], &audit("register", c))
+            .await?;
+    }
+    ensure!(
+        s.set_client_enabled("c1", false, &audit("client.disable", "c1"))
+            .await?
+    );
+    let now = dcr_server::clock::now();
+    let until = now + 30;
+
+    // The oldest pending delivery of each (webhook, client); c1's client.disabled to `all`
+    // waits for its client.registered.
+    let first = s.lease_deliveries("w1", until, 10).await?;
+    ensure_eq!(
+        leased(&first),
+        vec![
+            triple(all, "c1", "client.registered"),
+            triple(all, "c2", "client.registered"),
+            triple(only_disabled, "c1", "client.disabled"),
+        ]
+    );
+    // Nothing is free for a second worker.
+    ensure!(s.lease_deliveries("w2", until, 10).await?.is_empty());
+
+    let find = |w: &str, c: &str| {
+        first
+            .iter()
+            .find(|d| d.webhook == w && d.event.client_id == c)
+            .map(|d| d.delivery_id)
+            .context("leased")
+    };
+    // A worker that lost its lease changes nothing.
+    ensure!(
+        !s.finish_delivery(find(all, "c1")?, "w2", &DeliveryResult::Delivered)
+            .await?
+    );
+    ensure!(
+        s.finish_delivery(find(all, "c1")?, "w1", &DeliveryResult::Delivered)
+            .await?
+    );
+    let next = s.lease_deliveries("w2", until, 10).await?;
+    ensure_eq!(leased(&next), vec![triple(all, "c1", "client.disabled")]);
+    // Retried later: it holds back nothing else, and is not leased before its time.
+    ensure!(
+        s.finish_delivery(
+            next[0].delivery_id,
+            "w2",
+            &DeliveryResult::RetryAt {
+                next_at: now + 3600,
+                error: "HTTP 503".into(),
+            },
+        )
+        .await?
+    );
+    // Given up: failed, visible with its error, and retried on request.
+    ensure!(
+        s.finish_delivery(
+            find(all, "c2")?,
+            "w1",
+            &DeliveryResult::GiveUp {
+                error: "timed out".into(),
+            },
+        )
+        .await?
+    );
+    ensure!(s.lease_deliveries("w3", until, 10).await?.is_empty());
+    let failed = s
+        .list_events(&EventFilter {
+            failed: true,
+            limit: 10,
+            ..EventFilter::default()
+        })
+        .await?;
+    ensure_eq!(failed.len(), 1);
+    let (event, deliveries) = &failed[0];
+    ensure_eq!(event.client_id, "c2");
+    ensure_eq!(deliveries.len(), 1);
+    ensure_eq!(deliveries[0].state, "failed");
+    ensure_eq!(deliveries[0].attempts, 1);
+    ensure_eq!(deliveries[0].last_error.as_deref(), Some("timed out"));
+    ensure_eq!(s.retry_failed(Some(&event.event_id), now + 60).await?, 1);
+    let again = s.lease_deliveries("w3", until, 10).await?;
+    ensure_eq!(leased(&again), vec![triple(all, "c2", "client.registered")]);
+    ensure!(
+        s.finish_delivery(again[0].delivery_id, "w3", &DeliveryResult::Delivered)
+            .await?
+    );
+    ensure_eq!(s.pending_summary().await?.0, 2);
+
+    // Purged: delivered deliveries, and events with none left. c1's client.registered goes;
+    // its client.disabled (still pending for both webhooks) stays, as does c2's (delivered,
+    // but it is its only delivery: the event goes with it).
+    let purged = s.purge_events(now + 1).await?;
+    ensure_eq!(purged, 2);
+    let left = s
+        .list_events(&EventFilter {
+            limit: 10,
+            ..EventFilter::default()
+        })
+        .await?;
+    ensure_eq!(left.len(), 1);
+    ensure_eq!(left[0].0.event_type, "client.disabled");
+    ensure_eq!(left[0].1.len(), 2);
     Ok(())
 }

@@ -130,6 +130,25 @@ impl Reader {
             .map_err(map_err)
     }
 
+    /// The rows a read query answers, decoded as `O`.
+    pub(in crate::store) async fn fetch_rows<O>(
+        &self,
+        sql: &'static str,
+        params: &[Param<'_>],
+    ) -> StoreResult<Vec<O>>
+    where
+        O: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+    {
+        let q = params.iter().fold(sqlx::query_as(sql), |q, p| match *p {
+            Param::Text(v) => q.bind(v),
+            Param::OptText(v) => q.bind(v),
+            Param::Int(v) => q.bind(v),
+            Param::Bool(v) => q.bind(v),
+        });
+        let mut conn = pool::acquire_timed(&self.readers).await.map_err(map_err)?;
+        q.fetch_all(&mut *conn).await.map_err(map_err)
+    }
+
     /// Inserts `rows` with multi-row INSERTs, `head` naming the columns that each row's
     /// parameters fill in order. On the maintenance connection: bulk loads are not request
     /// traffic.

@@ -94,7 +94,7 @@ impl Execute for Exec<'_> {
     /// statements name `$1` last), so each is bound by its name.
     fn exec(&mut self, s: &Statement<'_>) -> StoreResult<u64> {
         let run = || -> rusqlite::Result<usize> {
-            let mut stmt = self.0.prepare_cached(s.sql)?;
+            let mut stmt = self.0.prepare_cached(s.sqlite_sql)?;
             for (name, value) in PARAMS.iter().zip(s.params()) {
                 if let Some(index) = stmt.parameter_index(name)? {
                     stmt.raw_bind_parameter(index, value)?;

@@ -57,6 +57,9 @@ pub enum Command {
     /// Registered clients, straight from the database.
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Provisioning events and their deliveries to webhooks.
+    #[command(subcommand)]
+    Events(EventsCommand),
     /// Read the audit trail (registrations, updates, deletions, tokens, refusals), oldest first.
     Audit {
         /// Only this client's records.
@@ -117,6 +120,27 @@ pub enum SandboxCommand {
         aud: Option<String>,
         #[arg(long, default_value = "PS256")]
         alg: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// List events, oldest first, with where each delivery stands.
+    List {
+        /// Only events with a failed delivery.
+        #[arg(long)]
+        failed: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deliver failed events again (from now, for another `events.max_age_secs`).
+    Retry {
+        /// The event's id (its CloudEvents `id`).
+        #[arg(required_unless_present = "all_failed", conflicts_with = "all_failed")]
+        event_id: Option<String>,
+        /// Every failed delivery.
+        #[arg(long)]
+        all_failed: bool,
     },
 }
 
@@ -215,6 +239,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::CheckConfig => check_config(&cli.config).await,
         Command::Sandbox(cmd) => sandbox(&cli.config, cmd),
         Command::Clients(cmd) => clients(&cli.config, cmd).await,
+        Command::Events(cmd) => events(&cli.config, cmd).await,
         Command::Audit {
             client_id,
             since,
@@ -505,6 +530,93 @@ fn parse_since(s: &str) -> Result<i64> {
         .with_context(|| {
             format!("--since {s}: not RFC 3339 (2026-11-26T09:00:00Z) or Unix seconds")
         })
+}
+
+async fn events(config_path: &Path, cmd: EventsCommand) -> Result<ExitCode> {
+    use crate::store::{EventFilter, EventStore};
+    let config = Config::load(config_path)?;
+    let store = crate::store::open(&config).await?;
+    match cmd {
+        EventsCommand::List { failed, json } => {
+            let mut all = Vec::new();
+            let mut filter = EventFilter {
+                failed,
+                limit: 1000,
+                ..EventFilter::default()
+            };
+            loop {
+                let page = store.list_events(&filter).await?;
+                let Some((last, _)) = page.last() else { break };
+                filter.after = last.id;
+                all.extend(page);
+            }
+            if json {
+                let rows: Vec<_> = all
+                    .iter()
+                    .map(|(e, deliveries)| {
+                        let mut row = serde_json::to_value(e).unwrap_or_default();
+                        row["time"] = rfc3339(e.at).into();
+                        if let Some(changed) = e.changed.as_deref() {
+                            row["changed"] = serde_json::from_str(changed).unwrap_or_default();
+                        }
+                        row["deliveries"] = serde_json::to_value(deliveries).unwrap_or_default();
+                        row
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:<36}  {:<20}  {:<21}  {:<36}  deliveries",
+                    "event_id", "time", "type", "client_id"
+                );
+                for (e, deliveries) in &all {
+                    let states: Vec<String> = deliveries
+                        .iter()
+                        .map(|d| {
+                            let error = d
+                                .last_error
+                                .as_deref()
+                                .map(|x| format!(": {x}"))
+                                .unwrap_or_default();
+                            format!("{} {} ({} attempts{error})", d.webhook, d.state, d.attempts)
+                        })
+                        .collect();
+                    println!(
+                        "{:<36}  {:<20}  {:<21}  {:<36}  {}",
+                        e.event_id,
+                        rfc3339(e.at),
+                        e.event_type,
+                        e.client_id,
+                        if states.is_empty() {
+                            "-".to_string()
+                        } else {
+                            states.join("; ")
+                        }
+                    );
+                }
+                eprintln!("{} event(s)", all.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        EventsCommand::Retry {
+            event_id,
+            all_failed: _,
+        } => {
+            let max_age = i64::try_from(config.events.max_age_secs).unwrap_or(i64::MAX);
+            let until = crate::clock::now().saturating_add(max_age);
+            let n = store.retry_failed(event_id.as_deref(), until).await?;
+            println!(
+                "{n} failed deliver{} pending again",
+                if n == 1 { "y is" } else { "ies are" }
+            );
+            Ok(if n == 0 && event_id.is_some() {
+                eprintln!("no failed delivery of that event");
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
 }
 
 async fn audit(

@@ -1,6 +1,6 @@
 //! Everything the config names, loaded and checked once: the TLS certificate, key, `client_ca`
-//! and CRLs, the SSA issuers' JWKS files, `jwks.extra_ca` (in the outbound https client) and
-//! the sandbox JWKS.
+//! and CRLs, the SSA issuers' JWKS files, `jwks.extra_ca` (in the outbound https client), the
+//! sandbox JWKS and the webhooks' secrets and trust anchors.
 //!
 //! `serve`, a SIGHUP reload and `check-config` all call [`Material::load`], so the three
 //! refuse exactly the same files; `check-config` drops the result. Loading opens no database
@@ -14,7 +14,8 @@ use rustls::server::danger::ClientCertVerifier;
 
 use rustls::pki_types::CertificateDer;
 
-use crate::config::{Config, JwksSource};
+use crate::config::{Config, JwksSource, WebhookConfig};
+use crate::events::{SecretError, WebhookSecret};
 use crate::jose::KeySet;
 use crate::pki::crl::CrlUrls;
 use crate::pki::tls::TlsError;
@@ -51,6 +52,16 @@ pub struct SandboxJwks {
     pub directory: Bytes,
 }
 
+/// A `[[events.webhook]]`, ready to call.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub url: url::Url,
+    pub secret: WebhookSecret,
+    /// System roots plus the webhook's `ca`; `timeout_ms` per request.
+    pub client: reqwest::Client,
+    pub timeout: std::time::Duration,
+}
+
 /// The loaded material.
 pub struct Material {
     /// `client_ca` and the CRLs: the handshake's verifier, shared with forwarded certificates
@@ -68,6 +79,8 @@ pub struct Material {
     pub client_ca: Vec<CertificateDer<'static>>,
     /// The http(s) client for OCSP responders and CRL URLs (`ocsp.timeout_ms` per request).
     pub revocation_http: reqwest::Client,
+    /// One per `[[events.webhook]]`, in order.
+    pub webhooks: Vec<Webhook>,
 }
 
 impl Material {
@@ -116,6 +129,13 @@ impl Material {
         } else {
             None
         };
+        let webhooks = config
+            .events
+            .webhook
+            .iter()
+            .enumerate()
+            .map(|(i, w)| load_webhook(&format!("events.webhook[{i}]"), w))
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             verifier,
             server_tls,
@@ -124,8 +144,31 @@ impl Material {
             sandbox_jwks,
             client_ca,
             revocation_http,
+            webhooks,
         })
     }
+}
+
+fn load_webhook(key: &str, w: &WebhookConfig) -> Result<Webhook, MaterialError> {
+    let secret_key = format!("{key}.secret_file");
+    let text = read(&secret_key, &w.secret_file)?;
+    let secret = std::str::from_utf8(&text)
+        .ok()
+        .ok_or(SecretError::Format)
+        .and_then(WebhookSecret::parse)
+        .map_err(|e| MaterialError::File {
+            key: secret_key,
+            path: w.secret_file.clone(),
+            message: e.to_string(),
+        })?;
+    let timeout = std::time::Duration::from_millis(w.timeout_ms);
+    let client = crate::pki::outbound::webhook_client(key, &w.ca, timeout)?;
+    Ok(Webhook {
+        url: w.url.as_url().clone(),
+        secret,
+        client,
+        timeout,
+    })
 }
 
 fn read(key: &str, path: &std::path::Path) -> Result<Bytes, MaterialError> {

@@ -44,6 +44,18 @@ fn describe() {
         "dcr_http_requests_total",
         "HTTP requests by route, method and status"
     );
+    describe_counter!(
+        "dcr_event_deliveries_total",
+        "Event delivery attempts to webhooks by outcome (delivered, retry, failed)"
+    );
+    describe_gauge!(
+        "dcr_events_pending",
+        "Event deliveries waiting (all replicas share the count)"
+    );
+    describe_gauge!(
+        "dcr_events_oldest_pending_age_seconds",
+        "Age of the oldest pending event delivery"
+    );
     describe_histogram!(
         "dcr_http_request_duration_seconds",
         metrics::Unit::Seconds,
@@ -185,6 +197,18 @@ pub fn crl_age(url: &str, age_secs: i64, next_update: Option<i64>) {
 pub fn crl_stale_handshake(refused: bool) {
     let decision = if refused { "refused" } else { "allowed" };
     counter!("dcr_crl_stale_handshakes_total", "decision" => decision).increment(1);
+}
+
+/// One delivery attempt of an event to a webhook: `delivered`, `retry` (failed, tried again)
+/// or `failed` (given up).
+pub fn event_delivery(outcome: &'static str) {
+    counter!("dcr_event_deliveries_total", "outcome" => outcome).increment(1);
+}
+
+/// Pending deliveries, and the age of the oldest one's event (0 when none).
+pub fn events_pending(count: i64, oldest_age_secs: i64) {
+    gauge!("dcr_events_pending").set(count as f64);
+    gauge!("dcr_events_oldest_pending_age_seconds").set(oldest_age_secs as f64);
 }
 
 /// A request refused by a rate limit of `scope` (`request`, `registration`, `token`).

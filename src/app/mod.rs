@@ -2,6 +2,7 @@
 //! database, state, router, listener) and reloads it on SIGHUP.
 
 pub mod crl_refresh;
+pub mod deliveries;
 pub mod jobs;
 pub mod reload;
 
@@ -59,11 +60,12 @@ impl Server {
             max_connections: server.max_connections,
             shutdown_grace: Duration::from_secs(server.shutdown_grace_secs),
         };
-        let router = crate::http::router::app(state, extra_routes, limits.request_timeout);
+        let router = crate::http::router::app(state.clone(), extra_routes, limits.request_timeout);
         let listener = Listener::bind(server.listen, transport, router, limits)
             .await
             .with_context(|| format!("server.listen = {}: cannot bind", server.listen))?;
         jobs::spawn_purger(store, reloader.clone());
+        deliveries::spawn(state);
         crl_refresh::spawn(reloader.clone(), crls, crl_client);
         Ok(Self { listener, reloader })
     }

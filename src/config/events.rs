@@ -97,8 +97,8 @@ serde_as_text!(WebhookUrl);
 
 impl EventsConfig {
     pub(super) fn check(&self, c: &Checker<'_>) -> Result<(), super::ConfigError> {
-        c.at_least("events.max_age_secs", self.max_age_secs as usize, 60)?;
-        c.at_least("events.retention_secs", self.retention_secs as usize, 60)?;
+        c.at_least("events.max_age_secs", self.max_age_secs as usize, 1)?;
+        c.at_least("events.retention_secs", self.retention_secs as usize, 1)?;
         for (i, w) in self.webhook.iter().enumerate() {
             c.at_least(
                 &format!("events.webhook[{i}].timeout_ms"),

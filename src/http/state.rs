@@ -10,7 +10,7 @@ use axum::extract::FromRef;
 use super::limits::Limits;
 use crate::config::Config;
 use crate::jose::JwksCache;
-use crate::material::{Material, SandboxJwks};
+use crate::material::{Material, SandboxJwks, Webhook};
 use crate::oauth::TokenPolicy;
 use crate::pki::ocsp::OcspChecker;
 use crate::registration::{Policy, Registrar};
@@ -32,6 +32,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// OCSP for client certificates (its cache survives a reload that does not change it).
     pub ocsp: Arc<OcspChecker>,
+    /// The `[[events.webhook]]`s, loaded: what the delivery worker sends to.
+    pub webhooks: Arc<[Webhook]>,
 }
 
 impl AppState {
@@ -100,6 +102,7 @@ impl AppState {
             discovery,
             sandbox_jwks: material.sandbox_jwks.clone(),
             limits,
+            webhooks: material.webhooks.clone().into(),
         }
     }
 }

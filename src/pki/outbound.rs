@@ -70,14 +70,45 @@ fn config_error(message: String) -> TlsError {
     }
 }
 
+/// The client a webhook is called with: system roots plus its own `ca` (`key` names the
+/// webhook in errors), no redirects, `timeout` per request.
+pub fn webhook_client(
+    key: &str,
+    ca: &[std::path::PathBuf],
+    timeout: Duration,
+) -> Result<reqwest::Client, TlsError> {
+    let anchors = ca
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (format!("{key}.ca[{i}]"), p.as_path()));
+    builder_with(anchors, timeout)?
+        .build()
+        .map_err(|e| TlsError::Config {
+            key: key.to_string(),
+            message: e.to_string(),
+        })
+}
+
 fn builder(config: &JwksConfig, timeout: Duration) -> Result<reqwest::ClientBuilder, TlsError> {
+    let anchors = config
+        .extra_ca
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (format!("open_banking.dcr.jwks.extra_ca[{i}]"), p.as_path()));
+    builder_with(anchors, timeout)
+}
+
+/// A client builder trusting the system roots plus `anchors` (each file named by its key).
+fn builder_with<'p>(
+    anchors: impl Iterator<Item = (String, &'p std::path::Path)>,
+    timeout: Duration,
+) -> Result<reqwest::ClientBuilder, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for cert in native.certs {
         let _ = roots.add(cert);
     }
-    for (i, path) in config.extra_ca.iter().enumerate() {
-        let key = format!("open_banking.dcr.jwks.extra_ca[{i}]");
+    for (key, path) in anchors {
         for cert in crate::pki::tls::load_certificates(&key, path)? {
             roots.add(cert).map_err(|e| TlsError::Config {
                 key: key.clone(),

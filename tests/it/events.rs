@@ -1,16 +1,32 @@
 //! Provisioning events: every change writes exactly its event, in the change's transaction,
 //! whoever makes it (the API, the CLI), in order per client; a refused change writes none.
 
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
 use anyhow::{Context, Result, ensure};
+use aws_lc_rs::hmac;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use dcr_server::store::{EventFilter, EventRecord, EventStore};
 use serde_json::{Value, json};
 
 use crate::registration::Ctx;
-use crate::support::{BOTH, Backend, Case, count_rows, run_binary};
+use crate::support::{
+    BOTH, Backend, Case, POSTGRES, SQLITE, TestEnv, count_rows, run_binary, serve_https,
+};
 use crate::{case, ensure_eq};
 
 pub fn cases() -> Vec<Case> {
-    vec![case!(every_change_writes_exactly_its_event, BOTH)]
+    vec![
+        case!(every_change_writes_exactly_its_event, BOTH),
+        case!(webhooks_get_every_event_signed_and_in_order, BOTH),
+        case!(failing_webhooks_are_retried_then_marked_failed, SQLITE),
+        case!(two_replicas_deliver_each_event_once, POSTGRES),
+        case!(a_killed_server_delivers_after_restart, SQLITE),
+    ]
 }
 
 /// Every event, oldest first.
@@ -194,4 +210,452 @@ async fn every_change_writes_exactly_its_event(backend: Backend) -> Result<()> {
     ensure!(all[9..].iter().all(|(e, _)| e.client_id == second));
     ensure_eq!(count_rows(&ctx.store, "events").await?, 11);
     ctx.server.stop().await
+}
+
+/// One request the webhook receiver got.
+#[derive(Debug, Clone)]
+struct Received {
+    id: String,
+    /// The signature verified with the Standard Webhooks algorithm (HMAC-SHA256 over
+    /// `{id}.{timestamp}.{body}` with the secret's key), and the timestamp is recent.
+    verified: bool,
+    content_type: String,
+    body: Value,
+}
+
+/// A real HTTPS webhook receiver on loopback. It answers 503 to the first `fail` requests
+/// (all of them while `fail` is `usize::MAX`), holds each answer for `delay`, and records
+/// every request.
+struct Receiver {
+    url: String,
+    got: Arc<Mutex<Vec<Received>>>,
+    fail: Arc<AtomicUsize>,
+    delay: Arc<Mutex<Duration>>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    async fn start(ca: &dcr_server::sandbox::SandboxCa, key: Vec<u8>, path: &str) -> Result<Self> {
+        let got: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let fail = Arc::new(AtomicUsize::new(0));
+        let delay = Arc::new(Mutex::new(Duration::ZERO));
+        let (g, f, d) = (got.clone(), fail.clone(), delay.clone());
+        let key = Arc::new(key);
+        let app = axum::Router::new().route(
+            &format!("/{path}"),
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let (g, f, d, key) = (g.clone(), f.clone(), d.clone(), key.clone());
+                    async move {
+                        let header = |name: &str| {
+                            headers
+                                .get(name)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default()
+                                .to_string()
+                        };
+                        let (id, timestamp) = (header("webhook-id"), header("webhook-timestamp"));
+                        let signed = hmac::sign(
+                            &hmac::Key::new(hmac::HMAC_SHA256, &key),
+                            format!("{id}.{timestamp}.{}", String::from_utf8_lossy(&body))
+                                .as_bytes(),
+                        );
+                        let expected = format!("v1,{}", STANDARD.encode(signed.as_ref()));
+                        let recent = timestamp
+                            .parse::<i64>()
+                            .is_ok_and(|t| (dcr_server::clock::now() - t).abs() < 300);
+                        let verified = recent
+                            && header("webhook-signature")
+                                .split(' ')
+                                .any(|s| s == expected);
+                        g.lock().unwrap().push(Received {
+                            id,
+                            verified,
+                            content_type: header("content-type"),
+                            body: serde_json::from_slice(&body).unwrap_or_default(),
+                        });
+                        let wait = *d.lock().unwrap();
+                        tokio::time::sleep(wait).await;
+                        let failing = f
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
+                                0 => None,
+                                usize::MAX => Some(usize::MAX),
+                                n => Some(n - 1),
+                            })
+                            .is_ok();
+                        if failing {
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE
+                        } else {
+                            axum::http::StatusCode::NO_CONTENT
+                        }
+                    }
+                },
+            ),
+        );
+        let (port, task) = serve_https(ca, app).await?;
+        Ok(Self {
+            url: format!("https://localhost:{port}/{path}"),
+            got,
+            fail,
+            delay,
+            _task: task,
+        })
+    }
+
+    fn got(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` requests came (answered or refused).
+    async fn wait_for(&self, n: usize, limit: Duration) -> Result<Vec<Received>> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let got = self.got();
+            if got.len() >= n {
+                return Ok(got);
+            }
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "{} of {n} webhook requests within {limit:?}",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A Standard Webhooks secret: its file's text and its key.
+fn secret() -> (String, Vec<u8>) {
+    let key: Vec<u8> = (0..32).map(|i| (i * 7 + 3) as u8).collect();
+    (format!("whsec_{}\n", STANDARD.encode(&key)), key)
+}
+
+/// The `[events]` tables for `webhooks` (url, types), each with `secret_file` and the sandbox
+/// CA as its `ca`.
+fn events_toml(
+    env: &TestEnv,
+    secret_file: &Path,
+    max_age: u64,
+    webhooks: &[(&str, &str)],
+) -> String {
+    let mut text = format!("[events]\nmax_age_secs = {max_age}\n");
+    for (url, types) in webhooks {
+        text.push_str(&format!(
+            "[[events.webhook]]\nurl = \"{url}\"\nsecret_file = \"{}\"\nca = [\"{}\"]\ntypes = [{types}]\ntimeout_ms = 1000\n",
+            secret_file.display(),
+            env.sandbox_dir.join("ca.pem").display()
+        ));
+    }
+    text
+}
+
+/// A server whose events go to a receiver on loopback (every type), and a second receiver
+/// for `client.deleted` only.
+struct Hooked {
+    ctx: Ctx,
+    all: Receiver,
+    deleted: Receiver,
+}
+
+async fn hooked(backend: Backend, max_age: u64) -> Result<Hooked> {
+    let env = TestEnv::new(backend).await?;
+    let (text, key) = secret();
+    let secret_file = env.dir.path().join("webhook.key");
+    std::fs::write(&secret_file, text)?;
+    let ca = env.ca()?;
+    let all = Receiver::start(&ca, key.clone(), "all").await?;
+    let deleted = Receiver::start(&ca, key, "deleted").await?;
+    let tables = events_toml(
+        &env,
+        &secret_file,
+        max_age,
+        &[(&all.url, ""), (&deleted.url, "\"client.deleted\"")],
+    );
+    let ctx = Ctx::start_in(
+        env,
+        "",
+        "",
+        "software_id_as_application_name.enable = false",
+        "",
+        &tables,
+    )
+    .await?;
+    Ok(Hooked { ctx, all, deleted })
+}
+
+/// Registers a client; its client_id.
+async fn register_one(ctx: &Ctx) -> Result<String> {
+    let created = ctx.register(ctx.request(|_| {})?).await?;
+    Ok(created["client_id"]
+        .as_str()
+        .context("client_id")?
+        .to_string())
+}
+
+/// Each event reaches the webhooks that want it, once, signed, as a CloudEvent, in order per
+/// client; a type filter holds.
+async fn webhooks_get_every_event_signed_and_in_order(backend: Backend) -> Result<()> {
+    let Hooked { ctx, all, deleted } = hooked(backend, 3600).await?;
+    let id = register_one(&ctx).await?;
+    let token = ctx.pkj_token(&id).await?;
+    let updated = ctx
+        .manage(
+            reqwest::Method::PUT,
+            &id,
+            Some(&token),
+            Some(ctx.request(|c| c["scope"] = json!("accounts"))?.body),
+            None,
+        )
+        .await?;
+    ensure_eq!(updated.status, 200);
+    let deleted_answer = ctx
+        .manage(reqwest::Method::DELETE, &id, Some(&token), None, None)
+        .await?;
+    ensure_eq!(deleted_answer.status, 204);
+
+    let got = all.wait_for(3, Duration::from_secs(15)).await?;
+    let stored = events(&ctx).await?;
+    ensure_eq!(got.len(), 3);
+    for (r, e) in got.iter().zip(&stored) {
+        ensure!(r.verified, "a signature does not verify: {r:?}");
+        ensure_eq!(r.content_type, "application/cloudevents+json");
+        ensure_eq!(r.id, e.event_id);
+        ensure_eq!(r.body["specversion"], "1.0");
+        ensure_eq!(r.body["id"], json!(e.event_id));
+        ensure_eq!(r.body["type"], json!(e.event_type));
+        ensure_eq!(r.body["subject"], json!(id));
+        ensure_eq!(r.body["source"], json!(ctx.env.issuer()));
+        ensure_eq!(r.body["data"]["client_id"], json!(id));
+        ensure_eq!(
+            r.body["data"]["software_id"],
+            json!(ctx.sandbox.tpp.software_id)
+        );
+    }
+    let types: Vec<&str> = got.iter().filter_map(|r| r.body["type"].as_str()).collect();
+    ensure_eq!(
+        types,
+        ["client.registered", "client.updated", "client.deleted"]
+    );
+    ensure_eq!(
+        got[1].body["data"]["changed_fields"],
+        json!(["scope", "software_statement"])
+    );
+    let only = deleted.wait_for(1, Duration::from_secs(10)).await?;
+    ensure_eq!(only[0].body["type"], "client.deleted");
+    // Nothing more arrives, and the store has every delivery done.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    ensure_eq!(all.got().len(), 3);
+    ensure_eq!(deleted.got().len(), 1);
+    let listed = ctx
+        .store
+        .list_events(&EventFilter {
+            limit: 10,
+            ..EventFilter::default()
+        })
+        .await?;
+    ensure!(
+        listed
+            .iter()
+            .flat_map(|(_, d)| d)
+            .all(|d| d.state == "delivered" && d.attempts == 1)
+    );
+    ctx.server.stop().await
+}
+
+/// A receiver that fails, then recovers, gets every event, in order; one that never recovers
+/// leaves them failed (visible in the CLI), and `events retry` delivers them.
+async fn failing_webhooks_are_retried_then_marked_failed(backend: Backend) -> Result<()> {
+    let Hooked { ctx, all, deleted } = hooked(backend, 3600).await?;
+    // Three failures (1 s, 2 s backoff...), then success.
+    all.fail.store(3, Ordering::SeqCst);
+    let first = register_one(&ctx).await?;
+    let second = register_one(&ctx).await?;
+    let got = all.wait_for(5, Duration::from_secs(20)).await?;
+    // The first client's event, three times refused then delivered; the second client's is
+    // not held back by it.
+    let firsts: Vec<&Received> = got
+        .iter()
+        .filter(|r| r.body["subject"] == json!(first))
+        .collect();
+    ensure!(firsts.len() >= 2, "{got:?}");
+    ensure!(got.iter().all(|r| r.verified));
+    ensure!(got.iter().any(|r| r.body["subject"] == json!(second)));
+
+    // Never recovers: past max_age (2 s from now on, by a reload) the deliveries are failed.
+    let shorter = ctx
+        .config_text
+        .replace("max_age_secs = 3600", "max_age_secs = 2");
+    ensure!(shorter != ctx.config_text);
+    ctx.server
+        .reloader
+        .reload_file(&ctx.env.write_config(&shorter)?)?;
+    all.fail.store(usize::MAX, Ordering::SeqCst);
+    let token = ctx.pkj_token(&first).await?;
+    let gone = ctx
+        .manage(reqwest::Method::DELETE, &first, Some(&token), None, None)
+        .await?;
+    ensure_eq!(gone.status, 204);
+    let config = ctx.env.write_config(&shorter)?;
+    let config = config.to_string_lossy().into_owned();
+    let cli = |args: Vec<String>| {
+        let cwd = ctx.env.dir.path().to_path_buf();
+        let mut all = vec!["--config".to_string(), config.clone()];
+        all.extend(args);
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let args: Vec<&str> = all.iter().map(String::as_str).collect();
+                run_binary(&args, &cwd)
+            })
+            .await?
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let failed = loop {
+        let (ok, out, err) = cli(vec![
+            "events".into(),
+            "list".into(),
+            "--failed".into(),
+            "--json".into(),
+        ])
+        .await?;
+        ensure!(ok, "{err}");
+        let rows: Vec<Value> = serde_json::from_str(&out)?;
+        if !rows.is_empty() {
+            break rows;
+        }
+        ensure!(std::time::Instant::now() < deadline, "nothing failed");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    ensure_eq!(failed[0]["type"], "client.deleted");
+    let webhook_state = |row: &Value, url: &str| {
+        row["deliveries"]
+            .as_array()
+            .and_then(|d| d.iter().find(|d| d["webhook"] == json!(url)))
+            .map(|d| d["state"].clone())
+    };
+    ensure_eq!(webhook_state(&failed[0], &all.url), Some(json!("failed")));
+    // The other webhook took it.
+    ensure_eq!(
+        webhook_state(&failed[0], &deleted.url),
+        Some(json!("delivered"))
+    );
+
+    // Retried once the receiver is back: delivered.
+    all.fail.store(0, Ordering::SeqCst);
+    let before = all.got().len();
+    let event_id = failed[0]["event_id"]
+        .as_str()
+        .context("event_id")?
+        .to_string();
+    let (ok, out, err) = cli(vec!["events".into(), "retry".into(), event_id.clone()]).await?;
+    ensure!(ok, "{out} {err}");
+    let got = all.wait_for(before + 1, Duration::from_secs(10)).await?;
+    ensure_eq!(got[before].id, event_id);
+    let (ok, _, _) = cli(vec!["events".into(), "retry".into(), event_id]).await?;
+    ensure!(!ok, "nothing left to retry, yet it said so");
+    ctx.server.stop().await
+}
+
+/// Two replicas on one PostgreSQL share the deliveries: each event arrives once.
+async fn two_replicas_deliver_each_event_once(backend: Backend) -> Result<()> {
+    let Hooked { ctx, all, .. } = hooked(backend, 3600).await?;
+    let second_port = crate::support::free_port();
+    let text = ctx.config_text.replace(
+        &format!("127.0.0.1:{}", ctx.env.port),
+        &format!("127.0.0.1:{second_port}"),
+    );
+    let config = dcr_server::config::Config::parse(&text, std::path::Path::new("second.toml"))?;
+    let replica = ctx.env.start_with(config, axum::Router::new()).await?;
+    for _ in 0..12 {
+        register_one(&ctx).await?;
+    }
+    let got = all.wait_for(12, Duration::from_secs(20)).await?;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let got_now = all.got();
+    ensure_eq!(got_now.len(), got.len());
+    let mut ids: Vec<&str> = got_now.iter().map(|r| r.id.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    ensure_eq!(ids.len(), 12);
+    replica.stop().await?;
+    ctx.server.stop().await
+}
+
+/// kill -9 of the server while it delivers loses no event: after a restart the event is
+/// delivered again (at least once), with the same webhook-id.
+async fn a_killed_server_delivers_after_restart(backend: Backend) -> Result<()> {
+    let env = TestEnv::new(backend).await?;
+    let (text, key) = secret();
+    let secret_file = env.dir.path().join("webhook.key");
+    std::fs::write(&secret_file, text)?;
+    let all = Receiver::start(&env.ca()?, key, "all").await?;
+    // The first delivery is held, so that the server dies during it.
+    *all.delay.lock().unwrap() = Duration::from_secs(30);
+    let issuer = env.issuer();
+    let config = env.config_toml_full(
+        "",
+        &format!("audience = [\"{issuer}\"]\nsoftware_id_as_application_name.enable = false"),
+        "allowed_hosts = [\"localhost\"]",
+        &events_toml(&env, &secret_file, 3600, &[(&all.url, "")]),
+    );
+    let path = env.write_config(&config)?;
+    let serve = || -> Result<std::process::Child> {
+        Ok(std::process::Command::new(env!("CARGO_BIN_EXE_dcr-server"))
+            .args(["--config", &path.to_string_lossy(), "serve"])
+            .current_dir(env.dir.path())
+            .env_remove("DCR_DATABASE_URL")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?)
+    };
+    let ready = || async {
+        let http = env.client(None)?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = http.get(env.url("/health")).send().await
+                && r.status() == 200
+            {
+                return anyhow::Ok(());
+            }
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "the server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let mut child = serve()?;
+    let outcome = async {
+        ready().await?;
+        let sandbox = env.sandbox()?;
+        let claims = sandbox.request_claims(&dcr_server::sandbox::RequestOptions {
+            aud: issuer.clone(),
+            ..Default::default()
+        })?;
+        let (cert, key) = env.transport_pem()?;
+        let answer = env
+            .client(Some((&cert, &key)))?
+            .post(env.url(dcr_server::REGISTER_PATH))
+            .header("content-type", "application/jwt")
+            .body(sandbox.sign_as_tpp(&claims, "PS256")?)
+            .send()
+            .await?;
+        ensure_eq!(answer.status().as_u16(), 201);
+        let first = all.wait_for(1, Duration::from_secs(15)).await?;
+        child.kill()?;
+        child.wait()?;
+        *all.delay.lock().unwrap() = Duration::ZERO;
+        child = serve()?;
+        ready().await?;
+        // Sent again once the dead worker's lease expires.
+        let got = all.wait_for(2, Duration::from_secs(30)).await?;
+        ensure_eq!(got[1].id, first[0].id);
+        ensure!(got[1].verified);
+        ensure_eq!(got[1].body["type"], "client.registered");
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    outcome
 }

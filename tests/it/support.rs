@@ -449,6 +449,51 @@ impl Doc {
 type Docs = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Doc>>>;
 type Hits = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>;
 
+/// Serves `app` over HTTPS on a free loopback port, with a certificate from `ca` for
+/// localhost and 127.0.0.1. Returns the port and the accept loop's task.
+pub async fn serve_https(
+    ca: &SandboxCa,
+    app: axum::Router,
+) -> Result<(u16, tokio::task::JoinHandle<()>)> {
+    let (cert_pem, key_pem) = ca.issue(
+        &[(rcgen::DnType::CommonName, "localhost".into())],
+        &["localhost", "127.0.0.1"],
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+    )?;
+    use rustls::pki_types::pem::PemObject;
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()?;
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
+    let tls = rustls::ServerConfig::builder_with_provider(dcr_server::pki::tls::crypto_provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            let app = app.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+            });
+        }
+    });
+    Ok((port, task))
+}
+
 /// A real HTTPS server on loopback that serves JWKS documents (and pages) set by the test, and
 /// counts the requests per path.
 pub struct JwksServer {
@@ -469,23 +514,6 @@ impl JwksServer {
     pub async fn start(ca: &SandboxCa) -> Result<Self> {
         use axum::extract::{Path as AxPath, State};
         use axum::response::IntoResponse;
-        let (cert_pem, key_pem) = ca.issue(
-            &[(rcgen::DnType::CommonName, "localhost".into())],
-            &["localhost", "127.0.0.1"],
-            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-        )?;
-        use rustls::pki_types::pem::PemObject;
-        let certs = rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()?;
-        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
-        let tls =
-            rustls::ServerConfig::builder_with_provider(dcr_server::pki::tls::crypto_provider())
-                .with_protocol_versions(&[&rustls::version::TLS13])?
-                .with_no_client_auth()
-                .with_single_cert(certs, key)?;
-        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let port = listener.local_addr()?.port();
         let docs: Docs = Default::default();
         let hits: Hits = Default::default();
         let state = (docs.clone(), hits.clone());
@@ -514,26 +542,7 @@ impl JwksServer {
                 ),
             )
             .with_state(state);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    continue;
-                };
-                let acceptor = acceptor.clone();
-                let app = app.clone();
-                tokio::spawn(async move {
-                    let Ok(stream) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let service = hyper_util::service::TowerToHyperService::new(app);
-                    let _ = hyper_util::server::conn::auto::Builder::new(
-                        hyper_util::rt::TokioExecutor::new(),
-                    )
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-                });
-            }
-        });
+        let (port, task) = serve_https(ca, app).await?;
         Ok(Self {
             port,
             docs,

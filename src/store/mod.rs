@@ -1,12 +1,12 @@
 //! Storage: small interfaces, two backends (SQLite, the embedded default, and PostgreSQL).
 //!
-//! Every piece of state (clients, seen `jti`s, tokens, the audit log) lives in the database, so
-//! that several stateless replicas can share one PostgreSQL. Checks that must hold across
+//! Every piece of state (clients, seen `jti`s, tokens, the audit log, events) lives in the
+//! database, so that several stateless replicas can share one PostgreSQL. Checks that must hold across
 //! replicas are single statements that the database makes atomic (a unique key, an upsert),
 //! never a read followed by a write.
 //!
 //! Callers take the interface they need ([`ClientStore`], [`TokenStore`], [`AuditLog`],
-//! [`JtiStore`]); [`Database`] implements them all. Inside, every write is a
+//! [`JtiStore`], [`EventStore`]); [`Database`] implements them all. Inside, every write is a
 //! [`unit::WriteUnit`] that both backends execute, so its transaction rules exist once.
 //!
 //! Imports go one way (no cycles): `error` and `record` are leaves; `schema` uses `error`;

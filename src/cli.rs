@@ -7,9 +7,9 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
-use crate::domain::{AuditAction, AuditOutcome};
+use crate::operator::{Actor, ClientAction, client_summary, rfc3339};
 use crate::sandbox::{RequestOptions, Sandbox};
-use crate::store::{AuditLog, AuditRecord, ClientStore};
+use crate::store::{AuditLog, ClientStore};
 
 /// Default config path, relative to the working directory.
 pub const DEFAULT_CONFIG: &str = "config/deployment.toml";
@@ -383,35 +383,39 @@ fn sandbox(config_path: &Path, cmd: SandboxCommand) -> Result<ExitCode> {
     }
 }
 
+/// The answer of delete/disable/enable, as a line or as JSON.
+fn done(json: bool, client_id: &str, ok: bool, what: &str) -> ExitCode {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"client_id": client_id, "result": if ok { what } else { "not_found" }})
+        );
+    } else if ok {
+        println!("{what} {client_id}");
+    } else {
+        eprintln!("no client {client_id}");
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `clients delete|disable|enable`, as the admin API does them.
+async fn act(
+    store: &crate::store::Database,
+    client_id: String,
+    json: bool,
+    action: ClientAction,
+) -> Result<ExitCode> {
+    let ok = crate::operator::act(store, &client_id, action, Actor::Cli).await?;
+    Ok(done(json, &client_id, ok, action.result()))
+}
+
 async fn clients(config_path: &Path, cmd: ClientsCommand) -> Result<ExitCode> {
     let config = Config::load(config_path)?;
     let store = crate::store::open(&config).await?;
-    let operator = |action: AuditAction, client_id: &str| AuditRecord {
-        at: crate::clock::now(),
-        action: action.as_str().into(),
-        outcome: AuditOutcome::Success.as_str().into(),
-        client_id: Some(client_id.to_string()),
-        detail: Some(r#"{"by":"operator cli"}"#.into()),
-        ..AuditRecord::default()
-    };
-    // The answer of delete/disable/enable, as a line or as JSON.
-    let done = |json: bool, client_id: &str, ok: bool, what: &str| {
-        if json {
-            println!(
-                "{}",
-                serde_json::json!({"client_id": client_id, "result": if ok { what } else { "not_found" }})
-            );
-        } else if ok {
-            println!("{what} {client_id}");
-        } else {
-            eprintln!("no client {client_id}");
-        }
-        if ok {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        }
-    };
     match cmd {
         ClientsCommand::List { json } => {
             let clients = store.list_clients().await?;
@@ -463,42 +467,15 @@ async fn clients(config_path: &Path, cmd: ClientsCommand) -> Result<ExitCode> {
             None => Ok(done(json, &client_id, false, "")),
         },
         ClientsCommand::Delete { client_id, json } => {
-            let ok = store
-                .delete_client(&client_id, &operator(AuditAction::Delete, &client_id))
-                .await?;
-            Ok(done(json, &client_id, ok, "deleted"))
+            act(&store, client_id, json, ClientAction::Delete).await
         }
         ClientsCommand::Disable { client_id, json } => {
-            let ok = store
-                .set_client_enabled(
-                    &client_id,
-                    false,
-                    &operator(AuditAction::Disable, &client_id),
-                )
-                .await?;
-            Ok(done(json, &client_id, ok, "disabled"))
+            act(&store, client_id, json, ClientAction::Disable).await
         }
         ClientsCommand::Enable { client_id, json } => {
-            let ok = store
-                .set_client_enabled(&client_id, true, &operator(AuditAction::Enable, &client_id))
-                .await?;
-            Ok(done(json, &client_id, ok, "enabled"))
+            act(&store, client_id, json, ClientAction::Enable).await
         }
     }
-}
-
-/// The columns an operator looks at first.
-fn client_summary(c: &crate::store::ClientRecord) -> serde_json::Value {
-    serde_json::json!({
-        "client_id": c.client_id,
-        "software_id": c.software_id,
-        "org_id": c.org_id,
-        "token_endpoint_auth_method": c.token_endpoint_auth_method,
-        "dcr_version": c.dcr_version,
-        "enabled": c.enabled,
-        "created_at": rfc3339(c.created_at),
-        "updated_at": rfc3339(c.updated_at),
-    })
 }
 
 /// A JSON value for a table cell: strings without quotes, lists joined.
@@ -508,16 +485,6 @@ fn plain(v: &serde_json::Value) -> String {
         serde_json::Value::Array(items) => items.iter().map(plain).collect::<Vec<_>>().join(" "),
         other => other.to_string(),
     }
-}
-
-fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| unix.to_string())
 }
 
 /// `--since`: RFC 3339 or Unix seconds.
@@ -553,15 +520,7 @@ async fn events(config_path: &Path, cmd: EventsCommand) -> Result<ExitCode> {
             if json {
                 let rows: Vec<_> = all
                     .iter()
-                    .map(|(e, deliveries)| {
-                        let mut row = serde_json::to_value(e).unwrap_or_default();
-                        row["time"] = rfc3339(e.at).into();
-                        if let Some(changed) = e.changed.as_deref() {
-                            row["changed"] = serde_json::from_str(changed).unwrap_or_default();
-                        }
-                        row["deliveries"] = serde_json::to_value(deliveries).unwrap_or_default();
-                        row
-                    })
+                    .map(|(e, deliveries)| crate::operator::event_json(e, deliveries))
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
@@ -602,9 +561,12 @@ async fn events(config_path: &Path, cmd: EventsCommand) -> Result<ExitCode> {
             event_id,
             all_failed: _,
         } => {
-            let max_age = i64::try_from(config.events.max_age_secs).unwrap_or(i64::MAX);
-            let until = crate::clock::now().saturating_add(max_age);
-            let n = store.retry_failed(event_id.as_deref(), until).await?;
+            let n = crate::operator::retry_events(
+                &store,
+                event_id.as_deref(),
+                config.events.max_age_secs,
+            )
+            .await?;
             println!(
                 "{n} failed deliver{} pending again",
                 if n == 1 { "y is" } else { "ies are" }

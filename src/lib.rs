@@ -16,6 +16,7 @@ pub mod material;
 pub mod metrics;
 pub mod net;
 pub mod oauth;
+pub mod operator;
 pub mod pki;
 pub mod registration;
 pub mod sandbox;

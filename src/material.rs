@@ -81,6 +81,15 @@ pub struct Material {
     pub revocation_http: reqwest::Client,
     /// One per `[[events.webhook]]`, in order.
     pub webhooks: Vec<Webhook>,
+    /// The admin listener's TLS (the server certificate, `admin.client_ca` required), when
+    /// `admin.listen` is set.
+    pub admin: Option<AdminTls>,
+}
+
+/// The admin listener's TLS configuration and certificate verifier.
+pub struct AdminTls {
+    pub server_tls: Arc<rustls::ServerConfig>,
+    pub verifier: Arc<dyn ClientCertVerifier>,
 }
 
 impl Material {
@@ -136,6 +145,15 @@ impl Material {
             .enumerate()
             .map(|(i, w)| load_webhook(&format!("events.webhook[{i}]"), w))
             .collect::<Result<_, _>>()?;
+        let admin = if config.admin.enabled() {
+            let verifier = crate::pki::tls::admin_verifier(&config.admin.client_ca)?;
+            Some(AdminTls {
+                server_tls: crate::pki::tls::server_config_with(tls, verifier.clone())?,
+                verifier,
+            })
+        } else {
+            None
+        };
         Ok(Self {
             verifier,
             server_tls,
@@ -145,6 +163,7 @@ impl Material {
             client_ca,
             revocation_http,
             webhooks,
+            admin,
         })
     }
 }

@@ -26,6 +26,8 @@ use reload::Reloader;
 /// A bound, ready-to-run server.
 pub struct Server {
     listener: Listener,
+    /// The admin API's listener, when `admin.listen` is set.
+    admin: Option<Listener>,
     reloader: Reloader,
 }
 
@@ -52,7 +54,12 @@ impl Server {
         let store = crate::store::open(&config).await?;
         let config = Arc::new(config);
         let state = SharedState::new(AppState::new(config.clone(), store.clone(), &material));
-        let reloader = Reloader::new(state.clone(), transport.clone(), crls.clone());
+        let admin_transport =
+            Transport::admin(&config, &material).map(|t| Arc::new(ArcSwap::from_pointee(t)));
+        let mut reloader = Reloader::new(state.clone(), transport.clone(), crls.clone());
+        if let Some(admin) = &admin_transport {
+            reloader = reloader.with_admin(admin.clone());
+        }
         let server = &config.server;
         let limits = Limits {
             request_timeout: Duration::from_millis(server.request_timeout_ms),
@@ -64,10 +71,25 @@ impl Server {
         let listener = Listener::bind(server.listen, transport, router, limits)
             .await
             .with_context(|| format!("server.listen = {}: cannot bind", server.listen))?;
+        let admin = match (config.admin.listen, admin_transport) {
+            (Some(addr), Some(transport)) => {
+                let router = crate::http::admin::app(state.clone());
+                let listener = Listener::bind(addr, transport, router, limits)
+                    .await
+                    .with_context(|| format!("admin.listen = {addr}: cannot bind"))?;
+                tracing::info!(addr = %listener.local_addr(), "admin API listening");
+                Some(listener)
+            }
+            _ => None,
+        };
         jobs::spawn_purger(store, reloader.clone());
         deliveries::spawn(state);
         crl_refresh::spawn(reloader.clone(), crls, crl_client);
-        Ok(Self { listener, reloader })
+        Ok(Self {
+            listener,
+            admin,
+            reloader,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -82,7 +104,27 @@ impl Server {
     /// Serves until `shutdown` resolves, then lets open requests finish (up to the grace
     /// period).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
-        self.listener.run(shutdown).await;
+        let Some(admin) = self.admin else {
+            self.listener.run(shutdown).await;
+            return Ok(());
+        };
+        // One shutdown for both listeners.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let public = self.listener.run(wait(stopped.clone()));
+        let admin = admin.run(wait(stopped));
+        let signal = async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
+        tokio::join!(public, admin, signal);
         Ok(())
+    }
+
+    /// The admin listener's address, when there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(Listener::local_addr)
     }
 }

@@ -85,6 +85,7 @@ restart_only!(
     database.sqlite_busy_timeout_ms,
     sandbox.enable,
     sandbox.dir,
+    admin.listen,
 );
 
 /// A reload that was applied.
@@ -99,6 +100,8 @@ pub struct Reloaded {
 pub struct Reloader {
     state: SharedState,
     transport: Arc<ArcSwap<Transport>>,
+    /// The admin listener's transport, when there is an admin listener.
+    admin_transport: Option<Arc<ArcSwap<Transport>>>,
     /// The URL CRLs as last fetched (`app/crl_refresh.rs` keeps them current).
     crls: Arc<CrlUrls>,
     /// One reload at a time: two SIGHUPs in a row must not interleave their swaps.
@@ -110,9 +113,16 @@ impl Reloader {
         Self {
             state,
             transport,
+            admin_transport: None,
             crls,
             serial: Arc::new(Mutex::new(())),
         }
+    }
+
+    /// The same, also swapping the admin listener's transport on each reload.
+    pub fn with_admin(mut self, admin: Arc<ArcSwap<Transport>>) -> Self {
+        self.admin_transport = Some(admin);
+        self
     }
 
     /// Reads the config at `path` and everything it names, then applies it.
@@ -131,9 +141,13 @@ impl Reloader {
             tracing::warn!(%warning, "config");
         }
         let transport = Transport::new(&config, &material);
+        let admin = Transport::admin(&config, &material);
         let state = current.reloaded(Arc::new(config), &material);
         self.state.replace(state);
         self.transport.store(Arc::new(transport));
+        if let (Some(slot), Some(admin)) = (&self.admin_transport, admin) {
+            slot.store(Arc::new(admin));
+        }
         Ok(Reloaded { restart_needed })
     }
 

@@ -9,6 +9,7 @@
 //! then checks only the rules that one field's type cannot hold (minimums, lists that must not
 //! be empty, switches that need another key).
 
+mod admin;
 mod database;
 mod dcr;
 mod events;
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 use crate::domain::SpecVersion;
 use serde::{Deserialize, Serialize};
 
+pub use admin::AdminConfig;
 pub use database::DatabaseConfig;
 pub use dcr::{DcrConfig, JwksConfig, OpenBankingConfig, SsaIssuer, Switch};
 pub use events::{EventsConfig, WebhookConfig, WebhookUrl};
@@ -76,6 +78,8 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     #[serde(default)]
     pub events: EventsConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
 }
 
 /// Builds the errors of the section checks for one file.
@@ -174,6 +178,7 @@ impl Config {
         self.database.check(&c)?;
         self.oauth.check(&c)?;
         self.events.check(&c)?;
+        self.admin.check(&c)?;
         self.open_banking.dcr.check(&c)
     }
 
@@ -221,6 +226,14 @@ impl Config {
                 ));
             }
         }
+        if self.admin.enabled()
+            && self.admin.allowed_subjects.is_empty()
+            && self.admin.allowed_thumbprints.is_empty()
+        {
+            warnings.push(
+                "admin.listen is set but neither admin.allowed_subjects nor admin.allowed_thumbprints lists anyone: every admin request gets 403".to_string(),
+            );
+        }
         warnings
     }
 
@@ -265,6 +278,9 @@ impl Config {
         }
         for (i, p) in self.open_banking.dcr.jwks.extra_ca.iter().enumerate() {
             files.push((format!("open_banking.dcr.jwks.extra_ca[{i}]"), p.clone()));
+        }
+        for (i, p) in self.admin.client_ca.iter().enumerate() {
+            files.push((format!("admin.client_ca[{i}]"), p.clone()));
         }
         for (i, w) in self.events.webhook.iter().enumerate() {
             files.push((

@@ -2,6 +2,7 @@
 //! are thin: they take parsed inputs from extractors, call `registration/` or `oauth/`, and turn
 //! the result into a response; the logic lives below this layer.
 
+pub mod admin;
 pub mod error;
 pub mod extract;
 pub mod introspect;

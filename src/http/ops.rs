@@ -78,6 +78,15 @@ pub async fn openapi() -> Response {
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    // With `admin.metrics`, the admin listener serves them instead.
+    if state.config.admin.metrics {
+        return ApiError::not_found().into_response();
+    }
+    render_metrics(&state)
+}
+
+/// The metrics, rendered (the public listener's `/metrics`, or the admin listener's).
+pub fn render_metrics(state: &AppState) -> Response {
     let (in_use, idle) = state.store.pool_usage();
     crate::metrics::db_pool(in_use, idle);
     (

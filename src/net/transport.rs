@@ -39,6 +39,19 @@ impl Transport {
         }
     }
 
+    /// The admin listener's transport, when the config has one: its own verifier, no
+    /// forwarded certificates.
+    pub fn admin(config: &Config, material: &Material) -> Option<Self> {
+        let admin = material.admin.as_ref()?;
+        Some(Self {
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+            acceptor: TlsAcceptor::from(admin.server_tls.clone()),
+            verifier: admin.verifier.clone(),
+            forwarded: None,
+            handshake_timeout: Duration::from_millis(config.server.tls.handshake_timeout_ms),
+        })
+    }
+
     /// Whether a chain accepted under an earlier generation is still trusted now.
     pub fn still_trusts(&self, chain: &[CertificateDer<'static>]) -> bool {
         match chain.split_first() {

@@ -123,9 +123,14 @@ pub fn load_crl(
 
 /// Builds the trust store for TPP transport certificates.
 pub fn load_client_roots(paths: &[PathBuf]) -> Result<RootCertStore, TlsError> {
+    load_roots("server.tls.client_ca", paths)
+}
+
+/// The trust anchors in `paths`, each file named `{key}[i]` in errors.
+fn load_roots(key: &str, paths: &[PathBuf]) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for (i, path) in paths.iter().enumerate() {
-        let key = format!("server.tls.client_ca[{i}]");
+        let key = format!("{key}[{i}]");
         for cert in load_certificates(&key, path)? {
             roots.add(cert).map_err(|e| {
                 file_error(&key, path, format!("not usable as a trust anchor: {e}"))
@@ -133,6 +138,20 @@ pub fn load_client_roots(paths: &[PathBuf]) -> Result<RootCertStore, TlsError> {
         }
     }
     Ok(roots)
+}
+
+/// The verifier of admin certificates: `admin.client_ca`, a certificate required at the
+/// handshake (the admin API has no anonymous endpoint).
+pub fn admin_verifier(
+    client_ca: &[PathBuf],
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let roots = load_roots("admin.client_ca", client_ca)?;
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), crypto_provider())
+        .build()
+        .map_err(|e| TlsError::Config {
+            key: "admin.client_ca".into(),
+            message: e.to_string(),
+        })
 }
 
 /// The verifier of TPP transport certificates: `client_ca`, the CRL files and the URL CRLs

@@ -30,8 +30,8 @@ use arc_swap::ArcSwap;
 
 pub use error::{Conflict, StoreError, StoreResult};
 pub use record::{
-    AuditRecord, ClientRecord, DeliveryRecord, DeliveryResult, EventRecord, EventRouting,
-    EventTarget, EventType, JtiRecord, LeasedDelivery, TokenRecord,
+    AuditEntry, AuditRecord, ClientRecord, DeliveryRecord, DeliveryResult, EventRecord,
+    EventRouting, EventTarget, EventType, JtiRecord, LeasedDelivery, TokenRecord,
 };
 
 use crate::config::DatabaseConfig;
@@ -55,6 +55,18 @@ macro_rules! on_sqlx {
             }
         }
     };
+}
+
+/// Which clients [`ClientStore::list_clients_page`] answers.
+#[derive(Debug, Clone, Default)]
+pub struct ClientFilter<'a> {
+    /// Only client_ids after this one (a cursor: the last of the previous page).
+    pub after: &'a str,
+    pub software_id: Option<&'a str>,
+    pub org_id: Option<&'a str>,
+    pub enabled: Option<bool>,
+    pub dcr_version: Option<&'a str>,
+    pub limit: i64,
 }
 
 /// Registered clients.
@@ -87,6 +99,11 @@ pub trait ClientStore: Send + Sync {
     ) -> impl Future<Output = StoreResult<Option<ClientRecord>>> + Send;
     /// Every client, oldest first.
     fn list_clients(&self) -> impl Future<Output = StoreResult<Vec<ClientRecord>>> + Send;
+    /// A page of clients in client_id order, after `filter.after`, as filtered.
+    fn list_clients_page(
+        &self,
+        filter: &ClientFilter<'_>,
+    ) -> impl Future<Output = StoreResult<Vec<ClientRecord>>> + Send;
     /// Deletes a client and every token issued to it, with the audit record, in one
     /// transaction. Returns false when the client does not exist.
     fn delete_client(
@@ -140,6 +157,15 @@ pub trait AuditLog: Send + Sync {
         client_id: Option<&str>,
         since: Option<i64>,
     ) -> impl Future<Output = StoreResult<Vec<AuditRecord>>> + Send;
+    /// A page of audit records after id `after`, oldest first, of one client and since a time
+    /// when asked, at most `limit`.
+    fn list_audit_page(
+        &self,
+        after: i64,
+        client_id: Option<&str>,
+        since: Option<i64>,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<AuditEntry>>> + Send;
 }
 
 /// Provisioning events. Each is written by the change it reports, in that change's
@@ -446,6 +472,21 @@ impl ClientStore for Database {
         retry_busy(|| async { on_sqlx!(self, b => b.list_clients().await) }).await
     }
 
+    async fn list_clients_page(&self, f: &ClientFilter<'_>) -> StoreResult<Vec<ClientRecord>> {
+        let params = [
+            Param::Text(f.after),
+            Param::OptText(f.software_id),
+            Param::OptText(f.org_id),
+            Param::Int(f.enabled.map_or(-1, i64::from)),
+            Param::OptText(f.dcr_version),
+            Param::Int(f.limit),
+        ];
+        retry_busy(|| async {
+            on_sqlx!(self, b => b.fetch_rows(schema::LIST_CLIENTS_PAGE, &params).await)
+        })
+        .await
+    }
+
     async fn delete_client(&self, client_id: &str, audit: &AuditRecord) -> StoreResult<bool> {
         self.write(WriteUnit::DeleteClient {
             client_id: Cow::Borrowed(client_id),
@@ -528,6 +569,25 @@ impl AuditLog for Database {
         since: Option<i64>,
     ) -> StoreResult<Vec<AuditRecord>> {
         retry_busy(|| async { on_sqlx!(self, b => b.list_audit(client_id, since).await) }).await
+    }
+
+    async fn list_audit_page(
+        &self,
+        after: i64,
+        client_id: Option<&str>,
+        since: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditEntry>> {
+        let params = [
+            Param::Int(after),
+            Param::OptText(client_id),
+            Param::Int(since.unwrap_or(i64::MIN)),
+            Param::Int(limit),
+        ];
+        retry_busy(|| async {
+            on_sqlx!(self, b => b.fetch_rows(schema::LIST_AUDIT_PAGE, &params).await)
+        })
+        .await
     }
 }
 

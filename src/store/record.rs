@@ -167,3 +167,12 @@ pub enum DeliveryResult {
         error: String,
     },
 }
+
+/// An audit record with its position in the log (the cursor of a page).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub record: AuditRecord,
+}

@@ -38,6 +38,15 @@ pub(super) const LIST_CLIENTS: &str = concat!(
     client_columns!(),
     " FROM clients ORDER BY created_at, client_id"
 );
+/// A page of clients after client_id `$1`, filtered by software_id `$2`, org_id `$3`,
+/// enabled `$4` (1, 0, or -1 for either) and DCR version `$5`, at most `$6`.
+pub(super) const LIST_CLIENTS_PAGE: &str = concat!(
+    "SELECT ",
+    client_columns!(),
+    " FROM clients WHERE client_id > $1 AND (CAST($2 AS TEXT) IS NULL OR software_id = $2) \
+     AND (CAST($3 AS TEXT) IS NULL OR org_id = $3) AND ($4 < 0 OR enabled = ($4 = 1)) \
+     AND (CAST($5 AS TEXT) IS NULL OR dcr_version = $5) ORDER BY client_id LIMIT $6"
+);
 /// The head of a multi-row insert: the client columns, then `software_id_unique` (the order
 /// of `unit::client_row`).
 pub(super) const INSERT_CLIENTS: &str = concat!(
@@ -223,6 +232,15 @@ pub(super) const LIST_DELIVERIES: &str = concat!(
 /// Pending deliveries: how many, and the oldest one's event time (0 when none).
 pub(super) const PENDING_SUMMARY: &str = "SELECT COUNT(*), COALESCE(MIN(e.at), 0) \
      FROM event_deliveries d JOIN events e ON e.event_id = d.event_id WHERE d.state = 'pending'";
+
+/// A page of audit records after id `$1`, of client `$2` (or all), at or after `$3`, at most
+/// `$4`.
+pub(super) const LIST_AUDIT_PAGE: &str = concat!(
+    "SELECT id, ",
+    audit_columns!(),
+    " FROM audit_log WHERE id > $1 AND (CAST($2 AS TEXT) IS NULL OR client_id = $2) \
+     AND at >= $3 ORDER BY id LIMIT $4"
+);
 
 /// Row counts per table, for tests.
 pub(super) const COUNT_ROWS: [(&str, &str); 6] = [

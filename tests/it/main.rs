@@ -3,6 +3,7 @@
 //! Every case listed with `BOTH` runs once per backend. Without `TEST_POSTGRES_URL`, the
 //! PostgreSQL runs report "ignored" with the reason; with it, they must pass.
 
+mod admin;
 mod cli;
 mod conformance;
 mod events;
@@ -34,6 +35,7 @@ fn cases() -> Vec<Case> {
     all.extend(versions::cases());
     all.extend(revocation::cases());
     all.extend(events::cases());
+    all.extend(admin::cases());
     all
 }
 

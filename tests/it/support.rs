@@ -299,6 +299,7 @@ dir = "{s}"
     ) -> Result<RunningServer> {
         let server = Server::bind(config, extra_routes).await?;
         let addr = server.local_addr();
+        let admin_addr = server.admin_addr();
         let reloader = server.reloader();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(server.run(async {
@@ -306,6 +307,7 @@ dir = "{s}"
         }));
         Ok(RunningServer {
             addr,
+            admin_addr,
             reloader,
             shutdown: Some(tx),
             handle,
@@ -372,6 +374,8 @@ pub fn https_client(ca_pem: &str, identity: Option<(&str, &str)>) -> Result<reqw
 
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// The admin API's address, when `admin.listen` is set.
+    pub admin_addr: Option<SocketAddr>,
     /// What SIGHUP drives in the binary.
     pub reloader: dcr_server::app::reload::Reloader,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,

@@ -1,0 +1,364 @@
+//! The admin API, on its own listener (`[admin]`): the bank's service desk finds, disables,
+//! enables and deletes clients, reads the audit trail and retries failed events. Admins
+//! authenticate with a client certificate that chains to `admin.client_ca` (the handshake
+//! requires one) and is listed in `admin.allowed_subjects` or `admin.allowed_thumbprints`
+//! (403 otherwise). Every action goes through [`crate::operator`], as the CLI's do.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::extract::PresentedCert;
+use super::state::{AppState, SharedState};
+use crate::config::AdminConfig;
+use crate::operator::{Actor, ClientAction, client_details, client_summary, event_json};
+use crate::pki::ClientCertificate;
+use crate::store::{AuditLog, ClientFilter, ClientStore, EventFilter, EventStore};
+
+/// The admin API's OpenAPI document, served at `/admin/openapi.json`.
+pub const OPENAPI: &str = include_str!("../../docs/openapi-admin.json");
+
+/// A page holds at most this many items; the default is 100.
+const MAX_PAGE: i64 = 1000;
+
+/// The admin listener's routes, with the state.
+pub fn app(state: SharedState) -> Router {
+    Router::new()
+        .route("/admin/clients", get(list_clients))
+        .route("/admin/clients/{id}", get(get_client).delete(delete_client))
+        .route("/admin/clients/{id}/disable", post(disable_client))
+        .route("/admin/clients/{id}/enable", post(enable_client))
+        .route("/admin/audit", get(list_audit))
+        .route("/admin/events", get(list_events))
+        .route("/admin/events/{id}/retry", post(retry_event))
+        .route("/admin/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .with_state(state)
+}
+
+/// Every admin route, as (method, path template): what docs/openapi-admin.json describes.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/admin/clients"),
+    ("GET", "/admin/clients/{id}"),
+    ("DELETE", "/admin/clients/{id}"),
+    ("POST", "/admin/clients/{id}/disable"),
+    ("POST", "/admin/clients/{id}/enable"),
+    ("GET", "/admin/audit"),
+    ("GET", "/admin/events"),
+    ("POST", "/admin/events/{id}/retry"),
+    ("GET", "/admin/openapi.json"),
+    ("GET", "/metrics"),
+];
+
+/// Whether `cert` is an allowed admin: its thumbprint or its subject (as an RDN set) is
+/// listed.
+pub fn is_allowed(config: &AdminConfig, cert: &ClientCertificate) -> bool {
+    config
+        .allowed_thumbprints
+        .iter()
+        .any(|t| t == cert.x5t_s256())
+        || config
+            .allowed_subjects
+            .iter()
+            .any(|dn| dn.same_rdn_set(&cert.subject))
+}
+
+/// An allowed admin's certificate, and its subject as RFC 4514 text (for the audit log).
+pub struct AdminCert {
+    cert: Arc<ClientCertificate>,
+    subject: String,
+}
+
+impl AdminCert {
+    fn actor(&self) -> Actor<'_> {
+        Actor::Admin {
+            subject: &self.subject,
+            x5t_s256: self.cert.x5t_s256(),
+        }
+    }
+}
+
+impl<S> FromRequestParts<S> for AdminCert
+where
+    S: Send + Sync,
+    Arc<AppState>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let PresentedCert(cert) = PresentedCert::from_request_parts(parts, state).await?;
+        let app = Arc::<AppState>::from_ref(state);
+        if is_allowed(&app.config.admin, &cert) {
+            Ok(Self {
+                subject: cert.subject.to_string(),
+                cert,
+            })
+        } else {
+            tracing::warn!(
+                x5t_s256 = cert.x5t_s256(),
+                "admin API: certificate not allowed"
+            );
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "access_denied",
+                "this certificate is not an allowed admin (admin.allowed_subjects, admin.allowed_thumbprints)",
+            ))
+        }
+    }
+}
+
+/// A query string the handler could not take: 400 JSON, never axum's plain text.
+fn bad_query(e: QueryRejection) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        format!("bad query parameters: {}", e.body_text()),
+    )
+}
+
+fn page_size(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(100),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        )),
+    }
+}
+
+fn no_client() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such client")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientQuery {
+    software_id: Option<String>,
+    org_id: Option<String>,
+    enabled: Option<bool>,
+    version: Option<crate::domain::SpecVersion>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /admin/clients`: a page of clients in client_id order, filtered.
+async fn list_clients(
+    State(state): State<Arc<AppState>>,
+    _: AdminCert,
+    query: Result<Query<ClientQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query.map_err(bad_query)?;
+    let limit = page_size(q.limit)?;
+    let filter = ClientFilter {
+        after: q.cursor.as_deref().unwrap_or(""),
+        software_id: q.software_id.as_deref(),
+        org_id: q.org_id.as_deref(),
+        enabled: q.enabled,
+        dcr_version: q.version.map(|v| v.as_str()),
+        limit,
+    };
+    let clients = state
+        .store
+        .list_clients_page(&filter)
+        .await
+        .map_err(ApiError::from_store)?;
+    let next = (clients.len() as i64 == limit)
+        .then(|| clients.last().map(|c| c.client_id.clone()))
+        .flatten();
+    Ok(Json(json!({
+        "clients": clients.iter().map(client_summary).collect::<Vec<_>>(),
+        "next_cursor": next,
+    })))
+}
+
+/// `GET /admin/clients/{id}`.
+async fn get_client(
+    State(state): State<Arc<AppState>>,
+    _: AdminCert,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    match state
+        .store
+        .get_client(&id)
+        .await
+        .map_err(ApiError::from_store)?
+    {
+        Some(c) => Ok(Json(client_details(&c))),
+        None => Err(no_client()),
+    }
+}
+
+async fn act(
+    state: &AppState,
+    admin: &AdminCert,
+    id: &str,
+    action: ClientAction,
+) -> Result<Json<Value>, ApiError> {
+    let done = crate::operator::act(&state.store, id, action, admin.actor())
+        .await
+        .map_err(ApiError::from_store)?;
+    if !done {
+        return Err(no_client());
+    }
+    tracing::info!(client_id = %id, action = action.result(), subject = %admin.subject, "admin API");
+    Ok(Json(json!({"client_id": id, "result": action.result()})))
+}
+
+/// `POST /admin/clients/{id}/disable`.
+async fn disable_client(
+    State(state): State<Arc<AppState>>,
+    admin: AdminCert,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    act(&state, &admin, &id, ClientAction::Disable).await
+}
+
+/// `POST /admin/clients/{id}/enable`.
+async fn enable_client(
+    State(state): State<Arc<AppState>>,
+    admin: AdminCert,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    act(&state, &admin, &id, ClientAction::Enable).await
+}
+
+/// `DELETE /admin/clients/{id}`.
+async fn delete_client(
+    State(state): State<Arc<AppState>>,
+    admin: AdminCert,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    act(&state, &admin, &id, ClientAction::Delete).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    client_id: Option<String>,
+    /// Unix seconds.
+    since: Option<i64>,
+    cursor: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// `GET /admin/audit`: a page of the audit trail, oldest first.
+async fn list_audit(
+    State(state): State<Arc<AppState>>,
+    _: AdminCert,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query.map_err(bad_query)?;
+    let limit = page_size(q.limit)?;
+    let entries = state
+        .store
+        .list_audit_page(
+            q.cursor.unwrap_or(0),
+            q.client_id.as_deref(),
+            q.since,
+            limit,
+        )
+        .await
+        .map_err(ApiError::from_store)?;
+    let next = (entries.len() as i64 == limit)
+        .then(|| entries.last().map(|e| e.id))
+        .flatten();
+    let records: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            let mut row = serde_json::to_value(e).unwrap_or_default();
+            row["time"] = crate::operator::rfc3339(e.record.at).into();
+            if let Some(detail) = e.record.detail.as_deref() {
+                row["detail"] = serde_json::from_str(detail).unwrap_or_else(|_| detail.into());
+            }
+            row
+        })
+        .collect();
+    Ok(Json(json!({"records": records, "next_cursor": next})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventQuery {
+    #[serde(default)]
+    failed: bool,
+    client_id: Option<String>,
+    cursor: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// `GET /admin/events`: a page of events with their deliveries, oldest first.
+async fn list_events(
+    State(state): State<Arc<AppState>>,
+    _: AdminCert,
+    query: Result<Query<EventQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query.map_err(bad_query)?;
+    let limit = page_size(q.limit)?;
+    let filter = EventFilter {
+        after: q.cursor.unwrap_or(0),
+        client_id: q.client_id.as_deref(),
+        failed: q.failed,
+        limit,
+    };
+    let events = state
+        .store
+        .list_events(&filter)
+        .await
+        .map_err(ApiError::from_store)?;
+    let next = (events.len() as i64 == limit)
+        .then(|| events.last().map(|(e, _)| e.id))
+        .flatten();
+    let rows: Vec<Value> = events.iter().map(|(e, d)| event_json(e, d)).collect();
+    Ok(Json(json!({"events": rows, "next_cursor": next})))
+}
+
+/// `POST /admin/events/{id}/retry`: the event's failed deliveries are pending again.
+async fn retry_event(
+    State(state): State<Arc<AppState>>,
+    admin: AdminCert,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let n =
+        crate::operator::retry_events(&state.store, Some(&id), state.config.events.max_age_secs)
+            .await
+            .map_err(ApiError::from_store)?;
+    if n == 0 {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no failed delivery of that event",
+        ));
+    }
+    tracing::info!(event_id = %id, deliveries = n, subject = %admin.subject, "admin API: event retried");
+    Ok(Json(json!({"event_id": id, "retried": n})))
+}
+
+async fn openapi(_: AdminCert) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
+}
+
+/// `/metrics`, here when `admin.metrics` is set (and then not on the public listener).
+async fn metrics(State(state): State<Arc<AppState>>, _: AdminCert) -> Response {
+    if state.config.admin.metrics {
+        super::ops::render_metrics(&state)
+    } else {
+        ApiError::not_found().into_response()
+    }
+}

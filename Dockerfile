@@ -1,19 +1,21 @@
 # Multi-stage build: compile in the Rust image, run in a slim Debian as a non-root user.
 #
 #   docker build -t dcr-server .
-#   docker run -p 8243:8243 \
-#     -v $PWD/config:/app/config:ro -v $PWD/certs:/app/certs:ro -v dcr-data:/app/data \
-#     dcr-server
+#   docker run -p 8243:8243 dcr-server
 #
-# Mount config/deployment.toml and the files it names (paths are relative to /app). The
-# shipped config listens on 127.0.0.1; in a container set `listen = "0.0.0.0:8243"`.
+# serves the generated sandbox on the host's port 8243 with no mounts: config/container.toml
+# listens on 0.0.0.0 and keeps the sandbox and the SQLite database on the data volume
+# (/app/data). DCR_LISTEN, DCR_ISSUER and DCR_DATABASE_URL override its keys. For production,
+# mount your config and PKI read-only and set DCR_CONFIG (docs/deployment.md).
+# A test runs the binary as ENTRYPOINT and CMD below do, with this ENV and WORKDIR, in a
+# directory laid out as /app: keep them plain (one ENV per line, exec-form ENTRYPOINT/CMD).
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY migrations ./migrations
-COPY docs/openapi.json ./docs/openapi.json
+COPY docs/openapi.json docs/openapi-admin.json ./docs/
 RUN cargo build --release --locked --bin dcr-server
 
 FROM debian:bookworm-slim
@@ -21,17 +23,19 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin dcr \
- && mkdir -p /app/config /app/certs /app/data \
+ && mkdir -p /app/config /app/data \
  && chown -R dcr:dcr /app
 COPY --from=build /src/target/release/dcr-server /usr/local/bin/dcr-server
-COPY --chown=dcr:dcr config/deployment.toml /app/config/deployment.toml
+COPY --chown=dcr:dcr config/container.toml /app/config/container.toml
 WORKDIR /app
+ENV DCR_CONFIG=config/container.toml
+ENV DCR_LOG_FORMAT=json
 USER dcr
 EXPOSE 8243
 VOLUME ["/app/data"]
 # -k: the health check talks to this container over loopback; the certificate is checked by
 # real clients, not here.
-HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD curl -fsSk https://127.0.0.1:8243/health || exit 1
 ENTRYPOINT ["dcr-server"]
-CMD ["serve", "--config", "config/deployment.toml"]
+CMD ["serve"]

@@ -37,6 +37,10 @@ pub use types::{CrlSource, DatabaseUrl, HeaderName, HttpsUrl, JwksSource, mask_p
 
 /// Environment variable that overrides `database.url`.
 pub const DATABASE_URL_ENV: &str = "DCR_DATABASE_URL";
+/// Environment variable that overrides `server.listen`.
+pub const LISTEN_ENV: &str = "DCR_LISTEN";
+/// Environment variable that overrides `server.issuer`.
+pub const ISSUER_ENV: &str = "DCR_ISSUER";
 
 /// A configuration problem, phrased for the operator on one line.
 #[derive(Debug, thiserror::Error)]
@@ -105,21 +109,35 @@ impl Checker<'_> {
 }
 
 impl Config {
-    /// Reads, parses and checks `path`, then applies `DCR_DATABASE_URL`.
+    /// Reads, parses and checks `path`, then applies `DCR_DATABASE_URL`, `DCR_LISTEN` and
+    /// `DCR_ISSUER` (each, when set and not empty, replaces its key; a reload applies them
+    /// too).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
         let mut config = Self::parse(&text, path)?;
-        if let Ok(url) = std::env::var(DATABASE_URL_ENV)
-            && !url.is_empty()
-        {
-            config.database.url = url.parse().map_err(|message| ConfigError::Invalid {
-                path: path.to_path_buf(),
-                key: format!("database.url (from {DATABASE_URL_ENV})"),
-                message,
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let bad = |key: &str, name: &str, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: format!("{key} (from {name})"),
+            message,
+        };
+        if let Some(url) = env(DATABASE_URL_ENV) {
+            config.database.url = url
+                .parse()
+                .map_err(|m| bad("database.url", DATABASE_URL_ENV, m))?;
+        }
+        if let Some(listen) = env(LISTEN_ENV) {
+            config.server.listen = listen.parse().map_err(|e: std::net::AddrParseError| {
+                bad("server.listen", LISTEN_ENV, e.to_string())
             })?;
+        }
+        if let Some(issuer) = env(ISSUER_ENV) {
+            config.server.issuer = issuer
+                .parse()
+                .map_err(|m| bad("server.issuer", ISSUER_ENV, m))?;
         }
         config.check(path)?;
         Ok(config)

@@ -502,5 +502,40 @@ async fn database_url_env_overrides_config(backend: Backend) -> Result<()> {
         let mode = std::fs::metadata(&other)?.permissions().mode() & 0o777;
         ensure_eq!(mode, 0o600);
     }
+    // DCR_LISTEN and DCR_ISSUER override their keys; a bad value names key and variable.
+    let check = |vars: &[(&str, &str)]| -> Result<(bool, String, String)> {
+        let out = Command::new(env!("CARGO_BIN_EXE_dcr-server"))
+            .args(["--config", &path.to_string_lossy(), "check-config"])
+            .current_dir(env.dir.path())
+            .env_remove("DCR_DATABASE_URL")
+            .envs(vars.iter().copied())
+            .output()?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    };
+    let (ok, stdout, stderr) = check(&[
+        ("DCR_LISTEN", "0.0.0.0:9443"),
+        ("DCR_ISSUER", "https://dcr.example:9443"),
+    ])?;
+    ensure!(ok, "{stderr}");
+    ensure!(stdout.contains("listen = \"0.0.0.0:9443\""), "{stdout}");
+    ensure!(
+        stdout.contains("issuer = \"https://dcr.example:9443\""),
+        "{stdout}"
+    );
+    for (name, value, key) in [
+        ("DCR_LISTEN", "nowhere", "server.listen (from DCR_LISTEN)"),
+        (
+            "DCR_ISSUER",
+            "http://plain.example",
+            "server.issuer (from DCR_ISSUER)",
+        ),
+    ] {
+        let (ok, _, stderr) = check(&[(name, value)])?;
+        ensure!(!ok && stderr.contains(key), "{name}: {stderr}");
+    }
     Ok(())
 }

@@ -6,6 +6,7 @@
 mod admin;
 mod cli;
 mod conformance;
+mod container;
 mod events;
 mod faults;
 mod lifecycle;
@@ -36,6 +37,7 @@ fn cases() -> Vec<Case> {
     all.extend(revocation::cases());
     all.extend(events::cases());
     all.extend(admin::cases());
+    all.extend(container::cases());
     all
 }
 

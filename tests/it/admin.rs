@@ -49,26 +49,49 @@ impl Admin {
     }
 }
 
-async fn admin(backend: Backend) -> Result<Admin> {
-    let env = TestEnv::new(backend).await?;
+/// An admin CA in `env`'s directory: the `[admin]` table that trusts it (allowing
+/// `CN=service desk`), that allowed admin's identity and another certificate of the CA.
+pub struct AdminPki {
+    pub table: String,
+    pub allowed: (String, String),
+    pub not_allowed: (String, String),
+}
+
+pub fn admin_pki(env: &TestEnv) -> Result<AdminPki> {
     let admin_dir = env.dir.path().join("admin-pki");
     dcr_server::sandbox::init(&admin_dir, "https://localhost")?;
     let admin_ca = dcr_server::sandbox::SandboxCa::load(&admin_dir)?;
-    let allowed = admin_ca.issue(
-        &[(DnType::CommonName, "service desk".into())],
-        &[],
-        ExtendedKeyUsagePurpose::ClientAuth,
-    )?;
-    let not_allowed = admin_ca.issue(
-        &[(DnType::CommonName, "someone else".into())],
-        &[],
-        ExtendedKeyUsagePurpose::ClientAuth,
-    )?;
+    let issue = |cn: &str| {
+        admin_ca.issue(
+            &[(DnType::CommonName, cn.into())],
+            &[],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )
+    };
+    Ok(AdminPki {
+        table: format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\nclient_ca = [\"{}\"]\nallowed_subjects = [\"CN=service desk\"]\nmetrics = true\n",
+            admin_dir.join("ca.pem").display()
+        ),
+        allowed: issue("service desk")?,
+        not_allowed: issue("someone else")?,
+    })
+}
+
+/// The base URL of `ctx`'s admin listener.
+pub fn admin_base(ctx: &Ctx) -> Result<String> {
+    let addr = ctx.server.admin_addr.context("no admin listener")?;
+    Ok(format!("https://localhost:{}", addr.port()))
+}
+
+async fn admin(backend: Backend) -> Result<Admin> {
+    let env = TestEnv::new(backend).await?;
+    let AdminPki {
+        table: tables,
+        allowed,
+        not_allowed,
+    } = admin_pki(&env)?;
     let ca_pem = env.ca_pem()?;
-    let tables = format!(
-        "[admin]\nlisten = \"127.0.0.1:0\"\nclient_ca = [\"{}\"]\nallowed_subjects = [\"CN=service desk\"]\nmetrics = true\n",
-        admin_dir.join("ca.pem").display()
-    );
     let ctx = Ctx::start_in(
         env,
         "",
@@ -78,9 +101,8 @@ async fn admin(backend: Backend) -> Result<Admin> {
         &tables,
     )
     .await?;
-    let addr = ctx.server.admin_addr.context("no admin listener")?;
     Ok(Admin {
-        base: format!("https://localhost:{}", addr.port()),
+        base: admin_base(&ctx)?,
         ctx,
         ca_pem,
         allowed,

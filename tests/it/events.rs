@@ -23,7 +23,7 @@ pub fn cases() -> Vec<Case> {
     vec![
         case!(every_change_writes_exactly_its_event, BOTH),
         case!(webhooks_get_every_event_signed_and_in_order, BOTH),
-        case!(failing_webhooks_are_retried_then_marked_failed, SQLITE),
+        case!(failing_webhooks_are_retried_then_marked_failed, BOTH),
         case!(two_replicas_deliver_each_event_once, POSTGRES),
         case!(a_killed_server_delivers_after_restart, SQLITE),
     ]
@@ -350,15 +350,19 @@ fn events_toml(
 }
 
 /// A server whose events go to a receiver on loopback (every type), and a second receiver
-/// for `client.deleted` only.
+/// for `client.deleted` only; with an admin API (and the allowed admin's client).
 struct Hooked {
     ctx: Ctx,
     all: Receiver,
     deleted: Receiver,
+    admin: reqwest::Client,
 }
 
 async fn hooked(backend: Backend, max_age: u64) -> Result<Hooked> {
     let env = TestEnv::new(backend).await?;
+    let pki = crate::admin::admin_pki(&env)?;
+    let admin =
+        crate::support::https_client(&env.ca_pem()?, Some((&pki.allowed.0, &pki.allowed.1)))?;
     let (text, key) = secret();
     let secret_file = env.dir.path().join("webhook.key");
     std::fs::write(&secret_file, text)?;
@@ -370,7 +374,7 @@ async fn hooked(backend: Backend, max_age: u64) -> Result<Hooked> {
         &secret_file,
         max_age,
         &[(&all.url, ""), (&deleted.url, "\"client.deleted\"")],
-    );
+    ) + &pki.table;
     let ctx = Ctx::start_in(
         env,
         "",
@@ -380,7 +384,12 @@ async fn hooked(backend: Backend, max_age: u64) -> Result<Hooked> {
         &tables,
     )
     .await?;
-    Ok(Hooked { ctx, all, deleted })
+    Ok(Hooked {
+        ctx,
+        all,
+        deleted,
+        admin,
+    })
 }
 
 /// Registers a client; its client_id.
@@ -395,7 +404,9 @@ async fn register_one(ctx: &Ctx) -> Result<String> {
 /// Each event reaches the webhooks that want it, once, signed, as a CloudEvent, in order per
 /// client; a type filter holds.
 async fn webhooks_get_every_event_signed_and_in_order(backend: Backend) -> Result<()> {
-    let Hooked { ctx, all, deleted } = hooked(backend, 3600).await?;
+    let Hooked {
+        ctx, all, deleted, ..
+    } = hooked(backend, 3600).await?;
     let id = register_one(&ctx).await?;
     let token = ctx.pkj_token(&id).await?;
     let updated = ctx
@@ -463,9 +474,14 @@ async fn webhooks_get_every_event_signed_and_in_order(backend: Backend) -> Resul
 }
 
 /// A receiver that fails, then recovers, gets every event, in order; one that never recovers
-/// leaves them failed (visible in the CLI), and `events retry` delivers them.
+/// leaves them failed (visible in the CLI and the admin API), and a retry delivers them.
 async fn failing_webhooks_are_retried_then_marked_failed(backend: Backend) -> Result<()> {
-    let Hooked { ctx, all, deleted } = hooked(backend, 3600).await?;
+    let Hooked {
+        ctx,
+        all,
+        deleted,
+        admin,
+    } = hooked(backend, 3600).await?;
     // Three failures (1 s, 2 s backoff...), then success.
     all.fail.store(3, Ordering::SeqCst);
     let first = register_one(&ctx).await?;
@@ -540,19 +556,60 @@ async fn failing_webhooks_are_retried_then_marked_failed(backend: Backend) -> Re
         Some(json!("delivered"))
     );
 
-    // Retried once the receiver is back: delivered.
-    all.fail.store(0, Ordering::SeqCst);
-    let before = all.got().len();
     let event_id = failed[0]["event_id"]
         .as_str()
         .context("event_id")?
         .to_string();
-    let (ok, out, err) = cli(vec!["events".into(), "retry".into(), event_id.clone()]).await?;
-    ensure!(ok, "{out} {err}");
+    // The admin API shows the same.
+    let base = crate::admin::admin_base(&ctx)?;
+    let listed: Value = admin
+        .get(format!("{base}/admin/events?failed=true"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    ensure_eq!(listed["events"][0]["event_id"], json!(event_id));
+    ensure_eq!(
+        webhook_state(&listed["events"][0], &all.url),
+        Some(json!("failed"))
+    );
+
+    // Retried (through the admin API) once the receiver is back: delivered.
+    all.fail.store(0, Ordering::SeqCst);
+    let before = all.got().len();
+    let retried = admin
+        .post(format!("{base}/admin/events/{event_id}/retry"))
+        .send()
+        .await?;
+    ensure_eq!(retried.status().as_u16(), 200);
+    let body: Value = retried.json().await?;
+    ensure_eq!(body["retried"], 1);
     let got = all.wait_for(before + 1, Duration::from_secs(10)).await?;
     ensure_eq!(got[before].id, event_id);
+    ensure!(got[before].verified);
+    // Nothing is left to retry.
     let (ok, _, _) = cli(vec!["events".into(), "retry".into(), event_id]).await?;
     ensure!(!ok, "nothing left to retry, yet it said so");
+    let (ok, out, err) = cli(vec!["events".into(), "retry".into(), "--all-failed".into()]).await?;
+    ensure!(ok && out.starts_with("0 "), "{out} {err}");
+
+    // The metrics (on the admin listener here) count each outcome.
+    let metrics = crate::support::Metrics(
+        admin
+            .get(format!("{base}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?,
+    );
+    for outcome in ["delivered", "retry", "failed"] {
+        let label = format!("outcome=\"{outcome}\"");
+        ensure!(
+            metrics.has("dcr_event_deliveries_total", &[&label]),
+            "no {outcome}: {metrics}"
+        );
+    }
+    ensure!(metrics.has("dcr_events_pending", &[]), "{metrics}");
     ctx.server.stop().await
 }
 

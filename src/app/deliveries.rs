@@ -28,15 +28,18 @@ pub fn spawn(state: SharedState) {
         loop {
             tick.tick().await;
             let app = state.current();
-            report_pending(&app).await;
-            if !app.webhooks.is_empty() {
+            // Pending deliveries of a webhook no longer configured are worked on too, so that
+            // they expire into `failed` rather than wait forever.
+            let pending = report_pending(&app).await;
+            if !app.webhooks.is_empty() || pending > 0 {
                 deliver_due(&app, &owner).await;
             }
         }
     });
 }
 
-async fn report_pending(app: &AppState) {
+/// Sets the pending gauges; returns how many deliveries are pending (0 if unknown).
+async fn report_pending(app: &AppState) -> i64 {
     match app.store.pending_summary().await {
         Ok((count, oldest)) => {
             let age = if count > 0 {
@@ -45,13 +48,17 @@ async fn report_pending(app: &AppState) {
                 0
             };
             crate::metrics::events_pending(count, age);
+            count
         }
-        Err(e) => tracing::debug!(error = %e, "pending events not counted"),
+        Err(e) => {
+            tracing::debug!(error = %e, "pending events not counted");
+            0
+        }
     }
 }
 
 /// Leases what is due and sends it; returns how many deliveries it worked on.
-pub async fn deliver_due(app: &Arc<AppState>, owner: &str) -> usize {
+async fn deliver_due(app: &Arc<AppState>, owner: &str) -> usize {
     // Long enough for the slowest webhook's timeout, twice over.
     let slowest = app.webhooks.iter().map(|w| w.timeout).max().unwrap_or(TICK);
     let lease = i64::try_from((slowest * 2 + Duration::from_secs(5)).as_secs()).unwrap_or(60);

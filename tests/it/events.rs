@@ -14,9 +14,7 @@ use dcr_server::store::{EventFilter, EventRecord, EventStore};
 use serde_json::{Value, json};
 
 use crate::registration::Ctx;
-use crate::support::{
-    BOTH, Backend, Case, POSTGRES, SQLITE, TestEnv, count_rows, run_binary, serve_https,
-};
+use crate::support::{BOTH, Backend, Case, POSTGRES, TestEnv, count_rows, run_binary, serve_https};
 use crate::{case, ensure_eq};
 
 pub fn cases() -> Vec<Case> {
@@ -25,7 +23,7 @@ pub fn cases() -> Vec<Case> {
         case!(webhooks_get_every_event_signed_and_in_order, BOTH),
         case!(failing_webhooks_are_retried_then_marked_failed, BOTH),
         case!(two_replicas_deliver_each_event_once, POSTGRES),
-        case!(a_killed_server_delivers_after_restart, SQLITE),
+        case!(a_killed_server_delivers_after_restart, BOTH),
     ]
 }
 

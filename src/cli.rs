@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+use crate::clock::rfc3339;
 use crate::config::Config;
-use crate::operator::{Actor, ClientAction, client_summary, rfc3339};
+use crate::operator::{Actor, ClientAction, client_summary};
 use crate::sandbox::{RequestOptions, Sandbox};
 use crate::store::{AuditLog, ClientStore};
 

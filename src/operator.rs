@@ -94,8 +94,8 @@ pub fn client_summary(c: &ClientRecord) -> Value {
         "token_endpoint_auth_method": c.token_endpoint_auth_method,
         "dcr_version": c.dcr_version,
         "enabled": c.enabled,
-        "created_at": rfc3339(c.created_at),
-        "updated_at": rfc3339(c.updated_at),
+        "created_at": crate::clock::rfc3339(c.created_at),
+        "updated_at": crate::clock::rfc3339(c.updated_at),
     })
 }
 
@@ -109,7 +109,7 @@ pub fn client_details(c: &ClientRecord) -> Value {
 /// An event with its deliveries, as the CLI's `--json` and the admin API show it.
 pub fn event_json(e: &EventRecord, deliveries: &[DeliveryRecord]) -> Value {
     let mut row = serde_json::to_value(e).unwrap_or_default();
-    row["time"] = rfc3339(e.at).into();
+    row["time"] = crate::clock::rfc3339(e.at).into();
     if let Some(changed) = e.changed.as_deref() {
         row["changed"] = serde_json::from_str(changed).unwrap_or_default();
     }
@@ -127,15 +127,4 @@ pub async fn retry_events(
     let max_age = i64::try_from(max_age_secs).unwrap_or(i64::MAX);
     let until = crate::clock::now().saturating_add(max_age);
     store.retry_failed(event_id, until).await
-}
-
-/// RFC 3339 of a Unix time (the number itself if out of range).
-pub fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| unix.to_string())
 }

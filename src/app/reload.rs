@@ -39,6 +39,9 @@ pub enum ReloadError {
     /// not be loaded.
     #[error(transparent)]
     Material(MaterialError),
+    /// The reload's blocking task did not finish (it panicked or the runtime is stopping).
+    #[error("the reload task did not finish: {0}")]
+    Task(String),
 }
 
 impl From<MaterialError> for ReloadError {
@@ -151,23 +154,25 @@ impl Reloader {
         Ok(Reloaded { restart_needed })
     }
 
-    /// Fetches the CRL URLs of the config at `path` that are due, before the reload puts them
-    /// in use: a URL the reload adds would otherwise be judged as never fetched (refused in
-    /// `hard` mode) until the background refresh reached it. A config that does not load is
-    /// left to the reload to report.
-    async fn fetch_due_crls(&self, path: &Path) {
-        let Ok(config) = Config::load(path) else {
-            return;
-        };
-        if crl_fetch::urls(&config).is_empty() {
-            return;
-        }
-        match crl_fetch::client(&config) {
-            Ok(client) => {
-                crl_fetch::fetch_due(&config, &self.crls, &client).await;
+    /// Reads the config at `path`, fetches its CRL URLs that are due, then applies it. The
+    /// fetch comes first because a URL the reload adds would otherwise be judged as never
+    /// fetched (refused in `hard` mode) until the background refresh reached it.
+    async fn load_fetch_apply(&self, path: PathBuf) -> Result<Reloaded, ReloadError> {
+        let config = tokio::task::spawn_blocking(move || Config::load(&path))
+            .await
+            .map_err(|e| ReloadError::Task(e.to_string()))??;
+        if !crl_fetch::urls(&config).is_empty() {
+            match crl_fetch::client(&config) {
+                Ok(client) => {
+                    crl_fetch::fetch_due(&config, &self.crls, &client).await;
+                }
+                Err(e) => tracing::warn!(error = %e, "no client for CRL URLs; the reload goes on"),
             }
-            Err(e) => tracing::warn!(error = %e, "no client for CRL URLs; the reload goes on"),
         }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.apply(config))
+            .await
+            .map_err(|e| ReloadError::Task(e.to_string()))?
     }
 
     /// The running config.
@@ -189,14 +194,12 @@ impl Reloader {
 
     /// Reloads from `path` and logs the outcome: what a SIGHUP does.
     pub async fn reload_and_log(&self, path: PathBuf) {
-        self.fetch_due_crls(&path).await;
-        let this = self.clone();
         let shown = path.display().to_string();
         let started = std::time::Instant::now();
-        let outcome = tokio::task::spawn_blocking(move || this.reload_file(&path)).await;
+        let outcome = self.load_fetch_apply(path).await;
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         match outcome {
-            Ok(Ok(done)) => {
+            Ok(done) => {
                 crate::metrics::reload(true);
                 for key in &done.restart_needed {
                     tracing::warn!(
@@ -212,7 +215,7 @@ impl Reloader {
                     "config reloaded: new connections use the new TLS material"
                 );
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 crate::metrics::reload(false);
                 tracing::error!(
                     config = %shown,
@@ -220,10 +223,6 @@ impl Reloader {
                     "CONFIG RELOAD FAILED: nothing was changed; still serving with the previous \
                      config and certificates"
                 );
-            }
-            Err(e) => {
-                crate::metrics::reload(false);
-                tracing::error!(error = %e, "CONFIG RELOAD FAILED: the reload task did not finish");
             }
         }
     }

@@ -9,7 +9,7 @@ pub const CONTENT_TYPE: &str = "application/cloudevents+json";
 
 /// The event as CloudEvents JSON. `source` is the server's issuer; `subject` the client_id.
 pub fn document(event: &EventRecord, source: &str) -> Value {
-    let time = rfc3339(event.at);
+    let time = crate::clock::rfc3339(event.at);
     let mut data = json!({
         "client_id": event.client_id,
         "software_id": event.software_id,
@@ -38,16 +38,6 @@ pub fn document(event: &EventRecord, source: &str) -> Value {
         "datacontenttype": "application/json",
         "data": data,
     })
-}
-
-fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -19,7 +19,6 @@ use serde_json::{Value, json};
 use super::error::ApiError;
 use super::extract::PresentedCert;
 use super::state::{AppState, SharedState};
-use crate::config::AdminConfig;
 use crate::operator::{Actor, ClientAction, client_details, client_summary, event_json};
 use crate::pki::ClientCertificate;
 use crate::store::{AuditLog, ClientFilter, ClientStore, EventFilter, EventStore};
@@ -61,19 +60,6 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
 ];
 
-/// Whether `cert` is an allowed admin: its thumbprint or its subject (as an RDN set) is
-/// listed.
-pub fn is_allowed(config: &AdminConfig, cert: &ClientCertificate) -> bool {
-    config
-        .allowed_thumbprints
-        .iter()
-        .any(|t| t == cert.x5t_s256())
-        || config
-            .allowed_subjects
-            .iter()
-            .any(|dn| dn.same_rdn_set(&cert.subject))
-}
-
 /// An allowed admin's certificate, and its subject as RFC 4514 text (for the audit log).
 pub struct AdminCert {
     cert: Arc<ClientCertificate>,
@@ -99,7 +85,8 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let PresentedCert(cert) = PresentedCert::from_request_parts(parts, state).await?;
         let app = Arc::<AppState>::from_ref(state);
-        if is_allowed(&app.config.admin, &cert) {
+        let admin = &app.config.admin;
+        if cert.is_listed(&admin.allowed_thumbprints, &admin.allowed_subjects) {
             Ok(Self {
                 subject: cert.subject.to_string(),
                 cert,
@@ -279,7 +266,7 @@ async fn list_audit(
         .iter()
         .map(|e| {
             let mut row = serde_json::to_value(e).unwrap_or_default();
-            row["time"] = crate::operator::rfc3339(e.record.at).into();
+            row["time"] = crate::clock::rfc3339(e.record.at).into();
             if let Some(detail) = e.record.detail.as_deref() {
                 row["detail"] = serde_json::from_str(detail).unwrap_or_else(|_| detail.into());
             }

@@ -11,14 +11,7 @@ use crate::store::{ClientStore, StoreError, TokenStore};
 /// Whether a certificate may call the introspection endpoint: its thumbprint or its subject
 /// (as an RDN set) is listed.
 pub fn may_introspect(config: &IntrospectionConfig, cert: &ClientCertificate) -> bool {
-    config
-        .allowed_thumbprints
-        .iter()
-        .any(|t| t == cert.x5t_s256())
-        || config
-            .allowed_subjects
-            .iter()
-            .any(|dn| dn.same_rdn_set(&cert.subject))
+    cert.is_listed(&config.allowed_thumbprints, &config.allowed_subjects)
 }
 
 /// The introspection answer for `token`: active only while it is live and its client exists

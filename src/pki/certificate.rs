@@ -145,6 +145,13 @@ impl ClientCertificate {
         &self.x5t_s256
     }
 
+    /// Whether an allow-list names this certificate: by its `x5t#S256`, or by its subject as
+    /// an RDN set (introspection callers, admins).
+    pub fn is_listed(&self, thumbprints: &[String], subjects: &[DistinguishedName]) -> bool {
+        thumbprints.contains(&self.x5t_s256)
+            || subjects.iter().any(|dn| dn.same_rdn_set(&self.subject))
+    }
+
     /// A certificate with this subject and no other content, for unit tests of the rules that
     /// read only the subject.
     #[cfg(test)]

@@ -4,9 +4,14 @@
 //! ```text
 //! dcr-bench register --url https://localhost:8243 --sandbox certs/sandbox -c 64 -d 10
 //! dcr-bench token-pkj | token-tls | get | mixed | handshake ...
+//! dcr-bench calibrate
 //! ```
 //!
 //! Every JWT is signed before the clock starts, so the load generator spends its time sending.
+//! Every run also measures the units of `units`: the server's CPU per request is reported in
+//! µs and in V (PS256 verifications), and on PostgreSQL the database's in µs and in P.
+
+mod units;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,6 +39,8 @@ enum Scenario {
     Mixed,
     /// TLS handshakes with a client certificate, nothing else.
     Handshake,
+    /// Measure the units only: V, and P when `--config` names a PostgreSQL database.
+    Calibrate,
     /// Bulk-load `--clients` clients and `--tokens` live tokens straight into the database of
     /// `--config` (for growth measurements); sends nothing to the server.
     Seed,
@@ -81,9 +88,26 @@ struct Args {
     /// Request `aud` (default: the server's issuer from discovery).
     #[arg(long)]
     aud: Option<String>,
-    /// `seed`: the server's config, for its database URL.
+    /// The server's config, for its database URL (`DCR_DATABASE_URL` overrides it, as for
+    /// the server): `seed` fills it, and on PostgreSQL every run calibrates P on it and reports
+    /// the database's CPU per request (the database must run on this machine).
     #[arg(long, default_value = "config/bench.toml")]
     config: PathBuf,
+    /// Seconds of INSERTs that calibrate P.
+    #[arg(long, default_value_t = 3.0)]
+    calibrate_secs: f64,
+    /// Budget: the server's median CPU per request, in V; the medians line says whether it held.
+    #[arg(long)]
+    budget_v: Option<f64>,
+    /// Budget: the database's median CPU per request, in P (PostgreSQL only).
+    #[arg(long)]
+    budget_p: Option<f64>,
+    /// Budget: the median p99 latency at most this many times the median p50.
+    #[arg(long)]
+    budget_p99_ratio: Option<f64>,
+    /// Budget: the server's peak RSS in MiB.
+    #[arg(long)]
+    budget_rss_mib: Option<f64>,
     /// `seed`: clients to insert.
     #[arg(long, default_value_t = 1_000_000)]
     clients: usize,
@@ -106,6 +130,8 @@ struct Measured {
     elapsed: Duration,
     server_cpu: Option<Duration>,
     bench_cpu: Option<Duration>,
+    /// PostgreSQL's own CPU (every process of its postmaster), when it is the database.
+    db_cpu: Option<Duration>,
 }
 
 /// utime + stime of a process, from `/proc/<pid>/stat` (in USER_HZ ticks, 100 per second on
@@ -121,6 +147,8 @@ fn cpu_time(pid: &str) -> Option<Duration> {
 
 struct Ctx {
     args: Args,
+    units: units::Units,
+    postgres: Option<units::Postgres>,
     sandbox: Sandbox,
     ca_pem: String,
     identity_pem: String,
@@ -151,10 +179,48 @@ impl Ctx {
         }
     }
 
-    /// Signs `n` registration JWTs on every core, each with its own jti.
+    /// An SSA as large as the OB Directory issues: the sandbox's claims plus every other
+    /// claim of the Directory profile, filled as a real organisation fills them.
+    fn full_ssa(&self) -> Result<String> {
+        let mut c = self.sandbox.ssa_claims();
+        let org = c["org_id"].as_str().unwrap_or_default().to_string();
+        let keystore = format!("https://keystore.openbankingtest.org.uk/{org}");
+        c["software_client_description"] =
+            json!("Account information and payment initiation for small businesses.");
+        c["software_on_behalf_of_org"] = json!("");
+        c["software_redirect_uris"] = json!([
+            "https://tpp.example.com/callback",
+            "https://tpp.example.com/callback/accounts",
+            "https://tpp.example.com/callback/payments",
+        ]);
+        // A key set the server fetches and caches like the real one, which names none of the
+        // sandbox TPP's keys: the revoked-keys check runs, and passes.
+        c["software_jwks_revoked_endpoint"] = json!(format!(
+            "{}{}",
+            self.issuer,
+            dcr_server::sandbox::DIRECTORY_JWKS_PATH
+        ));
+        c["org_jwks_endpoint"] = json!(format!("{keystore}/{org}.jwks"));
+        c["org_jwks_revoked_endpoint"] = json!(format!("{keystore}/revoked/{org}.jwks"));
+        c["org_contacts"] = json!([
+            {"name": "Technical Support", "email": "ob-technical@tpp.example.com", "phone": "+442071234567", "type": "Technical"},
+        ]);
+        c["organisation_competent_authority_claims"] = json!({
+            "authority_id": "FCAGBR",
+            "registration_id": "123456",
+            "status": "Active",
+            "authorisations": [
+                {"member_state": "GB", "roles": ["AISP", "PISP", "CBPII"]},
+            ]
+        });
+        self.sandbox.sign_ssa(&c)
+    }
+
+    /// Signs `n` registration JWTs on every core, each with its own jti, as large as a real
+    /// OB registration (~4.5 KB).
     fn presign_requests(&self, n: usize, method: &str) -> Result<Vec<String>> {
         let mut template = self.sandbox.request_claims(&self.options(method))?;
-        template["software_statement"] = json!(self.sandbox.ssa()?);
+        template["software_statement"] = json!(self.full_ssa()?);
         on_every_core(n, || {
             let mut c = template.clone();
             c["jti"] = json!(uuid::Uuid::new_v4().to_string());
@@ -265,6 +331,7 @@ where
 {
     let server = ctx.args.pid.map(|p| p.to_string());
     let server_before = server.as_deref().and_then(cpu_time);
+    let db_before = ctx.postgres.and_then(|pg| pg.cpu());
     let bench_before = cpu_time("self");
     let next = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + Duration::from_secs_f64(ctx.args.duration);
@@ -304,6 +371,7 @@ where
         elapsed,
         server_cpu: since(server_before, server.as_deref().and_then(cpu_time)),
         bench_cpu: since(bench_before, cpu_time("self")),
+        db_cpu: since(db_before, ctx.postgres.and_then(|pg| pg.cpu())),
     })
 }
 
@@ -347,12 +415,18 @@ async fn handshakes(ctx: &Arc<Ctx>) -> Result<Measured> {
 }
 
 /// Prints the results of one run and returns them as JSON.
-fn report(args: &Args, run: Measured, rss: (Option<u64>, Option<u64>, Option<u64>)) -> Value {
+fn report(
+    args: &Args,
+    units: units::Units,
+    run: Measured,
+    rss: (Option<u64>, Option<u64>, Option<u64>),
+) -> Value {
     let Measured {
         tallies,
         elapsed,
         server_cpu,
         bench_cpu,
+        db_cpu,
     } = run;
     let mut latencies: Vec<u32> = tallies
         .iter()
@@ -391,7 +465,13 @@ fn report(args: &Args, run: Measured, rss: (Option<u64>, Option<u64>, Option<u64
         "cpu_us_per_request": {
             "server": per_request(server_cpu, total),
             "bench": per_request(bench_cpu, total),
+            "database": per_request(db_cpu, total),
         },
+        "server_v_per_request": per_request(server_cpu, total).map(|us| units::round2(us / units.v_us)),
+        "database_p_per_request": per_request(db_cpu, total)
+            .zip(units.p_us)
+            .map(|(us, p)| units::round2(us / p)),
+        "units": units.json(),
         "server_rss_kib": { "before": rss.0, "peak": rss.1, "after": rss.2 },
     });
     if args.json {
@@ -435,8 +515,18 @@ fn report(args: &Args, run: Measured, rss: (Option<u64>, Option<u64>, Option<u64
     let cpu = &result["cpu_us_per_request"];
     if let Some(server) = cpu["server"].as_f64() {
         println!(
-            "CPU/request   server {server:.0} µs, dcr-bench {:.0} µs",
+            "CPU/request   server {server:.0} µs = {:.2} V (V = {:.1} µs), dcr-bench {:.0} µs",
+            result["server_v_per_request"].as_f64().unwrap_or_default(),
+            units.v_us,
             cpu["bench"].as_f64().unwrap_or_default()
+        );
+    }
+    if let (Some(db), Some(p)) = (cpu["database"].as_f64(), units.p_us) {
+        println!(
+            "              PostgreSQL {db:.0} µs = {:.2} P (P = {p:.1} µs)",
+            result["database_p_per_request"]
+                .as_f64()
+                .unwrap_or_default(),
         );
     }
     result
@@ -445,6 +535,46 @@ fn report(args: &Args, run: Measured, rss: (Option<u64>, Option<u64>, Option<u64
 fn per_request(cpu: Option<Duration>, requests: usize) -> Option<f64> {
     (requests > 0).then_some(())?;
     Some((cpu?.as_secs_f64() * 1e6 / requests as f64).round())
+}
+
+/// The budgets asked for on the command line, checked against the medians.
+fn budgets(args: &Args, median: &dyn Fn(&str) -> Option<f64>) -> Value {
+    let mut checks = serde_json::Map::new();
+    let mut held = true;
+    let mut check = |name: &str, value: Option<f64>, limit: Option<f64>| {
+        if let Some(limit) = limit {
+            let ok = value.is_some_and(|v| v <= limit);
+            held &= ok;
+            checks.insert(
+                name.into(),
+                json!({"limit": limit, "median": value, "held": ok}),
+            );
+        }
+    };
+    check(
+        "server_v_per_request",
+        median("/server_v_per_request"),
+        args.budget_v,
+    );
+    check(
+        "database_p_per_request",
+        median("/database_p_per_request"),
+        args.budget_p,
+    );
+    let ratio = median("/latency_ms/p99")
+        .zip(median("/latency_ms/p50"))
+        .map(|(p99, p50)| units::round2(p99 / p50));
+    check("p99_over_p50", ratio, args.budget_p99_ratio);
+    check(
+        "server_rss_mib_peak",
+        median("/server_rss_kib/peak").map(|k| units::round2(k / 1024.0)),
+        args.budget_rss_mib,
+    );
+    if checks.is_empty() {
+        return Value::Null;
+    }
+    checks.insert("held".into(), json!(held));
+    Value::Object(checks)
 }
 
 /// Prints the medians of several runs.
@@ -469,8 +599,13 @@ fn report_medians(args: &Args, runs: &[Value]) {
         "cpu_us_per_request": {
             "server": median("/cpu_us_per_request/server"),
             "bench": median("/cpu_us_per_request/bench"),
+            "database": median("/cpu_us_per_request/database"),
         },
+        "server_v_per_request": median("/server_v_per_request"),
+        "database_p_per_request": median("/database_p_per_request"),
+        "units": {"v_us": median("/units/v_us"), "p_us": median("/units/p_us")},
         "server_rss_kib_peak": median("/server_rss_kib/peak"),
+        "budget": budgets(args, &median),
     });
     if args.json {
         println!("{summary}");
@@ -478,13 +613,28 @@ fn report_medians(args: &Args, runs: &[Value]) {
     }
     let f = |p: &str| median(p).map_or("-".to_string(), |v| format!("{v}"));
     println!(
-        "median of {} runs: {}/s, p50 {} ms, p99 {} ms, server CPU {} µs/request",
+        "median of {} runs: {}/s, p50 {} ms, p99 {} ms, server CPU {} µs/request = {} V, \
+         PostgreSQL {} µs = {} P",
         runs.len(),
         f("/throughput_per_s"),
         f("/latency_ms/p50"),
         f("/latency_ms/p99"),
         f("/cpu_us_per_request/server"),
+        f("/server_v_per_request"),
+        f("/cpu_us_per_request/database"),
+        f("/database_p_per_request"),
     );
+    if let Some(b) = summary["budget"].as_object() {
+        println!(
+            "budget {}: {}",
+            if b["held"] == json!(true) {
+                "held"
+            } else {
+                "NOT held"
+            },
+            Value::Object(b.clone())
+        );
+    }
 }
 
 fn main() -> Result<()> {
@@ -495,6 +645,27 @@ fn main() -> Result<()> {
         .build()?;
     if args.scenario == Scenario::Seed {
         return runtime.block_on(seed(&args));
+    }
+    if args.scenario == Scenario::Calibrate {
+        return runtime.block_on(async {
+            let sandbox = Sandbox::load(&args.sandbox)?;
+            let (units, _) = calibrate(&args, &sandbox).await?;
+            if args.json {
+                println!("{}", units.json());
+            } else {
+                println!(
+                    "V = {:.2} µs (one PS256 verification, RSA-2048)",
+                    units.v_us
+                );
+                match units.p_us {
+                    Some(p) => {
+                        println!("P = {p:.2} µs (PostgreSQL CPU per single-row INSERT transaction)")
+                    }
+                    None => println!("P: not measured (the database is not PostgreSQL)"),
+                }
+            }
+            Ok(())
+        });
     }
     runtime.block_on(run(args))
 }
@@ -605,8 +776,34 @@ async fn seed(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// Measures V, and P with the handle on PostgreSQL's processes when the database of `--config`
+/// (or `DCR_DATABASE_URL`) is PostgreSQL.
+async fn calibrate(
+    args: &Args,
+    sandbox: &Sandbox,
+) -> Result<(units::Units, Option<units::Postgres>)> {
+    let v_us = units::measure_v(sandbox, &args.sandbox)?;
+    let url = dcr_server::config::Config::load(&args.config)
+        .map(|c| c.database.url)
+        .with_context(|| format!("reading {} for the database URL", args.config.display()))?;
+    if url.is_sqlite() {
+        return Ok((units::Units { v_us, p_us: None }, None));
+    }
+    let pg = units::Postgres::find(url.expose()).await?;
+    eprintln!("calibrating P ({} s of INSERTs)…", args.calibrate_secs);
+    let p_us = units::measure_p(url.expose(), &pg, args.calibrate_secs).await?;
+    Ok((
+        units::Units {
+            v_us,
+            p_us: Some(p_us),
+        },
+        Some(pg),
+    ))
+}
+
 async fn run(args: Args) -> Result<()> {
     let sandbox = Sandbox::load(&args.sandbox)?;
+    let (units, postgres) = calibrate(&args, &sandbox).await?;
     let read = |name: &str| {
         std::fs::read_to_string(args.sandbox.join(name)).with_context(|| format!("reading {name}"))
     };
@@ -634,6 +831,8 @@ async fn run(args: Args) -> Result<()> {
         .context("no issuer")?
         .to_string();
     let ctx = Arc::new(Ctx {
+        units,
+        postgres,
         token_endpoint: format!("{base}/token"),
         register_url: format!("{base}{}", dcr_server::REGISTER_PATH),
         issuer,
@@ -663,7 +862,12 @@ async fn run(args: Args) -> Result<()> {
         let measured = once(&ctx).await?;
         let after = pid.and_then(rss_kib);
         let peak = pid.map(|_| peak.load(Ordering::Relaxed));
-        results.push(report(&ctx.args, measured, (before, peak, after)));
+        results.push(report(
+            &ctx.args,
+            ctx.units,
+            measured,
+            (before, peak, after),
+        ));
         if !ctx.args.json {
             println!();
         }
@@ -688,6 +892,9 @@ async fn once(ctx: &Arc<Ctx>) -> Result<Measured> {
         Scenario::Register => {
             eprintln!("signing {n} registration requests…");
             let jwts = Arc::new(ctx.presign_requests(n, "private_key_jwt")?);
+            if let Some(first) = jwts.first() {
+                eprintln!("each request body is {} bytes", first.len());
+            }
             drive(ctx, n, move |ctx, client, i| {
                 let jwt = jwts[i].clone();
                 async move { Ok(ctx.register(&client, jwt).await?.0) }
@@ -822,6 +1029,6 @@ async fn once(ctx: &Arc<Ctx>) -> Result<Measured> {
             .await?
         }
         Scenario::Handshake => handshakes(ctx).await?,
-        Scenario::Seed => bail!("seed sends nothing to the server"),
+        Scenario::Seed | Scenario::Calibrate => bail!("this scenario sends nothing to the server"),
     })
 }

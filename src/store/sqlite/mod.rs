@@ -44,6 +44,7 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(busy_timeout);
         let read = Reader::connect(
+            &file,
             options,
             config.max_connections,
             Duration::from_millis(config.acquire_timeout_ms),

@@ -1,8 +1,11 @@
 //! SQLite through sqlx: the reader pool, and one more connection for the migrations (and bulk
 //! loading). Writes on the request path go to the writer thread ([`super::write`]).
 
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rusqlite::{OpenFlags, OptionalExtension};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::{QueryBuilder, Sqlite};
 
@@ -12,8 +15,81 @@ use crate::store::record::{AuditRecord, ClientRecord, TokenRecord};
 use crate::store::schema;
 use crate::store::unit::Param;
 
+/// Read-only rusqlite connections for the point reads of the request path (a client by id, a
+/// token by hash), run on the calling tokio worker. Through sqlx each read was a hand-off to
+/// the connection's own thread and back, two wake-ups and context switches: they cost more
+/// than the primary-key lookup itself, which a WAL reader does without waiting for the writer.
+/// Idle connections are kept (up to `database.max_connections`); one more is opened when all
+/// are in use.
+#[derive(Clone)]
+struct Direct(Arc<DirectPool>);
+
+struct DirectPool {
+    path: PathBuf,
+    idle: Mutex<Vec<rusqlite::Connection>>,
+    keep: usize,
+}
+
+impl std::fmt::Debug for Direct {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Direct")
+            .field("path", &self.0.path)
+            .finish()
+    }
+}
+
+/// How long a point read waits for a lock. A WAL reader waits only while another process
+/// recovers or truncates the WAL; the worker thread must not stall for the whole busy timeout,
+/// so it gives up early and the read is retried as busy.
+const DIRECT_BUSY: Duration = Duration::from_millis(50);
+
+impl Direct {
+    fn new(path: &Path, keep: usize) -> Self {
+        Self(Arc::new(DirectPool {
+            path: path.to_path_buf(),
+            idle: Mutex::new(Vec::new()),
+            keep: keep.max(1),
+        }))
+    }
+
+    fn open(&self) -> rusqlite::Result<rusqlite::Connection> {
+        let conn = rusqlite::Connection::open_with_flags(
+            &self.0.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(DIRECT_BUSY)?;
+        Ok(conn)
+    }
+
+    /// The one row `sql` finds for `key` (its only parameter), decoded by `row`.
+    fn one<T>(
+        &self,
+        sql: &str,
+        key: &str,
+        row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> StoreResult<Option<T>> {
+        let taken = self.0.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match taken {
+            Some(conn) => conn,
+            None => self.open().map_err(super::write::map_err)?,
+        };
+        let found = conn
+            .prepare_cached(sql)
+            .and_then(|mut stmt| stmt.query_row([key], row).optional())
+            .map_err(super::write::map_err);
+        if let Ok(mut idle) = self.0.idle.lock()
+            && idle.len() < self.0.keep
+        {
+            idle.push(conn);
+        }
+        found
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(in crate::store) struct Reader {
+    /// The point reads of every token and management request ([`Direct`]).
+    direct: Direct,
     readers: SqlitePool,
     /// One connection: migrations and bulk loads. Opening a local file may take its time on a
     /// loaded machine, so it is not bounded by the per-request acquire timeout.
@@ -36,6 +112,7 @@ fn map_err(e: sqlx::Error) -> StoreError {
 
 impl Reader {
     pub(in crate::store) async fn connect(
+        file: &Path,
         options: SqliteConnectOptions,
         max_connections: u32,
         acquire_timeout: Duration,
@@ -57,6 +134,7 @@ impl Reader {
             .acquire_timeout(acquire_timeout)
             .connect_lazy_with(options);
         Ok(Self {
+            direct: Direct::new(file, max_connections as usize),
             readers,
             maintenance,
         })
@@ -90,12 +168,26 @@ impl Reader {
         &self,
         client_id: &str,
     ) -> StoreResult<Option<ClientRecord>> {
-        let mut conn = pool::acquire_timed(&self.readers).await.map_err(map_err)?;
-        sqlx::query_as(schema::SELECT_CLIENT)
-            .bind(client_id)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(map_err)
+        self.direct.one(schema::SELECT_CLIENT, client_id, |r| {
+            Ok(ClientRecord {
+                client_id: r.get(0)?,
+                software_id: r.get(1)?,
+                org_id: r.get(2)?,
+                metadata: r.get(3)?,
+                grant_types: r.get(4)?,
+                scope: r.get(5)?,
+                client_secret_hash: r.get(6)?,
+                token_endpoint_auth_method: r.get(7)?,
+                tls_client_auth_subject_dn: r.get(8)?,
+                jwks_uri: r.get(9)?,
+                cert_thumbprint: r.get(10)?,
+                enabled: r.get(11)?,
+                created_at: r.get(12)?,
+                updated_at: r.get(13)?,
+                dcr_version: r.get(14)?,
+                jwks_revoked_uri: r.get(15)?,
+            })
+        })
     }
 
     pub(in crate::store) async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
@@ -109,12 +201,17 @@ impl Reader {
         &self,
         token_hash: &str,
     ) -> StoreResult<Option<TokenRecord>> {
-        let mut conn = pool::acquire_timed(&self.readers).await.map_err(map_err)?;
-        sqlx::query_as(schema::SELECT_TOKEN)
-            .bind(token_hash)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(map_err)
+        self.direct.one(schema::SELECT_TOKEN, token_hash, |r| {
+            Ok(TokenRecord {
+                token_hash: r.get(0)?,
+                client_id: r.get(1)?,
+                scope: r.get(2)?,
+                cert_thumbprint: r.get(3)?,
+                issued_at: r.get(4)?,
+                expires_at: r.get(5)?,
+                revoked: r.get(6)?,
+            })
+        })
     }
 
     pub(in crate::store) async fn list_audit(

@@ -50,7 +50,7 @@ pub(in crate::store) struct SqliteWriter {
     jobs: mpsc::SyncSender<Job>,
 }
 
-fn map_err(e: rusqlite::Error) -> StoreError {
+pub(super) fn map_err(e: rusqlite::Error) -> StoreError {
     if let rusqlite::Error::SqliteFailure(code, message) = &e {
         let text = message.as_deref().unwrap_or_default();
         if let Some(conflict) = schema::sqlite_conflict(code.extended_code, text) {

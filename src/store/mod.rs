@@ -271,9 +271,11 @@ impl Database {
     /// The outbox of a unit: new event ids and the routing of now.
     fn outbox(&self, changed: Option<String>) -> Outbox {
         Outbox {
+            // Time-ordered: each new event id goes to the right edge of the events' unique
+            // index, not to a random leaf that a group commit writes again.
             ids: [
-                uuid::Uuid::new_v4().to_string(),
-                uuid::Uuid::new_v4().to_string(),
+                uuid::Uuid::now_v7().to_string(),
+                uuid::Uuid::now_v7().to_string(),
             ],
             routing: self.routing.load_full(),
             changed,

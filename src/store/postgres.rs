@@ -101,6 +101,10 @@ impl PostgresStore {
 
     pub(super) async fn write(&self, unit: &WriteUnit<'_>) -> StoreResult<Outcome> {
         let now = crate::clock::now();
+        if let Some(one) = unit.one_statement(now) {
+            let mut conn = self.pool.acquire().await.map_err(map_err)?;
+            return unit::run_one_async(&mut Exec(&mut conn), &one).await;
+        }
         if !unit.needs_transaction() {
             // One statement is atomic by itself: no BEGIN and COMMIT round trips.
             let mut conn = self.pool.acquire().await.map_err(map_err)?;

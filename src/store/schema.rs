@@ -90,6 +90,30 @@ pub(super) const INSERT_TOKEN: &str = concat!(
     token_columns!(),
     ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
 );
+/// A token and its audit record as one PostgreSQL statement (atomic by itself: no BEGIN and
+/// COMMIT round trips). The audit row is written from the token's `RETURNING`, so both or
+/// neither. `$1`–`$7` the token (`unit::token_row`), `$8`–`$18` the audit record.
+pub(super) const INSERT_TOKEN_AUDITED_POSTGRES: &str = concat!(
+    "WITH token AS (INSERT INTO tokens (",
+    token_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING 1) INSERT INTO audit_log (",
+    audit_columns!(),
+    ") SELECT $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18 FROM token"
+);
+/// As [`INSERT_TOKEN_AUDITED_POSTGRES`], after remembering the client assertion's `jti`
+/// ([`REMEMBER_JTI`], `$1`–`$4`): the token (`$5`–`$11`) is written only from the `jti`'s
+/// `RETURNING` and the audit record (`$12`–`$22`) only from the token's, so a replay writes
+/// nothing and changes 0 rows.
+pub(super) const INSERT_TOKEN_AUDITED_WITH_JTI_POSTGRES: &str = concat!(
+    "WITH jti AS (INSERT INTO jtis (scope, jti, expires_at) VALUES ($1, $2, $3) \
+     ON CONFLICT (scope, jti) DO UPDATE SET expires_at = excluded.expires_at \
+     WHERE jtis.expires_at <= $4 RETURNING 1), \
+     token AS (INSERT INTO tokens (",
+    token_columns!(),
+    ") SELECT $5, $6, $7, $8, $9, $10, $11 FROM jti RETURNING 1) INSERT INTO audit_log (",
+    audit_columns!(),
+    ") SELECT $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22 FROM token"
+);
 /// `revoked` is bound (`$2` true, `$3` false) rather than written as a literal: SQLite stores
 /// booleans as integers, PostgreSQL as `BOOLEAN`, and the driver knows both.
 pub(super) const REVOKE_TOKEN: &str =

@@ -19,9 +19,10 @@ use super::record::{
 use super::schema::{
     DELETE_CLIENT, DELETE_CLIENT_TOKENS, DELIVERED, GIVE_UP, INSERT_AUDIT, INSERT_CLIENT,
     INSERT_CLIENT_EVENT, INSERT_CLIENT_EVENT_IF_LIVE_TOKENS, INSERT_DELIVERY, INSERT_TOKEN,
-    INSERT_TOKEN_EVENT, LEASE_DELIVERIES_POSTGRES, LEASE_DELIVERIES_SQLITE, LOCK_CLIENT,
-    PURGE_DELIVERED, PURGE_EVENTS, PURGE_JTIS, PURGE_TOKENS, REMEMBER_JTI, RETRY_FAILED,
-    RETRY_LATER, REVOKE_CLIENT_TOKENS, REVOKE_TOKEN, SET_CLIENT_ENABLED, UPDATE_CLIENT,
+    INSERT_TOKEN_AUDITED_POSTGRES, INSERT_TOKEN_AUDITED_WITH_JTI_POSTGRES, INSERT_TOKEN_EVENT,
+    LEASE_DELIVERIES_POSTGRES, LEASE_DELIVERIES_SQLITE, LOCK_CLIENT, PURGE_DELIVERED, PURGE_EVENTS,
+    PURGE_JTIS, PURGE_TOKENS, REMEMBER_JTI, RETRY_FAILED, RETRY_LATER, REVOKE_CLIENT_TOKENS,
+    REVOKE_TOKEN, SET_CLIENT_ENABLED, UPDATE_CLIENT,
 };
 
 /// One bound value; statement parameters `$1`, `$2`, … are the slice in order.
@@ -35,8 +36,8 @@ pub(super) enum Param<'a> {
 
 use Param::{Bool, Int, OptText, Text};
 
-/// Parameters of the widest statement (INSERT_CLIENT).
-const MAX_PARAMS: usize = 17;
+/// Parameters of the widest statement (INSERT_TOKEN_AUDITED_WITH_JTI_POSTGRES).
+const MAX_PARAMS: usize = 22;
 
 /// What a statement's row count means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -518,6 +519,48 @@ impl WriteUnit<'_> {
     }
 
     /// Whether the unit has more than one statement, so needs a transaction of its own.
+    /// The unit as one PostgreSQL statement, where it has one: every token (the busiest
+    /// write) is its `jti`, the token and the audit record chained through data-modifying CTEs,
+    /// each written only from the `RETURNING` of the one before. Against BEGIN, three
+    /// statements and COMMIT, that is one round trip instead of five, and PostgreSQL's own CPU
+    /// per token falls by more than half. The rules stay those of [`WriteUnit::statement`]: a
+    /// replayed `jti` changes 0 rows and fails the unit with [`Conflict::Jti`] (and writes
+    /// nothing), a deleted client fails the foreign key. SQLite has no data-modifying CTEs
+    /// and commits in groups anyway.
+    pub(super) fn one_statement(&self, now: i64) -> Option<Statement<'_>> {
+        let Self::InsertToken { token, jtis, audit } = self else {
+            return None;
+        };
+        let t = token_row(token);
+        let a = insert_audit(audit);
+        let a = a.params();
+        match jtis.as_ref() {
+            [] => {
+                let mut p = [Int(0); 18];
+                p[..7].copy_from_slice(&t);
+                p[7..].copy_from_slice(a);
+                Some(Statement::new(INSERT_TOKEN_AUDITED_POSTGRES, Check::Any, p))
+            }
+            [j] => {
+                let mut p = [Int(0); 22];
+                p[..4].copy_from_slice(&[
+                    Text(&j.scope),
+                    Text(&j.jti),
+                    Int(j.expires_at),
+                    Int(now),
+                ]);
+                p[4..11].copy_from_slice(&t);
+                p[11..].copy_from_slice(a);
+                Some(Statement::new(
+                    INSERT_TOKEN_AUDITED_WITH_JTI_POSTGRES,
+                    Check::FreshJti(0),
+                    p,
+                ))
+            }
+            _ => None,
+        }
+    }
+
     pub fn needs_transaction(&self) -> bool {
         self.jtis().len() + self.plan().len() > 1
     }
@@ -701,11 +744,10 @@ impl<'u> Walk<'u> {
 
     /// `rows`: what the statement handed out last changed (None before the first).
     fn step(&mut self, rows: Option<u64>) -> StoreResult<Step<'u>> {
-        match (self.check, rows) {
-            (Check::FreshJti(i), Some(0)) => return Err(StoreError::Conflict(Conflict::Jti(i))),
-            (Check::Found, Some(0)) => return Ok(Step::Done(Outcome::NotFound)),
-            (Check::Count, Some(n)) => return Ok(Step::Done(Outcome::Count(n))),
-            _ => {}
+        if let Some(rows) = rows
+            && let Some(done) = judge(self.check, rows)?
+        {
+            return Ok(Step::Done(done));
         }
         match self.unit.statement(self.next, self.now) {
             Some(s) => {
@@ -715,6 +757,16 @@ impl<'u> Walk<'u> {
             }
             None => Ok(Step::Done(Outcome::Done)),
         }
+    }
+}
+
+/// What `rows` changed by a statement with `check` mean: the unit fails, ends, or goes on.
+fn judge(check: Check, rows: u64) -> StoreResult<Option<Outcome>> {
+    match (check, rows) {
+        (Check::FreshJti(i), 0) => Err(StoreError::Conflict(Conflict::Jti(i))),
+        (Check::Found, 0) => Ok(Some(Outcome::NotFound)),
+        (Check::Count, n) => Ok(Some(Outcome::Count(n))),
+        _ => Ok(None),
     }
 }
 
@@ -754,6 +806,16 @@ pub(super) async fn run_async(
             Step::Done(outcome) => return Ok(outcome),
         }
     }
+}
+
+/// [`run_async`] for a unit that [`WriteUnit::one_statement`] wrote as one statement: the same
+/// judgement of its row count, in one round trip and without a transaction around it.
+pub(super) async fn run_one_async(
+    db: &mut (impl ExecuteAsync + Send),
+    statement: &Statement<'_>,
+) -> StoreResult<Outcome> {
+    let rows = db.exec(statement).await?;
+    Ok(judge(statement.check, rows)?.unwrap_or(Outcome::Done))
 }
 
 #[cfg(test)]

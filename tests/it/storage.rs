@@ -396,12 +396,15 @@ async fn tokens_and_client_deletion(backend: Backend) -> Result<()> {
         &audit("token", "a"),
     )
     .await?;
+    let audited = s.count_rows("audit_log").await?;
     conflict(
         s.insert_token(&token("t5", "a"), &[assertion], &audit("token", "a"))
             .await,
         Conflict::Jti(0),
     )?;
     ensure_eq!(s.find_token("t5").await?, None);
+    // Nor its audit record (on PostgreSQL the three are one statement).
+    ensure_eq!(s.count_rows("audit_log").await?, audited);
     ensure!(s.revoke_token("t1", &audit("revoke", "a")).await?);
     ensure!(!s.revoke_token("t1", &audit("revoke", "a")).await?);
     ensure!(!s.revoke_token("unknown", &audit("revoke", "a")).await?);
@@ -413,6 +416,7 @@ async fn tokens_and_client_deletion(backend: Backend) -> Result<()> {
         Conflict::UnknownClient,
     )?;
     ensure_eq!(s.find_token("t3").await?, None);
+    ensure_eq!(s.count_rows("audit_log").await?, audited + 1);
 
     ensure!(s.delete_client("a", &audit("delete", "a")).await?);
     ensure_eq!(s.find_token("t2").await?, None);

@@ -148,6 +148,40 @@ macro_rules! delivery_columns {
     };
 }
 
+/// A registration as one PostgreSQL statement, when no webhook wants its event: the client
+/// (`$1`–`$17`, `unit::client_row`), its `client.registered` event written from the client's
+/// `RETURNING` (`$18`–`$23`: id, type, at, action, interaction id, changed) and the audit
+/// record from the event's (`$24`–`$34`).
+pub(super) const INSERT_CLIENT_REGISTERED_POSTGRES: &str = concat!(
+    "WITH client AS (INSERT INTO clients (",
+    client_columns!(),
+    ", software_id_unique) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+     $14, $15, $16, $17) RETURNING client_id, software_id, org_id, dcr_version), \
+     event AS (INSERT INTO events (",
+    event_columns!(),
+    ") SELECT $18, $19, $20, client_id, software_id, org_id, dcr_version, $21, $22, $23 \
+     FROM client RETURNING 1) INSERT INTO audit_log (",
+    audit_columns!(),
+    ") SELECT $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34 FROM event"
+);
+/// As [`INSERT_CLIENT_REGISTERED_POSTGRES`], after remembering the request's `jti`
+/// ([`REMEMBER_JTI`], `$1`–`$4`), the client written only from the `jti`'s `RETURNING`
+/// (`$5`–`$21`), the event `$22`–`$27`, the audit record `$28`–`$38`.
+pub(super) const INSERT_CLIENT_REGISTERED_WITH_JTI_POSTGRES: &str = concat!(
+    "WITH jti AS (INSERT INTO jtis (scope, jti, expires_at) VALUES ($1, $2, $3) \
+     ON CONFLICT (scope, jti) DO UPDATE SET expires_at = excluded.expires_at \
+     WHERE jtis.expires_at <= $4 RETURNING 1), \
+     client AS (INSERT INTO clients (",
+    client_columns!(),
+    ", software_id_unique) SELECT $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+     $18, $19, $20, $21 FROM jti RETURNING client_id, software_id, org_id, dcr_version), \
+     event AS (INSERT INTO events (",
+    event_columns!(),
+    ") SELECT $22, $23, $24, client_id, software_id, org_id, dcr_version, $25, $26, $27 \
+     FROM client RETURNING 1) INSERT INTO audit_log (",
+    audit_columns!(),
+    ") SELECT $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38 FROM event"
+);
 /// Locks a client's row (a no-op update) before its event is written, so that the event is
 /// ordered after any change of that client still in flight. 0 rows: no such client.
 pub(super) const LOCK_CLIENT: &str =

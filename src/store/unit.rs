@@ -18,7 +18,8 @@ use super::record::{
 };
 use super::schema::{
     DELETE_CLIENT, DELETE_CLIENT_TOKENS, DELIVERED, GIVE_UP, INSERT_AUDIT, INSERT_CLIENT,
-    INSERT_CLIENT_EVENT, INSERT_CLIENT_EVENT_IF_LIVE_TOKENS, INSERT_DELIVERY, INSERT_TOKEN,
+    INSERT_CLIENT_EVENT, INSERT_CLIENT_EVENT_IF_LIVE_TOKENS, INSERT_CLIENT_REGISTERED_POSTGRES,
+    INSERT_CLIENT_REGISTERED_WITH_JTI_POSTGRES, INSERT_DELIVERY, INSERT_TOKEN,
     INSERT_TOKEN_AUDITED_POSTGRES, INSERT_TOKEN_AUDITED_WITH_JTI_POSTGRES, INSERT_TOKEN_EVENT,
     LEASE_DELIVERIES_POSTGRES, LEASE_DELIVERIES_SQLITE, LOCK_CLIENT, PURGE_DELIVERED, PURGE_EVENTS,
     PURGE_JTIS, PURGE_TOKENS, REMEMBER_JTI, RETRY_FAILED, RETRY_LATER, REVOKE_CLIENT_TOKENS,
@@ -36,8 +37,8 @@ pub(super) enum Param<'a> {
 
 use Param::{Bool, Int, OptText, Text};
 
-/// Parameters of the widest statement (INSERT_TOKEN_AUDITED_WITH_JTI_POSTGRES).
-const MAX_PARAMS: usize = 22;
+/// Parameters of the widest statement (INSERT_CLIENT_REGISTERED_WITH_JTI_POSTGRES).
+const MAX_PARAMS: usize = 38;
 
 /// What a statement's row count means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,7 +278,7 @@ impl WriteUnit<'_> {
             return Some(Statement::new(
                 REMEMBER_JTI,
                 Check::FreshJti(i),
-                [Text(&j.scope), Text(&j.jti), Int(j.expires_at), Int(now)],
+                jti_row(j, now),
             ));
         }
         let mut i = i - jtis.len();
@@ -519,43 +520,74 @@ impl WriteUnit<'_> {
     }
 
     /// Whether the unit has more than one statement, so needs a transaction of its own.
-    /// The unit as one PostgreSQL statement, where it has one: every token (the busiest
-    /// write) is its `jti`, the token and the audit record chained through data-modifying CTEs,
-    /// each written only from the `RETURNING` of the one before. Against BEGIN, three
-    /// statements and COMMIT, that is one round trip instead of five, and PostgreSQL's own CPU
-    /// per token falls by more than half. The rules stay those of [`WriteUnit::statement`]: a
-    /// replayed `jti` changes 0 rows and fails the unit with [`Conflict::Jti`] (and writes
-    /// nothing), a deleted client fails the foreign key. SQLite has no data-modifying CTEs
-    /// and commits in groups anyway.
+    /// The unit as one PostgreSQL statement, where it has one: a token (the busiest write)
+    /// and a registration whose event no webhook wants, each as its `jti`, its row, its
+    /// event and its audit record chained through data-modifying CTEs, every row written only
+    /// from the `RETURNING` of the one before. Against BEGIN, the statements one by one and
+    /// COMMIT, that is one round trip instead of five or six, and PostgreSQL's own CPU per
+    /// write falls by a third. The rules stay those of [`WriteUnit::statement`]: a replayed
+    /// `jti` changes 0 rows and fails the unit with [`Conflict::Jti`] having written nothing;
+    /// a key violation fails the whole statement. SQLite has no data-modifying CTEs (and its
+    /// writer commits in groups anyway).
     pub(super) fn one_statement(&self, now: i64) -> Option<Statement<'_>> {
-        let Self::InsertToken { token, jtis, audit } = self else {
-            return None;
-        };
-        let t = token_row(token);
-        let a = insert_audit(audit);
-        let a = a.params();
-        match jtis.as_ref() {
-            [] => {
-                let mut p = [Int(0); 18];
-                p[..7].copy_from_slice(&t);
-                p[7..].copy_from_slice(a);
-                Some(Statement::new(INSERT_TOKEN_AUDITED_POSTGRES, Check::Any, p))
+        /// `parts` end to end, as the parameters of one statement.
+        fn chain<'a, const N: usize>(parts: &[&[Param<'a>]]) -> [Param<'a>; N] {
+            let mut all = [Int(0); N];
+            let mut at = 0;
+            for part in parts {
+                all[at..at + part.len()].copy_from_slice(part);
+                at += part.len();
             }
-            [j] => {
-                let mut p = [Int(0); 22];
-                p[..4].copy_from_slice(&[
-                    Text(&j.scope),
-                    Text(&j.jti),
-                    Int(j.expires_at),
-                    Int(now),
-                ]);
-                p[4..11].copy_from_slice(&t);
-                p[11..].copy_from_slice(a);
-                Some(Statement::new(
-                    INSERT_TOKEN_AUDITED_WITH_JTI_POSTGRES,
-                    Check::FreshJti(0),
-                    p,
-                ))
+            debug_assert_eq!(at, N);
+            all
+        }
+        match self {
+            Self::InsertToken { token, jtis, audit } => {
+                let (t, a) = (token_row(token), insert_audit(audit));
+                match jtis.as_ref() {
+                    [] => Some(Statement::new(
+                        INSERT_TOKEN_AUDITED_POSTGRES,
+                        Check::Any,
+                        chain::<18>(&[&t, a.params()]),
+                    )),
+                    [j] => Some(Statement::new(
+                        INSERT_TOKEN_AUDITED_WITH_JTI_POSTGRES,
+                        Check::FreshJti(0),
+                        chain::<22>(&[&jti_row(j, now), &t, a.params()]),
+                    )),
+                    _ => None,
+                }
+            }
+            Self::CreateClient {
+                client,
+                unique_software_id,
+                jtis,
+                audit,
+                outbox,
+            } if self.webhooks_for(EventType::Registered).next().is_none() => {
+                let c = client_row(client, *unique_software_id);
+                let e = [
+                    Text(&outbox.ids[0]),
+                    Text(EventType::Registered.as_str()),
+                    Int(audit.at),
+                    Text(&audit.action),
+                    OptText(audit.interaction_id.as_deref()),
+                    OptText(outbox.changed.as_deref()),
+                ];
+                let a = insert_audit(audit);
+                match jtis.as_ref() {
+                    [] => Some(Statement::new(
+                        INSERT_CLIENT_REGISTERED_POSTGRES,
+                        Check::Any,
+                        chain::<34>(&[&c, &e, a.params()]),
+                    )),
+                    [j] => Some(Statement::new(
+                        INSERT_CLIENT_REGISTERED_WITH_JTI_POSTGRES,
+                        Check::FreshJti(0),
+                        chain::<38>(&[&jti_row(j, now), &c, &e, a.params()]),
+                    )),
+                    _ => None,
+                }
             }
             _ => None,
         }
@@ -680,6 +712,11 @@ pub(super) fn client_row(c: &ClientRecord, unique_software_id: bool) -> [Param<'
         OptText(c.jwks_revoked_uri.as_deref()),
         OptText(unique_software_id.then_some(c.software_id.as_str())),
     ]
+}
+
+/// A `jti`'s parameters for [`REMEMBER_JTI`]: remembered unless seen and alive at `now`.
+fn jti_row(j: &JtiRecord, now: i64) -> [Param<'_>; 4] {
+    [Text(&j.scope), Text(&j.jti), Int(j.expires_at), Int(now)]
 }
 
 /// A token's parameters, in column order, for [`INSERT_TOKEN`] and the bulk

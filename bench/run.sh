@@ -1,20 +1,32 @@
 #!/usr/bin/env bash
 # Runs every measurement of docs/performance.md and prints one JSON line per run, then the
-# medians. Needs a release build and, for the PostgreSQL rows, a database (see below).
+# medians, each with its budget (held or not). Needs a release build and, for PostgreSQL, a
+# database on this machine (its CPU is read from /proc).
 #
 #   cargo build --release
-#   bench/run.sh sqlite   > results-sqlite.jsonl
-#   bench/run.sh postgres > results-postgres.jsonl   # DCR_DATABASE_URL=postgres://…/dcr_bench
-#   bench/run.sh growth   > results-growth.jsonl     # seeds 1,000,000 clients and tokens first
+#   bench/run.sh sqlite            > results-sqlite.jsonl
+#   DCR_DATABASE_URL=postgres://postgres@127.0.0.1:5432/dcr_bench \
+#     bench/run.sh postgres        > results-postgres.jsonl
+#   bench/run.sh sqlite growth     > results-growth-sqlite.jsonl     # 1,000,000 clients and tokens first
+#   DCR_DATABASE_URL=… bench/run.sh postgres growth > results-growth-postgres.jsonl
 #
+# Every dcr-bench invocation measures its units first (V: one PS256 verification; P, on
+# PostgreSQL: its CPU per one-row INSERT commit) and reports CPU per request in them.
 # Run it on a quiet machine: the load generator shares the cores with the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 backend=${1:-sqlite}
+mode=${2:-}
 runs=${RUNS:-3}
 bench=./target/release/dcr-bench
 server=./target/release/dcr-server
 config=config/bench.toml
+
+case "$backend" in
+  sqlite) unset DCR_DATABASE_URL ;;
+  postgres) : "${DCR_DATABASE_URL:?set DCR_DATABASE_URL to a PostgreSQL database on this machine}" ;;
+  *) echo "usage: bench/run.sh sqlite|postgres [growth]" >&2; exit 2 ;;
+esac
 
 start_server() {
   "$server" --config "$config" >/tmp/dcr-bench-server.log 2>&1 &
@@ -25,30 +37,38 @@ start_server() {
 stop_server() { kill "$PID"; wait "$PID" 2>/dev/null || true; }
 fresh_database() {
   case "$backend" in
-    postgres) psql "${DCR_DATABASE_URL:?set DCR_DATABASE_URL}" -q -c \
-        'DROP TABLE IF EXISTS audit_log, tokens, jtis, clients, _sqlx_migrations CASCADE' ;;
+    postgres) psql "$DCR_DATABASE_URL" -q -c \
+        'DROP TABLE IF EXISTS event_deliveries, events, audit_log, tokens, jtis, clients,
+           _sqlx_migrations CASCADE; DROP FUNCTION IF EXISTS audit_log_append_only()' ;;
     *) rm -f data/bench.db data/bench.db-wal data/bench.db-shm ;;
   esac
 }
+# The PostgreSQL budget of a scenario, in P (nothing on SQLite).
+db_budget() { if [ "$backend" = postgres ]; then echo "--budget-p $1"; fi; }
 measure() { # label, then dcr-bench arguments
   local label=$1; shift
   "$bench" "$@" --runs "$runs" --json --pid "$PID" 2>/dev/null | sed "s/^{/{\"label\":\"$label\",/"
 }
 
 fresh_database
-if [ "$backend" = growth ]; then
+if [ "$mode" = growth ]; then
   "$bench" seed --config "$config" --clients 1000000 --tokens 1000000 >&2
 fi
 start_server
-echo "{\"label\":\"idle\",\"server_rss_kib\":$(awk '/VmRSS/{print $2}' /proc/$PID/status)}"
-measure register-c64          register  -c 64 -n 20000 -d 60
-measure token-pkj-c16         token-pkj -c 16 -n 20000 -d 60
-if [ "$backend" != growth ]; then
-  measure token-tls-c16       token-tls -c 16 -n 20000 -d 60
-  measure get-c16             get       -c 16 -n 20000 -d 60
-  measure mixed-c8            mixed     -c 8  -n 2000  -d 60
-  measure handshake-c16       handshake -c 16 -n 5000  -d 60
-  measure register-new-c16    register  -c 16 -n 5000  -d 60 --new-connection
-  measure register-c256       register  -c 256 -n 20000 -d 60
+idle=$(awk '/VmRSS/{print $2}' /proc/$PID/status)
+echo "{\"label\":\"idle\",\"server_rss_kib\":$idle,\"budget\":{\"server_rss_mib\":{\"limit\":50,\"held\":$([ "$idle" -le 51200 ] && echo true || echo false)}}}"
+# shellcheck disable=SC2046
+measure register-c64  register  -c 64 -n 20000 -d 60 --budget-v 10 $(db_budget 1.5) --budget-p99-ratio 2.5
+# shellcheck disable=SC2046
+measure token-pkj-c16 token-pkj -c 16 -n 20000 -d 60 --budget-v 6 $(db_budget 1.2)
+if [ "$mode" != growth ]; then
+  # shellcheck disable=SC2046
+  measure token-tls-c16    token-tls -c 16 -n 20000 -d 60 --budget-v 5 $(db_budget 1.2)
+  # shellcheck disable=SC2046
+  measure get-c16          get       -c 16 -n 20000 -d 60 --budget-v 4 $(db_budget 0.5)
+  measure mixed-c8         mixed     -c 8  -n 2000  -d 60
+  measure handshake-c16    handshake -c 16 -n 5000  -d 60
+  measure register-new-c16 register  -c 16 -n 5000  -d 60 --new-connection
+  measure register-c256    register  -c 256 -n 20000 -d 60 --budget-rss-mib 120
 fi
 stop_server

@@ -11,7 +11,7 @@ use crate::domain::{AuditAction, AuditOutcome, secret};
 use crate::jose::JwksCache;
 use crate::jose::revoked::{self, RevokedKeyError};
 use crate::pki::ClientCertificate;
-use crate::store::{AuditRecord, ClientRecord, ClientStore, StoreError, TokenRecord, TokenStore};
+use crate::store::{AuditRecord, ClientRecord, StoreError, TokenRecord, TokenStore};
 
 /// Why a management call is refused. `Display` is the public description (401
 /// `invalid_token`, except [`AccessError::Store`]).
@@ -69,7 +69,7 @@ pub struct RevokedKeys<'a> {
 
 /// Authorises a call on `client_id` with the `presented` bearer token over `certificate`;
 /// returns the client.
-pub async fn authorize<S: ClientStore + TokenStore>(
+pub async fn authorize<S: TokenStore>(
     store: &S,
     revoked_keys: RevokedKeys<'_>,
     certificate: &ClientCertificate,
@@ -79,17 +79,19 @@ pub async fn authorize<S: ClientStore + TokenStore>(
     now: i64,
 ) -> Result<ClientRecord, AccessError> {
     let presented = presented.ok_or(AccessError::NoToken)?;
-    let token = store
-        .find_token(&secret::hash(presented))
-        .await?
-        .ok_or(TokenRejected::Unknown)?;
+    // One read for both (one round trip on PostgreSQL); the client is looked at only once the
+    // token has passed.
+    let (token, client) = store
+        .find_token_and_client(&secret::hash(presented), client_id)
+        .await?;
+    let token = token.ok_or(TokenRejected::Unknown)?;
     access_token::check_live(&token, now)?;
     access_token::check_bound(&token, certificate.x5t_s256())?;
     if token.client_id != client_id {
         revoke(store, &token, Revocation::OtherClient, interaction_id, now).await;
         return Err(AccessError::OtherClient);
     }
-    match store.get_client(client_id).await? {
+    match client {
         Some(client) if client.enabled => {
             if let Some(location) = &client.jwks_revoked_uri {
                 revoked::check(

@@ -137,6 +137,13 @@ pub trait TokenStore: Send + Sync {
         &self,
         token_hash: &str,
     ) -> impl Future<Output = StoreResult<Option<TokenRecord>>> + Send;
+    /// The token with `token_hash` and the client `client_id`, read together (one round trip
+    /// on PostgreSQL): what every management call checks first. Either may be missing.
+    fn find_token_and_client(
+        &self,
+        token_hash: &str,
+        client_id: &str,
+    ) -> impl Future<Output = StoreResult<(Option<TokenRecord>, Option<ClientRecord>)>> + Send;
     /// Marks a token revoked, with its audit record. Returns false if it was unknown or
     /// revoked already.
     fn revoke_token(
@@ -534,6 +541,27 @@ impl TokenStore for Database {
 
     async fn find_token(&self, token_hash: &str) -> StoreResult<Option<TokenRecord>> {
         retry_busy(|| async { on_sqlx!(self, b => b.find_token(token_hash).await) }).await
+    }
+
+    async fn find_token_and_client(
+        &self,
+        token_hash: &str,
+        client_id: &str,
+    ) -> StoreResult<(Option<TokenRecord>, Option<ClientRecord>)> {
+        match &self.backend {
+            // Two point reads on the calling worker cost less than one joined query would.
+            Backend::Sqlite(_) => Ok((
+                self.find_token(token_hash).await?,
+                self.get_client(client_id).await?,
+            )),
+            // A NUL cannot be bound as PostgreSQL text; no client has one (see get_client).
+            Backend::Postgres(_) if client_id.contains('\0') => {
+                Ok((self.find_token(token_hash).await?, None))
+            }
+            Backend::Postgres(p) => {
+                retry_busy(|| async { p.find_token_and_client(token_hash, client_id).await }).await
+            }
+        }
     }
 
     async fn revoke_token(&self, token_hash: &str, audit: &AuditRecord) -> StoreResult<bool> {

@@ -146,6 +146,45 @@ impl PostgresStore {
             .map_err(map_err)
     }
 
+    /// [`schema::SELECT_TOKEN_AND_CLIENT`]: the token and the client in one round trip.
+    pub(super) async fn find_token_and_client(
+        &self,
+        token_hash: &str,
+        client_id: &str,
+    ) -> StoreResult<(Option<TokenRecord>, Option<ClientRecord>)> {
+        use sqlx::{FromRow, Row};
+        let mut conn = pool::acquire_timed(&self.pool).await.map_err(map_err)?;
+        let row = sqlx::query(schema::SELECT_TOKEN_AND_CLIENT)
+            .bind(token_hash)
+            .bind(client_id)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        let token = match row
+            .try_get::<Option<String>, _>("t_token_hash")
+            .map_err(map_err)?
+        {
+            None => None,
+            Some(token_hash) => Some(TokenRecord {
+                token_hash,
+                client_id: row.try_get("t_client_id").map_err(map_err)?,
+                scope: row.try_get("t_scope").map_err(map_err)?,
+                cert_thumbprint: row.try_get("t_cert_thumbprint").map_err(map_err)?,
+                issued_at: row.try_get("t_issued_at").map_err(map_err)?,
+                expires_at: row.try_get("t_expires_at").map_err(map_err)?,
+                revoked: row.try_get("t_revoked").map_err(map_err)?,
+            }),
+        };
+        let client = match row
+            .try_get::<Option<String>, _>("client_id")
+            .map_err(map_err)?
+        {
+            None => None,
+            Some(_) => Some(ClientRecord::from_row(&row).map_err(map_err)?),
+        };
+        Ok((token, client))
+    }
+
     pub(super) async fn list_audit(
         &self,
         client_id: Option<&str>,

@@ -83,6 +83,18 @@ pub(super) const SELECT_TOKEN: &str = concat!(
     token_columns!(),
     " FROM tokens WHERE token_hash = $1"
 );
+/// A token by hash (`$1`) and a client by id (`$2`), in one row: what every management call
+/// reads first, in one round trip (PostgreSQL). The token's columns carry a `t_` prefix; a
+/// missing token or client leaves its columns NULL.
+pub(super) const SELECT_TOKEN_AND_CLIENT: &str = concat!(
+    "SELECT t.*, c.* FROM (SELECT 1 AS one) o \
+     LEFT JOIN (SELECT token_hash AS t_token_hash, client_id AS t_client_id, scope AS t_scope, \
+     cert_thumbprint AS t_cert_thumbprint, issued_at AS t_issued_at, \
+     expires_at AS t_expires_at, revoked AS t_revoked FROM tokens WHERE token_hash = $1) t \
+     ON TRUE LEFT JOIN (SELECT ",
+    client_columns!(),
+    " FROM clients WHERE client_id = $2) c ON TRUE"
+);
 /// The head of a multi-row insert (the order of `unit::token_row`).
 pub(super) const INSERT_TOKENS: &str = concat!("INSERT INTO tokens (", token_columns!(), ") ");
 pub(super) const INSERT_TOKEN: &str = concat!(

@@ -388,6 +388,20 @@ async fn tokens_and_client_deletion(backend: Backend) -> Result<()> {
     s.insert_token(&token("t2", "a"), &[], &audit("token", "a"))
         .await?;
     ensure_eq!(s.find_token("t1").await?, Some(token("t1", "a")));
+    // Read together (one query on PostgreSQL), each as the single reads give it; either may
+    // be missing.
+    let (t, c) = s.find_token_and_client("t1", "a").await?;
+    ensure_eq!(t, Some(token("t1", "a")));
+    ensure!(c.is_some());
+    ensure_eq!(c, s.get_client("a").await?);
+    let (t, c) = s.find_token_and_client("unknown", "a").await?;
+    ensure_eq!(t, None);
+    ensure!(c.is_some());
+    for ghost in ["ghost", "a\0"] {
+        let (t, c) = s.find_token_and_client("t1", ghost).await?;
+        ensure_eq!(t, Some(token("t1", "a")));
+        ensure_eq!(c, None);
+    }
     // The assertion's jti goes in with the token; a replay stores neither.
     let assertion = jti("assertion:a", "once", now + 600);
     s.insert_token(

@@ -73,9 +73,14 @@ pub(super) const DELETE_CLIENT: &str = "DELETE FROM clients WHERE client_id = $1
 
 /// Insert-or-refresh: a `jti` is new if it is absent or its row has expired. One statement,
 /// so two replicas racing on the same `jti` cannot both succeed: the loser changes 0 rows.
-pub(super) const REMEMBER_JTI: &str = "INSERT INTO jtis (scope, jti, expires_at) \
-     VALUES ($1, $2, $3) ON CONFLICT (scope, jti) DO UPDATE SET expires_at = excluded.expires_at \
-     WHERE jtis.expires_at <= $4";
+macro_rules! remember_jti {
+    () => {
+        "INSERT INTO jtis (scope, jti, expires_at) \
+         VALUES ($1, $2, $3) ON CONFLICT (scope, jti) DO UPDATE SET expires_at = excluded.expires_at \
+         WHERE jtis.expires_at <= $4"
+    };
+}
+pub(super) const REMEMBER_JTI: &str = remember_jti!();
 pub(super) const PURGE_JTIS: &str = "DELETE FROM jtis WHERE expires_at <= $1";
 
 pub(super) const SELECT_TOKEN: &str = concat!(
@@ -117,9 +122,9 @@ pub(super) const INSERT_TOKEN_AUDITED_POSTGRES: &str = concat!(
 /// `RETURNING` and the audit record (`$12`–`$22`) only from the token's, so a replay writes
 /// nothing and changes 0 rows.
 pub(super) const INSERT_TOKEN_AUDITED_WITH_JTI_POSTGRES: &str = concat!(
-    "WITH jti AS (INSERT INTO jtis (scope, jti, expires_at) VALUES ($1, $2, $3) \
-     ON CONFLICT (scope, jti) DO UPDATE SET expires_at = excluded.expires_at \
-     WHERE jtis.expires_at <= $4 RETURNING 1), \
+    "WITH jti AS (",
+    remember_jti!(),
+    " RETURNING 1), \
      token AS (INSERT INTO tokens (",
     token_columns!(),
     ") SELECT $5, $6, $7, $8, $9, $10, $11 FROM jti RETURNING 1) INSERT INTO audit_log (",
@@ -180,9 +185,9 @@ pub(super) const INSERT_CLIENT_REGISTERED_POSTGRES: &str = concat!(
 /// ([`REMEMBER_JTI`], `$1`–`$4`), the client written only from the `jti`'s `RETURNING`
 /// (`$5`–`$21`), the event `$22`–`$27`, the audit record `$28`–`$38`.
 pub(super) const INSERT_CLIENT_REGISTERED_WITH_JTI_POSTGRES: &str = concat!(
-    "WITH jti AS (INSERT INTO jtis (scope, jti, expires_at) VALUES ($1, $2, $3) \
-     ON CONFLICT (scope, jti) DO UPDATE SET expires_at = excluded.expires_at \
-     WHERE jtis.expires_at <= $4 RETURNING 1), \
+    "WITH jti AS (",
+    remember_jti!(),
+    " RETURNING 1), \
      client AS (INSERT INTO clients (",
     client_columns!(),
     ", software_id_unique) SELECT $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \

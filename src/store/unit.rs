@@ -950,6 +950,70 @@ mod tests {
         }
     }
 
+    /// The highest `$N` a statement names.
+    fn highest_param(sql: &str) -> usize {
+        sql.split('$')
+            .skip(1)
+            .filter_map(|rest| {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse().ok()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn one_statement_forms_bind_every_parameter_they_name() {
+        /// What the one-statement form of a registration binds, if it has one.
+        fn create(
+            c: &ClientRecord,
+            jtis: &[JtiRecord],
+            outbox: Outbox,
+        ) -> Option<(usize, usize, Check)> {
+            let a = AuditRecord::default();
+            let unit = WriteUnit::CreateClient {
+                client: Cow::Borrowed(c),
+                unique_software_id: true,
+                jtis: Cow::Borrowed(jtis),
+                audit: Cow::Borrowed(&a),
+                outbox,
+            };
+            unit.one_statement(100)
+                .map(|s| (highest_param(s.sql), s.params().len(), s.check))
+        }
+        let (c, t, a, all) = (client(), token(), AuditRecord::default(), jtis());
+        let no_webhooks = || Outbox {
+            routing: Arc::new(EventRouting::default()),
+            ..outbox()
+        };
+        assert_eq!(create(&c, &[], no_webhooks()), Some((34, 34, Check::Any)));
+        assert_eq!(
+            create(&c, &all[..1], no_webhooks()),
+            Some((38, 38, Check::FreshJti(0)))
+        );
+        // Two jtis (the SSA's too), or a webhook that wants the event: the walk, in a transaction.
+        assert_eq!(create(&c, &all, no_webhooks()), None);
+        assert_eq!(create(&c, &all[..1], outbox()), None);
+        for (n, params, check) in [(0, 18, Check::Any), (1, 22, Check::FreshJti(0))] {
+            let unit = WriteUnit::InsertToken {
+                token: Cow::Borrowed(&t),
+                jtis: Cow::Borrowed(&all[..n]),
+                audit: Cow::Borrowed(&a),
+            };
+            let s = unit.one_statement(100).expect("a token is one statement");
+            assert_eq!(
+                (highest_param(s.sql), s.params().len(), s.check),
+                (params, params, check)
+            );
+        }
+        // Every other unit keeps its walk.
+        for unit in every_unit(&c, &t, &all, &a) {
+            if !matches!(unit, WriteUnit::InsertToken { .. }) {
+                assert!(unit.one_statement(100).is_none());
+            }
+        }
+    }
+
     fn every_unit<'a>(
         c: &'a ClientRecord,
         t: &'a TokenRecord,

@@ -2,6 +2,7 @@
 //! loading). Writes on the request path go to the writer thread ([`super::write`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,6 +29,8 @@ struct DirectPool {
     path: PathBuf,
     idle: Mutex<Vec<rusqlite::Connection>>,
     keep: usize,
+    /// Connections taken by a read now, for the pool metrics.
+    in_use: AtomicUsize,
 }
 
 impl std::fmt::Debug for Direct {
@@ -49,6 +52,7 @@ impl Direct {
             path: path.to_path_buf(),
             idle: Mutex::new(Vec::new()),
             keep: keep.max(1),
+            in_use: AtomicUsize::new(0),
         }))
     }
 
@@ -73,16 +77,24 @@ impl Direct {
             Some(conn) => conn,
             None => self.open().map_err(super::write::map_err)?,
         };
+        self.0.in_use.fetch_add(1, Ordering::Relaxed);
         let found = conn
             .prepare_cached(sql)
             .and_then(|mut stmt| stmt.query_row([key], row).optional())
             .map_err(super::write::map_err);
+        self.0.in_use.fetch_sub(1, Ordering::Relaxed);
         if let Ok(mut idle) = self.0.idle.lock()
             && idle.len() < self.0.keep
         {
             idle.push(conn);
         }
         found
+    }
+
+    /// (in use, idle).
+    fn usage(&self) -> (usize, usize) {
+        let idle = self.0.idle.lock().map_or(0, |idle| idle.len());
+        (self.0.in_use.load(Ordering::Relaxed), idle)
     }
 }
 
@@ -152,8 +164,11 @@ impl Reader {
         self.maintenance.close().await;
     }
 
+    /// The sqlx readers and the point-read connections together.
     pub(in crate::store) fn usage(&self) -> (usize, usize) {
-        pool::usage(&self.readers)
+        let (in_use, idle) = pool::usage(&self.readers);
+        let (direct_in_use, direct_idle) = self.direct.usage();
+        (in_use + direct_in_use, idle + direct_idle)
     }
 
     pub(in crate::store) async fn ping(&self) -> StoreResult<()> {

@@ -243,12 +243,7 @@ impl Ctx {
             .body(jwt)
             .send()
             .await?;
-        let status = r.status().as_u16();
-        let bytes = r.bytes().await?;
-        Ok((
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        ))
+        answer(r).await
     }
 
     async fn token(&self, client: &reqwest::Client, form: &[(&str, &str)]) -> Result<(u16, Value)> {
@@ -259,12 +254,7 @@ impl Ctx {
             .body(body)
             .send()
             .await?;
-        let status = r.status().as_u16();
-        let bytes = r.bytes().await?;
-        Ok((
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        ))
+        answer(r).await
     }
 
     /// Registers one client for the token and GET scenarios.
@@ -282,6 +272,16 @@ impl Ctx {
             .map(str::to_string)
             .context("no client_id")
     }
+}
+
+/// A response's status and its JSON body (Null when it is not JSON).
+async fn answer(r: reqwest::Response) -> Result<(u16, Value)> {
+    let status = r.status().as_u16();
+    let bytes = r.bytes().await?;
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
 }
 
 /// Calls `make` `n` times, spread over every core; signing is the slow part of setting up.

@@ -17,6 +17,7 @@ pub fn cases() -> Vec<Case> {
         case!(replayed_jti_writes_nothing, BOTH),
         case!(jti_expiry_and_purge, BOTH),
         case!(concurrent_jti_is_accepted_once, BOTH),
+        case!(a_failing_unit_undoes_only_its_own_rows, BOTH),
         case!(tokens_and_client_deletion, BOTH),
         case!(audit_log_is_append_only, BOTH),
         case!(migrations_keep_existing_data, BOTH),
@@ -374,6 +375,70 @@ async fn concurrent_jti_is_accepted_once(backend: Backend) -> Result<()> {
     ensure_eq!(ok, 1);
     // The losers wrote nothing: one token row.
     ensure_eq!(s.count_rows("tokens").await?, 1);
+    Ok(())
+}
+
+/// Concurrent units that fail after writing (a fresh jti and the client row, then the
+/// software_id clash) among units that succeed. On SQLite they share group commits, so a
+/// failing unit's savepoint must give back pages that the units before it had already changed.
+async fn a_failing_unit_undoes_only_its_own_rows(backend: Backend) -> Result<()> {
+    let (_db, s) = store(backend).await?;
+    let later = dcr_server::clock::now() + 600;
+    s.create_client(
+        &client("base", "taken"),
+        true,
+        &[],
+        &audit("register", "base"),
+    )
+    .await?;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let (id, software) = if i % 2 == 0 {
+                (format!("ok-{i}"), format!("sw-{i}"))
+            } else {
+                (format!("bad-{i}"), "taken".to_string())
+            };
+            let result = s
+                .create_client(
+                    &client(&id, &software),
+                    true,
+                    &[jti("request:group", &format!("j-{i}"), later)],
+                    &audit("register", &id),
+                )
+                .await;
+            (i, result)
+        }));
+    }
+    for t in tasks {
+        match t.await? {
+            (i, Ok(())) if i % 2 == 0 => {}
+            (i, Err(StoreError::Conflict(Conflict::SoftwareId))) if i % 2 == 1 => {}
+            (i, other) => bail!("unit {i}: unexpected {other:?}"),
+        }
+    }
+    ensure_eq!(s.count_rows("clients").await?, 21);
+    ensure_eq!(s.count_rows("jtis").await?, 20);
+    ensure_eq!(s.count_rows("audit_log").await?, 21);
+    for i in (0..40).step_by(2) {
+        ensure!(
+            s.get_client(&format!("ok-{i}")).await?.is_some(),
+            "ok-{i} is missing"
+        );
+    }
+    // Every failed unit's jti was given back: it registers now.
+    for i in (1..40).step_by(2) {
+        let id = format!("again-{i}");
+        s.create_client(
+            &client(&id, &format!("sw-{i}")),
+            true,
+            &[jti("request:group", &format!("j-{i}"), later)],
+            &audit("register", &id),
+        )
+        .await?;
+    }
+    ensure_eq!(s.count_rows("clients").await?, 41);
     Ok(())
 }
 

@@ -233,6 +233,19 @@ enum Part {
 }
 
 impl WriteUnit<'_> {
+    /// Whether the unit can change an unbounded number of rows: a purge, a client's tokens,
+    /// every failed delivery. The SQLite writer commits such a unit on its own, outside a
+    /// savepoint, whose journal (in memory) would hold the old copy of every page it changes.
+    pub(super) fn changes_many_rows(&self) -> bool {
+        matches!(
+            self,
+            Self::Purge { .. }
+                | Self::DeleteClient { .. }
+                | Self::SetEnabled { .. }
+                | Self::RetryFailed { .. }
+        )
+    }
+
     /// The order of a unit's statements after its jtis: the one place that says what each
     /// write does, in which order. An event follows the statement that takes the client's row
     /// lock, so that a client's events are numbered in the order their changes commit.

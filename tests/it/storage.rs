@@ -379,18 +379,31 @@ async fn concurrent_jti_is_accepted_once(backend: Backend) -> Result<()> {
 }
 
 /// Concurrent units that fail after writing (a fresh jti and the client row, then the
-/// software_id clash) among units that succeed. On SQLite they share group commits, so a
-/// failing unit's savepoint must give back pages that the units before it had already changed.
+/// software_id clash) among units that succeed, with a purge and a client's deletion (units
+/// the SQLite writer commits on their own) among them. On SQLite the others share group
+/// commits, so a failing unit's savepoint must give back pages that the units before it had
+/// already changed.
 async fn a_failing_unit_undoes_only_its_own_rows(backend: Backend) -> Result<()> {
     let (_db, s) = store(backend).await?;
-    let later = dcr_server::clock::now() + 600;
+    let now = dcr_server::clock::now();
+    let later = now + 600;
+    for (id, software) in [("base", "taken"), ("gone", "sw-gone")] {
+        s.create_client(&client(id, software), true, &[], &audit("register", id))
+            .await?;
+    }
     s.create_client(
-        &client("base", "taken"),
+        &client("holder", "sw-holder"),
         true,
-        &[],
-        &audit("register", "base"),
+        &[jti("request:group", "expired", now - 1)],
+        &audit("register", "holder"),
     )
     .await?;
+    s.insert_token(&token("t-gone", "gone", now), &[], &audit("token", "gone"))
+        .await?;
+    let purge = {
+        let s = s.clone();
+        tokio::spawn(async move { s.purge_expired_jtis(now).await })
+    };
     let mut tasks = Vec::new();
     for i in 0..40 {
         let s = s.clone();
@@ -411,6 +424,10 @@ async fn a_failing_unit_undoes_only_its_own_rows(backend: Backend) -> Result<()>
             (i, result)
         }));
     }
+    let delete = {
+        let s = s.clone();
+        tokio::spawn(async move { s.delete_client("gone", &audit("delete", "gone")).await })
+    };
     for t in tasks {
         match t.await? {
             (i, Ok(())) if i % 2 == 0 => {}
@@ -418,9 +435,14 @@ async fn a_failing_unit_undoes_only_its_own_rows(backend: Backend) -> Result<()>
             (i, other) => bail!("unit {i}: unexpected {other:?}"),
         }
     }
-    ensure_eq!(s.count_rows("clients").await?, 21);
+    ensure_eq!(purge.await??, 1);
+    ensure!(delete.await??, "the client to delete was not found");
+    // 3 clients before, 20 registered, 1 deleted; 20 fresh jtis, the expired one purged; an
+    // audit record for each of the 4 writes before, the 20 registrations and the deletion.
+    ensure_eq!(s.count_rows("clients").await?, 22);
     ensure_eq!(s.count_rows("jtis").await?, 20);
-    ensure_eq!(s.count_rows("audit_log").await?, 21);
+    ensure_eq!(s.count_rows("tokens").await?, 0);
+    ensure_eq!(s.count_rows("audit_log").await?, 25);
     for i in (0..40).step_by(2) {
         ensure!(
             s.get_client(&format!("ok-{i}")).await?.is_some(),
@@ -438,7 +460,7 @@ async fn a_failing_unit_undoes_only_its_own_rows(backend: Backend) -> Result<()>
         )
         .await?;
     }
-    ensure_eq!(s.count_rows("clients").await?, 41);
+    ensure_eq!(s.count_rows("clients").await?, 42);
     Ok(())
 }
 

@@ -5,8 +5,9 @@
 //! concurrent writers wait in SQLite's sleeping busy handler. Here every write unit is one
 //! message to this thread, which runs the units that are waiting together in one transaction,
 //! each inside its own savepoint (so one unit's failure undoes only its own rows), and answers
-//! each caller after the COMMIT. Reads stay on the sqlx reader pool (WAL readers do not block
-//! the writer).
+//! each caller after the COMMIT. A unit that waits alone, or one that can change many rows (a
+//! purge, a client's tokens), is a transaction of its own, without a savepoint. Reads stay off
+//! this thread (`read.rs`; WAL readers do not block the writer).
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -122,43 +123,81 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {
             }
         }
         group.retain(|job| !job.abandoned());
-        if group.is_empty() {
-            continue;
+        let (alone, mut group): (Vec<Job>, Vec<Job>) = group
+            .into_iter()
+            .partition(|job| job.unit.changes_many_rows());
+        if group.len() == 1 {
+            commit_alone(&conn, group.remove(0));
+        } else if !group.is_empty() {
+            commit_group(&conn, group);
         }
-        if let Err(e) = control(&conn, "BEGIN IMMEDIATE") {
+        for job in alone {
+            commit_alone(&conn, job);
+        }
+    }
+}
+
+/// Runs `job` as a transaction of its own, without a savepoint (nothing else in the
+/// transaction needs keeping if it fails), and answers it after the COMMIT or ROLLBACK.
+fn commit_alone(conn: &Connection, job: Job) {
+    if let Err(e) = control(conn, "BEGIN IMMEDIATE") {
+        job.answer(Err(map_err(e)));
+        return;
+    }
+    let result = unit::run(&mut Exec(conn), &job.unit, crate::clock::now());
+    let end = match &result {
+        Ok(outcome) if outcome.commits() => control(conn, "COMMIT"),
+        _ => control(conn, "ROLLBACK"),
+    };
+    match end {
+        Ok(()) => job.answer(result),
+        Err(e) => {
+            // A failed COMMIT leaves the transaction open; a failed ROLLBACK has nothing left
+            // to undo. Either way nothing of the unit is kept.
+            let _ = conn.execute_batch("ROLLBACK");
             let e = map_err(e);
+            tracing::warn!(error = %e, "ending a transaction failed");
+            job.answer(result.and(Err(e)));
+        }
+    }
+}
+
+/// Runs the units of `group` in one transaction, each in its own savepoint (so one unit's
+/// failure undoes only its own rows), and answers each caller after the COMMIT.
+fn commit_group(conn: &Connection, group: Vec<Job>) {
+    if let Err(e) = control(conn, "BEGIN IMMEDIATE") {
+        let e = map_err(e);
+        for job in group {
+            job.answer(Err(e.clone()));
+        }
+        return;
+    }
+    let mut results = Vec::with_capacity(group.len());
+    for job in &group {
+        let result = control(conn, "SAVEPOINT op")
+            .map_err(map_err)
+            .and_then(|()| unit::run(&mut Exec(conn), &job.unit, crate::clock::now()));
+        let undo = match result {
+            Ok(outcome) if outcome.commits() => control(conn, "RELEASE op"),
+            _ => control(conn, "ROLLBACK TO op").and_then(|()| control(conn, "RELEASE op")),
+        };
+        if let Err(e) = undo {
+            tracing::warn!(error = %e, "savepoint cleanup failed");
+        }
+        results.push(result);
+    }
+    match control(conn, "COMMIT") {
+        Ok(()) => {
+            for (job, result) in group.into_iter().zip(results) {
+                job.answer(result);
+            }
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            let e = map_err(e);
+            tracing::warn!(error = %e, "group commit failed");
             for job in group {
                 job.answer(Err(e.clone()));
-            }
-            continue;
-        }
-        let mut results = Vec::with_capacity(group.len());
-        for job in &group {
-            let result = control(&conn, "SAVEPOINT op")
-                .map_err(map_err)
-                .and_then(|()| unit::run(&mut Exec(&conn), &job.unit, crate::clock::now()));
-            let undo = match result {
-                Ok(outcome) if outcome.commits() => control(&conn, "RELEASE op"),
-                _ => control(&conn, "ROLLBACK TO op").and_then(|()| control(&conn, "RELEASE op")),
-            };
-            if let Err(e) = undo {
-                tracing::warn!(error = %e, "savepoint cleanup failed");
-            }
-            results.push(result);
-        }
-        match control(&conn, "COMMIT") {
-            Ok(()) => {
-                for (job, result) in group.into_iter().zip(results) {
-                    job.answer(result);
-                }
-            }
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                let e = map_err(e);
-                tracing::warn!(error = %e, "group commit failed");
-                for job in group {
-                    job.answer(Err(e.clone()));
-                }
             }
         }
     }
@@ -183,10 +222,11 @@ impl SqliteWriter {
         conn.execute_batch(
             // The writer touches every index of every table: give it 32 MiB of page cache
             // (SQLite's default is 2 MiB), so that a large registry's index pages stay in memory.
-            // Each unit's savepoint journals the pages it changes that its group changed before
-            // it. In a temp file (SQLite spills it there past 64 KiB) that was two pwrites per
-            // page, most of the writer's system calls; in memory it is a copy, dropped at each
-            // RELEASE. Crash recovery never reads it (the WAL does that): durability is as before.
+            // A savepoint journals the old copy of every page its unit changes. In a temp file
+            // (SQLite spills it there past 64 KiB: a registration's 16 pages do) that was two
+            // pwrites per page, most of the writer's system calls; in memory it is a copy,
+            // dropped at each RELEASE, and the units that could make it large run without one.
+            // Crash recovery never reads it (the WAL does that): durability is as before.
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
              PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY;",
         )

@@ -123,48 +123,38 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {
             }
         }
         group.retain(|job| !job.abandoned());
-        let (alone, mut group): (Vec<Job>, Vec<Job>) = group
+        let (alone, group): (Vec<Job>, Vec<Job>) = group
             .into_iter()
             .partition(|job| job.unit.changes_many_rows());
-        if group.len() == 1 {
-            commit_alone(&conn, group.remove(0));
-        } else if !group.is_empty() {
-            commit_group(&conn, group);
+        if !group.is_empty() {
+            commit(&conn, group);
         }
         for job in alone {
-            commit_alone(&conn, job);
+            commit(&conn, vec![job]);
         }
     }
 }
 
-/// Runs `job` as a transaction of its own, without a savepoint (nothing else in the
-/// transaction needs keeping if it fails), and answers it after the COMMIT or ROLLBACK.
-fn commit_alone(conn: &Connection, job: Job) {
-    if let Err(e) = control(conn, "BEGIN IMMEDIATE") {
-        job.answer(Err(map_err(e)));
-        return;
-    }
-    let result = unit::run(&mut Exec(conn), &job.unit, crate::clock::now());
-    let end = match &result {
-        Ok(outcome) if outcome.commits() => control(conn, "COMMIT"),
-        _ => control(conn, "ROLLBACK"),
+/// Runs one unit inside its own savepoint, so that its failure undoes only its own rows.
+fn run_in_savepoint(conn: &Connection, job: &Job) -> StoreResult<Outcome> {
+    let result = control(conn, "SAVEPOINT op")
+        .map_err(map_err)
+        .and_then(|()| unit::run(&mut Exec(conn), &job.unit, crate::clock::now()));
+    let undo = match result {
+        Ok(outcome) if outcome.commits() => control(conn, "RELEASE op"),
+        _ => control(conn, "ROLLBACK TO op").and_then(|()| control(conn, "RELEASE op")),
     };
-    match end {
-        Ok(()) => job.answer(result),
-        Err(e) => {
-            // A failed COMMIT leaves the transaction open; a failed ROLLBACK has nothing left
-            // to undo. Either way nothing of the unit is kept.
-            let _ = conn.execute_batch("ROLLBACK");
-            let e = map_err(e);
-            tracing::warn!(error = %e, "ending a transaction failed");
-            job.answer(result.and(Err(e)));
-        }
+    if let Err(e) = undo {
+        tracing::warn!(error = %e, "savepoint cleanup failed");
     }
+    result
 }
 
-/// Runs the units of `group` in one transaction, each in its own savepoint (so one unit's
-/// failure undoes only its own rows), and answers each caller after the COMMIT.
-fn commit_group(conn: &Connection, group: Vec<Job>) {
+/// Runs the units of `group` in one transaction and answers each caller after it ends.
+/// Units that share the transaction each run in a savepoint; a unit alone runs without one
+/// (a ROLLBACK undoes it), since a savepoint's journal holds the old copy of every page its
+/// unit changes.
+fn commit(conn: &Connection, group: Vec<Job>) {
     if let Err(e) = control(conn, "BEGIN IMMEDIATE") {
         let e = map_err(e);
         for job in group {
@@ -172,34 +162,21 @@ fn commit_group(conn: &Connection, group: Vec<Job>) {
         }
         return;
     }
-    let mut results = Vec::with_capacity(group.len());
-    for job in &group {
-        let result = control(conn, "SAVEPOINT op")
-            .map_err(map_err)
-            .and_then(|()| unit::run(&mut Exec(conn), &job.unit, crate::clock::now()));
-        let undo = match result {
-            Ok(outcome) if outcome.commits() => control(conn, "RELEASE op"),
-            _ => control(conn, "ROLLBACK TO op").and_then(|()| control(conn, "RELEASE op")),
-        };
-        if let Err(e) = undo {
-            tracing::warn!(error = %e, "savepoint cleanup failed");
-        }
-        results.push(result);
+    let results: Vec<_> = match group.as_slice() {
+        [job] => vec![unit::run(&mut Exec(conn), &job.unit, crate::clock::now())],
+        jobs => jobs.iter().map(|job| run_in_savepoint(conn, job)).collect(),
+    };
+    let keep = group.len() > 1 || matches!(results[..], [Ok(outcome)] if outcome.commits());
+    let end = control(conn, if keep { "COMMIT" } else { "ROLLBACK" });
+    if let Err(e) = &end {
+        // A failed COMMIT leaves the transaction open: nothing of it is kept.
+        let _ = conn.execute_batch("ROLLBACK");
+        tracing::warn!(error = %e, "ending a write transaction failed");
     }
-    match control(conn, "COMMIT") {
-        Ok(()) => {
-            for (job, result) in group.into_iter().zip(results) {
-                job.answer(result);
-            }
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            let e = map_err(e);
-            tracing::warn!(error = %e, "group commit failed");
-            for job in group {
-                job.answer(Err(e.clone()));
-            }
-        }
+    let end = end.map_err(map_err);
+    for (job, result) in group.into_iter().zip(results) {
+        // A unit that failed keeps its own error; the others get the COMMIT's.
+        job.answer(result.and_then(|outcome| end.clone().map(|()| outcome)));
     }
 }
 

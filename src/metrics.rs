@@ -101,7 +101,16 @@ fn describe() {
     );
     describe_counter!(
         "dcr_shed_requests_total",
-        "Requests answered 503 at once because max_pending_requests were waiting"
+        "Requests answered 503 at once because their pool of pipeline slots was full, by pool \
+         (all, anonymous)"
+    );
+    describe_counter!(
+        "dcr_rate_limit_evictions_total",
+        "Rate-limit keys evicted at a limiter's key cap, by whether their bucket was full again"
+    );
+    describe_counter!(
+        "dcr_body_timeouts_total",
+        "Request bodies not complete by server.body_timeout_ms (answered 408, connection closed)"
     );
     describe_counter!(
         "dcr_ocsp_checks_total",
@@ -216,9 +225,21 @@ pub fn rate_limited(scope: &'static str) {
     counter!("dcr_rate_limited_total", "scope" => scope).increment(1);
 }
 
-/// A request shed because `server.max_pending_requests` were waiting already.
-pub fn shed() {
-    counter!("dcr_shed_requests_total").increment(1);
+/// A request shed because its pool of pipeline slots was full: `all`
+/// (`server.max_pending_requests`) or `anonymous` (`server.max_pending_anonymous`).
+pub fn shed(pool: &'static str) {
+    counter!("dcr_shed_requests_total", "pool" => pool).increment(1);
+}
+
+/// A rate-limit key evicted at the limiter's key cap; `idle`: its bucket was full again.
+pub fn rate_limit_eviction(idle: bool) {
+    counter!("dcr_rate_limit_evictions_total", "idle" => if idle { "true" } else { "false" })
+        .increment(1);
+}
+
+/// A request body that had not arrived by `server.body_timeout_ms`.
+pub fn body_timed_out() {
+    counter!("dcr_body_timeouts_total").increment(1);
 }
 
 pub fn token_issued(method: &str) {

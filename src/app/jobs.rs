@@ -1,5 +1,6 @@
 //! Background housekeeping: expired `jti`s and tokens, and events past `events.retention_secs`
-//! (delivered, or with no webhook), are purged from the database.
+//! (delivered, or with no webhook), are purged from the database; the rate limiters drop
+//! their idle keys.
 //!
 //! Purging is only about space: every check compares `expires_at` itself, so a row that has
 //! not been purged yet is never mistaken for a live one.
@@ -7,6 +8,7 @@
 use std::time::Duration;
 
 use super::reload::Reloader;
+use crate::http::SharedState;
 use crate::store::{Database, EventStore, JtiStore, TokenStore};
 
 const PURGE_EVERY: Duration = Duration::from_secs(60);
@@ -37,6 +39,19 @@ pub fn spawn_purger(store: Database, reloader: Reloader) {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "purging events failed"),
             }
+        }
+    });
+}
+
+/// Sweeps the running rate limiters every `http::limits::SWEEP_EVERY`, so that the keys of
+/// clients gone quiet are freed whether or not anyone else sends a request.
+pub fn spawn_limit_sweeper(state: SharedState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::http::limits::SWEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            state.current().limits.sweep();
         }
     });
 }

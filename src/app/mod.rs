@@ -83,6 +83,7 @@ impl Server {
             _ => None,
         };
         jobs::spawn_purger(store, reloader.clone());
+        jobs::spawn_limit_sweeper(state.clone());
         deliveries::spawn(state);
         crl_refresh::spawn(reloader.clone(), crls, crl_client);
         Ok(Self {

@@ -38,9 +38,17 @@ pub struct ServerConfig {
     /// Per-certificate rate limits.
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
-    /// Requests waiting for the registration or token pipeline at most; beyond, 503 at once.
+    /// Requests in the registration or token pipeline at most (counted once their body is
+    /// read); beyond, 503 at once.
     #[serde(default = "defaults::max_pending_requests")]
     pub max_pending_requests: usize,
+    /// Of those, requests without a client certificate at most.
+    #[serde(default = "defaults::max_pending_anonymous")]
+    pub max_pending_anonymous: usize,
+    /// A request body not complete this many milliseconds after its head gets 408 and the
+    /// connection is closed.
+    #[serde(default = "defaults::body_timeout_ms")]
+    pub body_timeout_ms: u64,
 }
 
 /// `[server.rate_limit]`: per client certificate, on by default with limits a real TPP never
@@ -214,6 +222,7 @@ impl ServerConfig {
             100,
         )?;
         c.at_least("server.max_pending_requests", self.max_pending_requests, 1)?;
+        c.at_least("server.body_timeout_ms", self.body_timeout_ms as usize, 100)?;
         let rl = &self.rate_limit;
         for (key, rate) in [
             (
@@ -293,6 +302,12 @@ mod defaults {
     }
     pub fn max_pending_requests() -> usize {
         1024
+    }
+    pub fn max_pending_anonymous() -> usize {
+        64
+    }
+    pub fn body_timeout_ms() -> u64 {
+        5_000
     }
     pub fn on() -> bool {
         true

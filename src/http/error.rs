@@ -22,6 +22,13 @@ pub enum BodyError {
     /// The connection failed while the body was read (400).
     #[error("the request body could not be read")]
     Unreadable,
+    /// The body was not complete in time (408 `invalid_request`, whatever the endpoint; the
+    /// connection is closed).
+    #[error("the request body was not complete within {} ms", .0.as_millis())]
+    TimedOut(std::time::Duration),
+    /// The body is in, but the pipeline has no free slot (503 `temporarily_unavailable`).
+    #[error("the service is temporarily unavailable; retry shortly")]
+    Busy,
 }
 
 /// An error response.
@@ -147,12 +154,27 @@ impl ApiError {
 
     /// A registration body that could not be had: 413 (or 400) `invalid_client_metadata`.
     pub fn registration_body(e: BodyError) -> Self {
-        Self::new(body_status(e), "invalid_client_metadata", e.to_string())
+        Self::body(e, "invalid_client_metadata")
     }
 
     /// An OAuth endpoint's body (`/token`, `/introspect`): 413 (or 400) `invalid_request`.
     pub fn oauth_body(e: BodyError) -> Self {
-        Self::new(body_status(e), "invalid_request", e.to_string())
+        Self::body(e, "invalid_request")
+    }
+
+    /// A body that could not be had, `code` being the endpoint's for a bad one. A slow body
+    /// and a full pipeline answer the same everywhere.
+    fn body(e: BodyError, code: &'static str) -> Self {
+        match e {
+            BodyError::TooLarge(_) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, code, e.to_string()),
+            BodyError::Unreadable => Self::new(StatusCode::BAD_REQUEST, code, e.to_string()),
+            BodyError::TimedOut(_) => Self::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request",
+                e.to_string(),
+            ),
+            BodyError::Busy => Self::unavailable(),
+        }
     }
 
     /// A token error; `used_basic` adds the `WWW-Authenticate: Basic` challenge to a 401.
@@ -177,13 +199,6 @@ impl ApiError {
             www_authenticate: Some("Bearer error=\"invalid_token\""),
             ..Self::new(StatusCode::UNAUTHORIZED, "invalid_token", description)
         }
-    }
-}
-
-fn body_status(e: BodyError) -> StatusCode {
-    match e {
-        BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        BodyError::Unreadable => StatusCode::BAD_REQUEST,
     }
 }
 

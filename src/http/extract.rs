@@ -7,13 +7,17 @@
 //! - [`InteractionId`]: the request's `x-fapi-interaction-id`, set by the middleware.
 //! - [`Served`]: the DCR version of the route, when `open_banking.dcr.versions` serves it
 //!   (404 otherwise).
-//! - [`PendingBody`]: the body, read on demand within `server.max_body_bytes`.
+//! - [`PendingBody`]: the body, read on demand within `server.max_body_bytes` and
+//!   `server.body_timeout_ms`; on the registration and token routes it then takes the
+//!   request's pipeline slot ([`SlotTicket`]).
 //! - [`Guarded`]: a guard extractor and the body; when the guard refuses, what the client is
 //!   still sending is read and dropped first, so that it sees the answer and not a reset.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
@@ -23,8 +27,10 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 
 use super::error::{ApiError, BodyError};
+use super::limits::SlotTicket;
 use super::state::AppState;
 use crate::domain::SpecVersion;
+use crate::net::connection::CloseConnection;
 use crate::pki::{ClientCertificate, PeerIdentity};
 
 /// The public description of a missing client certificate, on every endpoint that needs one.
@@ -164,15 +170,42 @@ impl<S: Send + Sync> FromRequestParts<S> for InteractionId {
 }
 
 /// The body, not read yet. [`PendingBody::read`] refuses more than `server.max_body_bytes`
-/// (by `Content-Length` before reading, or while reading).
+/// (by `Content-Length` before reading, or while reading), and a body not complete
+/// `server.body_timeout_ms` after the request was taken in (408; its connection is closed).
 pub struct PendingBody {
     body: Body,
     declared: Option<u64>,
-    limit: usize,
+    limits: BodyLimits,
+    /// The pipeline slot to take once the body is in (registration and token routes).
+    ticket: Option<SlotTicket>,
+    close: Option<CloseConnection>,
+}
+
+/// What a body may be, from `[server]`.
+#[derive(Debug, Clone, Copy)]
+struct BodyLimits {
+    max_bytes: usize,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+impl BodyLimits {
+    fn of<S>(state: &S) -> Self
+    where
+        Arc<AppState>: FromRef<S>,
+    {
+        let server = &Arc::<AppState>::from_ref(state).config.server;
+        let timeout = Duration::from_millis(server.body_timeout_ms);
+        Self {
+            max_bytes: server.max_body_bytes,
+            deadline: Instant::now() + timeout,
+            timeout,
+        }
+    }
 }
 
 impl PendingBody {
-    fn new(parts: &Parts, body: Body, limit: usize) -> Self {
+    fn new(parts: &Parts, body: Body, limits: BodyLimits) -> Self {
         let declared = parts
             .headers
             .get(header::CONTENT_LENGTH)
@@ -181,47 +214,67 @@ impl PendingBody {
         Self {
             body,
             declared,
-            limit,
+            limits,
+            ticket: parts.extensions.get::<SlotTicket>().cloned(),
+            close: parts.extensions.get::<CloseConnection>().cloned(),
         }
     }
 
+    /// The whole body; then, on the pipeline's routes, the request's slot (503 `Busy` when
+    /// none is free).
     pub async fn read(self) -> Result<Bytes, BodyError> {
-        let limit = self.limit;
+        let limits = self.limits;
+        let limit = limits.max_bytes;
         if self.declared.is_some_and(|n| n > limit as u64) {
             drain(self.body).await;
             return Err(BodyError::TooLarge(limit));
         }
         let mut body = self.body;
-        let mut buf = Vec::new();
-        while let Some(frame) = body.frame().await {
-            let Ok(frame) = frame else {
-                return Err(BodyError::Unreadable);
-            };
-            if let Some(data) = frame.data_ref() {
-                if buf.len() + data.len() > limit {
-                    drain(body).await;
-                    return Err(BodyError::TooLarge(limit));
+        let collect = async {
+            let mut buf = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let Ok(frame) = frame else {
+                    return Err(BodyError::Unreadable);
+                };
+                if let Some(data) = frame.data_ref() {
+                    if buf.len() + data.len() > limit {
+                        return Err(BodyError::TooLarge(limit));
+                    }
+                    buf.extend_from_slice(data);
                 }
-                buf.extend_from_slice(data);
             }
+            Ok(Bytes::from(buf))
+        };
+        let bytes = match tokio::time::timeout_at(limits.deadline, collect).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(BodyError::TooLarge(limit))) => {
+                drain(body).await;
+                return Err(BodyError::TooLarge(limit));
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                // Whoever sends this slowly gets no more of the connection.
+                crate::metrics::body_timed_out();
+                tracing::info!(
+                    timeout_ms = limits.timeout.as_millis() as u64,
+                    "request body not complete in time; closing the connection"
+                );
+                if let Some(close) = &self.close {
+                    close.request();
+                }
+                return Err(BodyError::TimedOut(limits.timeout));
+            }
+        };
+        if let Some(ticket) = &self.ticket {
+            ticket.redeem().map_err(|_| BodyError::Busy)?;
         }
-        Ok(Bytes::from(buf))
+        Ok(bytes)
     }
 
     /// Reads and drops the body (see [`drain`]).
     pub async fn drain(self) {
         drain(self.body).await;
     }
-}
-
-fn body_limit<S>(state: &S) -> usize
-where
-    Arc<AppState>: FromRef<S>,
-{
-    Arc::<AppState>::from_ref(state)
-        .config
-        .server
-        .max_body_bytes
 }
 
 impl<S> FromRequest<S> for PendingBody
@@ -233,7 +286,7 @@ where
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Infallible> {
         let (parts, body) = request.into_parts();
-        Ok(Self::new(&parts, body, body_limit(state)))
+        Ok(Self::new(&parts, body, BodyLimits::of(state)))
     }
 }
 
@@ -259,7 +312,7 @@ where
             Ok(guard) => {
                 return Ok(Self {
                     guard,
-                    body: PendingBody::new(&parts, body, body_limit(state)),
+                    body: PendingBody::new(&parts, body, BodyLimits::of(state)),
                 });
             }
             Err(refusal) => refusal.into_response(),

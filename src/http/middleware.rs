@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use super::INTERACTION_ID;
 use super::error::ApiError;
 use super::extract::InteractionId;
+use super::limits::SlotTicket;
 use super::response::Known;
 use crate::pki::PeerIdentity;
 
@@ -87,12 +88,13 @@ pub async fn request_log(mut request: Request, next: Next) -> Response {
     response
 }
 
-/// The rate limits of the request's certificate (`http::limits`), and the bound on requests
-/// waiting for the registration and token pipelines: a 429 or 503 before the handler runs,
-/// so before any body is read, signature verified or row read.
+/// The rate limits of the request's certificate (`http::limits`): a 429 before the handler
+/// runs, so before any body is read, signature verified or row read. A registration or token
+/// request also gets a [`SlotTicket`]: its pipeline slot is taken once its body is in (503
+/// when none is free), and held until its response is made here.
 pub async fn limit(
     axum::extract::State(shared): axum::extract::State<super::SharedState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let state = shared.current();
@@ -108,11 +110,12 @@ pub async fn limit(
         })
     });
     let pipeline = registration || route == Some("/token");
+    let certificate = request
+        .extensions()
+        .get::<PeerIdentity>()
+        .and_then(|i| i.certificate.as_ref());
     if state.limits.config.enable
-        && let Some(cert) = request
-            .extensions()
-            .get::<PeerIdentity>()
-            .and_then(|i| i.certificate.as_ref())
+        && let Some(cert) = certificate
     {
         let thumbprint = &cert.thumbprint_sha256;
         let refused = state.limits.request(thumbprint).err().or_else(|| {
@@ -124,15 +127,13 @@ pub async fn limit(
             return e.into_response();
         }
     }
-    let _pending = if pipeline {
-        match state.limits.enter() {
-            Ok(guard) => Some(guard),
-            Err(e) => return e.into_response(),
-        }
-    } else {
-        None
-    };
-    next.run(request).await
+    let ticket = pipeline.then(|| SlotTicket::new(state.limits.clone(), certificate.is_none()));
+    if let Some(ticket) = &ticket {
+        request.extensions_mut().insert(ticket.clone());
+    }
+    let response = next.run(request).await;
+    drop(ticket);
+    response
 }
 
 /// No request is held past `limit`, whatever it waits for: it gets a 503.

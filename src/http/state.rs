@@ -68,13 +68,7 @@ impl AppState {
         }
         let jwks = Arc::new(jwks);
         let limits = match previous {
-            Some(p)
-                if p.config.server.rate_limit == config.server.rate_limit
-                    && p.config.server.max_pending_requests
-                        == config.server.max_pending_requests =>
-            {
-                p.limits.clone()
-            }
+            Some(p) if p.limits.built_from(&config.server) => p.limits.clone(),
             _ => Arc::new(Limits::new(&config.server)),
         };
         let skew = i64::try_from(config.open_banking.dcr.clock_skew).unwrap_or(i64::MAX);

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 
-use super::error::ApiError;
+use super::error::{ApiError, BodyError};
 use super::extract::{InteractionId, Peer, PendingBody};
 use super::response::{Known, client_json};
 use super::state::AppState;
@@ -95,8 +95,9 @@ async fn issue(
         .into());
     }
     let bytes = body.read().await.map_err(|e| match e {
-        super::error::BodyError::TooLarge(limit) => TokenError::TooLarge(limit),
-        other => TokenError::InvalidRequest(other.to_string()),
+        BodyError::TooLarge(limit) => Refused::Token(TokenError::TooLarge(limit)),
+        BodyError::Unreadable => Refused::Token(TokenError::InvalidRequest(e.to_string())),
+        other => Refused::Early(ApiError::oauth_body(other)),
     })?;
     let form = Form::parse(&bytes).map_err(TokenError::from)?;
     let basic = match headers.get(header::AUTHORIZATION) {

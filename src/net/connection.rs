@@ -24,6 +24,19 @@ pub struct Connection {
     pub peer: SocketAddr,
 }
 
+/// Asks the connection a request came on to close once the responses it is writing are
+/// written (HTTP/1.1 stops keep-alive; HTTP/2 sends GOAWAY). Every request carries one in its
+/// extensions; a body that did not arrive in time uses it.
+#[derive(Debug, Clone, Default)]
+pub struct CloseConnection(Arc<tokio::sync::Notify>);
+
+impl CloseConnection {
+    pub fn request(&self) {
+        // A stored permit: the connection sees it even if it is not waiting yet.
+        self.0.notify_one();
+    }
+}
+
 /// A connection's client identity, and the transport generation it was last checked under.
 struct CheckedIdentity {
     generation: u64,
@@ -34,7 +47,7 @@ impl Connection {
     pub async fn serve(
         self,
         tcp: tokio::net::TcpStream,
-        watcher: hyper_util::server::graceful::Watcher,
+        mut shutdown: tokio::sync::watch::Receiver<()>,
     ) {
         // The material current now; a later reload does not touch this handshake.
         let accepted_with = self.transport.load_full();
@@ -78,6 +91,8 @@ impl Connection {
             identity: accepted.clone(),
         }));
         let (transport, peer) = (self.transport.clone(), self.peer);
+        let close = CloseConnection::default();
+        let close_asked = close.0.clone();
         let service =
             self.router
                 .map_request(move |mut request: Request<hyper::body::Incoming>| {
@@ -88,15 +103,33 @@ impl Connection {
                         Some(f) => forwarded_identity(f, peer, &mut request, &connection),
                     };
                     request.extensions_mut().insert(identity);
+                    request.extensions_mut().insert(close.clone());
                     request
                 });
         let connection = self
             .builder
             .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
             .into_owned();
-        if let Err(e) = watcher.watch(connection).await {
+        tokio::pin!(connection);
+        // Until the server shuts down or a request asks the connection to close; then the
+        // responses under way are finished and the connection closes.
+        let ended = tokio::select! {
+            ended = connection.as_mut() => ended,
+            () = async {
+                tokio::select! {
+                    _ = shutdown.changed() => {}
+                    () = close_asked.notified() => {}
+                }
+            } => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(e) = ended {
             tracing::debug!(peer = %self.peer, error = %e, "connection ended with an error");
         }
+        // Held until here: the listener's shutdown waits for every connection's receiver.
+        drop(shutdown);
     }
 }
 

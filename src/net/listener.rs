@@ -10,7 +10,6 @@ use arc_swap::ArcSwap;
 use axum::Router;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use super::connection::Connection;
@@ -61,7 +60,9 @@ impl Listener {
     /// Serves until `shutdown` resolves, then lets open requests finish (up to the grace
     /// period).
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let graceful = GracefulShutdown::new();
+        // Each connection holds a receiver; a send asks them all to finish, and the sender's
+        // `closed` resolves once every connection has.
+        let (graceful, _) = tokio::sync::watch::channel(());
         let mut builder = Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -106,7 +107,7 @@ impl Listener {
                         builder: builder.clone(),
                         peer,
                     };
-                    let watcher = graceful.watcher();
+                    let watcher = graceful.subscribe();
                     tokio::spawn(async move {
                         connection.serve(tcp, watcher).await;
                         drop(permit);
@@ -117,8 +118,9 @@ impl Listener {
         }
         drop(self.tcp);
         tracing::info!("shutting down: waiting for open requests");
+        let _ = graceful.send(());
         tokio::select! {
-            () = graceful.shutdown() => tracing::info!("all connections closed"),
+            () = graceful.closed() => tracing::info!("all connections closed"),
             () = tokio::time::sleep(self.limits.shutdown_grace) => {
                 tracing::warn!("shutdown grace period over; closing remaining connections");
             }

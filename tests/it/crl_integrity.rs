@@ -169,21 +169,32 @@ async fn handshake_ok(addr: SocketAddr, ca_pem: &str, identity: (&str, &str)) ->
     }
 }
 
-/// The failed (or refused) fetches of `url` so far.
-async fn failed_fetches(env: &TestEnv, url: &str) -> Result<f64> {
-    let label = format!("url=\"{url}\"");
-    Ok(env
-        .metrics()
-        .await?
-        .sum("dcr_crl_refreshes_total", &[&label, "outcome=\"failed\""]))
+/// The fetches of `url` so far with `outcome` (`ok`, `failed`: a refused CRL counts as a
+/// failed fetch), or all of them.
+async fn fetches(env: &TestEnv, url: &str, outcome: Option<&str>) -> Result<f64> {
+    let url = format!("url=\"{url}\"");
+    let outcome = outcome.map(|o| format!("outcome=\"{o}\""));
+    let mut labels = vec![url.as_str()];
+    labels.extend(outcome.as_deref());
+    Ok(env.metrics().await?.sum("dcr_crl_refreshes_total", &labels))
 }
 
-/// Waits for one more failed (or refused) fetch of `url` than `before`.
-async fn another_refusal(env: &TestEnv, url: &str, before: f64) -> Result<()> {
-    eventually(Duration::from_secs(20), "a refused CRL", || async {
-        Ok(failed_fetches(env, url).await? > before)
+/// Serves `crl` at `cdp` and waits until the server fetched its URL twice more (so at least
+/// once after the change), whatever it made of it; returns the refused fetches before.
+async fn serve_and_wait(env: &TestEnv, cdp: &CrlServer, crl: Vec<u8>) -> Result<f64> {
+    let failed = fetches(env, &cdp.url, Some("failed")).await?;
+    let before = fetches(env, &cdp.url, None).await?;
+    cdp.serve(Serving::Fixed(crl));
+    eventually(Duration::from_secs(20), "two more fetches", || async {
+        Ok(fetches(env, &cdp.url, None).await? >= before + 2.0)
     })
-    .await
+    .await?;
+    Ok(failed)
+}
+
+/// Whether a fetch of `cdp`'s URL failed or was refused since `failed` were counted.
+async fn refused_since(env: &TestEnv, cdp: &CrlServer, failed: f64) -> Result<bool> {
+    Ok(fetches(env, &cdp.url, Some("failed")).await? > failed)
 }
 
 /// A CRL by URL with the CA's name but signed by another key: refused with a WARN naming the
@@ -197,7 +208,8 @@ async fn a_url_crl_signed_by_another_key_is_refused(backend: Backend) -> Result<
         revoked: Vec::new(),
         valid_secs: 4,
     });
-    let path = env.write_config(&env.config_toml(&format!("crl = [\"{}\"]", cdp.url)))?;
+    let text = env.config_toml_with(&format!("crl = [\"{}\"]", cdp.url), "clock_skew = 2", "");
+    let path = env.write_config(&text)?;
     let log = env.dir.path().join("server.log");
     let _server = SpawnedServer::start(&path, env.port, &[], &log).await?;
     let addr: SocketAddr = format!("127.0.0.1:{}", env.port).parse()?;
@@ -206,28 +218,11 @@ async fn a_url_crl_signed_by_another_key_is_refused(backend: Backend) -> Result<
 
     // The CA's name, another key; a number above any the fresh CRLs had.
     let impostor = KeyPair::generate()?.serialize_pem();
-    cdp.serve(Serving::Fixed(crl_der(
-        &ca.cert_pem,
-        &impostor,
-        &[],
-        1 << 62,
-        0,
-        3600,
-    )?));
-    crate::reload::wait_for_log(&log, 0, "its signature does not verify").await?;
-    let text = std::fs::read_to_string(&log)?;
-    let line = text
-        .lines()
-        .find(|l| l.contains("its signature does not verify"))
-        .context("the refusal line")?;
-    let line: Value = serde_json::from_str(line)?;
-    ensure_eq!(line["level"], json!("WARN"));
-    ensure_eq!(line["url"], json!(cdp.url));
-    ensure_eq!(line["key"], json!("server.tls.crl[0]"));
+    let crl = crl_der(&ca.cert_pem, &impostor, &[], 1 << 62, 0, 4)?;
+    let failed = serve_and_wait(&env, &cdp, crl).await?;
 
     // Still the last good CRL: the TPP's certificate is accepted (a bad token, not a missing
     // certificate).
-    tokio::time::sleep(Duration::from_secs(1)).await;
     let mut connection = crate::reload::open(addr, &ca_pem, Some((&cert, &key))).await?;
     let manage = format!("{}/x", dcr_server::REGISTER_PATH);
     let (status, body) = connection
@@ -238,6 +233,19 @@ async fn a_url_crl_signed_by_another_key_is_refused(backend: Backend) -> Result<
         status == 401 && body["error_description"] != CERTIFICATE_REQUIRED,
         "{status} {body}"
     );
+    ensure!(
+        refused_since(&env, &cdp, failed).await?,
+        "not counted as failed"
+    );
+    let text = std::fs::read_to_string(&log)?;
+    let line = text
+        .lines()
+        .find(|l| l.contains("its signature does not verify"))
+        .with_context(|| format!("no refusal line in the log:\n{text}"))?;
+    let line: Value = serde_json::from_str(line)?;
+    ensure_eq!(line["level"], json!("WARN"));
+    ensure_eq!(line["url"], json!(cdp.url));
+    ensure_eq!(line["key"], json!("server.tls.crl[0]"));
     ensure!(
         !text.contains("new CRL in use"),
         "the impostor CRL was put in use"
@@ -268,24 +276,22 @@ async fn an_older_crl_at_a_url_is_refused(backend: Backend) -> Result<()> {
     ensure!(register(&ctx).await.is_err(), "revoked at start-up");
 
     // CRL number 999 from an hour ago, revoking nothing: refused, the TPP stays revoked.
-    let before = failed_fetches(&ctx.env, &cdp.url).await?;
-    let older = crl_der(&ca.cert_pem, &ca.key_pem(), &[], 999, 3600, 3600)?;
-    cdp.serve(Serving::Fixed(older));
-    another_refusal(&ctx.env, &cdp.url, before).await?;
+    let older = crl_der(&ca.cert_pem, &ca.key_pem(), &[], 999, 3600, 4)?;
+    let failed = serve_and_wait(&ctx.env, &cdp, older).await?;
     ensure!(
         register(&ctx).await.is_err(),
         "an older CRL let the revoked certificate in again"
     );
+    ensure!(refused_since(&ctx.env, &cdp, failed).await?, "not counted");
 
     // The same number with an earlier thisUpdate is older too.
-    let before = failed_fetches(&ctx.env, &cdp.url).await?;
-    let earlier = crl_der(&ca.cert_pem, &ca.key_pem(), &[], 1000, 3600, 3600)?;
-    cdp.serve(Serving::Fixed(earlier));
-    another_refusal(&ctx.env, &cdp.url, before).await?;
+    let earlier = crl_der(&ca.cert_pem, &ca.key_pem(), &[], 1000, 3600, 4)?;
+    let failed = serve_and_wait(&ctx.env, &cdp, earlier).await?;
     ensure!(
         register(&ctx).await.is_err(),
         "an earlier thisUpdate was taken"
     );
+    ensure!(refused_since(&ctx.env, &cdp, failed).await?, "not counted");
 
     // A newer one is taken.
     let newer = crl_der(&ca.cert_pem, &ca.key_pem(), &[], 1001, 0, 3600)?;
@@ -297,7 +303,7 @@ async fn an_older_crl_at_a_url_is_refused(backend: Backend) -> Result<()> {
     ctx.server.stop().await
 }
 
-/// Another issuer's CRL at a URL (a `crl_issuers` intermediate, trusted in itself) does not
+/// Another issuer's CRL at a URL (another `client_ca` anchor, trusted in itself) does not
 /// replace the CA's: in `hard` mode the CA stays covered (its good certificate works, the one
 /// its CRL revokes stays refused; it used to become "not covered" and the revoked certificate
 /// got in). A reload lets the URL take the new issuer; the former issuer's certificates then
@@ -306,7 +312,11 @@ async fn another_issuers_crl_at_a_url_is_refused(backend: Backend) -> Result<()>
     let responder = Responder::start().await?;
     let env = TestEnv::new(backend).await?;
     let ca = env.ca()?;
-    let other = intermediate(&ca, &env.dir.path().join("other"), "Another issuing CA")?;
+    // Another CA, trusted too: a second anchor in the client_ca file (after the sandbox CA,
+    // which stays the first certificate, the one the sandbox tools sign with).
+    let other = SandboxCa::generate("Another CA")?;
+    let ca_file = env.sandbox_dir.join("ca.pem");
+    std::fs::write(&ca_file, format!("{}{}", ca.cert_pem, other.cert_pem))?;
     let tpp = env.sandbox()?.tpp;
     let (victim, victim_key) = ca.issue_ob_transport(&tpp.org_id, &tpp.software_id)?;
     let cdp = CrlServer::start(&env.sandbox_dir).await?;
@@ -318,17 +328,15 @@ async fn another_issuers_crl_at_a_url_is_refused(backend: Backend) -> Result<()>
         60,
         4,
     )?));
-    let other_pem = env.dir.path().join("other/ca.pem");
     let ctx = Ctx::start_in(
         env,
         &format!(
-            "crl = [\"{}\"]\ncrl_issuers = [\"{}\"]{}",
+            "crl = [\"{}\"]{}",
             cdp.url,
-            other_pem.display(),
             ocsp_tls("hard", &responder.url, 60)
         ),
         "",
-        "software_id_as_application_name.enable = false",
+        "software_id_as_application_name.enable = false\nclock_skew = 2",
         "",
         "",
     )
@@ -340,26 +348,19 @@ async fn another_issuers_crl_at_a_url_is_refused(backend: Backend) -> Result<()>
     ensure!(status == 201, "{status} {body}");
     ensure!(!handshake_ok(addr, &ca_pem, (&victim, &victim_key)).await);
 
-    // The other issuer's CRL, revoking nothing, with a higher number.
-    let before = failed_fetches(&ctx.env, &cdp.url).await?;
-    cdp.serve(Serving::Fixed(crl_der(
-        &other.cert_pem,
-        &other.key_pem(),
-        &[],
-        5000,
-        0,
-        3600,
-    )?));
-    another_refusal(&ctx.env, &cdp.url, before).await?;
+    // The other CA's CRL, revoking nothing, with a higher number.
+    let crl = crl_der(&other.cert_pem, &other.key_pem(), &[], 5000, 0, 4)?;
+    let failed = serve_and_wait(&ctx.env, &cdp, crl).await?;
+    ensure!(
+        !handshake_ok(addr, &ca_pem, (&victim, &victim_key)).await,
+        "another issuer's CRL let the revoked certificate in"
+    );
     let (status, body) = register(&ctx).await?;
     ensure!(
         status == 201,
         "hard mode, the CA still covered: {status} {body}"
     );
-    ensure!(
-        !handshake_ok(addr, &ca_pem, (&victim, &victim_key)).await,
-        "another issuer's CRL let the revoked certificate in"
-    );
+    ensure!(refused_since(&ctx.env, &cdp, failed).await?, "not counted");
 
     // SIGHUP's path: the URL may now take the other issuer; the sandbox CA lost its CRL.
     let path = ctx.env.write_config(&ctx.config_text)?;
@@ -397,7 +398,7 @@ async fn a_version_1_crl_at_a_url_does_not_stop_start_up(backend: Backend) -> Re
         env,
         &format!("crl = [\"{}\"]", cdp.url),
         "",
-        "software_id_as_application_name.enable = false",
+        "software_id_as_application_name.enable = false\nclock_skew = 2",
         "",
         "",
     )
@@ -441,13 +442,12 @@ async fn a_version_1_crl_at_a_url_does_not_stop_start_up(backend: Backend) -> Re
         Ok(register(&ctx).await.is_err())
     })
     .await?;
-    let before = failed_fetches(&ctx.env, &cdp.url).await?;
-    cdp.serve(Serving::Fixed(v1));
-    another_refusal(&ctx.env, &cdp.url, before).await?;
+    let failed = serve_and_wait(&ctx.env, &cdp, v1).await?;
     ensure!(
         register(&ctx).await.is_err(),
         "the last usable CRL was dropped"
     );
+    ensure!(refused_since(&ctx.env, &cdp, failed).await?, "not counted");
     ctx.server
         .reloader
         .reload_file(&path)

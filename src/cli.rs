@@ -262,21 +262,26 @@ async fn check_config(path: &Path) -> Result<ExitCode> {
         // What `serve` and a reload load, checked the same way; CRL URLs are fetched once
         // (the running server's refresh age is the dcr_crl_age_seconds metric).
         let crls = crate::pki::crl::CrlUrls::new();
+        let material = crate::material::Material::load(&config, &crls)?;
         let urls = crate::pki::crl_fetch::urls(&config);
         if !urls.is_empty() {
             let client = crate::pki::crl_fetch::client(&config)?;
-            crate::pki::crl_fetch::fetch_due(&config, &crls, &client).await;
+            let issuers = material.tls.crl_issuers();
+            crate::pki::crl_fetch::fetch_due(&config, &crls, &client, issuers).await;
+            material.with_url_crls(&crls)?;
         }
-        crate::material::Material::load(&config, &crls)?;
         for url in &urls {
+            let key = crate::pki::crl_fetch::key_of(&config, url);
             match (crls.current(url.as_str()), crls.last_error(url.as_str())) {
                 (Some(crl), _) => eprintln!(
                     "crl: {url}: fetched; thisUpdate {}, nextUpdate {}",
-                    rfc3339(crl.this_update),
-                    crl.next_update.map_or_else(|| "none".to_string(), rfc3339)
+                    rfc3339(crl.crl.this_update),
+                    crl.crl
+                        .next_update
+                        .map_or_else(|| "none".to_string(), rfc3339)
                 ),
                 (None, error) => eprintln!(
-                    "warning: crl: {url}: cannot be fetched ({}); `serve` retries in the background and judges its CA's certificates by server.tls.ocsp.mode",
+                    "warning: crl: {url}: {key} cannot be used ({}); `serve` retries in the background and judges its CA's certificates by server.tls.ocsp.mode",
                     error.unwrap_or_default()
                 ),
             }

@@ -18,7 +18,7 @@ use crate::config::{Config, JwksSource, WebhookConfig};
 use crate::events::{SecretError, WebhookSecret};
 use crate::jose::KeySet;
 use crate::pki::crl::CrlUrls;
-use crate::pki::tls::TlsError;
+use crate::pki::tls::{ServerTls, TlsError};
 
 /// A file the config names that cannot be used. `Display` names the key and the file.
 #[derive(Debug, thiserror::Error)]
@@ -62,8 +62,11 @@ pub struct Webhook {
     pub timeout: std::time::Duration,
 }
 
-/// The loaded material.
+/// The loaded material. Cheap to clone (a CRL refresh clones it with a new verifier).
+#[derive(Clone)]
 pub struct Material {
+    /// `[server.tls]` as read: a CRL refresh rebuilds the verifier and `server_tls` from it.
+    pub tls: ServerTls,
     /// `client_ca` and the CRLs: the handshake's verifier, shared with forwarded certificates
     /// and the re-check of open connections after a reload.
     pub verifier: Arc<dyn ClientCertVerifier>,
@@ -87,6 +90,7 @@ pub struct Material {
 }
 
 /// The admin listener's TLS configuration and certificate verifier.
+#[derive(Clone)]
 pub struct AdminTls {
     pub server_tls: Arc<rustls::ServerConfig>,
     pub verifier: Arc<dyn ClientCertVerifier>,
@@ -105,15 +109,15 @@ impl Material {
                 });
             }
         }
-        let tls = &config.server.tls;
         let skew = i64::try_from(config.open_banking.dcr.clock_skew).unwrap_or(i64::MAX);
-        let verifier = crate::pki::tls::client_verifier(tls, crls, skew)?;
-        let client_ca = crate::pki::tls::client_ca_certificates(tls)?;
+        let tls = ServerTls::load(&config.server.tls, skew)?;
+        let verifier = tls.client_verifier(crls)?;
+        let client_ca = tls.client_ca().to_vec();
         let revocation_http = crate::pki::outbound::revocation_client(
             &config.open_banking.dcr.jwks,
-            std::time::Duration::from_millis(tls.ocsp.timeout_ms),
+            std::time::Duration::from_millis(config.server.tls.ocsp.timeout_ms),
         )?;
-        let server_tls = crate::pki::tls::server_config_with(tls, verifier.clone())?;
+        let server_tls = tls.server_config(verifier.clone())?;
         let issuer_keys = config
             .open_banking
             .dcr
@@ -148,13 +152,14 @@ impl Material {
         let admin = if config.admin.enabled() {
             let verifier = crate::pki::tls::admin_verifier(&config.admin.client_ca)?;
             Some(AdminTls {
-                server_tls: crate::pki::tls::server_config_with(tls, verifier.clone())?,
+                server_tls: tls.server_config(verifier.clone())?,
                 verifier,
             })
         } else {
             None
         };
         Ok(Self {
+            tls,
             verifier,
             server_tls,
             issuer_keys,
@@ -164,6 +169,21 @@ impl Material {
             revocation_http,
             webhooks,
             admin,
+        })
+    }
+}
+
+impl Material {
+    /// The same material with the URL CRLs as `crls` holds them now: a new verifier and
+    /// server configuration, built from what was read at load (no file is read again, so a
+    /// file half-written on disk cannot hold a new CRL back).
+    pub fn with_url_crls(&self, crls: &CrlUrls) -> Result<Self, MaterialError> {
+        let verifier = self.tls.client_verifier(crls)?;
+        let server_tls = self.tls.server_config(verifier.clone())?;
+        Ok(Self {
+            verifier,
+            server_tls,
+            ..self.clone()
         })
     }
 }

@@ -41,12 +41,16 @@ impl Server {
             crate::sandbox::init(&config.sandbox.dir, config.server.issuer.as_str())?;
         }
         crate::metrics::install();
-        // URL CRLs first, so that the first handshake already has them; a URL that cannot be
-        // fetched is retried in the background (and judged stale until then).
+        // The files first (a URL's CRL is checked against the CRL issuers they name), then the
+        // URL CRLs, so that the first handshake already has them; a URL that cannot be fetched
+        // (or whose CRL is refused) is retried in the background, and judged stale until then.
         let crls = CrlUrls::new();
-        let crl_client = crate::pki::crl_fetch::client(&config)?;
-        crate::pki::crl_fetch::fetch_due(&config, &crls, &crl_client).await;
         let material = Material::load(&config, &crls)?;
+        let crl_client = crate::pki::crl_fetch::client(&config)?;
+        let issuers = material.tls.crl_issuers().clone();
+        crate::pki::crl_fetch::fetch_due(&config, &crls, &crl_client, &issuers).await;
+        // Only the URL CRLs are new: the verifier is rebuilt, no file is read again.
+        let material = material.with_url_crls(&crls)?;
         for warning in config.warnings() {
             tracing::warn!(%warning, "config");
         }
@@ -56,7 +60,7 @@ impl Server {
         let state = SharedState::new(AppState::new(config.clone(), store.clone(), &material));
         let admin_transport =
             Transport::admin(&config, &material).map(|t| Arc::new(ArcSwap::from_pointee(t)));
-        let mut reloader = Reloader::new(state.clone(), transport.clone(), crls.clone());
+        let mut reloader = Reloader::new(state.clone(), transport.clone(), crls.clone(), material);
         if let Some(admin) = &admin_transport {
             reloader = reloader.with_admin(admin.clone());
         }

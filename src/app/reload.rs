@@ -1,7 +1,7 @@
 //! Live reload on SIGHUP.
 //!
 //! A reload reads the config file again, and with it the TLS certificate and key, `client_ca`,
-//! the CRLs and the SSA issuers' JWKS files. Everything is loaded first and swapped in only when
+//! `crl_issuers`, the CRL files and the SSA issuers' JWKS files. Everything is loaded first and swapped in only when
 //! all of it loads: a broken file keeps the old material, with an error in the log. New
 //! connections use the new TLS material; open connections stay open, and their next request
 //! sees the new config and has its client certificate checked again against the new
@@ -21,6 +21,7 @@ use crate::http::SharedState;
 use crate::material::{Material, MaterialError};
 use crate::net::Transport;
 use crate::pki::crl::CrlUrls;
+use crate::pki::crl_check::CrlIssuers;
 use crate::pki::crl_fetch;
 use crate::pki::tls::TlsError;
 
@@ -107,17 +108,25 @@ pub struct Reloader {
     admin_transport: Option<Arc<ArcSwap<Transport>>>,
     /// The URL CRLs as last fetched (`app/crl_refresh.rs` keeps them current).
     crls: Arc<CrlUrls>,
+    /// The material in use: a CRL refresh rebuilds the transport from it.
+    material: Arc<Mutex<Arc<Material>>>,
     /// One reload at a time: two SIGHUPs in a row must not interleave their swaps.
     serial: Arc<Mutex<()>>,
 }
 
 impl Reloader {
-    pub fn new(state: SharedState, transport: Arc<ArcSwap<Transport>>, crls: Arc<CrlUrls>) -> Self {
+    pub fn new(
+        state: SharedState,
+        transport: Arc<ArcSwap<Transport>>,
+        crls: Arc<CrlUrls>,
+        material: Material,
+    ) -> Self {
         Self {
             state,
             transport,
             admin_transport: None,
             crls,
+            material: Arc::new(Mutex::new(Arc::new(material))),
             serial: Arc::new(Mutex::new(())),
         }
     }
@@ -135,42 +144,73 @@ impl Reloader {
     }
 
     /// Loads everything `config` names and, only if all of it loads, puts it in place.
-    pub fn apply(&self, mut config: Config) -> Result<Reloaded, ReloadError> {
-        let _serial = self.serial.lock().unwrap_or_else(|e| e.into_inner());
+    pub fn apply(&self, config: Config) -> Result<Reloaded, ReloadError> {
+        let (config, material, restart_needed) = self.prepare(config)?;
+        self.crls
+            .reloading(&crl_fetch::urls(&config), material.tls.crl_issuers());
+        self.install(config, material, restart_needed)
+    }
+
+    /// Keeps the restart-only keys' running values in `config`, then loads what it names.
+    fn prepare(
+        &self,
+        mut config: Config,
+    ) -> Result<(Config, Material, Vec<&'static str>), ReloadError> {
         let current = self.state.current();
         let restart_needed = keep_restart_only(&current.config, &mut config);
         let material = Material::load(&config, &self.crls)?;
+        Ok((config, material, restart_needed))
+    }
+
+    /// Swaps in `config` and `material`, with the URL CRLs as they are now.
+    fn install(
+        &self,
+        config: Config,
+        material: Material,
+        restart_needed: Vec<&'static str>,
+    ) -> Result<Reloaded, ReloadError> {
+        let _serial = self.serial.lock().unwrap_or_else(|e| e.into_inner());
+        let material = material.with_url_crls(&self.crls)?;
         for warning in config.warnings() {
             tracing::warn!(%warning, "config");
         }
         let transport = Transport::new(&config, &material);
         let admin = Transport::admin(&config, &material);
+        let current = self.state.current();
         let state = current.reloaded(Arc::new(config), &material);
         self.state.replace(state);
         self.transport.store(Arc::new(transport));
         if let (Some(slot), Some(admin)) = (&self.admin_transport, admin) {
             slot.store(Arc::new(admin));
         }
+        *self.material.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(material);
         Ok(Reloaded { restart_needed })
     }
 
-    /// Reads the config at `path`, fetches its CRL URLs that are due, then applies it. The
-    /// fetch comes first because a URL the reload adds would otherwise be judged as never
-    /// fetched (refused in `hard` mode) until the background refresh reached it.
+    /// Reads the config at `path` and loads what it names, fetches its CRL URLs that are due
+    /// (checked against the new config's CRL issuers), then applies it. The fetch comes first
+    /// because a URL the reload adds would otherwise be judged as never fetched (refused in
+    /// `hard` mode) until the background refresh reached it. A reload lets each URL's next CRL
+    /// come from another issuer, and fetches again at once the URLs whose CRL was refused.
     async fn load_fetch_apply(&self, path: PathBuf) -> Result<Reloaded, ReloadError> {
-        let config = tokio::task::spawn_blocking(move || Config::load(&path))
-            .await
-            .map_err(|e| ReloadError::Task(e.to_string()))??;
-        if !crl_fetch::urls(&config).is_empty() {
+        let this = self.clone();
+        let (config, material, restart_needed) =
+            tokio::task::spawn_blocking(move || this.prepare(Config::load(&path)?))
+                .await
+                .map_err(|e| ReloadError::Task(e.to_string()))??;
+        let urls = crl_fetch::urls(&config);
+        if !urls.is_empty() {
+            let issuers = material.tls.crl_issuers().clone();
+            self.crls.reloading(&urls, &issuers);
             match crl_fetch::client(&config) {
                 Ok(client) => {
-                    crl_fetch::fetch_due(&config, &self.crls, &client).await;
+                    crl_fetch::fetch_due(&config, &self.crls, &client, &issuers).await;
                 }
                 Err(e) => tracing::warn!(error = %e, "no client for CRL URLs; the reload goes on"),
             }
         }
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.apply(config))
+        tokio::task::spawn_blocking(move || this.install(config, material, restart_needed))
             .await
             .map_err(|e| ReloadError::Task(e.to_string()))?
     }
@@ -180,15 +220,31 @@ impl Reloader {
         self.state.current().config.clone()
     }
 
-    /// Rebuilds the transport of the running config with the URL CRLs as fetched now: new
-    /// handshakes use them, and open connections re-check their certificate (a new
-    /// generation). The state is kept.
+    /// Who may sign CRLs under the running config.
+    pub fn crl_issuers(&self) -> Arc<CrlIssuers> {
+        self.material
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .tls
+            .crl_issuers()
+            .clone()
+    }
+
+    /// Rebuilds the transport of the running config with the URL CRLs as fetched now, from the
+    /// material in use (no file is read): new handshakes use them, and open connections
+    /// re-check their certificate (a new generation). The state is kept.
     pub fn rebuild_transport(&self) -> Result<(), ReloadError> {
         let _serial = self.serial.lock().unwrap_or_else(|e| e.into_inner());
         let config = self.state.current().config.clone();
-        let material = Material::load(&config, &self.crls)?;
+        let current = self
+            .material
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let material = current.with_url_crls(&self.crls)?;
         self.transport
             .store(Arc::new(Transport::new(&config, &material)));
+        *self.material.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(material);
         Ok(())
     }
 

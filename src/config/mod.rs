@@ -286,6 +286,9 @@ impl Config {
                 files.push((format!("server.tls.crl[{i}]"), p.clone()));
             }
         }
+        for (i, p) in tls.crl_issuers.iter().enumerate() {
+            files.push((format!("server.tls.crl_issuers[{i}]"), p.clone()));
+        }
         for (i, issuer) in self.open_banking.dcr.ssa_issuer.iter().enumerate() {
             if let JwksSource::File(path) = &issuer.jwks {
                 files.push((

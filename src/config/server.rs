@@ -138,6 +138,10 @@ pub struct TlsConfig {
     /// CRL files, or `http(s)://` URLs fetched at start-up and refreshed in the background.
     #[serde(default)]
     pub crl: Vec<CrlSource>,
+    /// PEM files of intermediate CAs (each chaining to a `client_ca` anchor) whose CRLs are
+    /// trusted besides those of the anchors.
+    #[serde(default)]
+    pub crl_issuers: Vec<PathBuf>,
     /// OCSP checks of client certificates.
     #[serde(default)]
     pub ocsp: OcspConfig,

@@ -1,9 +1,11 @@
-//! Fetching `server.tls.crl` URLs (the rules are in `pki/crl.rs`, which only parses and
-//! judges): at start-up, by `check-config`, before a reload puts a new URL in use, and by the
-//! background refresh (`app/crl_refresh.rs`).
+//! Fetching `server.tls.crl` URLs (the rules are in `pki/crl.rs` and `pki/crl_check.rs`,
+//! which only parse and judge): at start-up, by `check-config`, before a reload puts a new URL
+//! in use, and by the background refresh (`app/crl_refresh.rs`). Each fetched CRL is checked
+//! against the CRL issuers of the material in use before it is recorded.
 
 use crate::config::{Config, CrlSource};
 use crate::pki::crl::{self, CrlUrls};
+use crate::pki::crl_check::{CrlError, CrlIssuers, VerifiedCrl};
 use std::time::Duration;
 
 /// A CRL fetch gives up after this long (CRLs can be megabytes).
@@ -23,6 +25,20 @@ pub fn urls(config: &Config) -> Vec<url::Url> {
         .collect()
 }
 
+/// The config key that names `url`: `server.tls.crl[i]`.
+pub fn key_of(config: &Config, url: &url::Url) -> String {
+    config
+        .server
+        .tls
+        .crl
+        .iter()
+        .position(|s| matches!(s, CrlSource::Url(u) if u == url))
+        .map_or_else(
+            || "server.tls.crl".into(),
+            |i| format!("server.tls.crl[{i}]"),
+        )
+}
+
 /// The client CRL fetches use.
 pub fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
     Ok(crate::pki::outbound::revocation_client(
@@ -31,27 +47,39 @@ pub fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
     )?)
 }
 
-/// Fetches and parses the CRL at `url`.
-async fn fetch(client: &reqwest::Client, url: &url::Url, now: i64) -> Result<crl::UrlCrl, String> {
+/// Fetches the CRL at `url` and checks it against `issuers`.
+async fn fetch(
+    client: &reqwest::Client,
+    url: &url::Url,
+    issuers: &CrlIssuers,
+) -> Result<VerifiedCrl, CrlError> {
     use crate::pki::outbound::{error_chain, read_capped};
     let response = client
         .get(url.clone())
         .send()
         .await
-        .map_err(|e| format!("fetch failed: {}", error_chain(&e)))?;
-    let body = read_capped(response, crl::MAX_CRL_BYTES).await?;
-    crl::parse(&body, now)
+        .map_err(|e| CrlError::Fetch(format!("fetch failed: {}", error_chain(&e))))?;
+    let body = read_capped(response, crl::MAX_CRL_BYTES)
+        .await
+        .map_err(CrlError::Fetch)?;
+    issuers.verify(crl::decode(&body)?)
 }
 
-/// Fetches the URLs of `config` that are due now, one after another; returns whether a CRL
-/// changed.
-pub async fn fetch_due(config: &Config, crls: &CrlUrls, client: &reqwest::Client) -> bool {
+/// Fetches the URLs of `config` that are due now, one after another, each CRL checked against
+/// `issuers` (those of the material loaded from `config`); returns whether a CRL changed.
+pub async fn fetch_due(
+    config: &Config,
+    crls: &CrlUrls,
+    client: &reqwest::Client,
+    issuers: &CrlIssuers,
+) -> bool {
     let urls = urls(config);
     let skew = i64::try_from(config.open_banking.dcr.clock_skew).unwrap_or(i64::MAX);
     let mut changed = false;
     for url in crls.due(&urls, crate::clock::now()) {
-        let fetched = fetch(client, url, crate::clock::now()).await;
-        changed |= crls.record(url.as_str(), fetched, crate::clock::now(), skew);
+        let fetched = fetch(client, url, issuers).await;
+        let key = key_of(config, url);
+        changed |= crls.record(&key, url.as_str(), fetched, crate::clock::now(), skew);
     }
     crls.report_ages(&urls, crate::clock::now());
     changed

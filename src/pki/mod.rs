@@ -3,6 +3,7 @@
 
 pub mod certificate;
 pub mod crl;
+pub mod crl_check;
 pub mod crl_fetch;
 pub mod ocsp;
 pub mod outbound;

@@ -7,6 +7,7 @@ mod admin;
 mod cli;
 mod conformance;
 mod container;
+mod crl_integrity;
 mod events;
 mod faults;
 mod lifecycle;
@@ -35,6 +36,7 @@ fn cases() -> Vec<Case> {
     all.extend(faults::cases());
     all.extend(versions::cases());
     all.extend(revocation::cases());
+    all.extend(crl_integrity::cases());
     all.extend(events::cases());
     all.extend(admin::cases());
     all.extend(container::cases());

@@ -379,7 +379,11 @@ async fn reload_applies_config_and_ssa_issuer_keys(backend: Backend) -> Result<(
 }
 
 /// Waits until the log file holds `needle` after `from` bytes; returns the new length.
-async fn wait_for_log(log: &std::path::Path, from: usize, needle: &str) -> Result<usize> {
+pub(crate) async fn wait_for_log(
+    log: &std::path::Path,
+    from: usize,
+    needle: &str,
+) -> Result<usize> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();

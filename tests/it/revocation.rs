@@ -115,16 +115,16 @@ fn delegate(
     })
 }
 
-struct Responder {
+pub(crate) struct Responder {
     answer: Arc<Mutex<Answer>>,
     /// Set once the server's sandbox (and its CA) exists.
     ca: Arc<Mutex<Option<Arc<Signers>>>>,
     hits: Arc<AtomicUsize>,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Responder {
-    async fn start() -> Result<Self> {
+    pub(crate) async fn start() -> Result<Self> {
         let answer = Arc::new(Mutex::new(Answer::Good));
         let ca: Arc<Mutex<Option<Arc<Signers>>>> = Arc::new(Mutex::new(None));
         let hits = Arc::new(AtomicUsize::new(0));
@@ -151,7 +151,7 @@ impl Responder {
     }
 
     /// Signs as the CA of `ctx`'s sandbox (or its responders) from now on.
-    fn sign_for(&self, ctx: &Ctx) -> Result<()> {
+    pub(crate) fn sign_for(&self, ctx: &Ctx) -> Result<()> {
         *self.ca.lock().unwrap() = Some(Arc::new(Signers::load(&ctx.env.sandbox_dir)?));
         Ok(())
     }
@@ -259,7 +259,7 @@ fn build(answer: Answer, signers: &Signers, body: &[u8]) -> Result<Vec<u8>> {
     Ok(OcspResponse::successful(basic)?.to_der()?)
 }
 
-fn ocsp_tls(mode: &str, url: &str, cache_secs: u64) -> String {
+pub(crate) fn ocsp_tls(mode: &str, url: &str, cache_secs: u64) -> String {
     format!(
         "\n[server.tls.ocsp]\nmode = \"{mode}\"\ntimeout_ms = 500\nmax_cache_secs = {cache_secs}\nresponder_url = \"{url}\"\n"
     )
@@ -278,7 +278,7 @@ async fn ocsp_ctx(backend: Backend, mode: &str, url: &str, cache_secs: u64) -> R
 }
 
 /// Registers with the sandbox transport certificate: the status and body.
-async fn register(ctx: &Ctx) -> Result<(u16, Value)> {
+pub(crate) async fn register(ctx: &Ctx) -> Result<(u16, Value)> {
     ctx.post(&ctx.request(|_| {})?, true).await
 }
 
@@ -562,7 +562,7 @@ async fn unreadable_revoked_keys_refuse_in_hard_mode(backend: Backend) -> Result
 
 /// What the test CRL distribution point serves.
 #[derive(Clone)]
-enum Serving {
+pub(crate) enum Serving {
     /// A CRL made at each request, valid from then for `valid_secs` (so that its refresh
     /// cadence does not depend on how slowly the test runs).
     Fresh {
@@ -576,13 +576,13 @@ enum Serving {
 }
 
 /// A CRL distribution point over http on loopback for the sandbox CA in `dir`.
-struct CrlServer {
+pub(crate) struct CrlServer {
     serving: Arc<Mutex<Serving>>,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl CrlServer {
-    async fn start(dir: &std::path::Path) -> Result<Self> {
+    pub(crate) async fn start(dir: &std::path::Path) -> Result<Self> {
         let serving = Arc::new(Mutex::new(Serving::Down));
         let (s, dir) = (serving.clone(), dir.to_path_buf());
         let app = axum::Router::new().route(
@@ -619,13 +619,13 @@ impl CrlServer {
         Ok(Self { serving, url })
     }
 
-    fn serve(&self, serving: Serving) {
+    pub(crate) fn serve(&self, serving: Serving) {
         *self.serving.lock().unwrap() = serving;
     }
 }
 
 /// Polls `done` every 200 ms until it holds, for at most `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut done: F) -> Result<()>
+pub(crate) async fn eventually<F, Fut>(limit: Duration, what: &str, mut done: F) -> Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<bool>>,

@@ -1,5 +1,5 @@
-//! Everything the config names, loaded and checked once: the TLS certificate, key, `client_ca`
-//! and CRLs, the SSA issuers' JWKS files, `jwks.extra_ca` (in the outbound https client), the
+//! Everything the config names, loaded and checked once: the TLS certificate, key, `client_ca`,
+//! `crl_issuers` and CRL files (each CRL verified), the SSA issuers' JWKS files, `jwks.extra_ca` (in the outbound https client), the
 //! sandbox JWKS and the webhooks' secrets and trust anchors.
 //!
 //! `serve`, a SIGHUP reload and `check-config` all call [`Material::load`], so the three

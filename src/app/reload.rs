@@ -1,8 +1,10 @@
 //! Live reload on SIGHUP.
 //!
 //! A reload reads the config file again, and with it the TLS certificate and key, `client_ca`,
-//! `crl_issuers`, the CRL files and the SSA issuers' JWKS files. Everything is loaded first and swapped in only when
-//! all of it loads: a broken file keeps the old material, with an error in the log. New
+//! `crl_issuers`, the CRL files and the SSA issuers' JWKS files. Everything is loaded first
+//! and swapped in only when all of it loads: a broken file keeps the old material, with an
+//! error in the log. A reload also lets each CRL URL take its next CRL from another trusted
+//! issuer (`CrlUrls::reloading`): that is how an operator moves a URL to another CA. New
 //! connections use the new TLS material; open connections stay open, and their next request
 //! sees the new config and has its client certificate checked again against the new
 //! `client_ca` and CRLs.

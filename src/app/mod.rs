@@ -51,7 +51,7 @@ impl Server {
             tracing::warn!(%warning, "config");
         }
         let transport = Arc::new(ArcSwap::from_pointee(Transport::new(&config, &material)));
-        let store = crate::store::open(&config).await?;
+        let store = crate::store::open_waiting(&config).await?;
         let config = Arc::new(config);
         let state = SharedState::new(AppState::new(config.clone(), store.clone(), &material));
         let admin_transport =

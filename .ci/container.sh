@@ -206,9 +206,12 @@ podman image inspect dcr-server --format '{{json .Config.Healthcheck}}' | jq -e 
 podman exec dcr cat /proc/net/tcp | awk '$2 == "00000000:2033" && $4 == "0A" {found = 1} END {exit !found}' ||
   fail "not listening on 0.0.0.0:8243 inside the container"
 [ "$(podman port dcr)" = "8243/tcp -> 127.0.0.1:$PORT" ] || fail "published as: $(podman port dcr)"
-podman inspect dcr --format '{{range .Mounts}}{{.Name}}={{.Destination}} {{end}}' | grep -qw 'dcr-data=/app/data' ||
-  fail "the data volume is not dcr-data on /app/data"
-podman logs dcr 2>&1 | grep -q '"message":"listening on https://0.0.0.0:8243"' || fail "no JSON 'listening on' line"
+# Outputs are searched whole (`grep -q <<<`): `cmd | grep -q` fails under pipefail when grep
+# exits at the first match and cmd then writes to the closed pipe.
+MOUNTS=$(podman inspect dcr --format '{{range .Mounts}}{{.Name}}={{.Destination}} {{end}}')
+grep -qw 'dcr-data=/app/data' <<<"$MOUNTS" || fail "the data volume is not dcr-data on /app/data: $MOUNTS"
+grep -q '"message":"listening on https://0.0.0.0:8243"' <<<"$(podman logs dcr 2>&1)" ||
+  fail "no JSON 'listening on' line"
 [ "$(podman inspect dcr --format '{{.HostConfig.NetworkMode}}')" = slirp4netns ] ||
   fail "network mode: $(podman inspect dcr --format '{{.HostConfig.NetworkMode}}') (not slirp4netns)"
 echo "user dcr (uid 10001), HEALTHCHECK kept, 0.0.0.0:8243 inside, 127.0.0.1:$PORT outside, volume dcr-data"
@@ -221,7 +224,7 @@ echo "registered $CLIENT_ID and got a token"
 
 readme 3 # stop, start
 wait_healthy dcr
-podman exec dcr dcr-server clients list | grep -q "$CLIENT_ID" || fail "the client is gone after stop/start"
+grep -q "$CLIENT_ID" <<<"$(podman exec dcr dcr-server clients list)" || fail "the client is gone after stop/start"
 
 readme 4 # rm, a new container on the same volume
 wait_healthy dcr
@@ -242,7 +245,7 @@ done
 if podman healthcheck run dcr-example >/dev/null 2>&1; then fail "dcr-example healthy on 9443"; fi
 readme 7 # register the example's sandbox TPP through dcr.example
 SOFTWARE_ID=$(jq -r .software_id "$SCRATCH/certs/sandbox-example/tpp/tpp.json")
-podman exec dcr-example dcr-server clients list | grep -q "$SOFTWARE_ID" ||
+grep -q "$SOFTWARE_ID" <<<"$(podman exec dcr-example dcr-server clients list)" ||
   fail "the sandbox TPP ($SOFTWARE_ID) did not register behind DCR_ISSUER/DCR_LISTEN"
 echo "the sandbox TPP registered behind DCR_ISSUER=https://dcr.example:$EXAMPLE_PORT and DCR_LISTEN=0.0.0.0:9443"
 

@@ -1,12 +1,19 @@
 # Multi-stage build: compile in the Rust image, run in a slim Debian as a non-root user.
 #
 #   docker build -t dcr-server .
-#   docker run -p 8243:8243 dcr-server
+#   docker run -d --name dcr -p 127.0.0.1:8243:8243 -v dcr-data:/app/data dcr-server
 #
-# serves the generated sandbox on the host's port 8243 with no mounts: config/container.toml
-# listens on 0.0.0.0 and keeps the sandbox and the SQLite database on the data volume
-# (/app/data). DCR_LISTEN, DCR_ISSUER and DCR_DATABASE_URL override its keys. For production,
-# mount your config and PKI read-only and set DCR_CONFIG (docs/deployment.md).
+# serves the generated sandbox on the host's loopback port 8243 (`-p 8243:8243` would publish
+# it on every host interface): config/container.toml listens on 0.0.0.0 inside the container
+# and keeps the sandbox and the SQLite database on the data volume (/app/data; a named volume
+# keeps them across `docker rm`). DCR_LISTEN, DCR_ISSUER and DCR_DATABASE_URL override its
+# keys. For production, mount your config and PKI read-only, readable by uid 10001, and set
+# DCR_CONFIG (config/production.toml, docs/deployment.md). Podman keeps the HEALTHCHECK only
+# with `podman build --format docker`.
+#
+# The stages are named: CI (.ci/container.sh) builds `--target runtime` with the binary it has
+# just compiled supplied as the `build` stage (`--build-context build=…`), so that what it runs
+# is this file's runtime stage unchanged.
 # A test runs the binary as ENTRYPOINT and CMD below do, with this ENV and WORKDIR, in a
 # directory laid out as /app: keep them plain (one ENV per line, exec-form ENTRYPOINT/CMD).
 
@@ -18,7 +25,7 @@ COPY migrations ./migrations
 COPY docs/openapi.json docs/openapi-admin.json ./docs/
 RUN cargo build --release --locked --bin dcr-server
 
-FROM debian:bookworm-slim
+FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \

@@ -1,6 +1,7 @@
 //! Everything the config names, loaded and checked once: the TLS certificate, key, `client_ca`,
-//! `crl_issuers` and CRL files (each CRL verified), the SSA issuers' JWKS files, `jwks.extra_ca` (in the outbound https client), the
-//! sandbox JWKS and the webhooks' secrets and trust anchors.
+//! `crl_issuers` and CRL files (each CRL verified), the SSA issuers' JWKS files, `jwks.extra_ca`
+//! (in the outbound https client), the sandbox JWKS (served, and answered by the JWKS cache
+//! without a request) and the webhooks' secrets and trust anchors.
 //!
 //! `serve`, a SIGHUP reload and `check-config` all call [`Material::load`], so the three
 //! refuse exactly the same files; `check-config` drops the result. Loading opens no database
@@ -45,11 +46,67 @@ pub enum IssuerKeys {
     Url(String),
 }
 
-/// The sandbox's JWKS documents, served as they are.
+/// The sandbox's JWKS documents, served as they are, and the same sets parsed with the URLs
+/// that name them, which the JWKS cache answers without a request (see
+/// [`crate::jose::jwks_cache`]).
 #[derive(Debug, Clone)]
 pub struct SandboxJwks {
     pub tpp: Bytes,
     pub directory: Bytes,
+    /// Each set, with its URLs: under this config's issuer, and under the issuer the sandbox
+    /// was made for (`tpp.json`'s `software_jwks_endpoint`, which its SSAs carry).
+    pub own_sets: Vec<(Vec<String>, Arc<KeySet>)>,
+}
+
+impl SandboxJwks {
+    fn load(config: &Config) -> Result<Self, MaterialError> {
+        let dir = &config.sandbox.dir;
+        let tpp_path = dir.join("tpp/signing.jwks");
+        let directory_path = dir.join("directory.jwks");
+        let info_path = dir.join("tpp/tpp.json");
+        let tpp = read("sandbox.dir", &tpp_path)?;
+        let directory = read("sandbox.dir", &directory_path)?;
+        let info: crate::sandbox::TppInfo =
+            serde_json::from_slice(&read("sandbox.dir", &info_path)?).map_err(|e| {
+                MaterialError::File {
+                    key: "sandbox.dir".into(),
+                    path: info_path,
+                    message: format!("not the sandbox TPP's tpp.json: {e}"),
+                }
+            })?;
+        let parse = |path: PathBuf, bytes: &Bytes| {
+            KeySet::parse(bytes)
+                .map(Arc::new)
+                .map_err(|e| MaterialError::File {
+                    key: "sandbox.dir".into(),
+                    path,
+                    message: format!("not a JWKS: {e}"),
+                })
+        };
+        let issuer = config.issuer_base();
+        let made_for = info.issuer.trim_end_matches('/');
+        let own_sets = vec![
+            (
+                vec![
+                    format!("{issuer}{}", crate::sandbox::TPP_JWKS_PATH),
+                    info.software_jwks_endpoint.clone(),
+                ],
+                parse(tpp_path, &tpp)?,
+            ),
+            (
+                vec![
+                    format!("{issuer}{}", crate::sandbox::DIRECTORY_JWKS_PATH),
+                    format!("{made_for}{}", crate::sandbox::DIRECTORY_JWKS_PATH),
+                ],
+                parse(directory_path, &directory)?,
+            ),
+        ];
+        Ok(Self {
+            tpp,
+            directory,
+            own_sets,
+        })
+    }
 }
 
 /// A `[[events.webhook]]`, ready to call.
@@ -134,11 +191,7 @@ impl Material {
             .collect::<Result<_, _>>()?;
         let http = crate::pki::outbound::http_client(&config.open_banking.dcr.jwks)?;
         let sandbox_jwks = if config.sandbox_enabled() {
-            let dir = &config.sandbox.dir;
-            Some(SandboxJwks {
-                tpp: read("sandbox.dir", &dir.join("tpp/signing.jwks"))?,
-                directory: read("sandbox.dir", &dir.join("directory.jwks"))?,
-            })
+            Some(SandboxJwks::load(config)?)
         } else {
             None
         };

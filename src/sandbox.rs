@@ -10,7 +10,7 @@
 //! | file | what |
 //! |---|---|
 //! | `ca.pem`, `ca.key` | the test CA: trust anchor for server and transport certificates |
-//! | `server.pem`, `server.key` | server certificate for localhost, 127.0.0.1 and ::1 (P-256) |
+//! | `server.pem`, `server.key` | server certificate for localhost, 127.0.0.1, ::1 and the issuer's host (P-256) |
 //! | `directory.key`, `directory.jwks` | the "OpenBanking Ltd" SSA signing key (RSA, PS256) |
 //! | `tpp/transport.pem`, `tpp/transport.key` | the TPP's OB transport certificate |
 //! | `tpp/signing-ps256.key`, `tpp/signing-es256.key`, `tpp/signing.jwks` | TPP signing keys |
@@ -298,17 +298,9 @@ pub fn init(dir: &Path, issuer: &str) -> Result<TppInfo> {
     write_file(&dir.join("ca.pem"), ca.cert_pem.as_bytes(), false)?;
     write_file(&dir.join("ca.key"), ca.key_pem().as_bytes(), true)?;
 
-    // P-256: handshakes are about 3x cheaper than with RSA-2048.
-    let (server_pem, server_key) = ca.issue(
-        &[
-            (DnType::OrganizationName, "dcr-server sandbox".into()),
-            (DnType::CommonName, "localhost".into()),
-        ],
-        &["localhost", "127.0.0.1", "::1"],
-        ExtendedKeyUsagePurpose::ServerAuth,
-    )?;
-    write_file(&dir.join("server.pem"), server_pem.as_bytes(), false)?;
-    write_file(&dir.join("server.key"), server_key.as_bytes(), true)?;
+    let mut names: Vec<String> = LOCAL_NAMES.iter().map(|n| n.to_string()).collect();
+    names.extend(issuer_host(issuer).filter(|h| !names.contains(h)));
+    write_server_certificate(dir, &ca, &names)?;
 
     let directory = KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)?;
     let directory_jwk = public_jwk(&directory, "PS256")?;
@@ -382,6 +374,109 @@ pub fn init(dir: &Path, issuer: &str) -> Result<TppInfo> {
     let sandbox = Sandbox::load(dir)?;
     write_file(&dir.join("tpp/ssa.jwt"), sandbox.ssa()?.as_bytes(), false)?;
     Ok(info)
+}
+
+/// The names every sandbox server certificate carries, besides the issuer's host.
+const LOCAL_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// The host of `issuer` as a certificate names it: a DNS name in lower case, or an IP address
+/// without brackets.
+fn issuer_host(issuer: &str) -> Option<String> {
+    match url::Url::parse(issuer).ok()?.host()? {
+        url::Host::Domain(d) => Some(d.to_ascii_lowercase()),
+        url::Host::Ipv4(ip) => Some(ip.to_string()),
+        url::Host::Ipv6(ip) => Some(ip.to_string()),
+    }
+}
+
+/// Issues the server certificate for `names` (DNS names or IP addresses) from the sandbox CA
+/// and writes it with its key. Each file is written beside and renamed into place, the key
+/// first: a crash in between leaves a certificate that does not match, which the next start
+/// replaces (see [`ensure_server_certificate`]).
+fn write_server_certificate(dir: &Path, ca: &SandboxCa, names: &[String]) -> Result<()> {
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    // P-256: handshakes are about 3x cheaper than with RSA-2048.
+    let (server_pem, server_key) = ca.issue(
+        &[
+            (DnType::OrganizationName, "dcr-server sandbox".into()),
+            (DnType::CommonName, "localhost".into()),
+        ],
+        &names,
+        ExtendedKeyUsagePurpose::ServerAuth,
+    )?;
+    for (name, contents, private) in [
+        ("server.key", &server_key, true),
+        ("server.pem", &server_pem, false),
+    ] {
+        let staged = dir.join(format!(".{name}.new"));
+        write_file(&staged, contents.as_bytes(), private)?;
+        std::fs::rename(&staged, dir.join(name))
+            .with_context(|| format!("replacing {}", dir.join(name).display()))?;
+    }
+    Ok(())
+}
+
+/// The DNS names (lower case) and IP addresses of a PEM certificate's subjectAltName.
+fn certificate_names(cert_pem: &str) -> Result<Vec<String>> {
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .context("parsing server.pem")?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| anyhow::anyhow!("parsing server.pem: {e}"))?;
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                x509_parser::extensions::GeneralName::DNSName(d) => {
+                    names.push(d.to_ascii_lowercase());
+                }
+                x509_parser::extensions::GeneralName::IPAddress(bytes) => {
+                    let ip = match bytes.len() {
+                        4 => <[u8; 4]>::try_from(*bytes).map(std::net::IpAddr::from).ok(),
+                        16 => <[u8; 16]>::try_from(*bytes)
+                            .map(std::net::IpAddr::from)
+                            .ok(),
+                        _ => None,
+                    };
+                    names.extend(ip.map(|ip| ip.to_string()));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// What [`ensure_server_certificate`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerCertificate {
+    /// It names the issuer's host already (or the issuer has no host to name).
+    Kept,
+    /// A new one was issued by the sandbox CA: the names of the old one plus `added`.
+    Renewed { added: String, names: Vec<String> },
+}
+
+/// Makes sure the sandbox's server certificate names the host of `issuer` (a sandbox made
+/// before certificates named it, or for another issuer, lacks it). If it does not, a new
+/// server certificate and key are issued by the sandbox CA, for the old certificate's names
+/// plus that host; nothing else of the sandbox changes (the CA, the directory and the TPP,
+/// its keys and `tpp.json` stay as they are).
+pub fn ensure_server_certificate(dir: &Path, issuer: &str) -> Result<ServerCertificate> {
+    let Some(host) = issuer_host(issuer) else {
+        return Ok(ServerCertificate::Kept);
+    };
+    let mut names = certificate_names(&read(&dir.join("server.pem"))?)?;
+    if names.contains(&host) {
+        return Ok(ServerCertificate::Kept);
+    }
+    for local in LOCAL_NAMES {
+        if !names.iter().any(|n| n == local) {
+            names.push(local.to_string());
+        }
+    }
+    names.push(host.clone());
+    let ca = SandboxCa::load(dir).context("the sandbox CA, to issue the server certificate")?;
+    write_server_certificate(dir, &ca, &names)?;
+    Ok(ServerCertificate::Renewed { added: host, names })
 }
 
 /// A loaded sandbox, able to sign SSAs, registration requests and client assertions.
@@ -614,6 +709,45 @@ mod tests {
         assert_eq!(
             jwk_thumbprint(&jwk).unwrap(),
             "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
+    }
+
+    #[test]
+    fn the_server_certificate_names_the_issuers_host_and_is_renewed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        init(dir.path(), "https://dcr.example:8443/").unwrap();
+        let names = |dir: &Path| {
+            let mut n = certificate_names(&read(&dir.join("server.pem")).unwrap()).unwrap();
+            n.sort();
+            n
+        };
+        assert_eq!(
+            names(dir.path()),
+            ["127.0.0.1", "::1", "dcr.example", "localhost"]
+        );
+        assert_eq!(
+            ensure_server_certificate(dir.path(), "https://DCR.example:8443").unwrap(),
+            ServerCertificate::Kept
+        );
+        // Another issuer, an IP address: the old names stay, the address is added.
+        let ca = read(&dir.path().join("ca.pem")).unwrap();
+        assert_eq!(
+            ensure_server_certificate(dir.path(), "https://192.0.2.7:9443").unwrap(),
+            ServerCertificate::Renewed {
+                added: "192.0.2.7".into(),
+                names: ["localhost", "dcr.example", "127.0.0.1", "::1", "192.0.2.7"]
+                    .map(String::from)
+                    .to_vec(),
+            }
+        );
+        assert_eq!(
+            names(dir.path()),
+            ["127.0.0.1", "192.0.2.7", "::1", "dcr.example", "localhost"]
+        );
+        assert_eq!(read(&dir.path().join("ca.pem")).unwrap(), ca);
+        assert_eq!(
+            ensure_server_certificate(dir.path(), "https://192.0.2.7:9443").unwrap(),
+            ServerCertificate::Kept
         );
     }
 

@@ -31,14 +31,40 @@ pub struct Server {
     reloader: Reloader,
 }
 
+/// Creates the sandbox when it is missing; otherwise makes sure its server certificate names
+/// the issuer's host (a sandbox made for another `DCR_ISSUER` gets a new one, and only that).
+fn prepare_sandbox(config: &Config) -> Result<()> {
+    let dir = &config.sandbox.dir;
+    if !crate::sandbox::exists(dir) {
+        tracing::info!(dir = %dir.display(), "creating the sandbox PKI");
+        crate::sandbox::init(dir, config.server.issuer.as_str())?;
+        return Ok(());
+    }
+    match crate::sandbox::ensure_server_certificate(dir, config.issuer_base()) {
+        Ok(crate::sandbox::ServerCertificate::Kept) => {}
+        Ok(crate::sandbox::ServerCertificate::Renewed { added, names }) => tracing::warn!(
+            dir = %dir.display(),
+            added = %added,
+            names = %names.join(", "),
+            "the sandbox's server certificate did not name the issuer's host: issued a new one from the sandbox CA (the CA, the directory and the TPP are unchanged)"
+        ),
+        // The old certificate still serves localhost: start with it.
+        Err(e) => tracing::warn!(
+            dir = %dir.display(),
+            error = %format!("{e:#}"),
+            "the sandbox's server certificate does not name the issuer's host and could not be renewed"
+        ),
+    }
+    Ok(())
+}
+
 impl Server {
     /// Prepares everything that can fail (sandbox, TLS files, database, migrations, the
     /// listening socket) so that `run` only serves.
     pub async fn bind(config: Config, extra_routes: Router<SharedState>) -> Result<Self> {
         crate::pki::tls::install_default_provider();
-        if config.sandbox_enabled() && !crate::sandbox::exists(&config.sandbox.dir) {
-            tracing::info!(dir = %config.sandbox.dir.display(), "creating the sandbox PKI");
-            crate::sandbox::init(&config.sandbox.dir, config.server.issuer.as_str())?;
+        if config.sandbox_enabled() {
+            prepare_sandbox(&config)?;
         }
         crate::metrics::install();
         // The files first (a URL's CRL is checked against the CRL issuers they name), then the
@@ -55,7 +81,7 @@ impl Server {
             tracing::warn!(%warning, "config");
         }
         let transport = Arc::new(ArcSwap::from_pointee(Transport::new(&config, &material)));
-        let store = crate::store::open(&config).await?;
+        let store = crate::store::open_waiting(&config).await?;
         let config = Arc::new(config);
         let state = SharedState::new(AppState::new(config.clone(), store.clone(), &material));
         let admin_transport =

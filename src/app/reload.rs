@@ -89,6 +89,7 @@ restart_only!(
     database.max_connections,
     database.acquire_timeout_ms,
     database.sqlite_busy_timeout_ms,
+    database.startup_timeout_secs,
     sandbox.enable,
     sandbox.dir,
     admin.listen,

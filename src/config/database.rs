@@ -16,6 +16,9 @@ pub struct DatabaseConfig {
     /// SQLite only: how long a write waits for another writer's lock before it gets a 503.
     #[serde(default = "defaults::sqlite_busy_timeout_ms")]
     pub sqlite_busy_timeout_ms: u64,
+    /// How long `serve` keeps trying to reach the database at start before it gives up.
+    #[serde(default = "defaults::startup_timeout_secs")]
+    pub startup_timeout_secs: u64,
 }
 
 impl DatabaseConfig {
@@ -33,5 +36,8 @@ mod defaults {
     }
     pub fn sqlite_busy_timeout_ms() -> u64 {
         5_000
+    }
+    pub fn startup_timeout_secs() -> u64 {
+        60
     }
 }

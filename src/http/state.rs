@@ -66,6 +66,9 @@ impl AppState {
         {
             jwks = jwks.with_entries_of(&previous.jwks);
         }
+        for (urls, keys) in material.sandbox_jwks.iter().flat_map(|s| &s.own_sets) {
+            jwks = jwks.with_own_set(urls.iter().map(String::as_str), keys);
+        }
         let jwks = Arc::new(jwks);
         let limits = match previous {
             Some(p) if p.limits.built_from(&config.server) => p.limits.clone(),

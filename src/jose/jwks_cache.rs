@@ -8,6 +8,10 @@
 //!   random `kid`s cannot turn the server into a request amplifier.
 //! - A source that is down is answered from its stale cache while that is younger than
 //!   `jwks.max_stale`.
+//! - Key sets this server holds itself (the sandbox's, which it also serves) are answered from
+//!   memory under their URLs, never fetched: from where the server runs, its own public URL
+//!   may not reach it (a container whose `DCR_ISSUER` host resolves only outside, or whose
+//!   `DCR_LISTEN` port differs from the issuer's).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -56,6 +60,8 @@ pub struct JwksCache {
     max_stale: Duration,
     max_bytes: usize,
     sources: RwLock<HashMap<String, Arc<Source>>>,
+    /// The server's own key sets, by URL (normalised as [`reqwest::Url`] prints it).
+    own: HashMap<String, Arc<KeySet>>,
 }
 
 impl JwksCache {
@@ -71,7 +77,23 @@ impl JwksCache {
             max_stale: Duration::from_secs(config.max_stale.max(config.cache_ttl)),
             max_bytes: config.max_bytes,
             sources: RwLock::new(HashMap::new()),
+            own: HashMap::new(),
         }
+    }
+
+    /// This cache answering `urls` with `keys`, a set the server holds itself, without a
+    /// request. A URL that does not parse is left out (it could never be asked for).
+    pub fn with_own_set<'a>(
+        mut self,
+        urls: impl IntoIterator<Item = &'a str>,
+        keys: &Arc<KeySet>,
+    ) -> Self {
+        for url in urls {
+            if let Ok(parsed) = reqwest::Url::parse(url) {
+                self.own.insert(parsed.to_string(), keys.clone());
+            }
+        }
+        self
     }
 
     /// This cache with the entries of `old` (a reload keeps the TPPs' cached key sets, so
@@ -181,6 +203,10 @@ impl JwksCache {
         satisfies: impl Fn(&KeySet) -> bool,
     ) -> Result<Arc<KeySet>, JwksError> {
         let url = self.check_location(location, restrict_hosts)?;
+        if let Some(keys) = self.own.get(url.as_str()) {
+            crate::metrics::jwks_cache(true);
+            return Ok(keys.clone());
+        }
         let source = self.source(location);
         if let Ok(mut used) = source.last_used.write() {
             *used = Some(Instant::now());

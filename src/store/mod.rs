@@ -270,6 +270,19 @@ impl Database {
         })
     }
 
+    /// One attempt to reach the database, without the pool's own retries (PostgreSQL; a
+    /// SQLite file is always there to open).
+    pub async fn probe(config: &DatabaseConfig) -> StoreResult<()> {
+        if config.url.is_sqlite() {
+            return Ok(());
+        }
+        PostgresStore::probe(
+            config.url.expose(),
+            Duration::from_millis(config.acquire_timeout_ms),
+        )
+        .await
+    }
+
     /// The webhooks that events written from now on are delivered to (start-up and reloads).
     pub fn set_event_routing(&self, routing: EventRouting) {
         self.routing.store(Arc::new(routing));
@@ -364,14 +377,103 @@ impl EventRouting {
 /// Connects the database named by the config and applies the migrations. Events written
 /// through it are routed to the config's webhooks.
 pub async fn open(config: &crate::config::Config) -> anyhow::Result<Database> {
-    use anyhow::Context;
-    let store = Database::connect(&config.database).await.with_context(|| {
-        format!(
-            "database.url = {}: cannot connect",
-            config.database.url.masked()
-        )
-    })?;
-    store.migrate().await.context("applying migrations")?;
+    open_once(config)
+        .await
+        .map_err(|failed| failed.explain(config))
+}
+
+/// As [`open`], for `serve`: while the database cannot be reached (refused, reset, starting
+/// up, a pool timeout), tries again with backoff, logging each try, for up to
+/// `database.startup_timeout_secs`, so that the order in which an orchestrator starts the
+/// database and the server does not matter. Any other failure (a refused login, a missing
+/// database, a broken migration) stops at once.
+pub async fn open_waiting(config: &crate::config::Config) -> anyhow::Result<Database> {
+    const FIRST_DELAY: Duration = Duration::from_millis(250);
+    const MAX_DELAY: Duration = Duration::from_secs(5);
+    let budget = Duration::from_secs(config.database.startup_timeout_secs);
+    let started = std::time::Instant::now();
+    let mut delay = FIRST_DELAY;
+    let mut attempt: u32 = 1;
+    loop {
+        let attempt_once = async {
+            Database::probe(&config.database)
+                .await
+                .map_err(|error| OpenFailed {
+                    migrating: false,
+                    error,
+                })?;
+            open_once(config).await
+        };
+        let failed = match attempt_once.await {
+            Ok(store) => {
+                if attempt > 1 {
+                    tracing::info!(attempt, "database reachable");
+                }
+                return Ok(store);
+            }
+            Err(failed) if failed.error.is_transient() => failed,
+            Err(failed) => return Err(failed.explain(config)),
+        };
+        let Some(left) = budget
+            .checked_sub(started.elapsed())
+            .filter(|l| !l.is_zero())
+        else {
+            return Err(failed.explain(config).context(format!(
+                "gave up after {attempt} tries in {:.1} s (database.startup_timeout_secs = {})",
+                started.elapsed().as_secs_f64(),
+                config.database.startup_timeout_secs
+            )));
+        };
+        // The last try is at the deadline.
+        let delay_now = delay.min(left);
+        tracing::warn!(
+            attempt,
+            error = %failed.error,
+            retry_in_ms = delay_now.as_millis() as u64,
+            database = %config.database.url.masked(),
+            "database not reachable yet; retrying (database.startup_timeout_secs = {})",
+            config.database.startup_timeout_secs
+        );
+        tokio::time::sleep(delay_now).await;
+        delay = (delay * 2).min(MAX_DELAY);
+        attempt += 1;
+    }
+}
+
+/// Why [`open_once`] failed: at which step, with the store's error.
+struct OpenFailed {
+    migrating: bool,
+    error: StoreError,
+}
+
+impl OpenFailed {
+    fn explain(self, config: &crate::config::Config) -> anyhow::Error {
+        let what = if self.migrating {
+            "applying migrations".to_string()
+        } else {
+            format!(
+                "database.url = {}: cannot connect",
+                config.database.url.masked()
+            )
+        };
+        anyhow::Error::new(self.error).context(what)
+    }
+}
+
+async fn open_once(config: &crate::config::Config) -> Result<Database, OpenFailed> {
+    let store = Database::connect(&config.database)
+        .await
+        .map_err(|error| OpenFailed {
+            migrating: false,
+            error,
+        })?;
+    if let Err(error) = store.migrate().await {
+        store.close().await;
+        return Err(OpenFailed {
+            migrating: true,
+            error,
+        });
+    }
     store.set_event_routing(EventRouting::from_config(&config.events));
     Ok(store)
 }

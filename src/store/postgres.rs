@@ -57,6 +57,21 @@ impl ExecuteAsync for Exec<'_> {
 }
 
 impl PostgresStore {
+    /// One connection attempt, closed at once: whether the server answers and lets this user
+    /// in. Unlike the pool's first acquire, it does not retry by itself, so that a caller
+    /// waiting for the database sees (and logs) each try.
+    pub(super) async fn probe(url: &str, timeout: Duration) -> StoreResult<()> {
+        use sqlx::Connection;
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Other(format!("database.url: {e}")))?;
+        let connection = tokio::time::timeout(timeout, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| StoreError::Unavailable(format!("no answer within {timeout:?}")))?
+            .map_err(StoreError::from_sqlx)?;
+        let _ = connection.close().await;
+        Ok(())
+    }
+
     pub(super) async fn connect(
         url: &str,
         max_connections: u32,

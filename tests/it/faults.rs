@@ -25,6 +25,11 @@ pub fn cases() -> Vec<Case> {
         case!(logs_and_tables_hold_no_secrets, BOTH),
         case!(request_timeout_bounds_every_request, SQLITE),
         case!(connection_cap_holds_back_extra_connections, SQLITE),
+        case!(serve_waits_for_a_database_that_starts_late, STANDALONE),
+        case!(
+            serve_gives_up_on_the_database_after_startup_timeout_secs,
+            STANDALONE
+        ),
     ]
 }
 
@@ -616,9 +621,11 @@ async fn logs_and_tables_hold_no_secrets(backend: Backend) -> Result<()> {
     ensure!(lines.iter().any(|l| l["message"] == "request"
         && l["route"] == dcr_server::REGISTER_CLIENT_ROUTE
         && l["status"] == json!(200)));
+    // Trace logging was on (the crates' TRACE and DEBUG lines are where secrets would leak).
+    let traced = lines.iter().filter(|l| l["level"] == "TRACE").count();
     ensure!(
-        text.lines().count() > 50,
-        "trace logging produced only {} lines",
+        traced > 0,
+        "no TRACE line among {}: trace logging is not on",
         text.lines().count()
     );
     for secret in &secrets {
@@ -721,4 +728,100 @@ async fn connection_cap_holds_back_extra_connections(backend: Backend) -> Result
     );
     drop(b);
     server.stop().await
+}
+
+/// An orchestrator starts the server before PostgreSQL: `serve` keeps trying, logging each
+/// try, and serves once the database answers.
+async fn serve_waits_for_a_database_that_starts_late(_backend: Backend) -> Result<()> {
+    let pg = ThrowawayPostgres::start_new()?;
+    pg.stop()?;
+    let env = TestEnv::new(Backend::Sqlite).await?;
+    let config = write_config(&env, env.port, &pg.url(), "", "")?;
+    let started = Instant::now();
+    let starter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        pg.start().map(|()| pg)
+    });
+    let log = env.dir.path().join("server.log");
+    let server = SpawnedServer::start(&config, env.port, &[], &log).await;
+    let pg = starter
+        .join()
+        .map_err(|_| anyhow::anyhow!("the starter panicked"))??;
+    let text = std::fs::read_to_string(&log)?;
+    let _server = server.with_context(|| text.clone())?;
+    ensure!(
+        started.elapsed() >= Duration::from_secs(3),
+        "listening before the database was up"
+    );
+    let tries = text
+        .lines()
+        .filter(|l| l.contains("database not reachable yet; retrying"))
+        .count();
+    ensure!(tries >= 2, "{tries} logged tries:\n{text}");
+    ensure!(
+        text.contains("\"attempt\":") && text.contains("database reachable"),
+        "{text}"
+    );
+    let tpp = Tpp::new(&env, env.port)?;
+    let (status, body, _, _) = tpp.register(tpp.request("private_key_jwt")?).await?;
+    ensure!(status == 201, "{status} {body}");
+    drop(pg);
+    Ok(())
+}
+
+/// No database within `database.startup_timeout_secs`: `serve` exits with an error that
+/// names the key and the database, after trying for about that long.
+async fn serve_gives_up_on_the_database_after_startup_timeout_secs(_b: Backend) -> Result<()> {
+    let env = TestEnv::new(Backend::Sqlite).await?;
+    // Nothing listens on a free port.
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/postgres",
+        crate::support::free_port()
+    );
+    let config = write_config(&env, env.port, &url, "", "")?;
+    let text = std::fs::read_to_string(&config)?.replace(
+        "max_connections = 5",
+        "max_connections = 5\nstartup_timeout_secs = 2",
+    );
+    std::fs::write(&config, text)?;
+    let started = Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dcr-server"))
+        .args(["--config", &config.to_string_lossy(), "serve"])
+        .env_remove("DCR_DATABASE_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    while child.try_wait()?.is_none() {
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            bail!("serve did not give up within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = child.wait_with_output()?;
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success(), "serve succeeded:\n{stderr}");
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .with_context(|| format!("no error line:\n{stderr}"))?;
+    ensure!(
+        error.contains("database.startup_timeout_secs = 2")
+            && error.contains(&format!("database.url = {url}"))
+            && error.contains("cannot connect"),
+        "{error}"
+    );
+    ensure!(
+        elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_secs(10),
+        "gave up after {elapsed:?}"
+    );
+    ensure!(
+        stderr
+            .matches("database not reachable yet; retrying")
+            .count()
+            >= 2,
+        "{stderr}"
+    );
+    Ok(())
 }

@@ -1172,7 +1172,10 @@ async fn operator_disables_and_enables_a_client(backend: Backend) -> Result<()> 
 async fn interaction_id_and_metrics(backend: Backend) -> Result<()> {
     let ctx = Ctx::start(backend, "", "").await?;
     let http = ctx.http(None)?;
-    let req = ctx.request(|_| {})?;
+    // The TPP's JWKS from a server of its own: the sandbox's is answered without a fetch,
+    // and the fetch metrics below must see one.
+    let ssa = ctx.ssa_with_served_tpp_jwks()?;
+    let req = ctx.request(|c| c["software_statement"] = json!(ssa))?;
     let answer = ctx
         .send(
             http.post(ctx.env.url(dcr_server::REGISTER_PATH))

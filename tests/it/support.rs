@@ -116,6 +116,7 @@ impl TestDb {
             max_connections: 10,
             acquire_timeout_ms: 5000,
             sqlite_busy_timeout_ms: 5000,
+            startup_timeout_secs: 0,
         })
         .await?;
         Ok(db)

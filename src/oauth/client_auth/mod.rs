@@ -410,6 +410,7 @@ pub(crate) mod tests {
             max_connections: 2,
             acquire_timeout_ms: 5000,
             sqlite_busy_timeout_ms: 5000,
+            startup_timeout_secs: 0,
         })
         .await
         .unwrap();

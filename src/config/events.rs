@@ -51,7 +51,11 @@ pub struct WebhookConfig {
 }
 
 /// A webhook URL: `https://`, or `http://` to a loopback address only (a receiver on the same
-/// host), with a host and no whitespace or control characters.
+/// host), with a host, no userinfo and no whitespace or control characters.
+///
+/// Userinfo (`user:pass@`) is refused: the URL is shown in the log, the database, `events
+/// list`, the admin API and `check-config`, so a password in it would be everywhere. The
+/// Standard Webhooks signature authenticates the sender instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookUrl(url::Url);
 
@@ -73,6 +77,14 @@ impl FromStr for WebhookUrl {
             return Err(MESSAGE.into());
         }
         let url = url::Url::parse(s).map_err(|_| MESSAGE.to_string())?;
+        if !url.username().is_empty() || url.password().is_some() {
+            // The value is not echoed: it holds a credential.
+            return Err(
+                "must not carry a user name or password (`user:pass@`); the webhook-signature \
+                 header authenticates this server to the receiver"
+                    .into(),
+            );
+        }
         let loopback = match url.host() {
             Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
             Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
@@ -153,5 +165,33 @@ mod tests {
         ] {
             assert!(bad.parse::<WebhookUrl>().is_err(), "{bad}");
         }
+    }
+
+    /// A credential in a webhook URL is refused, naming the key and never echoing it.
+    #[test]
+    fn webhook_urls_with_userinfo_are_refused_naming_the_key() {
+        for (url, secret) in [
+            ("https://user:s3cret-pw@gateway.internal/hook", "s3cret-pw"),
+            ("https://only-user@gateway.internal/hook", "only-user"),
+            ("https://:s3cret-pw@gateway.internal/hook", "s3cret-pw"),
+            ("http://user:s3cret-pw@127.0.0.1:9000/hook", "s3cret-pw"),
+        ] {
+            let text = format!(
+                "{}\n[[events.webhook]]\nurl = \"{url}\"\nsecret_file = \"k\"\n",
+                crate::config::tests::MINIMAL
+            );
+            let e = crate::config::Config::parse(&text, std::path::Path::new("t.toml"))
+                .expect_err(url)
+                .to_string();
+            assert!(e.contains("`events.webhook[0].url`"), "{e}");
+            assert!(e.contains("user name or password"), "{e}");
+            assert!(!e.contains(secret), "the credential is echoed: {e}");
+        }
+        // An `@` in the path or query is not userinfo.
+        assert!(
+            "https://gateway.internal/hook?by=ops@bank.example"
+                .parse::<WebhookUrl>()
+                .is_ok()
+        );
     }
 }

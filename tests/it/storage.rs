@@ -23,6 +23,7 @@ pub fn cases() -> Vec<Case> {
         case!(migrations_keep_existing_data, BOTH),
         case!(migration_0003_copies_grant_types_and_scope, BOTH),
         case!(migration_0004_gives_existing_clients_v3_2, BOTH),
+        case!(stored_webhook_urls_lose_their_userinfo, BOTH),
         case!(bulk_seeding_round_trip, BOTH),
         case!(event_deliveries_are_leased_in_order_and_purged, BOTH),
     ]
@@ -614,6 +615,75 @@ async fn migrations_keep_existing_data(backend: Backend) -> Result<()> {
     ensure_eq!(s.list_audit(Some("old"), None).await?.len(), 1);
     ensure!(s.delete_client("old", &audit("delete", "old")).await?);
     ensure_eq!(s.find_token("t").await?, None);
+    Ok(())
+}
+
+/// Deliveries stored while webhook URLs could carry userinfo lose it (sqlite 0007, postgres
+/// 0008), and nothing else of a URL changes: an `@` in a path or query is not userinfo.
+async fn stored_webhook_urls_lose_their_userinfo(backend: Backend) -> Result<()> {
+    let db = TestDb::new(backend).await?;
+    let before: &[&str] = match backend {
+        Backend::Postgres => &[
+            "0001_init.sql",
+            "0002_leaner_rows.sql",
+            "0003_client_grants_and_scope.sql",
+            "0004_dcr_version.sql",
+            "0005_jwks_revoked_uri.sql",
+            "0006_events.sql",
+            "0007_clients_inline.sql",
+        ],
+        _ => &[
+            "0001_init.sql",
+            "0002_leaner_rows.sql",
+            "0003_client_grants_and_scope.sql",
+            "0004_dcr_version.sql",
+            "0005_jwks_revoked_uri.sql",
+            "0006_events.sql",
+        ],
+    };
+    let urls = [
+        (
+            "https://user:s3cret@gateway.example/hook",
+            "https://gateway.example/hook",
+        ),
+        (
+            "https://only-user@gateway.example:8443/",
+            "https://gateway.example:8443/",
+        ),
+        (
+            "http://u%40x:p%2Fw@127.0.0.1:9000/a@b?c=d@e",
+            "http://127.0.0.1:9000/a@b?c=d@e",
+        ),
+        (
+            "https://gateway.example/hook?by=ops@bank.example",
+            "https://gateway.example/hook?by=ops@bank.example",
+        ),
+        ("https://plain.example/", "https://plain.example/"),
+    ];
+    let mut rows = vec![
+        "INSERT INTO events (event_id, type, at, client_id, software_id, org_id, dcr_version, \
+         action) VALUES ('e1', 'client.registered', 1, 'c1', 'sw', 'org', '3.2', 'register')"
+            .to_string(),
+    ];
+    for (stored, _) in urls {
+        rows.push(format!(
+            "INSERT INTO event_deliveries (event_id, webhook, client_id, state, next_at, \
+             expires_at) VALUES ('e1', '{stored}', 'c1', 'pending', 1, 4102444800)"
+        ));
+    }
+    let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+    old_schema(backend, &db, before, &rows).await?;
+    let s = db.connect().await?;
+    s.migrate().await?;
+    let now = s
+        .raw_strings("SELECT webhook FROM event_deliveries ORDER BY id")
+        .await?;
+    ensure_eq!(
+        now,
+        urls.iter()
+            .map(|(_, want)| want.to_string())
+            .collect::<Vec<_>>()
+    );
     Ok(())
 }
 

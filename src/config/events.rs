@@ -34,6 +34,9 @@ impl Default for EventsConfig {
     }
 }
 
+/// The longest `events.webhook[].timeout_ms`.
+pub const MAX_TIMEOUT_MS: u64 = 60_000;
+
 /// One `[[events.webhook]]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct WebhookConfig {
@@ -112,11 +115,13 @@ impl EventsConfig {
         c.at_least("events.max_age_secs", self.max_age_secs as usize, 1)?;
         c.at_least("events.retention_secs", self.retention_secs as usize, 1)?;
         for (i, w) in self.webhook.iter().enumerate() {
-            c.at_least(
-                &format!("events.webhook[{i}].timeout_ms"),
-                w.timeout_ms as usize,
-                100,
-            )?;
+            let key = format!("events.webhook[{i}].timeout_ms");
+            c.at_least(&key, w.timeout_ms as usize, 100)?;
+            // A delivery holds its lease for twice this (plus 5 s): a replica that dies
+            // mid-delivery delays the event that long.
+            if w.timeout_ms > MAX_TIMEOUT_MS {
+                return Err(c.bad(&key, &format!("must be at most {MAX_TIMEOUT_MS}")));
+            }
             // The URL is the key of a webhook's deliveries: one webhook per URL.
             if self.webhook[..i].iter().any(|o| o.url == w.url) {
                 return Err(c.bad(
@@ -165,6 +170,25 @@ mod tests {
         ] {
             assert!(bad.parse::<WebhookUrl>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn webhook_timeouts_are_bounded_naming_the_key() {
+        let with = |ms: u64| {
+            let text = format!(
+                "{}\n[[events.webhook]]\nurl = \"https://h.example/\"\nsecret_file = \"k\"\ntimeout_ms = {ms}\n",
+                crate::config::tests::MINIMAL
+            );
+            crate::config::Config::parse(&text, std::path::Path::new("t.toml"))
+                .and_then(|c| c.check(std::path::Path::new("t.toml")).map(|()| c))
+        };
+        assert!(with(MAX_TIMEOUT_MS).is_ok());
+        let e = with(MAX_TIMEOUT_MS + 1).unwrap_err().to_string();
+        assert!(
+            e.contains("`events.webhook[0].timeout_ms`: must be at most 60000"),
+            "{e}"
+        );
+        assert!(with(99).is_err());
     }
 
     /// A credential in a webhook URL is refused, naming the key and never echoing it.

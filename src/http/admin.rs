@@ -318,15 +318,14 @@ async fn retry_event(
     admin: AdminCert,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let n =
-        crate::operator::retry_events(&state.store, Some(&id), state.config.events.max_age_secs)
-            .await
-            .map_err(ApiError::from_store)?;
+    let n = crate::operator::retry_events(&state.store, Some(&id), &state.config.events)
+        .await
+        .map_err(ApiError::from_store)?;
     if n == 0 {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            "no failed delivery of that event",
+            "no failed delivery of that event to a configured webhook",
         ));
     }
     tracing::info!(event_id = %id, deliveries = n, subject = %admin.subject, "admin API: event retried");

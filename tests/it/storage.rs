@@ -26,6 +26,7 @@ pub fn cases() -> Vec<Case> {
         case!(stored_webhook_urls_lose_their_userinfo, BOTH),
         case!(bulk_seeding_round_trip, BOTH),
         case!(event_deliveries_are_leased_in_order_and_purged, BOTH),
+        case!(retries_skip_webhooks_no_longer_configured, BOTH),
     ]
 }
 
@@ -934,19 +935,31 @@ async fn event_deliveries_are_leased_in_order_and_purged(backend: Backend) -> Re
     let now = dcr_server::clock::now();
     let until = now + 30;
 
+    // Both webhooks have deliveries due; each is leased on its own.
+    ensure_eq!(
+        s.due_webhooks().await?,
+        vec![all.to_string(), only_disabled.to_string()]
+    );
     // The oldest pending delivery of each (webhook, client); c1's client.disabled to `all`
     // waits for its client.registered.
-    let first = s.lease_deliveries("w1", until, 10).await?;
+    let mut first = s.lease_deliveries("w1", all, until, 10).await?;
     ensure_eq!(
         leased(&first),
         vec![
             triple(all, "c1", "client.registered"),
             triple(all, "c2", "client.registered"),
-            triple(only_disabled, "c1", "client.disabled"),
         ]
     );
-    // Nothing is free for a second worker.
-    ensure!(s.lease_deliveries("w2", until, 10).await?.is_empty());
+    ensure_eq!(s.due_webhooks().await?, vec![only_disabled.to_string()]);
+    let other = s.lease_deliveries("w1b", only_disabled, until, 10).await?;
+    ensure_eq!(
+        leased(&other),
+        vec![triple(only_disabled, "c1", "client.disabled")]
+    );
+    first.extend(other);
+    // Nothing is free for a second worker, and nothing is due.
+    ensure!(s.lease_deliveries("w2", all, until, 10).await?.is_empty());
+    ensure!(s.due_webhooks().await?.is_empty());
 
     let find = |w: &str, c: &str| {
         first
@@ -964,7 +977,12 @@ async fn event_deliveries_are_leased_in_order_and_purged(backend: Backend) -> Re
         s.finish_delivery(find(all, "c1")?, "w1", &DeliveryResult::Delivered)
             .await?
     );
-    let next = s.lease_deliveries("w2", until, 10).await?;
+    ensure!(
+        s.lease_deliveries("w2", only_disabled, until, 10)
+            .await?
+            .is_empty()
+    );
+    let next = s.lease_deliveries("w2", all, until, 10).await?;
     ensure_eq!(leased(&next), vec![triple(all, "c1", "client.disabled")]);
     // Retried later: it holds back nothing else, and is not leased before its time.
     ensure!(
@@ -989,7 +1007,7 @@ async fn event_deliveries_are_leased_in_order_and_purged(backend: Backend) -> Re
         )
         .await?
     );
-    ensure!(s.lease_deliveries("w3", until, 10).await?.is_empty());
+    ensure!(s.lease_deliveries("w3", all, until, 10).await?.is_empty());
     let failed = s
         .list_events(&EventFilter {
             failed: true,
@@ -1004,8 +1022,17 @@ async fn event_deliveries_are_leased_in_order_and_purged(backend: Backend) -> Re
     ensure_eq!(deliveries[0].state, "failed");
     ensure_eq!(deliveries[0].attempts, 1);
     ensure_eq!(deliveries[0].last_error.as_deref(), Some("timed out"));
-    ensure_eq!(s.retry_failed(Some(&event.event_id), now + 60).await?, 1);
-    let again = s.lease_deliveries("w3", until, 10).await?;
+    // Only the webhook asked for is retried.
+    ensure_eq!(
+        s.retry_failed(Some(&event.event_id), only_disabled, now + 60)
+            .await?,
+        0
+    );
+    ensure_eq!(
+        s.retry_failed(Some(&event.event_id), all, now + 60).await?,
+        1
+    );
+    let again = s.lease_deliveries("w3", all, until, 10).await?;
     ensure_eq!(leased(&again), vec![triple(all, "c2", "client.registered")]);
     ensure!(
         s.finish_delivery(again[0].delivery_id, "w3", &DeliveryResult::Delivered)
@@ -1027,5 +1054,77 @@ async fn event_deliveries_are_leased_in_order_and_purged(backend: Backend) -> Re
     ensure_eq!(left.len(), 1);
     ensure_eq!(left[0].0.event_type, "client.disabled");
     ensure_eq!(left[0].1.len(), 2);
+    Ok(())
+}
+
+/// `events retry` (one event or `--all-failed`, through [`dcr_server::operator`] as the CLI
+/// and the admin API call it) makes pending again only the failed deliveries to webhooks the
+/// config still has; one to a removed webhook stays failed.
+async fn retries_skip_webhooks_no_longer_configured(backend: Backend) -> Result<()> {
+    let (_db, s) = store(backend).await?;
+    let (kept, removed) = ("https://kept.example/hook", "https://removed.example/hook");
+    s.set_event_routing(EventRouting {
+        webhooks: [kept, removed]
+            .iter()
+            .map(|url| EventTarget {
+                url: url.to_string(),
+                types: Vec::new(),
+            })
+            .collect(),
+        max_age_secs: 3600,
+    });
+    s.create_client(&client("c1", "sw1"), false, &[], &audit("register", "c1"))
+        .await?;
+    let until = dcr_server::clock::now() + 30;
+    for webhook in [kept, removed] {
+        for d in s.lease_deliveries("w", webhook, until, 10).await? {
+            let gave_up = DeliveryResult::GiveUp {
+                error: "HTTP 503".into(),
+            };
+            ensure!(s.finish_delivery(d.delivery_id, "w", &gave_up).await?);
+        }
+    }
+    let config = dcr_server::config::EventsConfig {
+        webhook: vec![dcr_server::config::WebhookConfig {
+            url: kept.parse().map_err(anyhow::Error::msg)?,
+            secret_file: "unused.key".into(),
+            ca: Vec::new(),
+            types: Vec::new(),
+            timeout_ms: 1000,
+        }],
+        ..dcr_server::config::EventsConfig::default()
+    };
+    let failed = |s: Database| async move {
+        let listed = s
+            .list_events(&EventFilter {
+                limit: 10,
+                ..EventFilter::default()
+            })
+            .await?;
+        let states: Vec<(String, String)> = listed
+            .iter()
+            .flat_map(|(_, d)| d)
+            .map(|d| (d.webhook.clone(), d.state.clone()))
+            .collect();
+        anyhow::Ok((listed[0].0.event_id.clone(), states))
+    };
+    let (event_id, _) = failed(s.clone()).await?;
+    ensure_eq!(
+        dcr_server::operator::retry_events(&s, Some(&event_id), &config).await?,
+        1
+    );
+    let (_, states) = failed(s.clone()).await?;
+    ensure_eq!(
+        states,
+        vec![
+            (kept.to_string(), "pending".to_string()),
+            (removed.to_string(), "failed".to_string())
+        ]
+    );
+    // `--all-failed`: still nothing for the removed webhook.
+    ensure_eq!(
+        dcr_server::operator::retry_events(&s, None, &config).await?,
+        0
+    );
     Ok(())
 }

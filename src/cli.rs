@@ -296,6 +296,11 @@ async fn check_config(path: &Path) -> Result<ExitCode> {
     for warning in config.warnings() {
         eprintln!("warning: {warning}");
     }
+    if !pending_sandbox {
+        for warning in crate::material::trust_warnings(&config)? {
+            eprintln!("warning: {warning}");
+        }
+    }
     eprintln!("config OK: {}", path.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -97,8 +97,12 @@ impl Material {
     /// fetches nothing).
     pub fn load(config: &Config, crls: &CrlUrls) -> Result<Self, MaterialError> {
         for (key, path) in config.named_files() {
-            if let Some(message) = not_a_file(&path) {
-                return Err(MaterialError::File { key, path, message });
+            if !path.is_file() {
+                return Err(MaterialError::File {
+                    key,
+                    message: not_a_file(&path),
+                    path,
+                });
             }
         }
         let tls = &config.server.tls;
@@ -186,14 +190,13 @@ fn load_webhook(key: &str, w: &WebhookConfig) -> Result<Webhook, MaterialError> 
     })
 }
 
-/// Why `path` is not a file that could be read, in words; `None` when it is a file.
-fn not_a_file(path: &std::path::Path) -> Option<String> {
+/// Why `path`, which is not a file, is not one, in words.
+fn not_a_file(path: &std::path::Path) -> String {
     match std::fs::metadata(path) {
-        Ok(m) if m.is_file() => None,
-        Ok(m) if m.is_dir() => Some("is a directory, not a file".into()),
-        Ok(_) => Some("is not a regular file".into()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("no such file".into()),
-        Err(e) => Some(format!("cannot be read: {e}")),
+        Ok(m) if m.is_dir() => "is a directory, not a file".into(),
+        Ok(_) => "is not a regular file".into(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "no such file".into(),
+        Err(e) => format!("cannot be read: {e}"),
     }
 }
 

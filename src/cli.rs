@@ -301,6 +301,11 @@ async fn check_config(path: &Path) -> Result<ExitCode> {
     for warning in config.warnings() {
         eprintln!("warning: {warning}");
     }
+    if !pending_sandbox {
+        for warning in crate::material::trust_warnings(&config)? {
+            eprintln!("warning: {warning}");
+        }
+    }
     eprintln!("config OK: {}", path.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -567,18 +572,14 @@ async fn events(config_path: &Path, cmd: EventsCommand) -> Result<ExitCode> {
             event_id,
             all_failed: _,
         } => {
-            let n = crate::operator::retry_events(
-                &store,
-                event_id.as_deref(),
-                config.events.max_age_secs,
-            )
-            .await?;
+            let n =
+                crate::operator::retry_events(&store, event_id.as_deref(), &config.events).await?;
             println!(
                 "{n} failed deliver{} pending again",
                 if n == 1 { "y is" } else { "ies are" }
             );
             Ok(if n == 0 && event_id.is_some() {
-                eprintln!("no failed delivery of that event");
+                eprintln!("no failed delivery of that event to a configured webhook");
                 ExitCode::FAILURE
             } else {
                 ExitCode::SUCCESS

@@ -161,8 +161,8 @@ impl Material {
             if !path.is_file() {
                 return Err(MaterialError::File {
                     key,
+                    message: not_a_file(&path),
                     path,
-                    message: "no such file".into(),
                 });
             }
         }
@@ -263,6 +263,16 @@ fn load_webhook(key: &str, w: &WebhookConfig) -> Result<Webhook, MaterialError> 
     })
 }
 
+/// Why `path`, which is not a file, is not one, in words.
+fn not_a_file(path: &std::path::Path) -> String {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => "is a directory, not a file".into(),
+        Ok(_) => "is not a regular file".into(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "no such file".into(),
+        Err(e) => format!("cannot be read: {e}"),
+    }
+}
+
 fn read(key: &str, path: &std::path::Path) -> Result<Bytes, MaterialError> {
     std::fs::read(path)
         .map(Bytes::from)
@@ -286,4 +296,78 @@ fn load_key_set(key: &str, path: &std::path::Path) -> Result<KeySet, MaterialErr
         return Err(err("holds no usable signature key".into()));
     }
     Ok(set)
+}
+
+/// What the trust anchors allow but is probably a mistake, for `check-config`: an
+/// `admin.client_ca` certificate that is also in `server.tls.client_ca` (every TPP certificate
+/// of that CA then passes the admin handshake, and only the allow-lists keep TPPs out).
+pub fn trust_warnings(config: &Config) -> Result<Vec<String>, MaterialError> {
+    if !config.admin.enabled() {
+        return Ok(Vec::new());
+    }
+    let load = |prefix: &str, paths: &[PathBuf]| {
+        paths
+            .iter()
+            .enumerate()
+            .map(|(i, path)| {
+                let key = format!("{prefix}[{i}]");
+                crate::pki::tls::load_certificates(&key, path).map(|certs| (key, certs))
+            })
+            .collect::<Result<Vec<_>, TlsError>>()
+    };
+    let admin = load("admin.client_ca", &config.admin.client_ca)?;
+    let tpp = load("server.tls.client_ca", &config.server.tls.client_ca)?;
+    Ok(shared_anchors(&admin, &tpp)
+        .into_iter()
+        .map(|(admin, tpp)| {
+            format!(
+                "{admin} holds a certificate that is also in {tpp}: every TPP certificate of \
+                 that CA passes the admin listener's handshake, and only \
+                 admin.allowed_subjects and admin.allowed_thumbprints keep TPPs out; give \
+                 admins a CA of their own"
+            )
+        })
+        .collect())
+}
+
+/// The (admin key, TPP key) pairs whose files share a certificate.
+fn shared_anchors<'a>(
+    admin: &'a [(String, Vec<CertificateDer<'static>>)],
+    tpp: &'a [(String, Vec<CertificateDer<'static>>)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut shared = Vec::new();
+    for (admin_key, admin_certs) in admin {
+        for (tpp_key, tpp_certs) in tpp {
+            if admin_certs.iter().any(|c| tpp_certs.contains(c)) {
+                shared.push((admin_key.as_str(), tpp_key.as_str()));
+            }
+        }
+    }
+    shared
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anchors_shared_by_admins_and_tpps_are_named_by_their_keys() {
+        let cert = |b: u8| CertificateDer::from(vec![b; 4]);
+        let admin = vec![
+            ("admin.client_ca[0]".to_string(), vec![cert(1)]),
+            ("admin.client_ca[1]".to_string(), vec![cert(2), cert(3)]),
+        ];
+        let tpp = vec![
+            ("server.tls.client_ca[0]".to_string(), vec![cert(4)]),
+            (
+                "server.tls.client_ca[1]".to_string(),
+                vec![cert(5), cert(3)],
+            ),
+        ];
+        assert_eq!(
+            shared_anchors(&admin, &tpp),
+            [("admin.client_ca[1]", "server.tls.client_ca[1]")]
+        );
+        assert!(shared_anchors(&admin[..1], &tpp).is_empty());
+    }
 }

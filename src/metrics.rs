@@ -94,7 +94,10 @@ fn describe() {
         metrics::Unit::Seconds,
         "Time a request-path read waited for a pooled database connection"
     );
-    describe_counter!("dcr_tls_handshakes_total", "TLS handshakes by outcome");
+    describe_counter!(
+        "dcr_tls_handshakes_total",
+        "TLS handshakes by listener (tpp, admin) and outcome (ok, refused, failed, timeout)"
+    );
     describe_counter!(
         "dcr_rate_limited_total",
         "Requests refused with 429 by a per-certificate rate limit, by scope"
@@ -274,8 +277,9 @@ pub fn db_wait(seconds: f64) {
     histogram!("dcr_db_wait_seconds").record(seconds);
 }
 
-pub fn handshake(outcome: &'static str) {
-    counter!("dcr_tls_handshakes_total", "outcome" => outcome).increment(1);
+/// One TLS handshake on the listener `listener` (`tpp`, `admin`).
+pub fn handshake(listener: &'static str, outcome: &'static str) {
+    counter!("dcr_tls_handshakes_total", "listener" => listener, "outcome" => outcome).increment(1);
 }
 
 /// One config reload. A failed one changed nothing.

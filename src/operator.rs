@@ -118,13 +118,20 @@ pub fn event_json(e: &EventRecord, deliveries: &[DeliveryRecord]) -> Value {
 }
 
 /// Makes the failed deliveries of `event_id` (or all) pending again, for another
-/// `max_age_secs`; how many.
+/// `events.max_age_secs`; how many. Only deliveries to webhooks `events` configures: one to a
+/// removed webhook could only fail again, so it stays failed (`events list --failed` shows it).
 pub async fn retry_events(
     store: &Database,
     event_id: Option<&str>,
-    max_age_secs: u64,
+    events: &crate::config::EventsConfig,
 ) -> StoreResult<u64> {
-    let max_age = i64::try_from(max_age_secs).unwrap_or(i64::MAX);
+    let max_age = i64::try_from(events.max_age_secs).unwrap_or(i64::MAX);
     let until = crate::clock::now().saturating_add(max_age);
-    store.retry_failed(event_id, until).await
+    let mut retried = 0;
+    for webhook in &events.webhook {
+        retried += store
+            .retry_failed(event_id, webhook.url.as_str(), until)
+            .await?;
+    }
+    Ok(retried)
 }

@@ -1,13 +1,18 @@
 //! Delivering provisioning events to webhooks, at least once, in order per (webhook, client).
 //!
-//! Every replica runs this loop. Each second it leases the due deliveries (the store hands a
-//! worker only the oldest pending delivery of each (webhook, client), and never one another
-//! worker holds), sends them concurrently as signed CloudEvents, and ends each lease with the
-//! outcome: delivered, tried again later (exponential backoff with jitter), or failed once
-//! past `events.max_age_secs`. A replica that dies mid-delivery leaves its lease to expire;
-//! another worker (or this one after a restart) then sends the event again.
+//! Every replica runs this loop. Each second it asks which webhooks have deliveries due and,
+//! for each, leases what is due (the store hands a worker only the oldest pending delivery of
+//! each (webhook, client), and never one another worker holds), up to the webhook's free
+//! slots. Each leased delivery is sent on its own task as a signed CloudEvent, and its lease is
+//! ended as soon as its send is: delivered, tried again later (exponential backoff with
+//! jitter), or failed once past `events.max_age_secs`. Nothing waits for a batch, so a webhook
+//! that stalls holds only its own slots and leases; the others go on. A (webhook, client) gets
+//! at most one delivery a tick: its next event is leased on the tick after the last one ended.
+//! A replica that dies mid-delivery leaves its lease to expire; another worker (or this one
+//! after a restart) then sends the event again.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::events::{cloudevent, jitter, retry_delay};
@@ -16,13 +21,15 @@ use crate::material::Webhook;
 use crate::store::{DeliveryResult, EventStore, LeasedDelivery};
 
 const TICK: Duration = Duration::from_secs(1);
-/// Deliveries leased (and sent concurrently) per tick at most.
-const BATCH: i64 = 32;
+/// Deliveries of one webhook in flight at most (sent concurrently).
+const PER_WEBHOOK: usize = 32;
 
 /// Starts the loop for the state of the running config.
 pub fn spawn(state: SharedState) {
-    let owner = uuid::Uuid::new_v4().to_string();
+    let replica = uuid::Uuid::new_v4().to_string();
     tokio::spawn(async move {
+        let in_flight = InFlight::default();
+        let mut leases = 0u64;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -30,16 +37,72 @@ pub fn spawn(state: SharedState) {
             let app = state.current();
             // Pending deliveries of a webhook no longer configured are worked on too, so that
             // they expire into `failed` rather than wait forever.
-            let pending = report_pending(&app).await;
-            if !app.webhooks.is_empty() || pending > 0 {
-                deliver_due(&app, &owner).await;
+            if report_pending(&app).await == Some(0) {
+                continue;
+            }
+            let due = match app.store.due_webhooks().await {
+                Ok(due) => due,
+                Err(e) => {
+                    tracing::warn!(error = %e, "event deliveries not leased; retried next second");
+                    continue;
+                }
+            };
+            for webhook in due {
+                let free = in_flight.free(&webhook);
+                if free == 0 {
+                    continue;
+                }
+                // Each lease has an owner of its own, so that its rows are read back alone.
+                leases += 1;
+                let owner = format!("{replica}/{leases}");
+                lease_and_send(&app, &owner, &webhook, free, &in_flight).await;
             }
         }
     });
 }
 
-/// Sets the pending gauges; returns how many deliveries are pending (0 if unknown).
-async fn report_pending(app: &AppState) -> i64 {
+/// How many deliveries of each webhook are being sent now.
+#[derive(Clone, Default)]
+struct InFlight(Arc<Mutex<HashMap<String, usize>>>);
+
+impl InFlight {
+    /// How many more of `webhook`'s deliveries may start.
+    fn free(&self, webhook: &str) -> usize {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        PER_WEBHOOK.saturating_sub(map.get(webhook).copied().unwrap_or(0))
+    }
+
+    /// Takes a slot of `webhook` until the returned guard is dropped (also by a panic).
+    fn take(&self, webhook: &str) -> Slot {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(webhook.to_string()).or_default() += 1;
+        Slot {
+            in_flight: self.clone(),
+            webhook: webhook.to_string(),
+        }
+    }
+}
+
+/// One delivery in flight.
+struct Slot {
+    in_flight: InFlight,
+    webhook: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut map = self.in_flight.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.webhook) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.webhook);
+            }
+        }
+    }
+}
+
+/// Sets the pending gauges; returns how many deliveries are pending (None if unknown).
+async fn report_pending(app: &AppState) -> Option<i64> {
     match app.store.pending_summary().await {
         Ok((count, oldest)) => {
             let age = if count > 0 {
@@ -48,36 +111,55 @@ async fn report_pending(app: &AppState) -> i64 {
                 0
             };
             crate::metrics::events_pending(count, age);
-            count
+            Some(count)
         }
         Err(e) => {
             tracing::debug!(error = %e, "pending events not counted");
-            0
+            None
         }
     }
 }
 
-/// Leases what is due and sends it; returns how many deliveries it worked on.
-async fn deliver_due(app: &Arc<AppState>, owner: &str) -> usize {
-    // Long enough for the slowest webhook's timeout, twice over.
-    let slowest = app.webhooks.iter().map(|w| w.timeout).max().unwrap_or(TICK);
-    let lease = i64::try_from((slowest * 2 + Duration::from_secs(5)).as_secs()).unwrap_or(60);
-    let until = crate::clock::now() + lease;
-    let leased = match app.store.lease_deliveries(owner, until, BATCH).await {
+/// How long a lease of `webhook`'s deliveries lasts: its timeout twice over, and 5 s (a
+/// webhook no longer configured fails at once).
+fn lease_secs(app: &AppState, webhook: &str) -> i64 {
+    let timeout = app
+        .webhooks
+        .iter()
+        .find(|w| w.url.as_str() == webhook)
+        .map_or(TICK, |w| w.timeout);
+    i64::try_from((timeout * 2 + Duration::from_secs(5)).as_secs()).unwrap_or(60)
+}
+
+/// Leases up to `free` due deliveries of `webhook` and starts sending each; returns at once.
+async fn lease_and_send(
+    app: &Arc<AppState>,
+    owner: &str,
+    webhook: &str,
+    free: usize,
+    in_flight: &InFlight,
+) {
+    let until = crate::clock::now() + lease_secs(app, webhook);
+    let limit = i64::try_from(free).unwrap_or(i64::MAX);
+    let leased = match app
+        .store
+        .lease_deliveries(owner, webhook, until, limit)
+        .await
+    {
         Ok(leased) => leased,
         Err(e) => {
-            tracing::warn!(error = %e, "event deliveries not leased; retried next second");
-            return 0;
+            tracing::warn!(error = %e, webhook, "event deliveries not leased; retried next second");
+            return;
         }
     };
-    let count = leased.len();
-    let mut sends = tokio::task::JoinSet::new();
     for delivery in leased {
+        let slot = in_flight.take(webhook);
         let (app, owner) = (app.clone(), owner.to_string());
-        sends.spawn(async move { deliver(&app, &owner, delivery).await });
+        tokio::spawn(async move {
+            deliver(&app, &owner, delivery).await;
+            drop(slot);
+        });
     }
-    while sends.join_next().await.is_some() {}
-    count
 }
 
 /// Sends one leased delivery and records how it went.
@@ -177,5 +259,35 @@ async fn send(webhook: &Webhook, d: &LeasedDelivery, source: &str) -> Result<(),
         Ok(())
     } else {
         Err(format!("answered HTTP {}", status.as_u16()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each webhook has its own slots; a finished (or panicked) send gives its slot back.
+    #[test]
+    fn webhooks_have_slots_of_their_own() {
+        let in_flight = InFlight::default();
+        let slow: Vec<Slot> = (0..PER_WEBHOOK).map(|_| in_flight.take("slow")).collect();
+        assert_eq!(in_flight.free("slow"), 0);
+        assert_eq!(in_flight.free("fast"), PER_WEBHOOK);
+        let fast = in_flight.take("fast");
+        assert_eq!(in_flight.free("fast"), PER_WEBHOOK - 1);
+        drop(fast);
+        assert_eq!(in_flight.free("fast"), PER_WEBHOOK);
+        let panicked = std::thread::spawn({
+            let in_flight = in_flight.clone();
+            move || {
+                let _slot = in_flight.take("fast");
+                panic!("a send panicked");
+            }
+        })
+        .join();
+        assert!(panicked.is_err());
+        assert_eq!(in_flight.free("fast"), PER_WEBHOOK);
+        drop(slow);
+        assert_eq!(in_flight.free("slow"), PER_WEBHOOK);
     }
 }

@@ -98,13 +98,13 @@ impl Server {
             shutdown_grace: Duration::from_secs(server.shutdown_grace_secs),
         };
         let router = crate::http::router::app(state.clone(), extra_routes, limits.request_timeout);
-        let listener = Listener::bind(server.listen, transport, router, limits)
+        let listener = Listener::bind("tpp", server.listen, transport, router, limits)
             .await
             .with_context(|| format!("server.listen = {}: cannot bind", server.listen))?;
         let admin = match (config.admin.listen, admin_transport) {
             (Some(addr), Some(transport)) => {
-                let router = crate::http::admin::app(state.clone());
-                let listener = Listener::bind(addr, transport, router, limits)
+                let router = crate::http::admin::app(state.clone(), limits.request_timeout);
+                let listener = Listener::bind("admin", addr, transport, router, limits)
                     .await
                     .with_context(|| format!("admin.listen = {addr}: cannot bind"))?;
                 tracing::info!(addr = %listener.local_addr(), "admin API listening");

@@ -42,6 +42,12 @@ pub enum ReloadError {
     /// not be loaded.
     #[error(transparent)]
     Material(MaterialError),
+    /// The file adds or removes the admin listener in a way only a restart can apply.
+    #[error("`{key}`: {message}")]
+    NeedsRestart {
+        key: &'static str,
+        message: &'static str,
+    },
     /// The reload's blocking task did not finish (it panicked or the runtime is stopping).
     #[error("the reload task did not finish: {0}")]
     Task(String),
@@ -94,6 +100,26 @@ restart_only!(
     sandbox.dir,
     admin.listen,
 );
+
+/// Refuses a reload that would start or stop the admin listener's duties without the
+/// listener: `admin.listen` needs a restart, so removing `[admin]` would leave the listener
+/// running without its trust anchors and allow-lists, and adding it with `admin.metrics` would
+/// take `/metrics` off the public listener while no admin listener serves it.
+fn admin_listener_unchanged(running: &Config, new: &Config) -> Result<(), ReloadError> {
+    match (running.admin.enabled(), new.admin.enabled()) {
+        (true, false) => Err(ReloadError::NeedsRestart {
+            key: "admin",
+            message: "the file no longer has the admin listener (admin.listen), which only a \
+                      restart removes; restart, or keep [admin] until then",
+        }),
+        (false, true) if new.admin.metrics => Err(ReloadError::NeedsRestart {
+            key: "admin.metrics",
+            message: "/metrics would move to the admin listener, which only a restart starts \
+                      (admin.listen); restart, or set admin.metrics = false until then",
+        }),
+        _ => Ok(()),
+    }
+}
 
 /// A reload that was applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,6 +186,7 @@ impl Reloader {
         mut config: Config,
     ) -> Result<(Config, Material, Vec<&'static str>), ReloadError> {
         let current = self.state.current();
+        admin_listener_unchanged(&current.config, &config)?;
         let restart_needed = keep_restart_only(&current.config, &mut config);
         let material = Material::load(&config, &self.crls)?;
         Ok((config, material, restart_needed))
@@ -339,6 +366,28 @@ mod tests {
         // Everything else is the file's.
         assert_eq!(new.server.max_body_bytes, 4096);
         assert_eq!(new.oauth.token.access_token_lifetime, 60);
+    }
+
+    /// Adding `[admin]` with `metrics = true` to a server without the admin listener, or
+    /// removing `[admin]` from one with it, is refused naming the key; adding it without
+    /// `metrics` is applied (its `admin.listen` waits for a restart).
+    #[test]
+    fn the_admin_listener_is_added_or_removed_only_by_a_restart() {
+        let without = config();
+        let mut with = config();
+        with.admin.listen = Some("127.0.0.1:9443".parse().unwrap());
+        with.admin.client_ca = vec!["admin-ca.pem".into()];
+        let mut with_metrics = with.clone();
+        with_metrics.admin.metrics = true;
+        let e = admin_listener_unchanged(&without, &with_metrics).unwrap_err();
+        assert!(e.to_string().starts_with("`admin.metrics`: "), "{e}");
+        let e = admin_listener_unchanged(&with, &without).unwrap_err();
+        assert!(e.to_string().starts_with("`admin`: "), "{e}");
+        assert!(e.to_string().contains("restart"), "{e}");
+        assert!(!e.to_string().contains("client_ca"), "{e}");
+        assert!(admin_listener_unchanged(&without, &with).is_ok());
+        assert!(admin_listener_unchanged(&with, &with_metrics).is_ok());
+        assert!(admin_listener_unchanged(&with_metrics, &with).is_ok());
     }
 
     #[test]

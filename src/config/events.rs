@@ -34,6 +34,9 @@ impl Default for EventsConfig {
     }
 }
 
+/// The longest `events.webhook[].timeout_ms`.
+pub const MAX_TIMEOUT_MS: u64 = 60_000;
+
 /// One `[[events.webhook]]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct WebhookConfig {
@@ -51,7 +54,11 @@ pub struct WebhookConfig {
 }
 
 /// A webhook URL: `https://`, or `http://` to a loopback address only (a receiver on the same
-/// host), with a host and no whitespace or control characters.
+/// host), with a host, no userinfo and no whitespace or control characters.
+///
+/// Userinfo (`user:pass@`) is refused: the URL is shown in the log, the database, `events
+/// list`, the admin API and `check-config`, so a password in it would be everywhere. The
+/// Standard Webhooks signature authenticates the sender instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookUrl(url::Url);
 
@@ -73,6 +80,14 @@ impl FromStr for WebhookUrl {
             return Err(MESSAGE.into());
         }
         let url = url::Url::parse(s).map_err(|_| MESSAGE.to_string())?;
+        if !url.username().is_empty() || url.password().is_some() {
+            // The value is not echoed: it holds a credential.
+            return Err(
+                "must not carry a user name or password (`user:pass@`); the webhook-signature \
+                 header authenticates this server to the receiver"
+                    .into(),
+            );
+        }
         let loopback = match url.host() {
             Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
             Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
@@ -100,11 +115,13 @@ impl EventsConfig {
         c.at_least("events.max_age_secs", self.max_age_secs as usize, 1)?;
         c.at_least("events.retention_secs", self.retention_secs as usize, 1)?;
         for (i, w) in self.webhook.iter().enumerate() {
-            c.at_least(
-                &format!("events.webhook[{i}].timeout_ms"),
-                w.timeout_ms as usize,
-                100,
-            )?;
+            let key = format!("events.webhook[{i}].timeout_ms");
+            c.at_least(&key, w.timeout_ms as usize, 100)?;
+            // A delivery holds its lease for twice this (plus 5 s): a replica that dies
+            // mid-delivery delays the event that long.
+            if w.timeout_ms > MAX_TIMEOUT_MS {
+                return Err(c.bad(&key, &format!("must be at most {MAX_TIMEOUT_MS}")));
+            }
             // The URL is the key of a webhook's deliveries: one webhook per URL.
             if self.webhook[..i].iter().any(|o| o.url == w.url) {
                 return Err(c.bad(
@@ -153,5 +170,52 @@ mod tests {
         ] {
             assert!(bad.parse::<WebhookUrl>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn webhook_timeouts_are_bounded_naming_the_key() {
+        let with = |ms: u64| {
+            let text = format!(
+                "{}\n[[events.webhook]]\nurl = \"https://h.example/\"\nsecret_file = \"k\"\ntimeout_ms = {ms}\n",
+                crate::config::tests::MINIMAL
+            );
+            crate::config::Config::parse(&text, std::path::Path::new("t.toml"))
+                .and_then(|c| c.check(std::path::Path::new("t.toml")).map(|()| c))
+        };
+        assert!(with(MAX_TIMEOUT_MS).is_ok());
+        let e = with(MAX_TIMEOUT_MS + 1).unwrap_err().to_string();
+        assert!(
+            e.contains("`events.webhook[0].timeout_ms`: must be at most 60000"),
+            "{e}"
+        );
+        assert!(with(99).is_err());
+    }
+
+    /// A credential in a webhook URL is refused, naming the key and never echoing it.
+    #[test]
+    fn webhook_urls_with_userinfo_are_refused_naming_the_key() {
+        for (url, secret) in [
+            ("https://user:s3cret-pw@gateway.internal/hook", "s3cret-pw"),
+            ("https://only-user@gateway.internal/hook", "only-user"),
+            ("https://:s3cret-pw@gateway.internal/hook", "s3cret-pw"),
+            ("http://user:s3cret-pw@127.0.0.1:9000/hook", "s3cret-pw"),
+        ] {
+            let text = format!(
+                "{}\n[[events.webhook]]\nurl = \"{url}\"\nsecret_file = \"k\"\n",
+                crate::config::tests::MINIMAL
+            );
+            let e = crate::config::Config::parse(&text, std::path::Path::new("t.toml"))
+                .expect_err(url)
+                .to_string();
+            assert!(e.contains("`events.webhook[0].url`"), "{e}");
+            assert!(e.contains("user name or password"), "{e}");
+            assert!(!e.contains(secret), "the credential is echoed: {e}");
+        }
+        // An `@` in the path or query is not userinfo.
+        assert!(
+            "https://gateway.internal/hook?by=ops@bank.example"
+                .parse::<WebhookUrl>()
+                .is_ok()
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! (403 otherwise). Every action goes through [`crate::operator`], as the CLI's do.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
@@ -17,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::extract::PresentedCert;
+use super::extract::Peer;
 use super::state::{AppState, SharedState};
 use crate::operator::{Actor, ClientAction, client_details, client_summary, event_json};
 use crate::pki::ClientCertificate;
@@ -29,8 +30,10 @@ pub const OPENAPI: &str = include_str!("../../docs/openapi-admin.json");
 /// A page holds at most this many items; the default is 100.
 const MAX_PAGE: i64 = 1000;
 
-/// The admin listener's routes, with the state.
-pub fn app(state: SharedState) -> Router {
+/// The admin listener's routes, with the state and the middleware the TPP listener has too:
+/// the interaction id, one log line per request (with the admin's subject) and the request
+/// timeout.
+pub fn app(state: SharedState, request_timeout: Duration) -> Router {
     Router::new()
         .route("/admin/clients", get(list_clients))
         .route("/admin/clients/{id}", get(get_client).delete(delete_client))
@@ -41,9 +44,50 @@ pub fn app(state: SharedState) -> Router {
         .route("/admin/events/{id}/retry", post(retry_event))
         .route("/admin/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
-        .fallback(|| async { ApiError::not_found() })
-        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .fallback(|| async { no_endpoint() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this admin endpoint does not support that HTTP method; see /admin/openapi.json",
+            )
+        })
         .with_state(state)
+        .layer(axum::middleware::from_fn(move |request, next| {
+            super::middleware::timeout(request_timeout, request, next)
+        }))
+        // Outermost: it sees the timeout's 503 too.
+        .layer(axum::middleware::from_fn(
+            super::middleware::admin_request_log,
+        ))
+}
+
+/// 404 in the admin's words (the TPP's points at discovery).
+fn no_endpoint() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such admin endpoint; see /admin/openapi.json",
+    )
+}
+
+/// The `{id}` of an admin path, percent-decoded: a path that does not decode (`%ff` is not
+/// UTF-8) is 400 JSON, never axum's plain-text rejection.
+struct PathId(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(Self(id)),
+            Err(e) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("the id in the path is not valid: {}", e.body_text()),
+            )),
+        }
+    }
 }
 
 /// Every admin route, as (method, path template): what docs/openapi-admin.json describes.
@@ -83,7 +127,17 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let PresentedCert(cert) = PresentedCert::from_request_parts(parts, state).await?;
+        let Ok(Peer(cert)) = Peer::from_request_parts(parts, state).await;
+        // The handshake requires a certificate; none here means a reload's new
+        // admin.client_ca no longer trusts the one this connection was opened with.
+        let Some(cert) = cert else {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "access_denied",
+                "this connection's certificate is no longer trusted by admin.client_ca; \
+                 connect again with a trusted one",
+            ));
+        };
         let app = Arc::<AppState>::from_ref(state);
         let admin = &app.config.admin;
         if cert.is_listed(&admin.allowed_thumbprints, &admin.allowed_subjects) {
@@ -175,7 +229,7 @@ async fn list_clients(
 async fn get_client(
     State(state): State<Arc<AppState>>,
     _: AdminCert,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     match state
         .store
@@ -208,7 +262,7 @@ async fn act(
 async fn disable_client(
     State(state): State<Arc<AppState>>,
     admin: AdminCert,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     act(&state, &admin, &id, ClientAction::Disable).await
 }
@@ -217,7 +271,7 @@ async fn disable_client(
 async fn enable_client(
     State(state): State<Arc<AppState>>,
     admin: AdminCert,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     act(&state, &admin, &id, ClientAction::Enable).await
 }
@@ -226,7 +280,7 @@ async fn enable_client(
 async fn delete_client(
     State(state): State<Arc<AppState>>,
     admin: AdminCert,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     act(&state, &admin, &id, ClientAction::Delete).await
 }
@@ -316,17 +370,16 @@ async fn list_events(
 async fn retry_event(
     State(state): State<Arc<AppState>>,
     admin: AdminCert,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    let n =
-        crate::operator::retry_events(&state.store, Some(&id), state.config.events.max_age_secs)
-            .await
-            .map_err(ApiError::from_store)?;
+    let n = crate::operator::retry_events(&state.store, Some(&id), &state.config.events)
+        .await
+        .map_err(ApiError::from_store)?;
     if n == 0 {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            "no failed delivery of that event",
+            "no failed delivery of that event to a configured webhook",
         ));
     }
     tracing::info!(event_id = %id, deliveries = n, subject = %admin.subject, "admin API: event retried");
@@ -346,6 +399,6 @@ async fn metrics(State(state): State<Arc<AppState>>, _: AdminCert) -> Response {
     if state.config.admin.metrics {
         super::ops::render_metrics(&state)
     } else {
-        ApiError::not_found().into_response()
+        no_endpoint().into_response()
     }
 }

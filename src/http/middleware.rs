@@ -41,7 +41,17 @@ fn interaction_id(request: &Request) -> HeaderValue {
 /// Sets the interaction id, runs the request, logs one line and counts it. The route is the
 /// matched template (so a client_id in the path never becomes a log field's or a metric
 /// label's value), or `unmatched`.
-pub async fn request_log(mut request: Request, next: Next) -> Response {
+pub async fn request_log(request: Request, next: Next) -> Response {
+    logged(request, next, false).await
+}
+
+/// The same for the admin listener: its line also says `"listener": "admin"` and the admin
+/// certificate's subject (who did it), which a TPP's line leaves out.
+pub async fn admin_request_log(request: Request, next: Next) -> Response {
+    logged(request, next, true).await
+}
+
+async fn logged(mut request: Request, next: Next, admin: bool) -> Response {
     let started = Instant::now();
     let interaction = interaction_id(&request);
     let id = interaction.to_str().unwrap_or_default().to_string();
@@ -51,11 +61,12 @@ pub async fn request_log(mut request: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let thumbprint = request
+    let certificate = request
         .extensions()
         .get::<PeerIdentity>()
-        .and_then(|i| i.certificate.as_ref())
-        .map(|c| c.x5t_s256().to_string());
+        .and_then(|i| i.certificate.as_ref());
+    let thumbprint = certificate.map(|c| c.x5t_s256().to_string());
+    let subject = certificate.filter(|_| admin).map(|c| c.subject.to_string());
     let mut response = next.run(request).await;
     response
         .headers_mut()
@@ -74,12 +85,14 @@ pub async fn request_log(mut request: Request, next: Next) -> Response {
     crate::metrics::request(&route, method.as_str(), status, latency_ms / 1000.0);
     tracing::info!(
         target: "dcr_server::request",
+        listener = admin.then_some("admin"),
         method = %method,
         route,
         dcr_version,
         status,
         latency_ms = (latency_ms * 1000.0).round() / 1000.0,
         cert_thumbprint = thumbprint.as_deref(),
+        cert_subject = subject.as_deref(),
         client_id = known.client_id.as_deref(),
         software_id = known.software_id.as_deref(),
         interaction_id = interaction.to_str().unwrap_or_default(),

@@ -24,9 +24,18 @@ pub enum JwsError {
     /// A part is not valid base64url.
     #[error("has a {0} that is not valid base64url")]
     Base64(&'static str),
-    /// The header or payload is not a JSON object.
+    /// The header or payload is JSON but not an object.
     #[error("has a {0} that is not a JSON object")]
     Json(&'static str),
+    /// The header or payload is not JSON at all.
+    #[error("has a {0} that is not valid JSON")]
+    NotJson(&'static str),
+    /// An object in the header or payload has a key twice (the key, made printable).
+    #[error("has a {0} with a duplicate key \"{1}\"")]
+    DuplicateKey(&'static str, String),
+    /// The header or payload is nested deeper than the JSON parser's limit (128).
+    #[error("has a {0} nested too deeply")]
+    TooDeep(&'static str),
     /// `alg` is missing or not a string.
     #[error("has no `alg` in its header")]
     NoAlg,
@@ -68,9 +77,30 @@ fn decode_object(part: &str, what: &'static str) -> Result<Map<String, Value>, J
         .map_err(|_| JwsError::Base64(what))?;
     match serde_json::from_slice::<StrictValue>(&bytes) {
         Ok(StrictValue(Value::Object(map))) => Ok(map),
-        _ => Err(JwsError::Json(what)),
+        Ok(_) => Err(JwsError::Json(what)),
+        Err(e) => Err(json_refusal(&e, what)),
     }
 }
+
+/// What was wrong with a part that did not parse, in words: the TPP sees it in the error.
+fn json_refusal(e: &serde_json::Error, what: &'static str) -> JwsError {
+    let message = e.to_string();
+    if let Some(key) = message
+        .strip_prefix(DUPLICATE_KEY)
+        .and_then(|rest| rest.split_once(DUPLICATE_KEY_END))
+        .map(|(key, _)| key)
+    {
+        JwsError::DuplicateKey(what, printable(key, 40))
+    } else if message.starts_with("recursion limit exceeded") {
+        JwsError::TooDeep(what)
+    } else {
+        JwsError::NotJson(what)
+    }
+}
+
+/// How [`StrictValue`] names a duplicate key in its error, so that [`json_refusal`] finds it.
+const DUPLICATE_KEY: &str = "duplicate key \u{1}";
+const DUPLICATE_KEY_END: &str = "\u{1}";
 
 /// A JSON value that refuses duplicate object keys at any depth. Parsers disagree on which
 /// duplicate wins, so a signed JWT with `{"iss":"a","iss":"b"}` could mean different things to
@@ -124,7 +154,9 @@ impl<'de> serde::Deserialize<'de> for StrictValue {
                 while let Some(key) = map.next_key::<String>()? {
                     let StrictValue(value) = map.next_value()?;
                     if out.insert(key.clone(), value).is_some() {
-                        return Err(serde::de::Error::custom(format!("duplicate key `{key}`")));
+                        return Err(serde::de::Error::custom(format!(
+                            "{DUPLICATE_KEY}{key}{DUPLICATE_KEY_END}"
+                        )));
                     }
                 }
                 Ok(StrictValue(Value::Object(out)))
@@ -302,16 +334,21 @@ mod tests {
     #[test]
     fn refuses_duplicate_keys_at_any_depth() {
         let h = b64(r#"{"alg":"PS256"}"#);
-        for payload in [
-            r#"{"iss":"a","iss":"b"}"#,
-            r#"{"a":{"x":1,"x":2}}"#,
-            r#"{"a":[{"k":1,"k":1}]}"#,
+        for (payload, key) in [
+            (r#"{"iss":"a","iss":"b"}"#, "iss"),
+            (r#"{"a":{"x":1,"x":2}}"#, "x"),
+            (r#"{"a":[{"k":1,"k":1}]}"#, "k"),
         ] {
             let t = format!("{h}.{}.c2ln", b64(payload));
+            let e = Jws::parse(&t, &allowed()).unwrap_err();
             assert_eq!(
-                Jws::parse(&t, &allowed()).unwrap_err(),
-                JwsError::Json("payload"),
+                e,
+                JwsError::DuplicateKey("payload", key.into()),
                 "{payload}"
+            );
+            assert_eq!(
+                e.to_string(),
+                format!("has a payload with a duplicate key \"{key}\"")
             );
         }
         let t = format!(
@@ -321,8 +358,18 @@ mod tests {
         );
         assert_eq!(
             Jws::parse(&t, &allowed()).unwrap_err(),
-            JwsError::Json("header")
+            JwsError::DuplicateKey("header", "alg".into())
         );
+        // A key that is long or has control characters is shown cut and cleaned.
+        let long = format!("{}\\n", "k".repeat(100));
+        let t = format!("{h}.{}.c2ln", b64(&format!(r#"{{"{long}":1,"{long}":2}}"#)));
+        let e = Jws::parse(&t, &allowed()).unwrap_err().to_string();
+        assert!(e.ends_with(&format!("\"{}…\"", "k".repeat(40))), "{e}");
+        // Not JSON at all.
+        let t = format!("{h}.{}.c2ln", b64(r#"{"iss":"#));
+        let e = Jws::parse(&t, &allowed()).unwrap_err();
+        assert_eq!(e, JwsError::NotJson("payload"));
+        assert_eq!(e.to_string(), "has a payload that is not valid JSON");
         let ok = format!(
             "{h}.{}.c2ln",
             b64(r#"{"a":{"x":1},"b":{"x":2},"n":1.5,"z":null,"l":[1,"s",true]}"#)
@@ -346,9 +393,8 @@ mod tests {
             b64(r#"{"alg":"PS256"}"#),
             b64(&format!(r#"{{"a":{deep}}}"#))
         );
-        assert_eq!(
-            Jws::parse(&t, &allowed()).unwrap_err(),
-            JwsError::Json("payload")
-        );
+        let e = Jws::parse(&t, &allowed()).unwrap_err();
+        assert_eq!(e, JwsError::TooDeep("payload"));
+        assert_eq!(e.to_string(), "has a payload nested too deeply");
     }
 }

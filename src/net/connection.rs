@@ -18,6 +18,8 @@ use super::transport::Transport;
 use crate::pki::{ClientCertificate, PeerIdentity};
 
 pub struct Connection {
+    /// The listener's name in logs and metrics: `tpp` or `admin`.
+    pub listener: &'static str,
     pub transport: Arc<ArcSwap<Transport>>,
     pub router: Router,
     pub builder: Builder<TokioExecutor>,
@@ -54,17 +56,29 @@ impl Connection {
         let handshake = accepted_with.acceptor.accept(tcp);
         let stream = match tokio::time::timeout(accepted_with.handshake_timeout, handshake).await {
             Ok(Ok(stream)) => {
-                crate::metrics::handshake("ok");
+                crate::metrics::handshake(self.listener, "ok");
                 stream
             }
             Ok(Err(e)) => {
-                crate::metrics::handshake("failed");
-                tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed");
+                // A refused certificate is the operator's business (an admin's expired
+                // certificate, a TPP's from another CA); a client that hangs up is not.
+                if let Some(reason) = super::handshake::refusal(&e) {
+                    crate::metrics::handshake(self.listener, "refused");
+                    tracing::warn!(
+                        listener = self.listener,
+                        peer = %self.peer,
+                        reason,
+                        "TLS handshake refused: the client certificate is not accepted"
+                    );
+                } else {
+                    crate::metrics::handshake(self.listener, "failed");
+                    tracing::debug!(listener = self.listener, peer = %self.peer, error = %e, "TLS handshake failed");
+                }
                 return;
             }
             Err(_) => {
-                crate::metrics::handshake("timeout");
-                tracing::debug!(peer = %self.peer, "TLS handshake timed out");
+                crate::metrics::handshake(self.listener, "timeout");
+                tracing::debug!(listener = self.listener, peer = %self.peer, "TLS handshake timed out");
                 return;
             }
         };

@@ -26,6 +26,8 @@ pub struct Limits {
 
 /// A bound socket, ready to serve `router` over the TLS of `transport`.
 pub struct Listener {
+    /// `tpp` or `admin`, in logs and metrics.
+    name: &'static str,
     tcp: TcpListener,
     transport: Arc<ArcSwap<Transport>>,
     router: Router,
@@ -36,6 +38,7 @@ pub struct Listener {
 
 impl Listener {
     pub async fn bind(
+        name: &'static str,
         addr: SocketAddr,
         transport: Arc<ArcSwap<Transport>>,
         router: Router,
@@ -44,6 +47,7 @@ impl Listener {
         let tcp = TcpListener::bind(addr).await?;
         let local_addr = tcp.local_addr()?;
         Ok(Self {
+            name,
             tcp,
             transport,
             router,
@@ -77,7 +81,7 @@ impl Listener {
             .max_concurrent_streams(100)
             .keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(10));
-        tracing::info!(addr = %self.local_addr, "listening on https://{}", self.local_addr);
+        tracing::info!(listener = self.name, addr = %self.local_addr, "listening on https://{}", self.local_addr);
         tokio::pin!(shutdown);
         loop {
             // At most `server.max_connections` connections; beyond that, new ones wait in the
@@ -102,6 +106,7 @@ impl Listener {
                     };
                     let _ = tcp.set_nodelay(true);
                     let connection = Connection {
+                        listener: self.name,
                         transport: self.transport.clone(),
                         router: self.router.clone(),
                         builder: builder.clone(),

@@ -4,6 +4,7 @@
 
 pub mod connection;
 pub mod forwarded;
+pub mod handshake;
 pub mod listener;
 pub mod transport;
 

@@ -27,7 +27,7 @@ pub async fn record<S: AuditLog>(
         code,
         version,
     );
-    tracing::info!(action = action.as_str(), dcr_version = version.as_str(), client_id = ?audit.client_id, error = code, reason = %reason, "request refused");
+    tracing::info!(action = action.as_str(), dcr_version = version.as_str(), client_id = audit.client_id.as_deref(), error = code, reason = %reason, "request refused");
     if matches!(
         e,
         RegistrationError::Unavailable | RegistrationError::Internal(_)

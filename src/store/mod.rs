@@ -185,11 +185,15 @@ pub trait EventStore: Send + Sync {
         &self,
         filter: &EventFilter<'_>,
     ) -> impl Future<Output = StoreResult<Vec<(EventRecord, Vec<DeliveryRecord>)>>> + Send;
-    /// Leases up to `limit` due deliveries to `owner` until `until`: the oldest pending one of
-    /// each (webhook, client), not leased by another worker. Returns them with their events.
+    /// The webhooks with a delivery due now (one [`Self::lease_deliveries`] would take).
+    fn due_webhooks(&self) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+    /// Leases up to `limit` due deliveries of `webhook` to `owner` until `until`: the oldest
+    /// pending one of each of its clients, not leased by another worker. Returns them with
+    /// their events.
     fn lease_deliveries(
         &self,
         owner: &str,
+        webhook: &str,
         until: i64,
         limit: i64,
     ) -> impl Future<Output = StoreResult<Vec<LeasedDelivery>>> + Send;
@@ -201,11 +205,12 @@ pub trait EventStore: Send + Sync {
         owner: &str,
         result: &DeliveryResult,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
-    /// Makes failed deliveries (of `event_id`, or all) pending again, tried until `until`.
-    /// Returns how many.
+    /// Makes failed deliveries to `webhook` (of `event_id`, or all) pending again, tried until
+    /// `until`. Returns how many.
     fn retry_failed(
         &self,
         event_id: Option<&str>,
+        webhook: &str,
         until: i64,
     ) -> impl Future<Output = StoreResult<u64>> + Send;
     /// Deletes deliveries delivered at or before `before`, then the events written by then
@@ -771,15 +776,26 @@ impl EventStore for Database {
             .collect())
     }
 
+    async fn due_webhooks(&self) -> StoreResult<Vec<String>> {
+        let params = [Param::Int(crate::clock::now())];
+        let rows: Vec<(String,)> = retry_busy(|| async {
+            on_sqlx!(self, b => b.fetch_rows(schema::DUE_WEBHOOKS, &params).await)
+        })
+        .await?;
+        Ok(rows.into_iter().map(|(webhook,)| webhook).collect())
+    }
+
     async fn lease_deliveries(
         &self,
         owner: &str,
+        webhook: &str,
         until: i64,
         limit: i64,
     ) -> StoreResult<Vec<LeasedDelivery>> {
         let leased = self
             .write(WriteUnit::LeaseDeliveries {
                 owner: Cow::Borrowed(owner),
+                webhook: Cow::Borrowed(webhook),
                 until,
                 limit,
             })
@@ -810,9 +826,15 @@ impl EventStore for Database {
         .map(Outcome::found)
     }
 
-    async fn retry_failed(&self, event_id: Option<&str>, until: i64) -> StoreResult<u64> {
+    async fn retry_failed(
+        &self,
+        event_id: Option<&str>,
+        webhook: &str,
+        until: i64,
+    ) -> StoreResult<u64> {
         self.write(WriteUnit::RetryFailed {
             event_id: event_id.map(Cow::Borrowed),
+            webhook: Cow::Borrowed(webhook),
             until,
         })
         .await

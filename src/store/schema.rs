@@ -235,19 +235,42 @@ pub(super) const INSERT_DELIVERY: &str = "INSERT INTO event_deliveries \
      (event_id, webhook, client_id, state, next_at, expires_at) \
      SELECT event_id, $2, client_id, 'pending', $3, $4 FROM events WHERE event_id = $1";
 
-/// The deliveries a worker may take at `$3`: pending, due, not leased, and the oldest pending
-/// one of their (webhook, client), so that a client's events arrive in order.
-macro_rules! deliveries_due {
-    () => {
-        "SELECT d.id FROM event_deliveries d WHERE d.state = 'pending' AND d.next_at <= $3 \
-         AND d.lease_until <= $3 AND NOT EXISTS (SELECT 1 FROM event_deliveries e \
-         WHERE e.webhook = d.webhook AND e.client_id = d.client_id AND e.state = 'pending' \
-         AND e.id < d.id) ORDER BY d.id LIMIT $4"
+/// The deliveries a worker may take at `now` (a placeholder): pending, due, not leased, and
+/// the oldest pending one of their (webhook, client), so that a client's events arrive in
+/// order.
+macro_rules! due_condition {
+    ($now:literal) => {
+        concat!(
+            "d.state = 'pending' AND d.next_at <= ",
+            $now,
+            " AND d.lease_until <= ",
+            $now,
+            " AND NOT EXISTS (SELECT 1 FROM event_deliveries e \
+             WHERE e.webhook = d.webhook AND e.client_id = d.client_id AND e.state = 'pending' \
+             AND e.id < d.id)"
+        )
     };
 }
-/// Leases up to `$4` due deliveries to worker `$1` until `$2`. The outer conditions are
-/// checked again on each row as it is locked, so two replicas never hold one lease;
-/// PostgreSQL skips rows another replica is leasing rather than waiting for them.
+/// The due deliveries (at `$3`) of webhook `$5`, oldest first, at most `$4`.
+macro_rules! deliveries_due {
+    () => {
+        concat!(
+            "SELECT d.id FROM event_deliveries d WHERE d.webhook = $5 AND ",
+            due_condition!("$3"),
+            " ORDER BY d.id LIMIT $4"
+        )
+    };
+}
+/// The webhooks with a delivery due at `$1` (as a lease would take it): each gets a lease of
+/// its own, so that one slow webhook holds up no other.
+pub(super) const DUE_WEBHOOKS: &str = concat!(
+    "SELECT DISTINCT d.webhook FROM event_deliveries d WHERE ",
+    due_condition!("$1"),
+    " ORDER BY d.webhook"
+);
+/// Leases up to `$4` due deliveries of webhook `$5` to worker `$1` until `$2`. The outer
+/// conditions are checked again on each row as it is locked, so two replicas never hold one
+/// lease; PostgreSQL skips rows another replica is leasing rather than waiting for them.
 pub(super) const LEASE_DELIVERIES_POSTGRES: &str = concat!(
     "UPDATE event_deliveries SET lease_owner = $1, lease_until = $2 WHERE id IN (",
     deliveries_due!(),
@@ -277,10 +300,12 @@ pub(super) const RETRY_LATER: &str = "UPDATE event_deliveries SET attempts = att
 pub(super) const GIVE_UP: &str = "UPDATE event_deliveries SET state = 'failed', \
      attempts = attempts + 1, done_at = $3, last_error = $4, lease_owner = NULL, \
      lease_until = 0 WHERE id = $1 AND lease_owner = $2";
-/// Failed deliveries (of event `$1`, or all) are pending again from `$2`, tried until `$3`.
+/// Failed deliveries to webhook `$4` (of event `$1`, or all) are pending again from `$2`,
+/// tried until `$3`.
 pub(super) const RETRY_FAILED: &str = "UPDATE event_deliveries SET state = 'pending', \
      attempts = 0, next_at = $2, expires_at = $3, done_at = NULL, lease_owner = NULL, \
-     lease_until = 0 WHERE state = 'failed' AND (CAST($1 AS TEXT) IS NULL OR event_id = $1)";
+     lease_until = 0 WHERE state = 'failed' AND webhook = $4 \
+     AND (CAST($1 AS TEXT) IS NULL OR event_id = $1)";
 /// Deliveries done at or before `$1` go; failed ones stay for the operator.
 pub(super) const PURGE_DELIVERED: &str =
     "DELETE FROM event_deliveries WHERE state = 'delivered' AND done_at <= $1";

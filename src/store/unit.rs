@@ -194,9 +194,10 @@ pub(super) enum WriteUnit<'a> {
         /// Rows that expired at or before this time go.
         before: i64,
     },
-    /// Leases up to `limit` due deliveries to `owner` until `until`.
+    /// Leases up to `limit` due deliveries of `webhook` to `owner` until `until`.
     LeaseDeliveries {
         owner: Cow<'a, str>,
+        webhook: Cow<'a, str>,
         until: i64,
         limit: i64,
     },
@@ -206,9 +207,11 @@ pub(super) enum WriteUnit<'a> {
         owner: Cow<'a, str>,
         result: Cow<'a, DeliveryResult>,
     },
-    /// Failed deliveries (of one event, or all) are pending again, tried until `until`.
+    /// Failed deliveries to `webhook` (of one event, or all) are pending again, tried until
+    /// `until`.
     RetryFailed {
         event_id: Option<Cow<'a, str>>,
+        webhook: Cow<'a, str>,
         until: i64,
     },
 }
@@ -403,6 +406,7 @@ impl WriteUnit<'_> {
             (
                 Self::LeaseDeliveries {
                     owner,
+                    webhook,
                     until,
                     limit,
                 },
@@ -411,7 +415,13 @@ impl WriteUnit<'_> {
                 LEASE_DELIVERIES_POSTGRES,
                 LEASE_DELIVERIES_SQLITE,
                 Count,
-                [Text(owner), Int(*until), Int(now), Int(*limit)],
+                [
+                    Text(owner),
+                    Int(*until),
+                    Int(now),
+                    Int(*limit),
+                    Text(webhook),
+                ],
             ),
             (Self::FinishDelivery { id, owner, result }, 0) => match &**result {
                 DeliveryResult::Delivered => {
@@ -428,10 +438,22 @@ impl WriteUnit<'_> {
                     [Int(*id), Text(owner), Int(now), Text(error)],
                 ),
             },
-            (Self::RetryFailed { event_id, until }, 0) => Statement::new(
+            (
+                Self::RetryFailed {
+                    event_id,
+                    webhook,
+                    until,
+                },
+                0,
+            ) => Statement::new(
                 RETRY_FAILED,
                 Count,
-                [OptText(event_id.as_deref()), Int(now), Int(*until)],
+                [
+                    OptText(event_id.as_deref()),
+                    Int(now),
+                    Int(*until),
+                    Text(webhook),
+                ],
             ),
             _ => return None,
         };
@@ -683,10 +705,12 @@ impl WriteUnit<'_> {
             },
             Self::LeaseDeliveries {
                 owner,
+                webhook,
                 until,
                 limit,
             } => WriteUnit::LeaseDeliveries {
                 owner: own(&**owner),
+                webhook: own(&**webhook),
                 until: *until,
                 limit: *limit,
             },
@@ -695,8 +719,13 @@ impl WriteUnit<'_> {
                 owner: own(&**owner),
                 result: own(&**result),
             },
-            Self::RetryFailed { event_id, until } => WriteUnit::RetryFailed {
+            Self::RetryFailed {
+                event_id,
+                webhook,
+                until,
+            } => WriteUnit::RetryFailed {
                 event_id: event_id.as_deref().map(own),
+                webhook: own(&**webhook),
                 until: *until,
             },
         }
@@ -1078,6 +1107,7 @@ mod tests {
             },
             WriteUnit::LeaseDeliveries {
                 owner: Cow::Borrowed("w"),
+                webhook: Cow::Borrowed("https://h/"),
                 until: 9,
                 limit: 3,
             },
@@ -1101,6 +1131,7 @@ mod tests {
             },
             WriteUnit::RetryFailed {
                 event_id: Some(Cow::Borrowed("e1")),
+                webhook: Cow::Borrowed("https://h/"),
                 until: 9,
             },
         ]

@@ -15,6 +15,7 @@ pub fn cases() -> Vec<Case> {
     vec![
         case!(bad_config_is_refused_naming_the_key, SQLITE),
         case!(check_config_validates_named_files, SQLITE),
+        case!(check_config_warns_about_admin_trust, SQLITE),
         case!(check_config_refuses_what_serve_refuses, SQLITE),
         case!(check_config_shows_ocsp_and_fetches_crl_urls, SQLITE),
         case!(migrations_applied_twice_are_a_no_op, BOTH),
@@ -108,6 +109,58 @@ async fn check_config_validates_named_files(backend: Backend) -> Result<()> {
         !ok && stderr.contains("server.tls.client_ca[0]"),
         "{stderr}"
     );
+
+    // A directory where a file should be says so (it used to say "no such file").
+    let directory = env.dir.path().join("a-directory");
+    std::fs::create_dir_all(&directory)?;
+    let hooked = format!(
+        "{}\n[[events.webhook]]\nurl = \"https://hooks.example/\"\nsecret_file = \"{}\"\n",
+        env.config_toml(""),
+        directory.display()
+    );
+    let path = env.write_config(&hooked)?;
+    let (ok, _, stderr) = run_binary(&["--config", &path.to_string_lossy(), "check-config"], cwd)?;
+    ensure!(
+        !ok && stderr.contains("events.webhook[0].secret_file")
+            && stderr.contains("is a directory")
+            && !stderr.contains("no such file"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+/// `check-config` warns when the admin listener trusts a TPP CA (a certificate of
+/// `admin.client_ca` also in `server.tls.client_ca`) and when it allows no one; an admin CA of
+/// its own with an allowed subject gets neither warning.
+async fn check_config_warns_about_admin_trust(backend: Backend) -> Result<()> {
+    let env = TestEnv::new(backend).await?;
+    let cwd = env.dir.path();
+    let check = |admin: &str| -> Result<String> {
+        let path = env.write_config(&format!("{}\n{admin}", env.config_toml("")))?;
+        let (ok, _, stderr) =
+            run_binary(&["--config", &path.to_string_lossy(), "check-config"], cwd)?;
+        ensure!(ok, "check-config failed: {stderr}");
+        Ok(stderr)
+    };
+    let stderr = check(&format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\nclient_ca = [\"{}/ca.pem\"]\n",
+        env.sandbox_dir.display()
+    ))?;
+    ensure!(
+        stderr.contains(
+            "warning: admin.client_ca[0] holds a certificate that is also in server.tls.client_ca[0]"
+        ),
+        "{stderr}"
+    );
+    ensure!(
+        stderr.contains(
+            "warning: admin.listen is set but neither admin.allowed_subjects nor admin.allowed_thumbprints lists anyone"
+        ),
+        "{stderr}"
+    );
+    let own = crate::admin::admin_pki(&env)?;
+    let stderr = check(&own.table)?;
+    ensure!(!stderr.contains("warning: admin"), "{stderr}");
     Ok(())
 }
 

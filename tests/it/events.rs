@@ -22,6 +22,7 @@ pub fn cases() -> Vec<Case> {
         case!(every_change_writes_exactly_its_event, BOTH),
         case!(webhooks_get_every_event_signed_and_in_order, BOTH),
         case!(failing_webhooks_are_retried_then_marked_failed, BOTH),
+        case!(a_stalled_webhook_holds_up_no_other, BOTH),
         case!(two_replicas_deliver_each_event_once, POSTGRES),
         case!(a_killed_server_delivers_after_restart, BOTH),
     ]
@@ -608,6 +609,84 @@ async fn failing_webhooks_are_retried_then_marked_failed(backend: Backend) -> Re
         );
     }
     ensure!(metrics.has("dcr_events_pending", &[]), "{metrics}");
+    ctx.server.stop().await
+}
+
+/// A webhook whose receiver stalls holds up only its own deliveries: another webhook gets a
+/// client's three events, one after the other, while the stalled one is still in its first
+/// attempt (it used to wait for the batch, so for the stalled send's timeout, per event).
+async fn a_stalled_webhook_holds_up_no_other(backend: Backend) -> Result<()> {
+    let env = TestEnv::new(backend).await?;
+    let (text, key) = secret();
+    let secret_file = env.dir.path().join("webhook.key");
+    std::fs::write(&secret_file, text)?;
+    let ca = env.ca()?;
+    let stalled = Receiver::start(&ca, key.clone(), "stalled").await?;
+    let prompt = Receiver::start(&ca, key, "prompt").await?;
+    *stalled.delay.lock().unwrap() = Duration::from_secs(120);
+    let ca_file = env.sandbox_dir.join("ca.pem");
+    let mut tables = "[events]\nmax_age_secs = 3600\n".to_string();
+    for (url, timeout_ms) in [(&stalled.url, 30_000), (&prompt.url, 1000)] {
+        tables.push_str(&format!(
+            "[[events.webhook]]\nurl = \"{url}\"\nsecret_file = \"{}\"\nca = [\"{}\"]\ntimeout_ms = {timeout_ms}\n",
+            secret_file.display(),
+            ca_file.display()
+        ));
+    }
+    let ctx = Ctx::start_in(
+        env,
+        "",
+        "",
+        "software_id_as_application_name.enable = false",
+        "",
+        &tables,
+    )
+    .await?;
+    let id = register_one(&ctx).await?;
+    let token = ctx.pkj_token(&id).await?;
+    for scope in ["accounts", "payments"] {
+        let updated = ctx
+            .manage(
+                reqwest::Method::PUT,
+                &id,
+                Some(&token),
+                Some(ctx.request(|c| c["scope"] = json!(scope))?.body),
+                None,
+            )
+            .await?;
+        ensure!(updated.status == 200, "{} {}", updated.status, updated.body);
+    }
+    // A client's events go one after the other: the second is sent only once the first is
+    // delivered, so these three took three rounds of the prompt webhook.
+    let got = prompt.wait_for(3, Duration::from_secs(40)).await?;
+    let types: Vec<&str> = got.iter().filter_map(|r| r.body["type"].as_str()).collect();
+    ensure_eq!(
+        types,
+        ["client.registered", "client.updated", "client.updated"]
+    );
+    // Meanwhile the stalled webhook got its first request and is still in that attempt.
+    ensure_eq!(stalled.got().len(), 1);
+    let listed = ctx
+        .store
+        .list_events(&EventFilter {
+            limit: 10,
+            ..EventFilter::default()
+        })
+        .await?;
+    let to_stalled: Vec<(String, i64)> = listed
+        .iter()
+        .flat_map(|(_, d)| d)
+        .filter(|d| d.webhook == stalled.url)
+        .map(|d| (d.state.clone(), d.attempts))
+        .collect();
+    ensure_eq!(
+        to_stalled,
+        vec![
+            ("pending".to_string(), 0),
+            ("pending".to_string(), 0),
+            ("pending".to_string(), 0)
+        ]
+    );
     ctx.server.stop().await
 }
 

@@ -25,6 +25,10 @@ pub fn cases() -> Vec<Case> {
         case!(reload_applies_to_forwarded_certificates, SQLITE),
         case!(reload_applies_config_and_ssa_issuer_keys, SQLITE),
         case!(sighup_reloads_the_running_binary, SQLITE),
+        case!(
+            the_admin_listener_comes_and_goes_only_with_a_restart,
+            SQLITE
+        ),
     ]
 }
 
@@ -447,4 +451,67 @@ async fn sighup_reloads_the_running_binary(backend: Backend) -> Result<()> {
     ensure_eq!((presented, status), (rotated, 200));
     ensure_eq!(open_before.get("/health").await?.0, 200);
     Ok(())
+}
+
+/// `admin.listen` needs a restart, so a reload may neither add `[admin]` with `metrics = true`
+/// (it would take `/metrics` off the public listener, with no admin listener to serve it) nor
+/// remove `[admin]` from a server that has the admin listener (it used to be refused naming
+/// `admin.client_ca`). Both are refused naming the key, and nothing changes.
+async fn the_admin_listener_comes_and_goes_only_with_a_restart(backend: Backend) -> Result<()> {
+    // Without the admin listener: /metrics is public.
+    let ctx = Ctx::start(backend, "", "").await?;
+    let pki = crate::admin::admin_pki(&ctx.env)?;
+    let public_metrics = || async {
+        let answer = ctx
+            .env
+            .client(None)?
+            .get(ctx.env.url("/metrics"))
+            .send()
+            .await?;
+        Ok::<_, anyhow::Error>(answer.status().as_u16())
+    };
+    ensure_eq!(public_metrics().await?, 200);
+    let path = ctx
+        .env
+        .write_config(&format!("{}\n{}", ctx.config_text, pki.table))?;
+    match ctx.server.reloader.reload_file(&path) {
+        Err(e @ ReloadError::NeedsRestart { .. }) => {
+            ensure!(e.to_string().starts_with("`admin.metrics`:"), "{e}");
+        }
+        other => bail!("adding [admin] with metrics was not refused: {other:?}"),
+    }
+    ensure_eq!(public_metrics().await?, 200);
+    // Without `metrics`, the rest applies and `admin.listen` waits for a restart.
+    let quiet = pki.table.replace("metrics = true\n", "");
+    let path = ctx
+        .env
+        .write_config(&format!("{}\n{quiet}", ctx.config_text))?;
+    let done = ctx.server.reloader.reload_file(&path)?;
+    ensure_eq!(done.restart_needed, vec!["admin.listen"]);
+    ensure_eq!(public_metrics().await?, 200);
+    ctx.server.stop().await?;
+
+    // With the admin listener: removing [admin] is refused, and the listener still serves.
+    let env = TestEnv::new(backend).await?;
+    let pki = crate::admin::admin_pki(&env)?;
+    let ctx = Ctx::start_in(env, "", "", "", "", &pki.table).await?;
+    let base = crate::admin::admin_base(&ctx)?;
+    let admin =
+        crate::support::https_client(&ctx.env.ca_pem()?, Some((&pki.allowed.0, &pki.allowed.1)))?;
+    let without = ctx.config_text.replace(&pki.table, "");
+    ensure!(
+        without != ctx.config_text,
+        "the [admin] table was not removed"
+    );
+    let path = ctx.env.write_config(&without)?;
+    match ctx.server.reloader.reload_file(&path) {
+        Err(e @ ReloadError::NeedsRestart { .. }) => {
+            let e = e.to_string();
+            ensure!(e.starts_with("`admin`:") && !e.contains("client_ca"), "{e}");
+        }
+        other => bail!("removing [admin] was not refused: {other:?}"),
+    }
+    let answer = admin.get(format!("{base}/metrics")).send().await?;
+    ensure_eq!(answer.status().as_u16(), 200);
+    ctx.server.stop().await
 }

@@ -23,8 +23,10 @@ pub fn cases() -> Vec<Case> {
         case!(migrations_keep_existing_data, BOTH),
         case!(migration_0003_copies_grant_types_and_scope, BOTH),
         case!(migration_0004_gives_existing_clients_v3_2, BOTH),
+        case!(stored_webhook_urls_lose_their_userinfo, BOTH),
         case!(bulk_seeding_round_trip, BOTH),
         case!(event_deliveries_are_leased_in_order_and_purged, BOTH),
+        case!(retries_skip_webhooks_no_longer_configured, BOTH),
     ]
 }
 
@@ -617,6 +619,75 @@ async fn migrations_keep_existing_data(backend: Backend) -> Result<()> {
     Ok(())
 }
 
+/// Deliveries stored while webhook URLs could carry userinfo lose it (sqlite 0007, postgres
+/// 0008), and nothing else of a URL changes: an `@` in a path or query is not userinfo.
+async fn stored_webhook_urls_lose_their_userinfo(backend: Backend) -> Result<()> {
+    let db = TestDb::new(backend).await?;
+    let before: &[&str] = match backend {
+        Backend::Postgres => &[
+            "0001_init.sql",
+            "0002_leaner_rows.sql",
+            "0003_client_grants_and_scope.sql",
+            "0004_dcr_version.sql",
+            "0005_jwks_revoked_uri.sql",
+            "0006_events.sql",
+            "0007_clients_inline.sql",
+        ],
+        _ => &[
+            "0001_init.sql",
+            "0002_leaner_rows.sql",
+            "0003_client_grants_and_scope.sql",
+            "0004_dcr_version.sql",
+            "0005_jwks_revoked_uri.sql",
+            "0006_events.sql",
+        ],
+    };
+    let urls = [
+        (
+            "https://user:s3cret@gateway.example/hook",
+            "https://gateway.example/hook",
+        ),
+        (
+            "https://only-user@gateway.example:8443/",
+            "https://gateway.example:8443/",
+        ),
+        (
+            "http://u%40x:p%2Fw@127.0.0.1:9000/a@b?c=d@e",
+            "http://127.0.0.1:9000/a@b?c=d@e",
+        ),
+        (
+            "https://gateway.example/hook?by=ops@bank.example",
+            "https://gateway.example/hook?by=ops@bank.example",
+        ),
+        ("https://plain.example/", "https://plain.example/"),
+    ];
+    let mut rows = vec![
+        "INSERT INTO events (event_id, type, at, client_id, software_id, org_id, dcr_version, \
+         action) VALUES ('e1', 'client.registered', 1, 'c1', 'sw', 'org', '3.2', 'register')"
+            .to_string(),
+    ];
+    for (stored, _) in urls {
+        rows.push(format!(
+            "INSERT INTO event_deliveries (event_id, webhook, client_id, state, next_at, \
+             expires_at) VALUES ('e1', '{stored}', 'c1', 'pending', 1, 4102444800)"
+        ));
+    }
+    let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+    old_schema(backend, &db, before, &rows).await?;
+    let s = db.connect().await?;
+    s.migrate().await?;
+    let now = s
+        .raw_strings("SELECT webhook FROM event_deliveries ORDER BY id")
+        .await?;
+    ensure_eq!(
+        now,
+        urls.iter()
+            .map(|(_, want)| want.to_string())
+            .collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
 /// Makes the schema of the first `migrations` only, and writes `rows` into it.
 async fn old_schema(
     backend: Backend,
@@ -864,19 +935,31 @@ async fn event_deliveries_are_leased_in_order_and_purged(backend: Backend) -> Re
     let now = dcr_server::clock::now();
     let until = now + 30;
 
+    // Both webhooks have deliveries due; each is leased on its own.
+    ensure_eq!(
+        s.due_webhooks().await?,
+        vec![all.to_string(), only_disabled.to_string()]
+    );
     // The oldest pending delivery of each (webhook, client); c1's client.disabled to `all`
     // waits for its client.registered.
-    let first = s.lease_deliveries("w1", until, 10).await?;
+    let mut first = s.lease_deliveries("w1", all, until, 10).await?;
     ensure_eq!(
         leased(&first),
         vec![
             triple(all, "c1", "client.registered"),
             triple(all, "c2", "client.registered"),
-            triple(only_disabled, "c1", "client.disabled"),
         ]
     );
-    // Nothing is free for a second worker.
-    ensure!(s.lease_deliveries("w2", until, 10).await?.is_empty());
+    ensure_eq!(s.due_webhooks().await?, vec![only_disabled.to_string()]);
+    let other = s.lease_deliveries("w1b", only_disabled, until, 10).await?;
+    ensure_eq!(
+        leased(&other),
+        vec![triple(only_disabled, "c1", "client.disabled")]
+    );
+    first.extend(other);
+    // Nothing is free for a second worker, and nothing is due.
+    ensure!(s.lease_deliveries("w2", all, until, 10).await?.is_empty());
+    ensure!(s.due_webhooks().await?.is_empty());
 
     let find = |w: &str, c: &str| {
         first
@@ -894,7 +977,12 @@ async fn event_deliveries_are_leased_in_order_and_purged(backend: Backend) -> Re
         s.finish_delivery(find(all, "c1")?, "w1", &DeliveryResult::Delivered)
             .await?
     );
-    let next = s.lease_deliveries("w2", until, 10).await?;
+    ensure!(
+        s.lease_deliveries("w2", only_disabled, until, 10)
+            .await?
+            .is_empty()
+    );
+    let next = s.lease_deliveries("w2", all, until, 10).await?;
     ensure_eq!(leased(&next), vec![triple(all, "c1", "client.disabled")]);
     // Retried later: it holds back nothing else, and is not leased before its time.
     ensure!(
@@ -919,7 +1007,7 @@ async fn event_deliveries_are_leased_in_order_and_purged(backend: Backend) -> Re
         )
         .await?
     );
-    ensure!(s.lease_deliveries("w3", until, 10).await?.is_empty());
+    ensure!(s.lease_deliveries("w3", all, until, 10).await?.is_empty());
     let failed = s
         .list_events(&EventFilter {
             failed: true,
@@ -934,8 +1022,17 @@ async fn event_deliveries_are_leased_in_order_and_purged(backend: Backend) -> Re
     ensure_eq!(deliveries[0].state, "failed");
     ensure_eq!(deliveries[0].attempts, 1);
     ensure_eq!(deliveries[0].last_error.as_deref(), Some("timed out"));
-    ensure_eq!(s.retry_failed(Some(&event.event_id), now + 60).await?, 1);
-    let again = s.lease_deliveries("w3", until, 10).await?;
+    // Only the webhook asked for is retried.
+    ensure_eq!(
+        s.retry_failed(Some(&event.event_id), only_disabled, now + 60)
+            .await?,
+        0
+    );
+    ensure_eq!(
+        s.retry_failed(Some(&event.event_id), all, now + 60).await?,
+        1
+    );
+    let again = s.lease_deliveries("w3", all, until, 10).await?;
     ensure_eq!(leased(&again), vec![triple(all, "c2", "client.registered")]);
     ensure!(
         s.finish_delivery(again[0].delivery_id, "w3", &DeliveryResult::Delivered)
@@ -957,5 +1054,77 @@ async fn event_deliveries_are_leased_in_order_and_purged(backend: Backend) -> Re
     ensure_eq!(left.len(), 1);
     ensure_eq!(left[0].0.event_type, "client.disabled");
     ensure_eq!(left[0].1.len(), 2);
+    Ok(())
+}
+
+/// `events retry` (one event or `--all-failed`, through [`dcr_server::operator`] as the CLI
+/// and the admin API call it) makes pending again only the failed deliveries to webhooks the
+/// config still has; one to a removed webhook stays failed.
+async fn retries_skip_webhooks_no_longer_configured(backend: Backend) -> Result<()> {
+    let (_db, s) = store(backend).await?;
+    let (kept, removed) = ("https://kept.example/hook", "https://removed.example/hook");
+    s.set_event_routing(EventRouting {
+        webhooks: [kept, removed]
+            .iter()
+            .map(|url| EventTarget {
+                url: url.to_string(),
+                types: Vec::new(),
+            })
+            .collect(),
+        max_age_secs: 3600,
+    });
+    s.create_client(&client("c1", "sw1"), false, &[], &audit("register", "c1"))
+        .await?;
+    let until = dcr_server::clock::now() + 30;
+    for webhook in [kept, removed] {
+        for d in s.lease_deliveries("w", webhook, until, 10).await? {
+            let gave_up = DeliveryResult::GiveUp {
+                error: "HTTP 503".into(),
+            };
+            ensure!(s.finish_delivery(d.delivery_id, "w", &gave_up).await?);
+        }
+    }
+    let config = dcr_server::config::EventsConfig {
+        webhook: vec![dcr_server::config::WebhookConfig {
+            url: kept.parse().map_err(anyhow::Error::msg)?,
+            secret_file: "unused.key".into(),
+            ca: Vec::new(),
+            types: Vec::new(),
+            timeout_ms: 1000,
+        }],
+        ..dcr_server::config::EventsConfig::default()
+    };
+    let failed = |s: Database| async move {
+        let listed = s
+            .list_events(&EventFilter {
+                limit: 10,
+                ..EventFilter::default()
+            })
+            .await?;
+        let states: Vec<(String, String)> = listed
+            .iter()
+            .flat_map(|(_, d)| d)
+            .map(|d| (d.webhook.clone(), d.state.clone()))
+            .collect();
+        anyhow::Ok((listed[0].0.event_id.clone(), states))
+    };
+    let (event_id, _) = failed(s.clone()).await?;
+    ensure_eq!(
+        dcr_server::operator::retry_events(&s, Some(&event_id), &config).await?,
+        1
+    );
+    let (_, states) = failed(s.clone()).await?;
+    ensure_eq!(
+        states,
+        vec![
+            (kept.to_string(), "pending".to_string()),
+            (removed.to_string(), "failed".to_string())
+        ]
+    );
+    // `--all-failed`: still nothing for the removed webhook.
+    ensure_eq!(
+        dcr_server::operator::retry_events(&s, None, &config).await?,
+        0
+    );
     Ok(())
 }

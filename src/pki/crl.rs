@@ -143,7 +143,13 @@ impl CrlUrls {
                     slot.former_issuers.push(former);
                 }
                 if changed {
-                    tracing::info!(url, next_update = ?crl.next_update, number = ?crl.number.as_ref().map(ToString::to_string), "CRL fetched");
+                    // Absent fields are left out rather than printed as `None`.
+                    tracing::info!(
+                        url,
+                        next_update = crl.next_update,
+                        number = crl.number.as_ref().map(ToString::to_string),
+                        "CRL fetched"
+                    );
                 } else {
                     // Same CRL: keep the old one (its `fetched_at` is now, though).
                     tracing::debug!(url, "CRL unchanged");

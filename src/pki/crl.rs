@@ -49,7 +49,7 @@ pub fn decode(bytes: &[u8]) -> Result<CertificateRevocationListDer<'static>, Crl
     use rustls::pki_types::pem::PemObject;
     if bytes.starts_with(b"-----") {
         CertificateRevocationListDer::from_pem_slice(bytes)
-            .map_err(|e| CrlError::Malformed(super::tls::pem_problem(&e, "X509 CRL")))
+            .map_err(|e| CrlError::Malformed(super::pem::pem_problem(&e, "X509 CRL")))
     } else {
         Ok(CertificateRevocationListDer::from(bytes.to_vec()))
     }

@@ -7,6 +7,7 @@ pub mod crl_check;
 pub mod crl_fetch;
 pub mod ocsp;
 pub mod outbound;
+pub mod pem;
 pub mod tls;
 
 pub use certificate::{CertificateError, ClientCertificate, PeerIdentity, RevocationFacts};

@@ -18,6 +18,7 @@ use rustls::server::{VerifierBuilderError, WebPkiClientVerifier};
 
 use super::crl::{CrlUrls, StaleCrlGuard};
 use super::crl_check::{CrlIssuers, VerifiedCrl};
+use super::pem::pem_problem;
 use crate::config::{CrlSource, TlsConfig};
 
 /// A TLS file that is missing or does not parse, named by its config key.
@@ -67,26 +68,6 @@ pub fn crypto_provider() -> Arc<CryptoProvider> {
 /// sqlx). Idempotent.
 pub fn install_default_provider() {
     let _ = provider::default_provider().install_default();
-}
-
-/// A PEM parse error in words: a truncated file names the END line it lacks (the PEM
-/// library's own message lists it as bytes).
-pub fn pem_problem(e: &rustls::pki_types::pem::Error, label: &str) -> String {
-    use rustls::pki_types::pem::Error as E;
-    match e {
-        E::MissingSectionEnd { end_marker } => format!(
-            "truncated PEM: no \"-----END {}-----\" line",
-            String::from_utf8_lossy(end_marker).trim()
-        ),
-        E::IllegalSectionStart { line } => format!(
-            "not valid PEM: a malformed BEGIN line \"{}\"",
-            String::from_utf8_lossy(line).trim()
-        ),
-        E::Base64Decode(e) => format!("not valid PEM: bad base64 ({e})"),
-        E::Io(e) => format!("cannot read: {e}"),
-        E::NoItemsFound => format!("holds no PEM {label}"),
-        other => format!("not valid PEM: {other}"),
-    }
 }
 
 /// Reads every certificate of a PEM file.

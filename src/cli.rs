@@ -291,10 +291,10 @@ async fn check_config(path: &Path) -> Result<ExitCode> {
     eprintln!(
         "ocsp: mode {}{}",
         ocsp.mode.as_str(),
-        match (ocsp.mode, ocsp.responder_url.as_str()) {
+        match (ocsp.mode, &ocsp.responder_url) {
             (crate::config::RevocationMode::Off, _) => String::new(),
-            (_, "") => ", responders from each certificate's AIA".to_string(),
-            (_, url) => format!(", responder_url {url} for certificates without AIA"),
+            (_, None) => ", responders from each certificate's AIA".to_string(),
+            (_, Some(url)) => format!(", responder_url {url} for certificates without AIA"),
         }
     );
     print!("{}", config.effective_toml());
@@ -625,7 +625,7 @@ async fn audit(
                 r.outcome,
                 cell(&r.client_id),
                 cell(&r.software_id),
-                cell(&r.dcr_version),
+                r.dcr_version.map_or_else(|| "-".into(), |v| v.to_string()),
                 cell(&r.error_code),
                 cell(&r.interaction_id)
             );

@@ -5,8 +5,7 @@ use serde_json::{Value, json};
 
 use crate::domain::{AuditAction, AuditOutcome};
 use crate::store::{
-    AuditRecord, ClientRecord, ClientStore, Database, DeliveryRecord, EventRecord, EventStore,
-    StoreResult,
+    AuditRecord, ClientRecord, ClientStore, DeliveryRecord, EventRecord, EventStore, StoreResult,
 };
 
 /// Who acts.
@@ -28,15 +27,10 @@ impl Actor<'_> {
                 Some(x5t_s256.to_string()),
             ),
         };
-        AuditRecord {
-            at: crate::clock::now(),
-            action: action.as_str().into(),
-            outcome: AuditOutcome::Success.as_str().into(),
-            client_id: Some(client_id.to_string()),
-            cert_thumbprint: thumbprint,
-            detail: Some(detail.to_string()),
-            ..AuditRecord::default()
-        }
+        AuditRecord::new(crate::clock::now(), action, AuditOutcome::Success)
+            .client_id(client_id)
+            .certificate(thumbprint)
+            .detail(detail)
     }
 }
 
@@ -64,7 +58,7 @@ impl ClientAction {
 
 /// Does `action` to `client_id`, audited as `actor`'s, with its event. False: no such client.
 pub async fn act(
-    store: &Database,
+    store: &impl ClientStore,
     client_id: &str,
     action: ClientAction,
     actor: Actor<'_>,
@@ -121,7 +115,7 @@ pub fn event_json(e: &EventRecord, deliveries: &[DeliveryRecord]) -> Value {
 /// `events.max_age_secs`; how many. Only deliveries to webhooks `events` configures: one to a
 /// removed webhook could only fail again, so it stays failed (`events list --failed` shows it).
 pub async fn retry_events(
-    store: &Database,
+    store: &impl EventStore,
     event_id: Option<&str>,
     events: &crate::config::EventsConfig,
 ) -> StoreResult<u64> {

@@ -33,7 +33,7 @@ pub use server::{
     ForwardedCertificateConfig, ForwardedFormat, OcspConfig, RateLimitConfig, RevocationMode,
     ServerConfig, TlsConfig,
 };
-pub use types::{CrlSource, DatabaseUrl, HeaderName, HttpsUrl, JwksSource, mask_password};
+pub use types::{CrlSource, DatabaseUrl, HeaderName, HttpUrl, HttpsUrl, JwksSource, mask_password};
 
 /// Environment variable that overrides `database.url`.
 pub const DATABASE_URL_ENV: &str = "DCR_DATABASE_URL";

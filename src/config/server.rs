@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::Checker;
-use super::types::{CrlSource, HeaderName, HttpsUrl};
+use super::types::{CrlSource, HeaderName, HttpUrl, HttpsUrl};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ServerConfig {
@@ -162,9 +162,9 @@ pub struct OcspConfig {
     /// A good answer is cached until its `nextUpdate`, never longer than this.
     #[serde(default = "defaults::ocsp_max_cache_secs")]
     pub max_cache_secs: u64,
-    /// The responder for certificates that name none (AIA); "" = none.
-    #[serde(default)]
-    pub responder_url: String,
+    /// The responder for certificates that name none (AIA); `""` in the file: none.
+    #[serde(default, with = "super::types::empty_is_none")]
+    pub responder_url: Option<HttpUrl>,
 }
 
 impl Default for OcspConfig {
@@ -173,7 +173,7 @@ impl Default for OcspConfig {
             mode: RevocationMode::default(),
             timeout_ms: defaults::ocsp_timeout_ms(),
             max_cache_secs: defaults::ocsp_max_cache_secs(),
-            responder_url: String::new(),
+            responder_url: None,
         }
     }
 }
@@ -257,16 +257,6 @@ impl ServerConfig {
             ocsp.max_cache_secs as usize,
             1,
         )?;
-        if !ocsp.responder_url.is_empty() {
-            let ok = url::Url::parse(&ocsp.responder_url)
-                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
-            if !ok {
-                return Err(c.bad(
-                    "server.tls.ocsp.responder_url",
-                    "must be an http(s) URL, or \"\" for none",
-                ));
-            }
-        }
         let fwd = &self.forwarded_certificate;
         if fwd.enable && fwd.trusted_proxies.is_empty() {
             return Err(c.bad(

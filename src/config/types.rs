@@ -42,6 +42,67 @@ impl fmt::Display for HttpsUrl {
 
 serde_as_text!(HttpsUrl);
 
+/// An absolute `http://` or `https://` URL with a host: a responder an operator names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl(String);
+
+impl HttpUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for HttpUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let ok = !s.chars().any(|c| c.is_control() || c.is_whitespace())
+            && url::Url::parse(s)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+        if ok {
+            Ok(Self(s.to_string()))
+        } else {
+            Err("must be an http(s) URL, or \"\" for none".into())
+        }
+    }
+}
+
+impl fmt::Display for HttpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+serde_as_text!(HttpUrl);
+
+/// serde for an optional value written `""` when absent (a key WSO2's files always carry).
+pub mod empty_is_none {
+    use std::str::FromStr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn deserialize<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: FromStr<Err = String>,
+    {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(serde::de::Error::custom)
+    }
+
+    pub fn serialize<S: Serializer, T: std::fmt::Display>(
+        value: &Option<T>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(v) => s.collect_str(v),
+            None => s.serialize_str(""),
+        }
+    }
+}
+
 /// `database.url`: SQLite (`sqlite:`) or PostgreSQL (`postgres://`, `postgresql://`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseUrl(String);

@@ -14,3 +14,14 @@ protocol_enum! {
         TokensRevoked = "client.tokens_revoked",
     }
 }
+
+protocol_enum! {
+    /// Where the delivery of an event to one webhook stands.
+    DeliveryState, "a delivery state" {
+        /// Not delivered yet; tried again when due.
+        Pending = "pending",
+        Delivered = "delivered",
+        /// Given up (past `events.max_age_secs`); an operator may retry it.
+        Failed = "failed",
+    }
+}

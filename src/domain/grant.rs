@@ -42,3 +42,61 @@ protocol_enum! {
         Ping = "ping",
     }
 }
+
+/// The grant types a client registered, in their registered order, each once. Its text (what
+/// the client's row holds, and what a token request checks against) is the names
+/// space-separated, kept beside the list so that neither is rebuilt per request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrantTypes {
+    list: Vec<GrantType>,
+    text: String,
+}
+
+impl GrantTypes {
+    pub fn new(list: &[GrantType]) -> Self {
+        let mut unique: Vec<GrantType> = Vec::with_capacity(list.len());
+        for g in list {
+            if !unique.contains(g) {
+                unique.push(*g);
+            }
+        }
+        let text = unique
+            .iter()
+            .map(|g| g.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        Self { list: unique, text }
+    }
+
+    pub fn contains(&self, grant: GrantType) -> bool {
+        self.list.contains(&grant)
+    }
+
+    pub fn as_slice(&self) -> &[GrantType] {
+        &self.list
+    }
+
+    /// The names, space-separated.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl std::str::FromStr for GrantTypes {
+    type Err = super::UnknownValue;
+    /// Space-separated names, as [`GrantTypes::as_str`] writes them.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let list = s
+            .split(' ')
+            .filter(|g| !g.is_empty())
+            .map(str::parse)
+            .collect::<Result<Vec<GrantType>, _>>()?;
+        Ok(Self::new(&list))
+    }
+}
+
+impl std::fmt::Display for GrantTypes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}

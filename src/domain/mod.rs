@@ -17,8 +17,8 @@ pub use alg::SigningAlg;
 pub use audit::{AuditAction, AuditOutcome};
 pub use auth_method::AuthMethod;
 pub use dn::DistinguishedName;
-pub use event::EventType;
-pub use grant::{ApplicationType, BackchannelDeliveryMode, GrantType, ResponseType};
+pub use event::{DeliveryState, EventType};
+pub use grant::{ApplicationType, BackchannelDeliveryMode, GrantType, GrantTypes, ResponseType};
 pub use scope::Scope;
 pub use version::{Profile, SpecVersion};
 

@@ -49,13 +49,13 @@ mod tests {
         let event = EventRecord {
             id: 7,
             event_id: "0b7c".into(),
-            event_type: "client.updated".into(),
+            event_type: crate::domain::EventType::Updated,
             at: 1_796_000_000,
             client_id: "c1".into(),
             software_id: "sw".into(),
             org_id: "org".into(),
-            dcr_version: "3.4".into(),
-            action: "update".into(),
+            dcr_version: crate::domain::SpecVersion::V3_4,
+            action: crate::domain::AuditAction::Update,
             interaction_id: Some("i-1".into()),
             changed: Some(r#"["scope"]"#.into()),
         };

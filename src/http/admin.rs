@@ -208,7 +208,7 @@ async fn list_clients(
         software_id: q.software_id.as_deref(),
         org_id: q.org_id.as_deref(),
         enabled: q.enabled,
-        dcr_version: q.version.map(|v| v.as_str()),
+        dcr_version: q.version,
         limit,
     };
     let clients = state

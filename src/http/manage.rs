@@ -74,17 +74,12 @@ where
 }
 
 impl RegistrationAccess {
-    /// The audit record of an action on this client.
-    fn audit(&self, at: i64) -> AuditRecord {
-        AuditRecord {
-            at,
-            client_id: Some(self.client.client_id.clone()),
-            software_id: Some(self.client.software_id.clone()),
-            org_id: Some(self.client.org_id.clone()),
-            cert_thumbprint: Some(self.certificate.x5t_s256().to_string()),
-            interaction_id: self.interaction.0.clone(),
-            ..AuditRecord::default()
-        }
+    /// The audit record of `action` on this client, ending in `outcome` at `at`.
+    fn audit(&self, action: AuditAction, outcome: AuditOutcome, at: i64) -> AuditRecord {
+        AuditRecord::new(at, action, outcome)
+            .client(&self.client)
+            .certificate(Some(self.certificate.x5t_s256().to_string()))
+            .interaction(self.interaction.as_deref())
     }
 }
 
@@ -135,14 +130,8 @@ pub async fn put_client(
             ))
         }
         Err(e) => {
-            refusal::record(
-                &state.store,
-                &e,
-                AuditAction::Update,
-                access.version,
-                access.audit(now),
-            )
-            .await;
+            let audit = access.audit(AuditAction::Update, AuditOutcome::Refused, now);
+            refusal::record(&state.store, &e, access.version, audit).await;
             Err(ApiError::from(&e))
         }
     }
@@ -153,11 +142,11 @@ pub async fn delete_client(
     State(state): State<Arc<AppState>>,
     access: RegistrationAccess,
 ) -> Result<Response, ApiError> {
-    let audit = AuditRecord {
-        action: AuditAction::Delete.as_str().into(),
-        outcome: AuditOutcome::Success.as_str().into(),
-        ..access.audit(crate::clock::now())
-    };
+    let audit = access.audit(
+        AuditAction::Delete,
+        AuditOutcome::Success,
+        crate::clock::now(),
+    );
     let client_id = &access.client.client_id;
     if state
         .store

@@ -34,16 +34,16 @@ pub async fn post_register(
     }: Guarded<PresentedCert>,
 ) -> Result<Response, ApiError> {
     let now = crate::clock::now();
+    // Who tried, for the audit record of a refusal.
+    let refused = || {
+        AuditRecord::new(now, AuditAction::Register, AuditOutcome::Refused)
+            .certificate(Some(certificate.x5t_s256().to_string()))
+            .interaction(interaction.as_deref())
+    };
     if let Err(refusal) = state.ocsp.check(&certificate).await {
         body.drain().await;
-        let audit = AuditRecord {
-            at: now,
-            cert_thumbprint: Some(certificate.x5t_s256().to_string()),
-            interaction_id: interaction.0,
-            ..AuditRecord::default()
-        };
         let e = RegistrationError::Certificate(refusal);
-        refusal::record(&state.store, &e, AuditAction::Register, version, audit).await;
+        refusal::record(&state.store, &e, version, refused()).await;
         return Err(ApiError::from(&e));
     }
     let bytes = body.read().await.map_err(ApiError::registration_body)?;
@@ -72,15 +72,8 @@ pub async fn post_register(
         Err(e) => {
             // What they tried: the software and organisation the SSA names, unverified.
             let (software_id, org_id) = refusal::claimed_identity(&bytes);
-            let audit = AuditRecord {
-                at: now,
-                software_id,
-                org_id,
-                cert_thumbprint: Some(certificate.x5t_s256().to_string()),
-                interaction_id: interaction.0,
-                ..AuditRecord::default()
-            };
-            refusal::record(&state.store, &e, AuditAction::Register, version, audit).await;
+            let audit = refused().software(software_id, org_id);
+            refusal::record(&state.store, &e, version, audit).await;
             Err(ApiError::from(&e))
         }
     }

@@ -176,12 +176,7 @@ pub async fn issue<S: ClientStore + TokenStore>(
     )
     .await?;
     let client = auth.client;
-    let client_credentials = GrantType::ClientCredentials.as_str();
-    if !client
-        .grant_types
-        .split(' ')
-        .any(|g| g == client_credentials)
-    {
+    if !client.grant_types.contains(GrantType::ClientCredentials) {
         return Err(TokenError::UnauthorizedClient);
     }
     let scope = grant_scope(&client.scope, req.form.get("scope").unwrap_or_default())?;
@@ -192,17 +187,10 @@ pub async fn issue<S: ClientStore + TokenStore>(
         now,
         policy.lifetime,
     );
-    let audit = AuditRecord {
-        at: now,
-        action: AuditAction::TokenIssue.as_str().into(),
-        outcome: AuditOutcome::Success.as_str().into(),
-        client_id: Some(client.client_id.clone()),
-        software_id: Some(client.software_id.clone()),
-        org_id: Some(client.org_id.clone()),
-        cert_thumbprint: minted.record.cert_thumbprint.clone(),
-        interaction_id: req.interaction_id.map(str::to_string),
-        ..AuditRecord::default()
-    };
+    let audit = AuditRecord::new(now, AuditAction::TokenIssue, AuditOutcome::Success)
+        .client(&client)
+        .certificate(minted.record.cert_thumbprint.clone())
+        .interaction(req.interaction_id);
     // The assertion's jti is remembered in the token's transaction: one write, and a
     // replayed assertion cannot get a token however the two requests interleave.
     match store

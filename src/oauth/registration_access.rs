@@ -128,15 +128,10 @@ async fn revoke<S: TokenStore>(
     interaction_id: Option<&str>,
     now: i64,
 ) {
-    let audit = AuditRecord {
-        at: now,
-        action: AuditAction::TokenRevoke.as_str().into(),
-        outcome: AuditOutcome::Success.as_str().into(),
-        client_id: Some(token.client_id.clone()),
-        interaction_id: interaction_id.map(str::to_string),
-        detail: Some(json!({ "reason": why.reason() }).to_string()),
-        ..AuditRecord::default()
-    };
+    let audit = AuditRecord::new(now, AuditAction::TokenRevoke, AuditOutcome::Success)
+        .client_id(&token.client_id)
+        .interaction(interaction_id)
+        .detail(json!({ "reason": why.reason() }));
     match store.revoke_token(&token.token_hash, &audit).await {
         Ok(_) => {
             crate::metrics::token_revoked(why.label());

@@ -275,7 +275,10 @@ impl OcspChecker {
             client,
             timeout: Duration::from_millis(config.timeout_ms),
             max_cache: Duration::from_secs(config.max_cache_secs),
-            responder_url: (!config.responder_url.is_empty()).then(|| config.responder_url.clone()),
+            responder_url: config
+                .responder_url
+                .as_ref()
+                .map(|u| u.as_str().to_string()),
             clock_skew,
             issuers,
             cache: Mutex::new(Cache::default()),

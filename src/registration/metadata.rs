@@ -86,14 +86,6 @@ pub struct ClientMetadata {
     pub backchannel: Option<Backchannel>,
 }
 
-impl ClientMetadata {
-    /// The registered grant types, space-separated: the client row's `grant_types` column.
-    pub fn grant_types_text(&self) -> String {
-        let names: Vec<&str> = self.grant_types.iter().map(|g| g.as_str()).collect();
-        names.join(" ")
-    }
-}
-
 /// `value` if the request's version allows it (`allowed` of its profile). A value that another
 /// served version allows is refused with the paths to register it at.
 fn in_version<T: ProtocolValue>(

@@ -40,12 +40,10 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::domain::{AuditAction, AuditOutcome, Profile, SpecVersion, secret};
+use crate::domain::{AuditAction, AuditOutcome, GrantTypes, Profile, SpecVersion, secret};
 use crate::jose::JwksCache;
 use crate::pki::ClientCertificate;
-use crate::store::{
-    AuditRecord, ClientRecord, ClientStore, Conflict, Database, JtiRecord, StoreError,
-};
+use crate::store::{AuditRecord, ClientRecord, ClientStore, Conflict, JtiRecord, StoreError};
 
 pub use metadata::ClientMetadata;
 pub use policy::Policy;
@@ -307,7 +305,7 @@ impl Registrar {
     /// The whole of POST: validate, mint, store (client, `jti`s, audit) in one transaction.
     pub async fn register(
         &self,
-        store: &Database,
+        store: &impl ClientStore,
         input: &Input<'_>,
         now: i64,
     ) -> Result<Registered, RegistrationError> {
@@ -323,32 +321,25 @@ impl Registrar {
             software_id: v.ssa.software_id.clone(),
             org_id: v.ssa.org_id.clone(),
             metadata: stored_body.to_string(),
-            grant_types: v.metadata.grant_types_text(),
+            grant_types: GrantTypes::new(&v.metadata.grant_types),
             scope: v.metadata.scope.clone(),
             client_secret_hash: secret::hash(&client_secret),
-            token_endpoint_auth_method: v.metadata.token_endpoint_auth_method.as_str().into(),
+            token_endpoint_auth_method: v.metadata.token_endpoint_auth_method,
             tls_client_auth_subject_dn: v.metadata.tls_client_auth_subject_dn.clone(),
             jwks_uri: v.ssa.software_jwks_endpoint.clone(),
             cert_thumbprint: Some(v.cert_thumbprint.clone()),
             enabled: true,
             created_at: now,
             updated_at: now,
-            dcr_version: v.version.as_str().into(),
+            dcr_version: v.version,
             jwks_revoked_uri: v.ssa.software_jwks_revoked_endpoint.clone(),
         };
         let (jtis, kinds) = self.jtis(&v, now);
-        let audit = AuditRecord {
-            at: now,
-            action: AuditAction::Register.as_str().into(),
-            outcome: AuditOutcome::Success.as_str().into(),
-            client_id: Some(client_id.clone()),
-            software_id: Some(v.ssa.software_id.clone()),
-            org_id: Some(v.ssa.org_id.clone()),
-            cert_thumbprint: Some(v.cert_thumbprint.clone()),
-            interaction_id: input.interaction_id.map(str::to_string),
-            dcr_version: Some(v.version.as_str().into()),
-            ..AuditRecord::default()
-        };
+        let audit = AuditRecord::new(now, AuditAction::Register, AuditOutcome::Success)
+            .client(&record)
+            .certificate(Some(v.cert_thumbprint.clone()))
+            .interaction(input.interaction_id)
+            .version(v.version);
         store
             .create_client(&record, self.policy.one_client_per_software, &jtis, &audit)
             .await
@@ -389,7 +380,7 @@ impl Registrar {
     /// shows it.
     pub async fn update(
         &self,
-        store: &Database,
+        store: &impl ClientStore,
         existing: &ClientRecord,
         input: &Input<'_>,
         now: i64,
@@ -411,33 +402,27 @@ impl Registrar {
         let body = client_body(&existing.client_id, existing.created_at, &v.metadata);
         let record = ClientRecord {
             metadata: body.to_string(),
-            grant_types: v.metadata.grant_types_text(),
+            grant_types: GrantTypes::new(&v.metadata.grant_types),
             scope: v.metadata.scope.clone(),
-            token_endpoint_auth_method: v.metadata.token_endpoint_auth_method.as_str().into(),
+            token_endpoint_auth_method: v.metadata.token_endpoint_auth_method,
             tls_client_auth_subject_dn: v.metadata.tls_client_auth_subject_dn.clone(),
             jwks_uri: v.ssa.software_jwks_endpoint.clone(),
             cert_thumbprint: Some(v.cert_thumbprint.clone()),
             updated_at: now,
-            dcr_version: v.version.as_str().into(),
+            dcr_version: v.version,
             jwks_revoked_uri: v.ssa.software_jwks_revoked_endpoint.clone(),
             ..existing.clone()
         };
         let (jtis, kinds) = self.jtis(&v, now);
-        let audit = AuditRecord {
-            at: now,
-            action: AuditAction::Update.as_str().into(),
-            outcome: AuditOutcome::Success.as_str().into(),
-            client_id: Some(existing.client_id.clone()),
-            software_id: Some(existing.software_id.clone()),
-            org_id: Some(existing.org_id.clone()),
-            cert_thumbprint: Some(v.cert_thumbprint.clone()),
-            interaction_id: input.interaction_id.map(str::to_string),
-            dcr_version: Some(v.version.as_str().into()),
-            // An upgrade (or a move back) says where the client came from.
-            detail: (existing.dcr_version != v.version.as_str())
-                .then(|| json!({"previous_version": existing.dcr_version}).to_string()),
-            ..AuditRecord::default()
-        };
+        let mut audit = AuditRecord::new(now, AuditAction::Update, AuditOutcome::Success)
+            .client(existing)
+            .certificate(Some(v.cert_thumbprint.clone()))
+            .interaction(input.interaction_id)
+            .version(v.version);
+        // An upgrade (or a move back) says where the client came from.
+        if existing.dcr_version != v.version {
+            audit = audit.detail(json!({"previous_version": existing.dcr_version}));
+        }
         let changed = changed_fields(&existing.metadata, &body);
         match store.update_client(&record, &changed, &jtis, &audit).await {
             Ok(true) => Ok(body),

@@ -5,20 +5,20 @@
 use serde_json::json;
 
 use super::RegistrationError;
-use crate::domain::{AuditAction, AuditOutcome, SpecVersion};
+use crate::domain::{AuditOutcome, SpecVersion};
 use crate::jose::jws::unverified_claims;
 use crate::store::{AuditLog, AuditRecord};
 use crate::text::printable;
 
-/// Records the refusal `e` of `action` (register or update) on the path of `version`;
-/// `audit` says who tried.
+/// Records the refusal `e` on the path of `version`; `audit` (its action a register or an
+/// update, its outcome refused) says who tried.
 pub async fn record<S: AuditLog>(
     store: &S,
     e: &RegistrationError,
-    action: AuditAction,
     version: SpecVersion,
     mut audit: AuditRecord,
 ) {
+    let action = audit.action;
     let code = e.error_code();
     let reason = e.to_string();
     crate::metrics::registration(
@@ -34,11 +34,9 @@ pub async fn record<S: AuditLog>(
     ) {
         return;
     }
-    audit.action = action.as_str().into();
-    audit.outcome = AuditOutcome::Refused.as_str().into();
+    audit.outcome = AuditOutcome::Refused;
     audit.error_code = Some(code.to_string());
-    audit.detail = Some(json!({ "reason": reason }).to_string());
-    audit.dcr_version = Some(version.as_str().into());
+    let audit = audit.detail(json!({ "reason": reason })).version(version);
     if let Err(e) = store.append_audit(&audit).await {
         tracing::warn!(error = %e, "could not audit a refusal");
     }

@@ -9,19 +9,25 @@
 //! [`JtiStore`], [`EventStore`]); [`Database`] implements them all. Inside, every write is a
 //! [`unit::WriteUnit`] that both backends execute, so its transaction rules exist once.
 //!
-//! Imports go one way (no cycles): `error` and `record` are leaves; `schema` uses `error`;
-//! `unit` uses those three; the backends (`postgres`, `sqlite`) use all of them and `pool`,
-//! never each other; this module uses everything.
+//! Reads that are not point reads go through one engine-neutral [`reads::Reads::fetch_rows`]
+//! with the statement's text from `schema`; each record decodes from its one column list
+//! (`row`).
+//!
+//! Imports go one way (no cycles): `error` and `record` are leaves; `row` uses them; `schema`
+//! uses those three; `unit` uses those four; `reads` and `pool` the leaves and `row`; the
+//! backends (`postgres`, `sqlite`) use all of them, never each other; this module uses
+//! everything.
 
 mod error;
 mod pool;
 mod postgres;
+mod reads;
 mod record;
+mod row;
 mod schema;
 mod sqlite;
 mod unit;
 
-use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,22 +41,25 @@ pub use record::{
 };
 
 use crate::config::DatabaseConfig;
+use crate::domain::SpecVersion;
 use postgres::PostgresStore;
+use reads::Reads;
+use row::Param;
 use sqlite::SqliteStore;
-use unit::{Expiring, Outbox, Outcome, Param, WriteUnit};
+use unit::{Expiring, Outbox, Outcome, WriteUnit};
 
-/// Runs `$call` with `$b` bound to the sqlx side of the backend: SQLite's reader and
-/// maintenance pools, or PostgreSQL. (Writes on the request path go through
+/// Runs `$call` with `$b` bound to the backend's sqlx pools ([`reads::Sqlx`]): SQLite's
+/// reader and maintenance pools, or PostgreSQL's. (Writes on the request path go through
 /// [`Database::write`] instead.)
 macro_rules! on_sqlx {
     ($self:ident, $b:ident => $call:expr) => {
         match &$self.backend {
             Backend::Sqlite(s) => {
-                let $b = &s.read;
+                let $b = &s.read.sqlx;
                 $call
             }
             Backend::Postgres(p) => {
-                let $b = p;
+                let $b = &p.sqlx;
                 $call
             }
         }
@@ -65,7 +74,7 @@ pub struct ClientFilter<'a> {
     pub software_id: Option<&'a str>,
     pub org_id: Option<&'a str>,
     pub enabled: Option<bool>,
-    pub dcr_version: Option<&'a str>,
+    pub dcr_version: Option<SpecVersion>,
     pub limit: i64,
 }
 
@@ -309,7 +318,13 @@ impl Database {
 
     /// Applies the embedded migrations; a no-op when they are applied already.
     pub async fn migrate(&self) -> StoreResult<()> {
-        retry_busy(|| async { on_sqlx!(self, b => b.migrate().await) }).await
+        retry_busy(|| async {
+            match &self.backend {
+                Backend::Sqlite(s) => s.read.migrate().await,
+                Backend::Postgres(p) => p.migrate().await,
+            }
+        })
+        .await
     }
 
     /// A cheap round trip, for `/ready`.
@@ -324,7 +339,10 @@ impl Database {
 
     /// Reader pool connections (in use, idle), for the metrics.
     pub fn pool_usage(&self) -> (usize, usize) {
-        on_sqlx!(self, b => b.usage())
+        match &self.backend {
+            Backend::Sqlite(s) => s.read.usage(),
+            Backend::Postgres(p) => p.usage(),
+        }
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -336,7 +354,8 @@ impl Database {
 
     /// Bulk load for `dcr-bench`'s seeder: inserts `clients` as they are, many per statement
     /// and all in one transaction, with no `jti`, no audit record and no one-per-software_id
-    /// key. Not for the request path.
+    /// key. Not for the request path, and not in the server's build.
+    #[cfg(feature = "test-support")]
     pub async fn seed_clients(&self, clients: &[ClientRecord]) -> StoreResult<()> {
         let row = |c| unit::client_row(c, false);
         on_sqlx!(self, b => b.insert_rows(schema::INSERT_CLIENTS, clients, row).await)
@@ -344,17 +363,19 @@ impl Database {
 
     /// Bulk load for `dcr-bench`'s seeder: inserts `tokens` (their clients must exist), many
     /// per statement and all in one transaction, with no audit record. Not for the request
-    /// path.
+    /// path, and not in the server's build.
+    #[cfg(feature = "test-support")]
     pub async fn seed_tokens(&self, tokens: &[TokenRecord]) -> StoreResult<()> {
         let row = unit::token_row;
         on_sqlx!(self, b => b.insert_rows(schema::INSERT_TOKENS, tokens, row).await)
     }
 
     /// The one place that picks a backend for a write.
-    async fn write(&self, unit: WriteUnit<'_>) -> StoreResult<Outcome> {
+    async fn write(&self, unit: WriteUnit) -> StoreResult<Outcome> {
+        let unit = Arc::new(unit);
         retry_busy(|| async {
             match &self.backend {
-                Backend::Sqlite(s) => s.write.write(&unit).await,
+                Backend::Sqlite(s) => s.write.write(Arc::clone(&unit)).await,
                 Backend::Postgres(p) => p.write(&unit).await,
             }
         })
@@ -483,8 +504,9 @@ async fn open_once(config: &crate::config::Config) -> Result<Database, OpenFaile
     Ok(store)
 }
 
-/// Test support: what integration tests read straight from the tables. Not for the server.
-#[doc(hidden)]
+/// Test support: what integration tests read straight from the tables. Only with the
+/// `test-support` feature (the tests and `dcr-bench` turn it on): not in the server's build.
+#[cfg(feature = "test-support")]
 impl Database {
     /// Rows in `table` (`clients`, `jtis`, `tokens` or `audit_log`).
     pub async fn count_rows(&self, table: &str) -> StoreResult<i64> {
@@ -546,10 +568,10 @@ impl ClientStore for Database {
         audit: &AuditRecord,
     ) -> StoreResult<()> {
         self.write(WriteUnit::CreateClient {
-            client: Cow::Borrowed(client),
+            client: client.clone(),
             unique_software_id,
-            jtis: Cow::Borrowed(jtis),
-            audit: Cow::Borrowed(audit),
+            jtis: jtis.to_vec(),
+            audit: audit.clone(),
             outbox: self.outbox(None),
         })
         .await
@@ -566,9 +588,9 @@ impl ClientStore for Database {
         let changed = serde_json::to_string(changed)
             .map_err(|e| StoreError::Other(format!("changed fields: {e}")))?;
         self.write(WriteUnit::UpdateClient {
-            client: Cow::Borrowed(client),
-            jtis: Cow::Borrowed(jtis),
-            audit: Cow::Borrowed(audit),
+            client: client.clone(),
+            jtis: jtis.to_vec(),
+            audit: audit.clone(),
             outbox: self.outbox(Some(changed)),
         })
         .await
@@ -581,11 +603,18 @@ impl ClientStore for Database {
         if client_id.contains('\0') {
             return Ok(None);
         }
-        retry_busy(|| async { on_sqlx!(self, b => b.get_client(client_id).await) }).await
+        retry_busy(|| async {
+            match &self.backend {
+                Backend::Sqlite(s) => s.read.get_client(client_id),
+                Backend::Postgres(p) => p.get_client(client_id).await,
+            }
+        })
+        .await
     }
 
     async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
-        retry_busy(|| async { on_sqlx!(self, b => b.list_clients().await) }).await
+        retry_busy(|| async { on_sqlx!(self, b => b.fetch_rows(schema::LIST_CLIENTS, &[]).await) })
+            .await
     }
 
     async fn list_clients_page(&self, f: &ClientFilter<'_>) -> StoreResult<Vec<ClientRecord>> {
@@ -594,7 +623,7 @@ impl ClientStore for Database {
             Param::OptText(f.software_id),
             Param::OptText(f.org_id),
             Param::Int(f.enabled.map_or(-1, i64::from)),
-            Param::OptText(f.dcr_version),
+            Param::OptText(f.dcr_version.map(SpecVersion::as_str)),
             Param::Int(f.limit),
         ];
         retry_busy(|| async {
@@ -605,8 +634,8 @@ impl ClientStore for Database {
 
     async fn delete_client(&self, client_id: &str, audit: &AuditRecord) -> StoreResult<bool> {
         self.write(WriteUnit::DeleteClient {
-            client_id: Cow::Borrowed(client_id),
-            audit: Cow::Borrowed(audit),
+            client_id: client_id.to_string(),
+            audit: audit.clone(),
             outbox: self.outbox(None),
         })
         .await
@@ -620,9 +649,9 @@ impl ClientStore for Database {
         audit: &AuditRecord,
     ) -> StoreResult<bool> {
         self.write(WriteUnit::SetEnabled {
-            client_id: Cow::Borrowed(client_id),
+            client_id: client_id.to_string(),
             enabled,
-            audit: Cow::Borrowed(audit),
+            audit: audit.clone(),
             outbox: self.outbox(None),
         })
         .await
@@ -638,16 +667,22 @@ impl TokenStore for Database {
         audit: &AuditRecord,
     ) -> StoreResult<()> {
         self.write(WriteUnit::InsertToken {
-            token: Cow::Borrowed(token),
-            jtis: Cow::Borrowed(jtis),
-            audit: Cow::Borrowed(audit),
+            token: token.clone(),
+            jtis: jtis.to_vec(),
+            audit: audit.clone(),
         })
         .await
         .map(drop)
     }
 
     async fn find_token(&self, token_hash: &str) -> StoreResult<Option<TokenRecord>> {
-        retry_busy(|| async { on_sqlx!(self, b => b.find_token(token_hash).await) }).await
+        retry_busy(|| async {
+            match &self.backend {
+                Backend::Sqlite(s) => s.read.find_token(token_hash),
+                Backend::Postgres(p) => p.find_token(token_hash).await,
+            }
+        })
+        .await
     }
 
     async fn find_token_and_client(
@@ -673,8 +708,8 @@ impl TokenStore for Database {
 
     async fn revoke_token(&self, token_hash: &str, audit: &AuditRecord) -> StoreResult<bool> {
         self.write(WriteUnit::RevokeToken {
-            token_hash: Cow::Borrowed(token_hash),
-            audit: Cow::Borrowed(audit),
+            token_hash: token_hash.to_string(),
+            audit: audit.clone(),
             outbox: self.outbox(None),
         })
         .await
@@ -694,7 +729,7 @@ impl TokenStore for Database {
 impl AuditLog for Database {
     async fn append_audit(&self, audit: &AuditRecord) -> StoreResult<()> {
         self.write(WriteUnit::AppendAudit {
-            audit: Cow::Borrowed(audit),
+            audit: audit.clone(),
         })
         .await
         .map(drop)
@@ -705,7 +740,11 @@ impl AuditLog for Database {
         client_id: Option<&str>,
         since: Option<i64>,
     ) -> StoreResult<Vec<AuditRecord>> {
-        retry_busy(|| async { on_sqlx!(self, b => b.list_audit(client_id, since).await) }).await
+        let params = [Param::OptText(client_id), Param::OptInt(since)];
+        retry_busy(|| async {
+            on_sqlx!(self, b => b.fetch_rows(schema::LIST_AUDIT, &params).await)
+        })
+        .await
     }
 
     async fn list_audit_page(
@@ -794,8 +833,8 @@ impl EventStore for Database {
     ) -> StoreResult<Vec<LeasedDelivery>> {
         let leased = self
             .write(WriteUnit::LeaseDeliveries {
-                owner: Cow::Borrowed(owner),
-                webhook: Cow::Borrowed(webhook),
+                owner: owner.to_string(),
+                webhook: webhook.to_string(),
                 until,
                 limit,
             })
@@ -819,8 +858,8 @@ impl EventStore for Database {
     ) -> StoreResult<bool> {
         self.write(WriteUnit::FinishDelivery {
             id: delivery_id,
-            owner: Cow::Borrowed(owner),
-            result: Cow::Borrowed(result),
+            owner: owner.to_string(),
+            result: result.clone(),
         })
         .await
         .map(Outcome::found)
@@ -833,8 +872,8 @@ impl EventStore for Database {
         until: i64,
     ) -> StoreResult<u64> {
         self.write(WriteUnit::RetryFailed {
-            event_id: event_id.map(Cow::Borrowed),
-            webhook: Cow::Borrowed(webhook),
+            event_id: event_id.map(str::to_string),
+            webhook: webhook.to_string(),
             until,
         })
         .await

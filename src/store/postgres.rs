@@ -5,39 +5,38 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::query::Query;
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::Postgres;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 
 use super::error::{StoreError, StoreResult};
 use super::pool;
-use super::record::{AuditRecord, ClientRecord, TokenRecord};
+use super::reads::{Engine, Reads, Sqlx, bind};
+use super::record::{ClientRecord, TokenRecord};
+use super::row::{Param, Row};
 use super::schema;
-use super::unit::{self, ExecuteAsync, Outcome, Param, Statement, WriteUnit};
+use super::unit::{self, ExecuteAsync, Outcome, Statement, WriteUnit};
 
 #[derive(Clone, Debug)]
 pub(super) struct PostgresStore {
-    pool: PgPool,
+    /// One pool for reads, writes, migrations and bulk loads.
+    pub(super) sqlx: Sqlx<Postgres>,
 }
 
 /// A key violation is a [`Conflict`](super::error::Conflict) when its constraint is one
 /// `schema` names; anything else maps by class.
-fn map_err(e: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &e
-        && let Some(conflict) = db.constraint().and_then(schema::postgres_conflict)
-    {
-        return StoreError::Conflict(conflict);
+impl Engine for Postgres {
+    fn map_err(e: sqlx::Error) -> StoreError {
+        if let sqlx::Error::Database(db) = &e
+            && let Some(conflict) = db.constraint().and_then(schema::postgres_conflict)
+        {
+            return StoreError::Conflict(conflict);
+        }
+        StoreError::from_sqlx(e)
     }
-    StoreError::from_sqlx(e)
 }
 
-fn bind<'q>(q: Query<'q, Postgres, PgArguments>, p: Param<'q>) -> Query<'q, Postgres, PgArguments> {
-    match p {
-        Param::Text(v) => q.bind(v),
-        Param::OptText(v) => q.bind(v),
-        Param::Int(v) => q.bind(v),
-        Param::Bool(v) => q.bind(v),
-    }
+fn map_err(e: sqlx::Error) -> StoreError {
+    <Postgres as Engine>::map_err(e)
 }
 
 /// A connection (or the transaction's) that runs a unit's statements.
@@ -48,7 +47,7 @@ impl ExecuteAsync for Exec<'_> {
         let q = s
             .params()
             .iter()
-            .fold(sqlx::query(s.sql), |q, p| bind(q, *p));
+            .fold(sqlx::query(s.sql), |q, p| bind!(q, *p));
         Ok(q.execute(&mut *self.0)
             .await
             .map_err(map_err)?
@@ -88,44 +87,37 @@ impl PostgresStore {
             .connect_with(options)
             .await
             .map_err(StoreError::from_sqlx)?;
-        Ok(Self { pool })
+        Ok(Self {
+            sqlx: Sqlx {
+                reads: pool.clone(),
+                maintenance: pool,
+            },
+        })
     }
 
     pub(super) async fn migrate(&self) -> StoreResult<()> {
         sqlx::migrate!("./migrations/postgres")
-            .run(&self.pool)
+            .run(&self.sqlx.maintenance)
             .await
             .map_err(StoreError::from_migrate)
     }
 
-    pub(super) async fn close(&self) {
-        self.pool.close().await;
-    }
-
     pub(super) fn usage(&self) -> (usize, usize) {
-        pool::usage(&self.pool)
+        pool::usage(&self.sqlx.reads)
     }
 
-    pub(super) async fn ping(&self) -> StoreResult<()> {
-        sqlx::query(schema::PING)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(())
-    }
-
-    pub(super) async fn write(&self, unit: &WriteUnit<'_>) -> StoreResult<Outcome> {
+    pub(super) async fn write(&self, unit: &WriteUnit) -> StoreResult<Outcome> {
         let now = crate::clock::now();
         if let Some(one) = unit.one_statement(now) {
-            let mut conn = self.pool.acquire().await.map_err(map_err)?;
+            let mut conn = self.sqlx.reads.acquire().await.map_err(map_err)?;
             return unit::run_one_async(&mut Exec(&mut conn), &one).await;
         }
         if !unit.needs_transaction() {
             // One statement is atomic by itself: no BEGIN and COMMIT round trips.
-            let mut conn = self.pool.acquire().await.map_err(map_err)?;
+            let mut conn = self.sqlx.reads.acquire().await.map_err(map_err)?;
             return unit::run_async(&mut Exec(&mut conn), unit, now).await;
         }
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.sqlx.reads.begin().await.map_err(map_err)?;
         // On an error `tx` is dropped, which rolls the unit back.
         let outcome = unit::run_async(&mut Exec(&mut tx), unit, now).await?;
         if outcome.commits() {
@@ -136,29 +128,16 @@ impl PostgresStore {
         Ok(outcome)
     }
 
+    /// A client by id: [`schema::SELECT_CLIENT`].
     pub(super) async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
-        let mut conn = pool::acquire_timed(&self.pool).await.map_err(map_err)?;
-        sqlx::query_as(schema::SELECT_CLIENT)
-            .bind(client_id)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(map_err)
+        let key = [Param::Text(client_id)];
+        self.sqlx.fetch_optional(schema::SELECT_CLIENT, &key).await
     }
 
-    pub(super) async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
-        sqlx::query_as(schema::LIST_CLIENTS)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)
-    }
-
+    /// A token by hash: [`schema::SELECT_TOKEN`].
     pub(super) async fn find_token(&self, token_hash: &str) -> StoreResult<Option<TokenRecord>> {
-        let mut conn = pool::acquire_timed(&self.pool).await.map_err(map_err)?;
-        sqlx::query_as(schema::SELECT_TOKEN)
-            .bind(token_hash)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(map_err)
+        let key = [Param::Text(token_hash)];
+        self.sqlx.fetch_optional(schema::SELECT_TOKEN, &key).await
     }
 
     /// [`schema::SELECT_TOKEN_AND_CLIENT`]: the token and the client in one round trip.
@@ -167,118 +146,21 @@ impl PostgresStore {
         token_hash: &str,
         client_id: &str,
     ) -> StoreResult<(Option<TokenRecord>, Option<ClientRecord>)> {
-        use sqlx::{FromRow, Row};
-        let mut conn = pool::acquire_timed(&self.pool).await.map_err(map_err)?;
-        let row = sqlx::query(schema::SELECT_TOKEN_AND_CLIENT)
-            .bind(token_hash)
-            .bind(client_id)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(map_err)?;
-        let token = match row
-            .try_get::<Option<String>, _>("t_token_hash")
-            .map_err(map_err)?
-        {
-            None => None,
-            Some(token_hash) => Some(TokenRecord {
-                token_hash,
-                client_id: row.try_get("t_client_id").map_err(map_err)?,
-                scope: row.try_get("t_scope").map_err(map_err)?,
-                cert_thumbprint: row.try_get("t_cert_thumbprint").map_err(map_err)?,
-                issued_at: row.try_get("t_issued_at").map_err(map_err)?,
-                expires_at: row.try_get("t_expires_at").map_err(map_err)?,
-                revoked: row.try_get("t_revoked").map_err(map_err)?,
-            }),
-        };
-        let client = match row
-            .try_get::<Option<String>, _>("client_id")
-            .map_err(map_err)?
-        {
-            None => None,
-            Some(_) => Some(ClientRecord::from_row(&row).map_err(map_err)?),
-        };
-        Ok((token, client))
+        let keys = [Param::Text(token_hash), Param::Text(client_id)];
+        let row: Option<TokenAndClient> = self
+            .sqlx
+            .fetch_optional(schema::SELECT_TOKEN_AND_CLIENT, &keys)
+            .await?;
+        Ok(row.map_or((None, None), |TokenAndClient(t, c)| (t, c)))
     }
+}
 
-    pub(super) async fn list_audit(
-        &self,
-        client_id: Option<&str>,
-        since: Option<i64>,
-    ) -> StoreResult<Vec<AuditRecord>> {
-        sqlx::query_as(schema::LIST_AUDIT)
-            .bind(client_id)
-            .bind(since)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)
-    }
+/// The two sides of [`schema::SELECT_TOKEN_AND_CLIENT`]'s outer join, one after the other.
+struct TokenAndClient(Option<TokenRecord>, Option<ClientRecord>);
 
-    /// Inserts `rows` with multi-row INSERTs, `head` naming the columns that each row's
-    /// parameters fill in order.
-    pub(super) async fn insert_rows<'r, const N: usize, R>(
-        &self,
-        head: &'static str,
-        rows: &'r [R],
-        params: impl Fn(&'r R) -> [Param<'r>; N],
-    ) -> StoreResult<()> {
-        // One transaction: one commit for the whole call, and nothing of it on an error.
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        for batch in rows.chunks(schema::BULK_ROWS) {
-            let mut q = QueryBuilder::<Postgres>::new(head);
-            q.push_values(batch, |mut b, row| {
-                for p in params(row) {
-                    match p {
-                        Param::Text(v) => b.push_bind(v),
-                        Param::OptText(v) => b.push_bind(v),
-                        Param::Int(v) => b.push_bind(v),
-                        Param::Bool(v) => b.push_bind(v),
-                    };
-                }
-            });
-            q.build().execute(&mut *tx).await.map_err(map_err)?;
-        }
-        tx.commit().await.map_err(map_err)?;
-        Ok(())
-    }
-
-    /// The rows a read query answers, decoded as `O`.
-    pub(super) async fn fetch_rows<O>(
-        &self,
-        sql: &'static str,
-        params: &[Param<'_>],
-    ) -> StoreResult<Vec<O>>
-    where
-        O: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
-    {
-        let q = params.iter().fold(sqlx::query_as(sql), |q, p| match *p {
-            Param::Text(v) => q.bind(v),
-            Param::OptText(v) => q.bind(v),
-            Param::Int(v) => q.bind(v),
-            Param::Bool(v) => q.bind(v),
-        });
-        let mut conn = pool::acquire_timed(&self.pool).await.map_err(map_err)?;
-        q.fetch_all(&mut *conn).await.map_err(map_err)
-    }
-
-    pub(super) async fn raw_execute(&self, sql: &str) -> StoreResult<u64> {
-        Ok(sqlx::query(sql)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?
-            .rows_affected())
-    }
-
-    pub(super) async fn raw_i64(&self, sql: &str) -> StoreResult<i64> {
-        sqlx::query_scalar(sql)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map_err)
-    }
-
-    pub(super) async fn raw_strings(&self, sql: &str) -> StoreResult<Vec<String>> {
-        sqlx::query_scalar(sql)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)
+impl Row for TokenAndClient {
+    const WIDTH: usize = TokenRecord::WIDTH + ClientRecord::WIDTH;
+    fn read(c: &mut super::row::Cursor<'_>) -> StoreResult<Self> {
+        Ok(Self(Row::read(c)?, Row::read(c)?))
     }
 }

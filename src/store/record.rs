@@ -1,24 +1,28 @@
-//! The rows, as the rest of the server sees them. A leaf module: every other store module may
-//! use it.
+//! The rows, as the rest of the server sees them: every value the domain has a type for is
+//! held as that type (decoded once, at the store's edge: `row`). A leaf module: every other
+//! store module may use it. Their columns are listed in `schema`.
 
 pub use crate::domain::EventType;
+use crate::domain::{
+    AuditAction, AuditOutcome, AuthMethod, DeliveryState, GrantTypes, SpecVersion,
+};
 
 /// A registered client, as stored.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClientRecord {
     pub client_id: String,
     pub software_id: String,
     pub org_id: String,
     /// The registered metadata as JSON: the response body without `client_secret`.
     pub metadata: String,
-    /// The registered `grant_types`, space-separated in their registered order: the copy the
-    /// token endpoint reads, so that it never parses `metadata`.
-    pub grant_types: String,
+    /// The registered `grant_types`, in their registered order: the copy the token endpoint
+    /// reads, so that it never parses `metadata`.
+    pub grant_types: GrantTypes,
     /// The registered `scope` string (space-separated scopes), likewise for the token endpoint.
     pub scope: String,
     /// Hash of the client secret; the secret itself is never stored.
     pub client_secret_hash: String,
-    pub token_endpoint_auth_method: String,
+    pub token_endpoint_auth_method: AuthMethod,
     pub tls_client_auth_subject_dn: Option<String>,
     /// The SSA's `software_jwks_endpoint`.
     pub jwks_uri: String,
@@ -27,8 +31,8 @@ pub struct ClientRecord {
     pub enabled: bool,
     pub created_at: i64,
     pub updated_at: i64,
-    /// The DCR version the client was registered or last updated under (`3.2`, `3.3`, `3.4`).
-    pub dcr_version: String,
+    /// The DCR version the client was registered or last updated under.
+    pub dcr_version: SpecVersion,
     /// The SSA's `software_jwks_revoked_endpoint`, if it named one.
     pub jwks_revoked_uri: Option<String>,
 }
@@ -44,7 +48,7 @@ pub struct JtiRecord {
 }
 
 /// An access token, stored only as a hash.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
     pub token_hash: String,
     pub client_id: String,
@@ -57,11 +61,11 @@ pub struct TokenRecord {
 }
 
 /// One line of the append-only audit log.
-#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AuditRecord {
     pub at: i64,
-    pub action: String,
-    pub outcome: String,
+    pub action: AuditAction,
+    pub outcome: AuditOutcome,
     pub client_id: Option<String>,
     pub software_id: Option<String>,
     pub org_id: Option<String>,
@@ -71,42 +75,119 @@ pub struct AuditRecord {
     /// Free-form JSON; never a secret.
     pub detail: Option<String>,
     /// The DCR version of a registration or update (and its refusal).
-    pub dcr_version: Option<String>,
+    pub dcr_version: Option<SpecVersion>,
+}
+
+impl AuditRecord {
+    /// A record of `action` ending in `outcome` at `at`, about no one yet: the methods below
+    /// say who and what.
+    pub fn new(at: i64, action: AuditAction, outcome: AuditOutcome) -> Self {
+        Self {
+            at,
+            action,
+            outcome,
+            client_id: None,
+            software_id: None,
+            org_id: None,
+            cert_thumbprint: None,
+            interaction_id: None,
+            error_code: None,
+            detail: None,
+            dcr_version: None,
+        }
+    }
+
+    /// About `client`: its id, software and organisation.
+    pub fn client(self, client: &ClientRecord) -> Self {
+        Self {
+            client_id: Some(client.client_id.clone()),
+            software_id: Some(client.software_id.clone()),
+            org_id: Some(client.org_id.clone()),
+            ..self
+        }
+    }
+
+    /// About the client `client_id` (whose row may be gone, or not read).
+    pub fn client_id(self, client_id: &str) -> Self {
+        Self {
+            client_id: Some(client_id.to_string()),
+            ..self
+        }
+    }
+
+    /// The software and organisation a request claims (a refusal's, perhaps unverified).
+    pub fn software(self, software_id: Option<String>, org_id: Option<String>) -> Self {
+        Self {
+            software_id,
+            org_id,
+            ..self
+        }
+    }
+
+    /// The `x5t#S256` of the certificate the request came with.
+    pub fn certificate(self, x5t_s256: Option<String>) -> Self {
+        Self {
+            cert_thumbprint: x5t_s256,
+            ..self
+        }
+    }
+
+    /// The request's `x-fapi-interaction-id`.
+    pub fn interaction(self, interaction_id: Option<&str>) -> Self {
+        Self {
+            interaction_id: interaction_id.map(str::to_string),
+            ..self
+        }
+    }
+
+    /// The DCR version of the registration or update.
+    pub fn version(self, version: SpecVersion) -> Self {
+        Self {
+            dcr_version: Some(version),
+            ..self
+        }
+    }
+
+    /// Free-form detail (never a secret).
+    pub fn detail(self, detail: serde_json::Value) -> Self {
+        Self {
+            detail: Some(detail.to_string()),
+            ..self
+        }
+    }
 }
 
 /// A provisioning event as stored: the data of its CloudEvent. Never a secret, a token or
 /// an SSA.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct EventRecord {
     /// Orders the events (of a client, and overall).
     pub id: i64,
     /// The CloudEvents `id` and the `webhook-id` of every delivery.
     pub event_id: String,
-    #[sqlx(rename = "type")]
     #[serde(rename = "type")]
-    pub event_type: String,
+    pub event_type: EventType,
     pub at: i64,
     pub client_id: String,
     pub software_id: String,
     pub org_id: String,
-    pub dcr_version: String,
-    /// The audit action of the change (`register`, `update`, `delete`, `client.disable`, …).
-    pub action: String,
+    pub dcr_version: SpecVersion,
+    /// The audit action of the change.
+    pub action: AuditAction,
     pub interaction_id: Option<String>,
     /// For `client.updated`: the metadata fields that changed, as a JSON array.
     pub changed: Option<String>,
 }
 
 /// Where an event's delivery to one webhook stands.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DeliveryRecord {
     pub id: i64,
     pub event_id: String,
     /// The webhook's URL.
     pub webhook: String,
     pub client_id: String,
-    /// `pending`, `delivered` or `failed`.
-    pub state: String,
+    pub state: DeliveryState,
     pub attempts: i64,
     /// When the next attempt is due (pending).
     pub next_at: i64,
@@ -142,14 +223,13 @@ impl EventTarget {
 }
 
 /// A delivery a worker holds the lease of, with its event.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeasedDelivery {
     pub delivery_id: i64,
     pub webhook: String,
     /// Attempts before this one.
     pub attempts: i64,
     pub expires_at: i64,
-    #[sqlx(flatten)]
     pub event: EventRecord,
 }
 
@@ -169,10 +249,9 @@ pub enum DeliveryResult {
 }
 
 /// An audit record with its position in the log (the cursor of a page).
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AuditEntry {
     pub id: i64,
-    #[sqlx(flatten)]
     #[serde(flatten)]
     pub record: AuditRecord,
 }

@@ -4,26 +4,70 @@
 //! UPDATE ... WHERE`, `CAST`), so each statement is one constant. They are constants, never
 //! formatted per request, so that both engines' statement caches hit.
 
-use super::error::Conflict;
+use super::error::{Conflict, StoreResult};
+use super::record::{
+    AuditEntry, AuditRecord, ClientRecord, DeliveryRecord, EventRecord, LeasedDelivery, TokenRecord,
+};
+use super::row::{Column, Cursor, Row, columns};
 
-// Column lists are macros so that the statements below are `concat!`ed constants.
-macro_rules! client_columns {
-    () => {
-        "client_id, software_id, org_id, metadata, grant_types, scope, client_secret_hash, \
-         token_endpoint_auth_method, tls_client_auth_subject_dn, jwks_uri, cert_thumbprint, \
-         enabled, created_at, updated_at, dcr_version, jwks_revoked_uri"
-    };
+// Each record's columns, once, in table order: the column lists of the statements below
+// (`concat!`ed constants), the order its values bind in, and the order it decodes in.
+columns! {
+    client_columns => ClientRecord {
+        client_id, software_id, org_id, metadata, grant_types, scope, client_secret_hash,
+        token_endpoint_auth_method, tls_client_auth_subject_dn, jwks_uri, cert_thumbprint,
+        enabled, created_at, updated_at, dcr_version, jwks_revoked_uri,
+    }
 }
-macro_rules! token_columns {
-    () => {
-        "token_hash, client_id, scope, cert_thumbprint, issued_at, expires_at, revoked"
-    };
+columns! {
+    token_columns => TokenRecord {
+        token_hash, client_id, scope, cert_thumbprint, issued_at, expires_at, revoked,
+    }
 }
-macro_rules! audit_columns {
-    () => {
-        "at, action, outcome, client_id, software_id, org_id, cert_thumbprint, interaction_id, \
-         error_code, detail, dcr_version"
-    };
+columns! {
+    audit_columns => AuditRecord {
+        at, action, outcome, client_id, software_id, org_id, cert_thumbprint, interaction_id,
+        error_code, detail, dcr_version,
+    }
+}
+// Events and deliveries are written by statements (from the client's row), never from a
+// record: their lists are read only.
+columns! {
+    event_columns => EventRecord after [id] read only {
+        event_id, event_type = "type", at, client_id, software_id, org_id, dcr_version, action,
+        interaction_id, changed,
+    }
+}
+columns! {
+    delivery_columns => DeliveryRecord read only {
+        id, event_id, webhook, client_id, state, attempts, next_at, expires_at, last_error,
+        done_at,
+    }
+}
+
+/// An audit record after its id.
+impl Row for AuditEntry {
+    const WIDTH: usize = 1 + AuditRecord::WIDTH;
+    fn read(c: &mut Cursor<'_>) -> StoreResult<Self> {
+        Ok(Self {
+            id: Column::read(c)?,
+            record: AuditRecord::read(c)?,
+        })
+    }
+}
+
+/// [`SELECT_LEASED`]: the delivery's columns, then its event's.
+impl Row for LeasedDelivery {
+    const WIDTH: usize = 4 + EventRecord::WIDTH;
+    fn read(c: &mut Cursor<'_>) -> StoreResult<Self> {
+        Ok(Self {
+            delivery_id: Column::read(c)?,
+            webhook: Column::read(c)?,
+            attempts: Column::read(c)?,
+            expires_at: Column::read(c)?,
+            event: EventRecord::read(c)?,
+        })
+    }
 }
 
 pub(super) const PING: &str = "SELECT 1";
@@ -47,6 +91,7 @@ pub(super) const LIST_CLIENTS_PAGE: &str = concat!(
      AND (CAST($3 AS TEXT) IS NULL OR org_id = $3) AND ($4 < 0 OR enabled = ($4 = 1)) \
      AND (CAST($5 AS TEXT) IS NULL OR dcr_version = $5) ORDER BY client_id LIMIT $6"
 );
+#[cfg(feature = "test-support")]
 /// The head of a multi-row insert: the client columns, then `software_id_unique` (the order
 /// of `unit::client_row`).
 pub(super) const INSERT_CLIENTS: &str = concat!(
@@ -54,6 +99,7 @@ pub(super) const INSERT_CLIENTS: &str = concat!(
     client_columns!(),
     ", software_id_unique) "
 );
+#[cfg(feature = "test-support")]
 /// Rows per multi-row INSERT: 17 parameters a row stays well under both engines' limit of
 /// bound parameters (SQLite 32766, PostgreSQL 65535).
 pub(super) const BULK_ROWS: usize = 1000;
@@ -89,17 +135,16 @@ pub(super) const SELECT_TOKEN: &str = concat!(
     " FROM tokens WHERE token_hash = $1"
 );
 /// A token by hash (`$1`) and a client by id (`$2`), in one row: what every management call
-/// reads first, in one round trip (PostgreSQL). The token's columns carry a `t_` prefix; a
-/// missing token or client leaves its columns NULL.
+/// reads first, in one round trip (PostgreSQL). The token's columns come first, then the
+/// client's; a missing token or client leaves its columns NULL.
 pub(super) const SELECT_TOKEN_AND_CLIENT: &str = concat!(
-    "SELECT t.*, c.* FROM (SELECT 1 AS one) o \
-     LEFT JOIN (SELECT token_hash AS t_token_hash, client_id AS t_client_id, scope AS t_scope, \
-     cert_thumbprint AS t_cert_thumbprint, issued_at AS t_issued_at, \
-     expires_at AS t_expires_at, revoked AS t_revoked FROM tokens WHERE token_hash = $1) t \
-     ON TRUE LEFT JOIN (SELECT ",
+    "SELECT t.*, c.* FROM (SELECT 1 AS one) o LEFT JOIN (SELECT ",
+    token_columns!(),
+    " FROM tokens WHERE token_hash = $1) t ON TRUE LEFT JOIN (SELECT ",
     client_columns!(),
     " FROM clients WHERE client_id = $2) c ON TRUE"
 );
+#[cfg(feature = "test-support")]
 /// The head of a multi-row insert (the order of `unit::token_row`).
 pub(super) const INSERT_TOKENS: &str = concat!("INSERT INTO tokens (", token_columns!(), ") ");
 pub(super) const INSERT_TOKEN: &str = concat!(
@@ -151,19 +196,6 @@ pub(super) const LIST_AUDIT: &str = concat!(
     " FROM audit_log WHERE (CAST($1 AS TEXT) IS NULL OR client_id = $1) \
      AND (CAST($2 AS BIGINT) IS NULL OR at >= $2) ORDER BY id"
 );
-
-macro_rules! event_columns {
-    () => {
-        "event_id, type, at, client_id, software_id, org_id, dcr_version, action, \
-         interaction_id, changed"
-    };
-}
-macro_rules! delivery_columns {
-    () => {
-        "id, event_id, webhook, client_id, state, attempts, next_at, expires_at, last_error, \
-         done_at"
-    };
-}
 
 /// A registration as one PostgreSQL statement, when no webhook wants its event: the client
 /// (`$1`–`$17`, `unit::client_row`), its `client.registered` event written from the client's
@@ -283,11 +315,13 @@ pub(super) const LEASE_DELIVERIES_SQLITE: &str = concat!(
     ") AND state = 'pending' AND lease_until <= $3"
 );
 /// The deliveries worker `$1` leased until `$2`, with their events, oldest first.
-pub(super) const SELECT_LEASED: &str = "SELECT d.id AS delivery_id, d.webhook, d.attempts, \
-     d.expires_at, e.id, e.event_id, e.type, e.at, e.client_id, e.software_id, e.org_id, \
-     e.dcr_version, e.action, e.interaction_id, e.changed \
-     FROM event_deliveries d JOIN events e ON e.event_id = d.event_id \
-     WHERE d.lease_owner = $1 AND d.lease_until = $2 ORDER BY d.id";
+pub(super) const SELECT_LEASED: &str = concat!(
+    "SELECT d.id, d.webhook, d.attempts, d.expires_at, e.* \
+     FROM event_deliveries d JOIN (SELECT id, ",
+    event_columns!(),
+    " FROM events) e ON e.event_id = d.event_id \
+     WHERE d.lease_owner = $1 AND d.lease_until = $2 ORDER BY d.id"
+);
 /// Delivery `$1` by lease holder `$2` succeeded at `$3`.
 pub(super) const DELIVERED: &str = "UPDATE event_deliveries SET state = 'delivered', \
      attempts = attempts + 1, done_at = $3, last_error = NULL, lease_owner = NULL, \
@@ -342,6 +376,7 @@ pub(super) const LIST_AUDIT_PAGE: &str = concat!(
      AND at >= $3 ORDER BY id LIMIT $4"
 );
 
+#[cfg(feature = "test-support")]
 /// Row counts per table, for tests.
 pub(super) const COUNT_ROWS: [(&str, &str); 6] = [
     ("clients", "SELECT COUNT(*) FROM clients"),
@@ -351,6 +386,7 @@ pub(super) const COUNT_ROWS: [(&str, &str); 6] = [
     ("events", "SELECT COUNT(*) FROM events"),
     ("event_deliveries", "SELECT COUNT(*) FROM event_deliveries"),
 ];
+#[cfg(feature = "test-support")]
 pub(super) const COUNT_MIGRATIONS: &str = "SELECT COUNT(*) FROM _sqlx_migrations";
 
 /// The keys a write can run into, by the name each engine reports: PostgreSQL reports the

@@ -230,7 +230,7 @@ async fn the_admin_api_does_what_the_cli_does(backend: Backend) -> Result<()> {
         })
         .await?
         .into_iter()
-        .map(|(e, _)| e.event_type)
+        .map(|(e, _)| e.event_type.to_string())
         .collect();
     ensure_eq!(
         types,

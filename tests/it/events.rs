@@ -49,7 +49,7 @@ async fn new_events(ctx: &Ctx, skip: usize) -> Result<Vec<(String, String)>> {
         .await?
         .into_iter()
         .skip(skip)
-        .map(|e| (e.event_type, e.action))
+        .map(|e| (e.event_type.to_string(), e.action.to_string()))
         .collect())
 }
 
@@ -109,12 +109,12 @@ async fn every_change_writes_exactly_its_event(backend: Backend) -> Result<()> {
     let all = events(&ctx).await?;
     ensure_eq!(all.len(), 1);
     let registered = &all[0];
-    ensure_eq!(registered.event_type, "client.registered");
-    ensure_eq!(registered.action, "register");
+    ensure_eq!(registered.event_type.as_str(), "client.registered");
+    ensure_eq!(registered.action.as_str(), "register");
     ensure_eq!(registered.client_id, id);
     ensure_eq!(registered.software_id, ctx.sandbox.tpp.software_id);
     ensure_eq!(registered.org_id, ctx.sandbox.tpp.org_id);
-    ensure_eq!(registered.dcr_version, "3.2");
+    ensure_eq!(registered.dcr_version.as_str(), "3.2");
     ensure_eq!(registered.interaction_id.as_deref(), Some(interaction));
     ensure_eq!(registered.changed, None);
     ensure!(uuid::Uuid::parse_str(&registered.event_id).is_ok());
@@ -132,7 +132,7 @@ async fn every_change_writes_exactly_its_event(backend: Backend) -> Result<()> {
     ensure!(updated.status == 200, "{} {}", updated.status, updated.body);
     let all = events(&ctx).await?;
     ensure_eq!(all.len(), 2);
-    ensure_eq!(all[1].event_type, "client.updated");
+    ensure_eq!(all[1].event_type.as_str(), "client.updated");
     let changed: Vec<String> = serde_json::from_str(all[1].changed.as_deref().context("changed")?)?;
     // The request carried a newly signed SSA, and a new scope.
     ensure_eq!(
@@ -467,7 +467,7 @@ async fn webhooks_get_every_event_signed_and_in_order(backend: Backend) -> Resul
         listed
             .iter()
             .flat_map(|(_, d)| d)
-            .all(|d| d.state == "delivered" && d.attempts == 1)
+            .all(|d| d.state.as_str() == "delivered" && d.attempts == 1)
     );
     ctx.server.stop().await
 }
@@ -677,7 +677,7 @@ async fn a_stalled_webhook_holds_up_no_other(backend: Backend) -> Result<()> {
         .iter()
         .flat_map(|(_, d)| d)
         .filter(|d| d.webhook == stalled.url)
-        .map(|d| (d.state.clone(), d.attempts))
+        .map(|d| (d.state.to_string(), d.attempts))
         .collect();
     ensure_eq!(
         to_stalled,

@@ -391,19 +391,18 @@ async fn authorisation_rules(backend: Backend) -> Result<()> {
     ensure_eq!(
         revocations
             .iter()
-            .filter(|r| r.action == "token.revoke")
+            .filter(|r| r.action.as_str() == "token.revoke")
             .count(),
         2
     );
 
     // Expired and revoked tokens, written straight into the store.
     let now = dcr_server::clock::now();
-    let audit = AuditRecord {
-        at: now,
-        action: "token.issue".into(),
-        outcome: "success".into(),
-        ..Default::default()
-    };
+    let audit = AuditRecord::new(
+        now,
+        dcr_server::domain::AuditAction::TokenIssue,
+        dcr_server::domain::AuditOutcome::Success,
+    );
     for (name, expires_at, revoke) in [("expired", now - 1, false), ("revoked", now + 600, true)] {
         let raw = format!("{name}-token-value");
         let record = TokenRecord {
@@ -1223,9 +1222,9 @@ async fn interaction_id_and_metrics(backend: Backend) -> Result<()> {
         .list_audit(None, None)
         .await?
         .into_iter()
-        .find(|r| r.outcome == "refused")
+        .find(|r| r.outcome.as_str() == "refused")
         .context("no audit record for the refusal")?;
-    ensure_eq!(refusal.action, "register");
+    ensure_eq!(refusal.action.as_str(), "register");
     ensure_eq!(
         refusal.error_code.as_deref(),
         Some("invalid_client_metadata")

@@ -1402,7 +1402,7 @@ async fn run_row(ctx: &Ctx, r: &Row, version: SpecVersion, req: &Req) -> Result<
         );
         let id = body["client_id"].as_str().unwrap_or_default();
         let stored = ctx.store.get_client(id).await?.context("no row")?;
-        ensure_eq!(stored.dcr_version, version.as_str());
+        ensure_eq!(stored.dcr_version.as_str(), version.as_str());
         return Ok(());
     }
     ensure!(
@@ -1510,12 +1510,11 @@ async fn one_client_per_software_id(backend: Backend) -> Result<()> {
     ensure_eq!(body["error"], json!(ICM));
     ensure_eq!(count_rows(&ctx.store, "clients").await?, 1);
     // Once the client is deleted, the software may register again.
-    let audit = dcr_server::store::AuditRecord {
-        at: dcr_server::clock::now(),
-        action: "delete".into(),
-        outcome: "success".into(),
-        ..Default::default()
-    };
+    let audit = dcr_server::store::AuditRecord::new(
+        dcr_server::clock::now(),
+        dcr_server::domain::AuditAction::Delete,
+        dcr_server::domain::AuditOutcome::Success,
+    );
     ensure!(ctx.store.delete_client(&client_id, &audit).await?);
     ensure_eq!(ctx.post(&ctx.request(|_| {})?, true).await?.0, 201);
     ctx.server.stop().await

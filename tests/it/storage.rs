@@ -1,6 +1,7 @@
 //! The storage suite: the same checks against SQLite and PostgreSQL.
 
 use anyhow::{Context, Result, bail, ensure};
+use dcr_server::domain::{AuditOutcome, AuthMethod, SpecVersion};
 use dcr_server::store::{
     AuditLog, AuditRecord, ClientRecord, ClientStore, Conflict, Database, DeliveryResult,
     EventFilter, EventRouting, EventStore, EventTarget, EventType, JtiRecord, JtiStore,
@@ -47,17 +48,17 @@ fn client(client_id: &str, software_id: &str) -> ClientRecord {
             r#"{{"client_id":"{client_id}","redirect_uris":["{}"]}}"#,
             long_uri()
         ),
-        grant_types: "client_credentials".into(),
+        grant_types: "client_credentials".parse().expect("grant types"),
         scope: "openid accounts".into(),
         client_secret_hash: "hash".into(),
-        token_endpoint_auth_method: "private_key_jwt".into(),
+        token_endpoint_auth_method: AuthMethod::PrivateKeyJwt,
         tls_client_auth_subject_dn: None,
         jwks_uri: "https://keystore.example.com/jwks".into(),
         cert_thumbprint: Some("thumb".into()),
         enabled: true,
         created_at: now,
         updated_at: now,
-        dcr_version: "3.4".into(),
+        dcr_version: SpecVersion::V3_4,
         jwks_revoked_uri: None,
     }
 }
@@ -68,13 +69,8 @@ fn long_uri() -> String {
 }
 
 fn audit(action: &str, client_id: &str) -> AuditRecord {
-    AuditRecord {
-        at: dcr_server::clock::now(),
-        action: action.into(),
-        outcome: "success".into(),
-        client_id: Some(client_id.into()),
-        ..AuditRecord::default()
-    }
+    let action = action.parse().expect("an audit action");
+    AuditRecord::new(dcr_server::clock::now(), action, AuditOutcome::Success).client_id(client_id)
 }
 
 fn jti(scope: &str, jti: &str, expires_at: i64) -> JtiRecord {
@@ -113,7 +109,7 @@ async fn clients_round_trip(backend: Backend) -> Result<()> {
 
     let mut updated = c.clone();
     updated.metadata = r#"{"client_id":"c1","scope":"openid"}"#.into();
-    updated.grant_types = "client_credentials refresh_token".into();
+    updated.grant_types = "client_credentials refresh_token".parse()?;
     updated.scope = "openid".into();
     updated.updated_at += 5;
     ensure!(
@@ -270,7 +266,7 @@ async fn jti_expiry_and_purge(backend: Backend) -> Result<()> {
     s.insert_token(
         &token("t1", "a", now),
         &[jti("ssa:OB", "old", now + 600)],
-        &audit("token", "a"),
+        &audit("token.issue", "a"),
     )
     .await?;
     conflict(
@@ -286,7 +282,7 @@ async fn jti_expiry_and_purge(backend: Backend) -> Result<()> {
     s.insert_token(
         &token("t2", "a", now),
         &[jti("ssa:OB", "gone", now - 10)],
-        &audit("token", "a"),
+        &audit("token.issue", "a"),
     )
     .await?;
     ensure_eq!(s.purge_expired_jtis(now).await?, 1);
@@ -295,7 +291,7 @@ async fn jti_expiry_and_purge(backend: Backend) -> Result<()> {
         s.insert_token(
             &token("t3", "a", now),
             &[jti("ssa:OB", "old", now + 900)],
-            &audit("token", "a"),
+            &audit("token.issue", "a"),
         )
         .await,
         Conflict::Jti(0),
@@ -305,7 +301,7 @@ async fn jti_expiry_and_purge(backend: Backend) -> Result<()> {
     s.insert_token(
         &token("t4", "a", now),
         &[jti("ssa:OB", "gone", now + 600)],
-        &audit("token", "a"),
+        &audit("token.issue", "a"),
     )
     .await?;
     Ok(())
@@ -361,7 +357,7 @@ async fn concurrent_jti_is_accepted_once(backend: Backend) -> Result<()> {
             s.insert_token(
                 &token(&format!("race-{i}"), &client_id, now),
                 &[jti("assertion:race", "one", later)],
-                &audit("token", &client_id),
+                &audit("token.issue", &client_id),
             )
             .await
         }));
@@ -400,8 +396,12 @@ async fn a_failing_unit_undoes_only_its_own_rows(backend: Backend) -> Result<()>
         &audit("register", "holder"),
     )
     .await?;
-    s.insert_token(&token("t-gone", "gone", now), &[], &audit("token", "gone"))
-        .await?;
+    s.insert_token(
+        &token("t-gone", "gone", now),
+        &[],
+        &audit("token.issue", "gone"),
+    )
+    .await?;
     let purge = {
         let s = s.clone();
         tokio::spawn(async move { s.purge_expired_jtis(now).await })
@@ -472,9 +472,9 @@ async fn tokens_and_client_deletion(backend: Backend) -> Result<()> {
     s.create_client(&client("a", "sw"), true, &[], &audit("register", "a"))
         .await?;
     let token = |hash: &str, client_id: &str| token(hash, client_id, now);
-    s.insert_token(&token("t1", "a"), &[], &audit("token", "a"))
+    s.insert_token(&token("t1", "a"), &[], &audit("token.issue", "a"))
         .await?;
-    s.insert_token(&token("t2", "a"), &[], &audit("token", "a"))
+    s.insert_token(&token("t2", "a"), &[], &audit("token.issue", "a"))
         .await?;
     ensure_eq!(s.find_token("t1").await?, Some(token("t1", "a")));
     // Read together (one query on PostgreSQL), each as the single reads give it; either may
@@ -496,25 +496,28 @@ async fn tokens_and_client_deletion(backend: Backend) -> Result<()> {
     s.insert_token(
         &token("t4", "a"),
         std::slice::from_ref(&assertion),
-        &audit("token", "a"),
+        &audit("token.issue", "a"),
     )
     .await?;
     let audited = s.count_rows("audit_log").await?;
     conflict(
-        s.insert_token(&token("t5", "a"), &[assertion], &audit("token", "a"))
+        s.insert_token(&token("t5", "a"), &[assertion], &audit("token.issue", "a"))
             .await,
         Conflict::Jti(0),
     )?;
     ensure_eq!(s.find_token("t5").await?, None);
     // Nor its audit record (on PostgreSQL the three are one statement).
     ensure_eq!(s.count_rows("audit_log").await?, audited);
-    ensure!(s.revoke_token("t1", &audit("revoke", "a")).await?);
-    ensure!(!s.revoke_token("t1", &audit("revoke", "a")).await?);
-    ensure!(!s.revoke_token("unknown", &audit("revoke", "a")).await?);
+    ensure!(s.revoke_token("t1", &audit("token.revoke", "a")).await?);
+    ensure!(!s.revoke_token("t1", &audit("token.revoke", "a")).await?);
+    ensure!(
+        !s.revoke_token("unknown", &audit("token.revoke", "a"))
+            .await?
+    );
     ensure_eq!(s.find_token("t1").await?.map(|t| t.revoked), Some(true));
     // No token for a client that does not exist.
     conflict(
-        s.insert_token(&token("t3", "ghost"), &[], &audit("token", "ghost"))
+        s.insert_token(&token("t3", "ghost"), &[], &audit("token.issue", "ghost"))
             .await,
         Conflict::UnknownClient,
     )?;
@@ -530,7 +533,8 @@ async fn tokens_and_client_deletion(backend: Backend) -> Result<()> {
         .await?;
     let mut old = token("old", "b");
     old.expires_at = now - 1;
-    s.insert_token(&old, &[], &audit("token", "b")).await?;
+    s.insert_token(&old, &[], &audit("token.issue", "b"))
+        .await?;
     ensure_eq!(s.purge_expired_tokens(now).await?, 1);
     ensure_eq!(s.find_token("old").await?, None);
     Ok(())
@@ -584,7 +588,12 @@ async fn migrations_keep_existing_data(backend: Backend) -> Result<()> {
     s.migrate().await?;
     let old = s.get_client("old").await?;
     ensure_eq!(
-        old.map(|c| (c.metadata, c.client_secret_hash, c.grant_types, c.scope)),
+        old.map(|c| (
+            c.metadata,
+            c.client_secret_hash,
+            c.grant_types.to_string(),
+            c.scope
+        )),
         Some((
             r#"{"client_id":"old"}"#.to_string(),
             "hash".to_string(),
@@ -793,7 +802,7 @@ async fn migration_0003_copies_grant_types_and_scope(backend: Backend) -> Result
     }
     // New rows carry their own values.
     let mut fresh = client("fresh", "sw-fresh");
-    fresh.grant_types = "client_credentials".into();
+    fresh.grant_types = "client_credentials".parse()?;
     fresh.scope = "payments".into();
     s.create_client(&fresh, true, &[], &audit("register", "fresh"))
         .await?;
@@ -826,27 +835,27 @@ async fn migration_0004_gives_existing_clients_v3_2(backend: Backend) -> Result<
     let s = db.connect().await?;
     s.migrate().await?;
     let old = s.get_client("old").await?.context("client")?;
-    ensure_eq!(old.dcr_version, "3.2");
+    ensure_eq!(old.dcr_version.as_str(), "3.2");
     ensure_eq!(s.list_audit(Some("old"), None).await?[0].dcr_version, None);
     // An update moves it; a new client has its own version.
     let moved = ClientRecord {
-        dcr_version: "3.4".into(),
+        dcr_version: SpecVersion::V3_4,
         jwks_revoked_uri: None,
         updated_at: 2,
         ..old
     };
     let mut update = audit("update", "old");
-    update.dcr_version = Some("3.4".into());
+    update.dcr_version = Some(SpecVersion::V3_4);
     ensure!(s.update_client(&moved, &[], &[], &update).await?);
     ensure_eq!(s.get_client("old").await?, Some(moved));
     let trail = s.list_audit(Some("old"), None).await?;
-    ensure_eq!(trail[1].dcr_version.as_deref(), Some("3.4"));
+    ensure_eq!(trail[1].dcr_version.map(|v| v.as_str()), Some("3.4"));
     let fresh = client("fresh", "sw-fresh");
     s.create_client(&fresh, true, &[], &audit("register", "fresh"))
         .await?;
     ensure_eq!(
         s.get_client("fresh").await?.map(|c| c.dcr_version),
-        Some("3.4".into())
+        Some(SpecVersion::V3_4)
     );
     Ok(())
 }
@@ -893,7 +902,7 @@ fn leased(got: &[LeasedDelivery]) -> Vec<(String, String, String)> {
             (
                 d.webhook.clone(),
                 d.event.client_id.clone(),
-                d.event.event_type.clone(),
+                d.event.event_type.to_string(),
             )
         })
         .collect();
@@ -1019,7 +1028,7 @@ async fn event_deliveries_are_leased_in_order_and_purged(backend: Backend) -> Re
     let (event, deliveries) = &failed[0];
     ensure_eq!(event.client_id, "c2");
     ensure_eq!(deliveries.len(), 1);
-    ensure_eq!(deliveries[0].state, "failed");
+    ensure_eq!(deliveries[0].state.as_str(), "failed");
     ensure_eq!(deliveries[0].attempts, 1);
     ensure_eq!(deliveries[0].last_error.as_deref(), Some("timed out"));
     // Only the webhook asked for is retried.
@@ -1052,7 +1061,7 @@ async fn event_deliveries_are_leased_in_order_and_purged(backend: Backend) -> Re
         })
         .await?;
     ensure_eq!(left.len(), 1);
-    ensure_eq!(left[0].0.event_type, "client.disabled");
+    ensure_eq!(left[0].0.event_type.as_str(), "client.disabled");
     ensure_eq!(left[0].1.len(), 2);
     Ok(())
 }
@@ -1104,7 +1113,7 @@ async fn retries_skip_webhooks_no_longer_configured(backend: Backend) -> Result<
         let states: Vec<(String, String)> = listed
             .iter()
             .flat_map(|(_, d)| d)
-            .map(|d| (d.webhook.clone(), d.state.clone()))
+            .map(|d| (d.webhook.clone(), d.state.to_string()))
             .collect();
         anyhow::Ok((listed[0].0.event_id.clone(), states))
     };

@@ -102,7 +102,7 @@ async fn upgrade_by_put_keeps_client_id_tokens_and_binding(backend: Backend) -> 
     let ctx = Ctx::start(backend, POLICY_OFF, "").await?;
     let (id, token) = ctx.mobile_v3_2_client().await?;
     let before = ctx.store.get_client(&id).await?.context("row")?;
-    ensure_eq!(before.dcr_version, "3.2");
+    ensure_eq!(before.dcr_version.as_str(), "3.2");
 
     let upgrade = ctx.request(|r| {
         r["application_type"] = json!("native");
@@ -125,7 +125,7 @@ async fn upgrade_by_put_keeps_client_id_tokens_and_binding(backend: Backend) -> 
         json!(["client_credentials", JWT_BEARER])
     );
     let after = ctx.store.get_client(&id).await?.context("row")?;
-    ensure_eq!(after.dcr_version, "3.4");
+    ensure_eq!(after.dcr_version.as_str(), "3.4");
     ensure_eq!(after.client_secret_hash, before.client_secret_hash);
     ensure_eq!(after.cert_thumbprint, before.cert_thumbprint);
     ensure_eq!(after.created_at, before.created_at);
@@ -136,13 +136,13 @@ async fn upgrade_by_put_keeps_client_id_tokens_and_binding(backend: Backend) -> 
     let trail = ctx.store.list_audit(Some(&id), None).await?;
     let steps: Vec<(&str, Option<&str>)> = trail
         .iter()
-        .filter(|a| !a.action.starts_with("token"))
-        .map(|a| (a.action.as_str(), a.dcr_version.as_deref()))
+        .filter(|a| !a.action.as_str().starts_with("token"))
+        .map(|a| (a.action.as_str(), a.dcr_version.map(|v| v.as_str())))
         .collect();
     ensure_eq!(steps, [("register", Some("3.2")), ("update", Some("3.4"))]);
     let update = trail
         .iter()
-        .find(|a| a.action == "update")
+        .find(|a| a.action.as_str() == "update")
         .context("update")?;
     ensure_eq!(
         update.detail.as_deref(),
@@ -162,7 +162,7 @@ async fn upgrade_by_put_keeps_client_id_tokens_and_binding(backend: Backend) -> 
     ensure_eq!(body["backchannel_token_delivery_mode"], json!("ping"));
     ensure_eq!(
         ctx.store.get_client(&id).await?.map(|c| c.dcr_version),
-        Some("3.3".into())
+        Some(dcr_server::domain::SpecVersion::V3_3)
     );
 
     // DELETE on any served path.
@@ -226,8 +226,8 @@ async fn refused_upgrade_changes_nothing(backend: Backend) -> Result<()> {
         .list_audit(Some(&id), None)
         .await?
         .into_iter()
-        .filter(|a| a.outcome == "refused")
-        .map(|a| (a.action, a.dcr_version))
+        .filter(|a| a.outcome.as_str() == "refused")
+        .map(|a| (a.action.to_string(), a.dcr_version.map(|v| v.to_string())))
         .collect();
     ensure_eq!(refusals.len(), 3);
     ensure!(

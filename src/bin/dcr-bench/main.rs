@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
+use dcr_server::domain::{AuthMethod, GrantType, GrantTypes, SpecVersion};
 use dcr_server::sandbox::{RequestOptions, Sandbox};
 use dcr_server::store::{ClientRecord, TokenRecord};
 use serde_json::{Value, json};
@@ -674,7 +675,11 @@ fn main() -> Result<()> {
 const SEED_CHUNK: usize = 10_000;
 
 /// What every seeded client registered (in its metadata and in the row's own columns).
-const SEED_GRANT_TYPES: [&str; 3] = ["authorization_code", "client_credentials", "refresh_token"];
+const SEED_GRANT_TYPES: [GrantType; 3] = [
+    GrantType::AuthorizationCode,
+    GrantType::ClientCredentials,
+    GrantType::RefreshToken,
+];
 const SEED_SCOPE: &str = "openid accounts payments";
 
 /// A seeded client, shaped and sized like a registered one.
@@ -684,17 +689,17 @@ fn seed_client(id: &str, now: i64, ssa: &str) -> ClientRecord {
         software_id: format!("sw{id}"),
         org_id: "seedorg".into(),
         metadata: seed_metadata(id, now, ssa),
-        grant_types: SEED_GRANT_TYPES.join(" "),
+        grant_types: GrantTypes::new(&SEED_GRANT_TYPES),
         scope: SEED_SCOPE.into(),
         client_secret_hash: dcr_server::domain::secret::hash(id),
-        token_endpoint_auth_method: "private_key_jwt".into(),
+        token_endpoint_auth_method: AuthMethod::PrivateKeyJwt,
         tls_client_auth_subject_dn: None,
         jwks_uri: "https://seed.invalid/jwks".into(),
         cert_thumbprint: None,
         enabled: true,
         created_at: now,
         updated_at: now,
-        dcr_version: "3.2".into(),
+        dcr_version: SpecVersion::V3_2,
         jwks_revoked_uri: None,
     }
 }

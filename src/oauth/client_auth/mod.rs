@@ -271,11 +271,11 @@ async fn enabled_client<S: ClientStore>(
 
 /// The client registered `method`.
 fn registered(client: &ClientRecord, method: AuthMethod) -> Result<(), ClientAuthError> {
-    if client.token_endpoint_auth_method == method.as_str() {
+    if client.token_endpoint_auth_method == method {
         Ok(())
     } else {
         Err(ClientAuthError::WrongMethod {
-            registered: client.token_endpoint_auth_method.clone(),
+            registered: client.token_endpoint_auth_method.to_string(),
             presented: method,
         })
     }
@@ -292,17 +292,19 @@ pub(crate) mod tests {
             software_id: "sw".into(),
             org_id: "org".into(),
             metadata: "{}".into(),
-            grant_types: "client_credentials".into(),
+            grant_types: crate::domain::GrantTypes::new(&[
+                crate::domain::GrantType::ClientCredentials,
+            ]),
             scope: "openid accounts".into(),
             client_secret_hash: crate::domain::secret::hash("s3cret"),
-            token_endpoint_auth_method: method.as_str().into(),
+            token_endpoint_auth_method: method,
             tls_client_auth_subject_dn: None,
             jwks_uri: "https://keys.example.com/jwks".into(),
             cert_thumbprint: None,
             enabled: true,
             created_at: 0,
             updated_at: 0,
-            dcr_version: "3.2".into(),
+            dcr_version: crate::domain::SpecVersion::V3_2,
             jwks_revoked_uri: None,
         }
     }
@@ -415,7 +417,11 @@ pub(crate) mod tests {
         .await
         .unwrap();
         db.migrate().await.unwrap();
-        let audit = AuditRecord::default();
+        let audit = AuditRecord::new(
+            0,
+            crate::domain::AuditAction::Register,
+            crate::domain::AuditOutcome::Success,
+        );
         let post = client(AuthMethod::ClientSecretPost);
         db.create_client(&post, false, &[], &audit).await.unwrap();
         let disabled = ClientRecord {

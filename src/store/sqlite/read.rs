@@ -7,14 +7,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{OpenFlags, OptionalExtension};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::Sqlite;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
 use crate::store::error::{StoreError, StoreResult};
 use crate::store::pool;
-use crate::store::record::{AuditRecord, ClientRecord, TokenRecord};
+use crate::store::reads::{Engine, Sqlx};
+use crate::store::record::{ClientRecord, TokenRecord};
+use crate::store::row::Row;
 use crate::store::schema;
-use crate::store::unit::Param;
 
 /// Read-only rusqlite connections for the point reads of the request path (a client by id, a
 /// token by hash), run on the calling tokio worker. Through sqlx each read was a hand-off to
@@ -65,13 +66,8 @@ impl Direct {
         Ok(conn)
     }
 
-    /// The one row `sql` finds for `key` (its only parameter), decoded by `row`.
-    fn one<T>(
-        &self,
-        sql: &str,
-        key: &str,
-        row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-    ) -> StoreResult<Option<T>> {
+    /// The one row `sql` finds for `key` (its only parameter).
+    fn one<T: Row>(&self, sql: &str, key: &str) -> StoreResult<Option<T>> {
         let taken = self.0.idle.lock().ok().and_then(|mut idle| idle.pop());
         let conn = match taken {
             Some(conn) => conn,
@@ -80,8 +76,9 @@ impl Direct {
         self.0.in_use.fetch_add(1, Ordering::Relaxed);
         let found = conn
             .prepare_cached(sql)
-            .and_then(|mut stmt| stmt.query_row([key], row).optional())
-            .map_err(super::write::map_err);
+            .and_then(|mut stmt| stmt.query_row([key], |r| Ok(T::decode(r))).optional())
+            .map_err(super::write::map_err)
+            .and_then(Option::transpose);
         self.0.in_use.fetch_sub(1, Ordering::Relaxed);
         if let Ok(mut idle) = self.0.idle.lock()
             && idle.len() < self.0.keep
@@ -102,24 +99,30 @@ impl Direct {
 pub(in crate::store) struct Reader {
     /// The point reads of every token and management request ([`Direct`]).
     direct: Direct,
-    readers: SqlitePool,
-    /// One connection: migrations and bulk loads. Opening a local file may take its time on a
-    /// loaded machine, so it is not bounded by the per-request acquire timeout.
-    maintenance: SqlitePool,
+    /// The reader pool, and one connection for migrations and bulk loads: opening a local
+    /// file may take its time on a loaded machine, so that one is not bounded by the
+    /// per-request acquire timeout.
+    pub(in crate::store) sqlx: Sqlx<Sqlite>,
 }
 
 /// A key violation (from a bulk load) is the same [`Conflict`](crate::store::Conflict) as on
 /// the writer thread; anything else maps by class.
-fn map_err(e: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &e
-        && let Some(conflict) = db
-            .code()
-            .and_then(|c| c.parse::<i32>().ok())
-            .and_then(|c| schema::sqlite_conflict(c, db.message()))
-    {
-        return StoreError::Conflict(conflict);
+impl Engine for Sqlite {
+    fn map_err(e: sqlx::Error) -> StoreError {
+        if let sqlx::Error::Database(db) = &e
+            && let Some(conflict) = db
+                .code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .and_then(|c| schema::sqlite_conflict(c, db.message()))
+        {
+            return StoreError::Conflict(conflict);
+        }
+        StoreError::from_sqlx(e)
     }
-    StoreError::from_sqlx(e)
+}
+
+fn map_err(e: sqlx::Error) -> StoreError {
+    <Sqlite as Engine>::map_err(e)
 }
 
 impl Reader {
@@ -147,168 +150,40 @@ impl Reader {
             .connect_lazy_with(options);
         Ok(Self {
             direct: Direct::new(file, max_connections as usize),
-            readers,
-            maintenance,
+            sqlx: Sqlx {
+                reads: readers,
+                maintenance,
+            },
         })
     }
 
     pub(in crate::store) async fn migrate(&self) -> StoreResult<()> {
         sqlx::migrate!("./migrations/sqlite")
-            .run(&self.maintenance)
+            .run(&self.sqlx.maintenance)
             .await
             .map_err(StoreError::from_migrate)
     }
 
-    pub(in crate::store) async fn close(&self) {
-        self.readers.close().await;
-        self.maintenance.close().await;
-    }
-
     /// The sqlx readers and the point-read connections together.
     pub(in crate::store) fn usage(&self) -> (usize, usize) {
-        let (in_use, idle) = pool::usage(&self.readers);
+        let (in_use, idle) = pool::usage(&self.sqlx.reads);
         let (direct_in_use, direct_idle) = self.direct.usage();
         (in_use + direct_in_use, idle + direct_idle)
     }
 
-    pub(in crate::store) async fn ping(&self) -> StoreResult<()> {
-        sqlx::query(schema::PING)
-            .execute(&self.readers)
-            .await
-            .map_err(map_err)?;
-        Ok(())
-    }
-
-    pub(in crate::store) async fn get_client(
+    /// A client by id: [`schema::SELECT_CLIENT`], on the calling worker.
+    pub(in crate::store) fn get_client(
         &self,
         client_id: &str,
     ) -> StoreResult<Option<ClientRecord>> {
-        self.direct.one(schema::SELECT_CLIENT, client_id, |r| {
-            Ok(ClientRecord {
-                client_id: r.get(0)?,
-                software_id: r.get(1)?,
-                org_id: r.get(2)?,
-                metadata: r.get(3)?,
-                grant_types: r.get(4)?,
-                scope: r.get(5)?,
-                client_secret_hash: r.get(6)?,
-                token_endpoint_auth_method: r.get(7)?,
-                tls_client_auth_subject_dn: r.get(8)?,
-                jwks_uri: r.get(9)?,
-                cert_thumbprint: r.get(10)?,
-                enabled: r.get(11)?,
-                created_at: r.get(12)?,
-                updated_at: r.get(13)?,
-                dcr_version: r.get(14)?,
-                jwks_revoked_uri: r.get(15)?,
-            })
-        })
+        self.direct.one(schema::SELECT_CLIENT, client_id)
     }
 
-    pub(in crate::store) async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
-        sqlx::query_as(schema::LIST_CLIENTS)
-            .fetch_all(&self.readers)
-            .await
-            .map_err(map_err)
-    }
-
-    pub(in crate::store) async fn find_token(
+    /// A token by hash: [`schema::SELECT_TOKEN`], on the calling worker.
+    pub(in crate::store) fn find_token(
         &self,
         token_hash: &str,
     ) -> StoreResult<Option<TokenRecord>> {
-        self.direct.one(schema::SELECT_TOKEN, token_hash, |r| {
-            Ok(TokenRecord {
-                token_hash: r.get(0)?,
-                client_id: r.get(1)?,
-                scope: r.get(2)?,
-                cert_thumbprint: r.get(3)?,
-                issued_at: r.get(4)?,
-                expires_at: r.get(5)?,
-                revoked: r.get(6)?,
-            })
-        })
-    }
-
-    pub(in crate::store) async fn list_audit(
-        &self,
-        client_id: Option<&str>,
-        since: Option<i64>,
-    ) -> StoreResult<Vec<AuditRecord>> {
-        sqlx::query_as(schema::LIST_AUDIT)
-            .bind(client_id)
-            .bind(since)
-            .fetch_all(&self.readers)
-            .await
-            .map_err(map_err)
-    }
-
-    /// The rows a read query answers, decoded as `O`.
-    pub(in crate::store) async fn fetch_rows<O>(
-        &self,
-        sql: &'static str,
-        params: &[Param<'_>],
-    ) -> StoreResult<Vec<O>>
-    where
-        O: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
-    {
-        let q = params.iter().fold(sqlx::query_as(sql), |q, p| match *p {
-            Param::Text(v) => q.bind(v),
-            Param::OptText(v) => q.bind(v),
-            Param::Int(v) => q.bind(v),
-            Param::Bool(v) => q.bind(v),
-        });
-        let mut conn = pool::acquire_timed(&self.readers).await.map_err(map_err)?;
-        q.fetch_all(&mut *conn).await.map_err(map_err)
-    }
-
-    /// Inserts `rows` with multi-row INSERTs, `head` naming the columns that each row's
-    /// parameters fill in order. On the maintenance connection: bulk loads are not request
-    /// traffic.
-    pub(in crate::store) async fn insert_rows<'r, const N: usize, R>(
-        &self,
-        head: &'static str,
-        rows: &'r [R],
-        params: impl Fn(&'r R) -> [Param<'r>; N],
-    ) -> StoreResult<()> {
-        // One transaction: one commit for the whole call, and nothing of it on an error.
-        let mut tx = self.maintenance.begin().await.map_err(map_err)?;
-        for batch in rows.chunks(schema::BULK_ROWS) {
-            let mut q = QueryBuilder::<Sqlite>::new(head);
-            q.push_values(batch, |mut b, row| {
-                for p in params(row) {
-                    match p {
-                        Param::Text(v) => b.push_bind(v),
-                        Param::OptText(v) => b.push_bind(v),
-                        Param::Int(v) => b.push_bind(v),
-                        Param::Bool(v) => b.push_bind(v),
-                    };
-                }
-            });
-            q.build().execute(&mut *tx).await.map_err(map_err)?;
-        }
-        tx.commit().await.map_err(map_err)?;
-        Ok(())
-    }
-
-    pub(in crate::store) async fn raw_execute(&self, sql: &str) -> StoreResult<u64> {
-        Ok(sqlx::query(sql)
-            .execute(&self.readers)
-            .await
-            .map_err(map_err)?
-            .rows_affected())
-    }
-
-    pub(in crate::store) async fn raw_i64(&self, sql: &str) -> StoreResult<i64> {
-        sqlx::query_scalar(sql)
-            .fetch_one(&self.readers)
-            .await
-            .map_err(map_err)
-    }
-
-    pub(in crate::store) async fn raw_strings(&self, sql: &str) -> StoreResult<Vec<String>> {
-        sqlx::query_scalar(sql)
-            .fetch_all(&self.readers)
-            .await
-            .map_err(map_err)
+        self.direct.one(schema::SELECT_TOKEN, token_hash)
     }
 }

@@ -10,7 +10,7 @@
 //! this thread (`read.rs`; WAL readers do not block the writer).
 
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
@@ -26,9 +26,10 @@ const MAX_GROUP: usize = 256;
 /// Units waiting for the writer at most; beyond that callers wait to enqueue.
 const QUEUE: usize = 4096;
 
-/// One unit and its caller. Boxed so that a queue slot stays one pointer wide.
+/// One unit and its caller. Shared (with the caller's retries) so that a queue slot stays one
+/// pointer wide and the unit is never copied.
 struct Job {
-    unit: Box<WriteUnit<'static>>,
+    unit: Arc<WriteUnit>,
     reply: oneshot::Sender<StoreResult<Outcome>>,
 }
 
@@ -75,7 +76,8 @@ impl ToSql for Param<'_> {
         Ok(ToSqlOutput::Borrowed(match *self {
             Param::Text(v) | Param::OptText(Some(v)) => ValueRef::Text(v.as_bytes()),
             Param::OptText(None) => ValueRef::Null,
-            Param::Int(v) => ValueRef::Integer(v),
+            Param::Int(v) | Param::OptInt(Some(v)) => ValueRef::Integer(v),
+            Param::OptInt(None) => ValueRef::Null,
             Param::Bool(v) => ValueRef::Integer(v.into()),
         }))
     }
@@ -219,12 +221,9 @@ impl SqliteWriter {
     }
 
     /// Runs `unit` in the next group commit and waits for the COMMIT.
-    pub(in crate::store) async fn write(&self, unit: &WriteUnit<'_>) -> StoreResult<Outcome> {
+    pub(in crate::store) async fn write(&self, unit: Arc<WriteUnit>) -> StoreResult<Outcome> {
         let (reply, answer) = oneshot::channel();
-        let job = Job {
-            unit: Box::new(unit.to_static()),
-            reply,
-        };
+        let job = Job { unit, reply };
         match self.jobs.try_send(job) {
             Ok(()) => {}
             Err(mpsc::TrySendError::Full(job)) => {

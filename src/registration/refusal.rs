@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::RegistrationError;
+use super::error::RegistrationError;
 use crate::domain::{AuditAction, AuditOutcome, SpecVersion};
 use crate::jose::jws::unverified_claims;
 use crate::store::{AuditLog, AuditRecord};

@@ -5,6 +5,7 @@ use super::{
     envelope, metadata, redirect_uris, request_claims, request_signature, revoked_keys, scopes,
     ssa, subject_dn, transport_binding, uri_policy,
 };
+use crate::domain::OAuthErrorCode;
 
 /// Why a registration was refused. `Display` is the public `error_description`.
 #[derive(Debug, thiserror::Error)]
@@ -80,14 +81,14 @@ impl RegistrationError {
     }
 
     /// The public error code: the step's RFC 7591 code, or the server-side one.
-    pub fn error_code(&self) -> &'static str {
+    pub fn error_code(&self) -> OAuthErrorCode {
         match self {
-            Self::Unavailable => "temporarily_unavailable",
-            Self::Internal(_) => "server_error",
-            Self::Certificate(_) => "invalid_client",
+            Self::Unavailable => OAuthErrorCode::TemporarilyUnavailable,
+            Self::Internal(_) => OAuthErrorCode::ServerError,
+            Self::Certificate(_) => OAuthErrorCode::InvalidClient,
             other => other
                 .code()
-                .map_or("invalid_client_metadata", ErrorCode::as_str),
+                .map_or(OAuthErrorCode::InvalidClientMetadata, ErrorCode::oauth),
         }
     }
 }

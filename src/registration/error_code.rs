@@ -1,7 +1,10 @@
 //! The RFC 7591 error codes that registration answers with: each step's error names one. A
 //! file of its own, so that the steps import it without importing their parent.
 
-/// The four RFC 7591 registration error codes.
+use crate::domain::OAuthErrorCode;
+
+/// The four RFC 7591 registration error codes: the only ones a step may choose (their text
+/// is [`OAuthErrorCode`]'s).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     InvalidRedirectUri,
@@ -11,12 +14,23 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub fn as_str(self) -> &'static str {
+    /// The OAuth error code it is.
+    pub const fn oauth(self) -> OAuthErrorCode {
         match self {
-            Self::InvalidRedirectUri => "invalid_redirect_uri",
-            Self::InvalidClientMetadata => "invalid_client_metadata",
-            Self::InvalidSoftwareStatement => "invalid_software_statement",
-            Self::UnapprovedSoftwareStatement => "unapproved_software_statement",
+            Self::InvalidRedirectUri => OAuthErrorCode::InvalidRedirectUri,
+            Self::InvalidClientMetadata => OAuthErrorCode::InvalidClientMetadata,
+            Self::InvalidSoftwareStatement => OAuthErrorCode::InvalidSoftwareStatement,
+            Self::UnapprovedSoftwareStatement => OAuthErrorCode::UnapprovedSoftwareStatement,
         }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        self.oauth().as_str()
+    }
+}
+
+impl From<ErrorCode> for OAuthErrorCode {
+    fn from(code: ErrorCode) -> Self {
+        code.oauth()
     }
 }

@@ -19,7 +19,7 @@ pub async fn record<S: AuditLog>(
     version: SpecVersion,
     mut audit: AuditRecord,
 ) {
-    let code = e.error_code();
+    let code = e.error_code().as_str();
     let reason = e.to_string();
     crate::metrics::registration(
         action.as_str(),

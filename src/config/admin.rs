@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::Checker;
+use super::error::{Checker, ConfigError};
 use crate::domain::DistinguishedName;
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -32,7 +32,7 @@ impl AdminConfig {
         self.listen.is_some()
     }
 
-    pub(super) fn check(&self, c: &Checker<'_>) -> Result<(), super::ConfigError> {
+    pub(super) fn check(&self, c: &Checker<'_>) -> Result<(), ConfigError> {
         if self.enabled() && self.client_ca.is_empty() {
             return Err(c.bad(
                 "admin.client_ca",

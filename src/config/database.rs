@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Checker;
+use super::error::{Checker, ConfigError};
 use super::types::DatabaseUrl;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -22,7 +22,7 @@ pub struct DatabaseConfig {
 }
 
 impl DatabaseConfig {
-    pub(super) fn check(&self, c: &Checker<'_>) -> Result<(), super::ConfigError> {
+    pub(super) fn check(&self, c: &Checker<'_>) -> Result<(), ConfigError> {
         c.at_least("database.max_connections", self.max_connections as usize, 1)
     }
 }

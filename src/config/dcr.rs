@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::Checker;
+use super::error::{Checker, ConfigError};
 use super::types::JwksSource;
 use crate::domain::{AuthMethod, SigningAlg, SpecVersion};
 
@@ -101,7 +101,7 @@ impl Default for JwksConfig {
 }
 
 impl DcrConfig {
-    pub(super) fn check(&self, c: &Checker<'_>) -> Result<(), super::ConfigError> {
+    pub(super) fn check(&self, c: &Checker<'_>) -> Result<(), ConfigError> {
         if self.signing_algorithms.is_empty() {
             return Err(c.bad(
                 "open_banking.dcr.signing_algorithms",

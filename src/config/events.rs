@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::Checker;
+use super::error::{Checker, ConfigError};
 use crate::domain::{EventType, serde_as_text};
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -111,7 +111,7 @@ impl fmt::Display for WebhookUrl {
 serde_as_text!(WebhookUrl);
 
 impl EventsConfig {
-    pub(super) fn check(&self, c: &Checker<'_>) -> Result<(), super::ConfigError> {
+    pub(super) fn check(&self, c: &Checker<'_>) -> Result<(), ConfigError> {
         c.at_least("events.max_age_secs", self.max_age_secs as usize, 1)?;
         c.at_least("events.retention_secs", self.retention_secs as usize, 1)?;
         for (i, w) in self.webhook.iter().enumerate() {

@@ -12,6 +12,7 @@
 mod admin;
 mod database;
 mod dcr;
+mod error;
 mod events;
 mod oauth;
 mod sandbox;
@@ -26,6 +27,8 @@ use serde::{Deserialize, Serialize};
 pub use admin::AdminConfig;
 pub use database::DatabaseConfig;
 pub use dcr::{DcrConfig, JwksConfig, OpenBankingConfig, SsaIssuer, Switch};
+use error::Checker;
+pub use error::ConfigError;
 pub use events::{EventsConfig, WebhookConfig, WebhookUrl};
 pub use oauth::{EndpointsConfig, IntrospectionConfig, OAuthConfig, TokenConfig};
 pub use sandbox::SandboxConfig;
@@ -42,35 +45,6 @@ pub const LISTEN_ENV: &str = "DCR_LISTEN";
 /// Environment variable that overrides `server.issuer`.
 pub const ISSUER_ENV: &str = "DCR_ISSUER";
 
-/// A configuration problem, phrased for the operator on one line.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("config {path}: cannot read the file: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML.
-    #[error("config {path}: line {line}: {message}")]
-    Syntax {
-        path: PathBuf,
-        line: usize,
-        message: String,
-    },
-    /// A key that the server does not know.
-    #[error("config {path}: unknown key `{key}`")]
-    UnknownKey { path: PathBuf, key: String },
-    /// A key with a value of the wrong type or a missing required key.
-    #[error("config {path}: key `{key}`: {message}")]
-    Invalid {
-        path: PathBuf,
-        key: String,
-        message: String,
-    },
-}
-
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Config {
     pub server: ServerConfig,
@@ -84,28 +58,6 @@ pub struct Config {
     pub events: EventsConfig,
     #[serde(default)]
     pub admin: AdminConfig,
-}
-
-/// Builds the errors of the section checks for one file.
-pub(crate) struct Checker<'a> {
-    path: &'a Path,
-}
-
-impl Checker<'_> {
-    fn bad(&self, key: &str, message: &str) -> ConfigError {
-        ConfigError::Invalid {
-            path: self.path.to_path_buf(),
-            key: key.to_string(),
-            message: message.to_string(),
-        }
-    }
-
-    fn at_least(&self, key: &str, value: usize, min: usize) -> Result<(), ConfigError> {
-        if value < min {
-            return Err(self.bad(key, &format!("must be at least {min}")));
-        }
-        Ok(())
-    }
 }
 
 impl Config {
@@ -191,7 +143,7 @@ impl Config {
 
     /// The rules that one field's type cannot hold, section by section.
     fn check(&self, path: &Path) -> Result<(), ConfigError> {
-        let c = Checker { path };
+        let c = Checker::new(path);
         self.server.check(&c)?;
         self.database.check(&c)?;
         self.oauth.check(&c)?;

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Checker;
+use super::error::{Checker, ConfigError};
 use super::types::HttpsUrl;
 use crate::domain::DistinguishedName;
 
@@ -48,7 +48,7 @@ impl Default for TokenConfig {
 }
 
 impl OAuthConfig {
-    pub(super) fn check(&self, c: &Checker<'_>) -> Result<(), super::ConfigError> {
+    pub(super) fn check(&self, c: &Checker<'_>) -> Result<(), ConfigError> {
         if self.token.access_token_lifetime == 0 {
             return Err(c.bad(
                 "oauth.token.access_token_lifetime",

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::Checker;
+use super::error::{Checker, ConfigError};
 use super::types::{CrlSource, HeaderName, HttpUrl, HttpsUrl};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -210,7 +210,7 @@ impl RevocationMode {
 
 impl ServerConfig {
     /// The rules one field's type cannot hold.
-    pub(super) fn check(&self, c: &Checker<'_>) -> Result<(), super::ConfigError> {
+    pub(super) fn check(&self, c: &Checker<'_>) -> Result<(), ConfigError> {
         if self.tls.client_ca.is_empty() {
             return Err(c.bad(
                 "server.tls.client_ca",

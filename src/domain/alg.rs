@@ -1,6 +1,6 @@
 //! JWS signing algorithms.
 
-use super::protocol_enum;
+use super::protocol::protocol_enum;
 
 protocol_enum! {
     /// The JWS algorithms that may ever be allowed (`signing_algorithms`). `none` and HS* are

@@ -1,6 +1,6 @@
 //! The audit log's vocabulary.
 
-use super::protocol_enum;
+use super::protocol::protocol_enum;
 
 protocol_enum! {
     /// What an audit record is about. A client deletion has one name whoever deletes it (the

@@ -1,6 +1,6 @@
 //! `token_endpoint_auth_method`: how a client authenticates at `/token`.
 
-use super::protocol_enum;
+use super::protocol::protocol_enum;
 
 protocol_enum! {
     /// The five `token_endpoint_auth_method` values of DCR v3.2.

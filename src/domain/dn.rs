@@ -319,7 +319,7 @@ impl std::str::FromStr for DistinguishedName {
 }
 
 // Config files name DNs as RFC 4514 strings.
-super::serde_as_text!(DistinguishedName);
+super::protocol::serde_as_text!(DistinguishedName);
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,6 @@
 //! The provisioning events' vocabulary.
 
-use super::protocol_enum;
+use super::protocol::protocol_enum;
 
 protocol_enum! {
     /// What a provisioning event reports: its CloudEvents `type`, and the names

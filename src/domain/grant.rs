@@ -1,7 +1,7 @@
 //! Grant types, response types and application types a client may register, and the CIBA
 //! delivery modes. Which version allows which value is in [`super::version`].
 
-use super::protocol_enum;
+use super::protocol::protocol_enum;
 
 protocol_enum! {
     /// Grant types a client may register, across every DCR version. `/token` itself issues
@@ -83,7 +83,7 @@ impl GrantTypes {
 }
 
 impl std::str::FromStr for GrantTypes {
-    type Err = super::UnknownValue;
+    type Err = super::protocol::UnknownValue;
     /// Space-separated names, as [`GrantTypes::as_str`] writes them.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let list = s

@@ -7,8 +7,10 @@ pub mod alg;
 pub mod audit;
 pub mod auth_method;
 pub mod dn;
+pub mod error_code;
 pub mod event;
 pub mod grant;
+pub mod protocol;
 pub mod scope;
 pub mod secret;
 pub mod version;
@@ -17,113 +19,10 @@ pub use alg::SigningAlg;
 pub use audit::{AuditAction, AuditOutcome};
 pub use auth_method::AuthMethod;
 pub use dn::DistinguishedName;
+pub use error_code::OAuthErrorCode;
 pub use event::{DeliveryState, EventType};
 pub use grant::{ApplicationType, BackchannelDeliveryMode, GrantType, GrantTypes, ResponseType};
+pub use protocol::{ProtocolValue, UnknownValue};
+pub(crate) use protocol::{deserialize_from_str, serde_as_text};
 pub use scope::Scope;
 pub use version::{Profile, SpecVersion};
-
-/// A value that is not one of a closed list; `Display` names the list.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{value}` is not {what}; choose from {choices}")]
-pub struct UnknownValue {
-    pub value: String,
-    pub what: &'static str,
-    pub choices: String,
-}
-
-/// A value of one of the closed lists below.
-pub trait ProtocolValue: Copy + Eq + std::str::FromStr + 'static {
-    /// The protocol name.
-    fn name(self) -> &'static str;
-}
-
-/// serde for a value type as its text: deserialised through `FromStr` (whose error becomes
-/// the message, named at the key by the config loader), serialised through `Display`. Every
-/// value type of `domain/` and `config/` uses this, so a value reads and prints one way.
-macro_rules! serde_as_text {
-    ($t:ty) => {
-        $crate::domain::deserialize_from_str!($t);
-        impl serde::Serialize for $t {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
-            }
-        }
-    };
-}
-pub(crate) use serde_as_text;
-
-/// The `Deserialize` half of [`serde_as_text`], for a type that prints itself differently.
-macro_rules! deserialize_from_str {
-    ($t:ty) => {
-        impl<'de> serde::Deserialize<'de> for $t {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-                text.parse().map_err(serde::de::Error::custom)
-            }
-        }
-    };
-}
-pub(crate) use deserialize_from_str;
-
-/// Declares a closed list of protocol names as an enum with `ALL`, `as_str`, `FromStr`,
-/// `Display` and serde (as the protocol string), so that the list is written once.
-macro_rules! protocol_enum {
-    (
-        $(#[$meta:meta])*
-        $name:ident, $what:literal {
-            $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)?
-        }
-    ) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum $name {
-            $($(#[$vmeta])* $variant),+
-        }
-
-        impl $name {
-            /// Every value, in the order the documentation lists them.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The protocol name.
-            pub const fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text),+
-                }
-            }
-
-            /// The names, comma-separated, for messages.
-            pub fn choices() -> String {
-                Self::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
-            }
-        }
-
-        impl $crate::domain::ProtocolValue for $name {
-            fn name(self) -> &'static str {
-                self.as_str()
-            }
-        }
-
-        impl std::str::FromStr for $name {
-            type Err = $crate::domain::UnknownValue;
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    _ => Err($crate::domain::UnknownValue {
-                        value: $crate::text::printable(s, 40),
-                        what: $what,
-                        choices: Self::choices(),
-                    }),
-                }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        $crate::domain::serde_as_text!($name);
-    };
-}
-pub(crate) use protocol_enum;

@@ -1,6 +1,6 @@
 //! Scopes, and the SSA software roles that grant them.
 
-use super::protocol_enum;
+use super::protocol::protocol_enum;
 
 protocol_enum! {
     /// The scopes this server knows; `openid` is always allowed, the others follow SSA roles.

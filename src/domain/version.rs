@@ -3,8 +3,9 @@
 //! rule, its paths). Adding a version is a variant, a row and its tests; no step branches on
 //! the version itself.
 
-use super::protocol_enum;
-use super::{ApplicationType, GrantType, SigningAlg};
+use super::alg::SigningAlg;
+use super::grant::{ApplicationType, GrantType};
+use super::protocol::protocol_enum;
 
 protocol_enum! {
     /// An OBIE DCR specification version.

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,7 +16,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::error::ApiError;
+use super::error::{AdminRefusal, ApiError};
 use super::extract::Peer;
 use super::state::{AppState, SharedState};
 use crate::operator::{Actor, ClientAction, client_details, client_summary, event_json};
@@ -44,14 +43,8 @@ pub fn app(state: SharedState, request_timeout: Duration) -> Router {
         .route("/admin/events/{id}/retry", post(retry_event))
         .route("/admin/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
-        .fallback(|| async { no_endpoint() })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this admin endpoint does not support that HTTP method; see /admin/openapi.json",
-            )
-        })
+        .fallback(|| async { ApiError::from(AdminRefusal::NoEndpoint) })
+        .method_not_allowed_fallback(|| async { ApiError::from(AdminRefusal::MethodNotAllowed) })
         .with_state(state)
         .layer(axum::middleware::from_fn(move |request, next| {
             super::middleware::timeout(request_timeout, request, next)
@@ -60,15 +53,6 @@ pub fn app(state: SharedState, request_timeout: Duration) -> Router {
         .layer(axum::middleware::from_fn(
             super::middleware::admin_request_log,
         ))
-}
-
-/// 404 in the admin's words (the TPP's points at discovery).
-fn no_endpoint() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "no such admin endpoint; see /admin/openapi.json",
-    )
 }
 
 /// The `{id}` of an admin path, percent-decoded: a path that does not decode (`%ff` is not
@@ -81,11 +65,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         match Path::<String>::from_request_parts(parts, state).await {
             Ok(Path(id)) => Ok(Self(id)),
-            Err(e) => Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                format!("the id in the path is not valid: {}", e.body_text()),
-            )),
+            Err(e) => Err(AdminRefusal::BadPathId(e.body_text()).into()),
         }
     }
 }
@@ -131,12 +111,7 @@ where
         // The handshake requires a certificate; none here means a reload's new
         // admin.client_ca no longer trusts the one this connection was opened with.
         let Some(cert) = cert else {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "access_denied",
-                "this connection's certificate is no longer trusted by admin.client_ca; \
-                 connect again with a trusted one",
-            ));
+            return Err(AdminRefusal::CertificateNoLongerTrusted.into());
         };
         let app = Arc::<AppState>::from_ref(state);
         let admin = &app.config.admin;
@@ -150,38 +125,22 @@ where
                 x5t_s256 = cert.x5t_s256(),
                 "admin API: certificate not allowed"
             );
-            Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "access_denied",
-                "this certificate is not an allowed admin (admin.allowed_subjects, admin.allowed_thumbprints)",
-            ))
+            Err(AdminRefusal::NotAnAdmin.into())
         }
     }
 }
 
 /// A query string the handler could not take: 400 JSON, never axum's plain text.
-fn bad_query(e: QueryRejection) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_request",
-        format!("bad query parameters: {}", e.body_text()),
-    )
+fn bad_query(e: QueryRejection) -> AdminRefusal {
+    AdminRefusal::BadQuery(e.body_text())
 }
 
-fn page_size(limit: Option<i64>) -> Result<i64, ApiError> {
+fn page_size(limit: Option<i64>) -> Result<i64, AdminRefusal> {
     match limit {
         None => Ok(100),
         Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-        Some(_) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            format!("limit must be between 1 and {MAX_PAGE}"),
-        )),
+        Some(_) => Err(AdminRefusal::BadPageSize { max: MAX_PAGE }),
     }
-}
-
-fn no_client() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such client")
 }
 
 #[derive(Debug, Deserialize)]
@@ -238,7 +197,7 @@ async fn get_client(
         .map_err(ApiError::from_store)?
     {
         Some(c) => Ok(Json(client_details(&c))),
-        None => Err(no_client()),
+        None => Err(AdminRefusal::NoClient.into()),
     }
 }
 
@@ -252,7 +211,7 @@ async fn act(
         .await
         .map_err(ApiError::from_store)?;
     if !done {
-        return Err(no_client());
+        return Err(AdminRefusal::NoClient.into());
     }
     tracing::info!(client_id = %id, action = action.result(), subject = %admin.subject, "admin API");
     Ok(Json(json!({"client_id": id, "result": action.result()})))
@@ -376,11 +335,7 @@ async fn retry_event(
         .await
         .map_err(ApiError::from_store)?;
     if n == 0 {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no failed delivery of that event to a configured webhook",
-        ));
+        return Err(AdminRefusal::NoFailedDelivery.into());
     }
     tracing::info!(event_id = %id, deliveries = n, subject = %admin.subject, "admin API: event retried");
     Ok(Json(json!({"event_id": id, "retried": n})))
@@ -399,6 +354,6 @@ async fn metrics(State(state): State<Arc<AppState>>, _: AdminCert) -> Response {
     if state.config.admin.metrics {
         super::ops::render_metrics(&state)
     } else {
-        no_endpoint().into_response()
+        ApiError::from(AdminRefusal::NoEndpoint).into_response()
     }
 }

@@ -21,8 +21,8 @@ use tokio::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 
@@ -33,9 +33,8 @@ use crate::domain::SpecVersion;
 use crate::net::connection::CloseConnection;
 use crate::pki::{ClientCertificate, PeerIdentity};
 
-/// The public description of a missing client certificate, on every endpoint that needs one.
-pub const CERTIFICATE_REQUIRED: &str =
-    "a TLS client certificate (the TPP's transport certificate) is required";
+// Where the tests (and the TPP-facing docs) have always found it.
+pub use super::error::CERTIFICATE_REQUIRED;
 
 /// An oversized body is still read (and dropped) up to this many bytes, so that the client,
 /// which may still be sending, gets to read the answer instead of a broken pipe.
@@ -82,7 +81,9 @@ impl<S: Send + Sync> FromRequestParts<S> for PresentedCert {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let Ok(Peer(certificate)) = Peer::from_request_parts(parts, state).await;
-        certificate.map(Self).ok_or_else(certificate_required)
+        certificate
+            .map(Self)
+            .ok_or_else(ApiError::certificate_required)
     }
 }
 
@@ -135,15 +136,6 @@ where
             Err(ApiError::not_found())
         }
     }
-}
-
-/// 401 `invalid_client`: no client certificate.
-pub fn certificate_required() -> ApiError {
-    ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "invalid_client",
-        CERTIFICATE_REQUIRED,
-    )
 }
 
 /// The request's `x-fapi-interaction-id` (the TPP's, checked, or a new UUID), as the

@@ -30,11 +30,7 @@ where
         if introspection::may_introspect(&app.config.oauth.introspection, &cert) {
             Ok(Self)
         } else {
-            Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                "this client certificate may not introspect tokens",
-            ))
+            Err(ApiError::introspection_not_allowed())
         }
     }
 }
@@ -45,15 +41,10 @@ pub async fn post_introspect(
     Guarded { body, .. }: Guarded<Introspector>,
 ) -> Result<Response, ApiError> {
     let bytes = body.read().await.map_err(ApiError::oauth_body)?;
-    let form = Form::parse(&bytes)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))?;
-    let token = form.non_empty("token").ok_or_else(|| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "`token` is required",
-        )
-    })?;
+    let form = Form::parse(&bytes)?;
+    let token = form
+        .non_empty("token")
+        .ok_or_else(|| ApiError::missing_parameter("token"))?;
     let body = introspection::introspect(&state.store, token, crate::clock::now())
         .await
         .map_err(ApiError::from_store)?;

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 
-use super::error::{ApiError, BodyError};
+use super::error::{ApiError, TokenRefusal};
 use super::extract::{InteractionId, Peer, PendingBody};
 use super::response::{Known, client_json};
 use super::state::AppState;
@@ -41,30 +41,17 @@ pub async fn post_token(
             Some(&issued.client_id),
             Some(&issued.software_id),
         )),
-        Err(Refused::Early(e)) => Err(e),
-        Err(Refused::Token(e)) => {
+        Err(TokenRefusal::Early(e)) => Err(e),
+        Err(TokenRefusal::Grant(e)) => {
             // The public description is generic for invalid_client; the cause is logged.
             let (reason, detail) = match &e {
                 TokenError::InvalidClient(cause) => (cause.reason(), cause.to_string()),
                 other => ("", other.to_string()),
             };
-            crate::metrics::token_refused(e.code(), reason);
-            tracing::info!(error = e.code(), reason = %detail, "token request refused");
+            crate::metrics::token_refused(e.code().as_str(), reason);
+            tracing::info!(error = e.code().as_str(), reason = %detail, "token request refused");
             Err(ApiError::token(&e, used_basic))
         }
-    }
-}
-
-/// Why no token was issued: the grant's error, or the rate limit of (certificate, client) or
-/// OCSP before it.
-enum Refused {
-    Token(TokenError),
-    Early(ApiError),
-}
-
-impl From<TokenError> for Refused {
-    fn from(e: TokenError) -> Self {
-        Self::Token(e)
     }
 }
 
@@ -87,18 +74,14 @@ async fn issue(
     interaction: &InteractionId,
     headers: &HeaderMap,
     body: PendingBody,
-) -> Result<Issued, Refused> {
+) -> Result<Issued, TokenRefusal> {
     if !is_form(headers) {
         return Err(TokenError::InvalidRequest(
             "Content-Type must be application/x-www-form-urlencoded".into(),
         )
         .into());
     }
-    let bytes = body.read().await.map_err(|e| match e {
-        BodyError::TooLarge(limit) => Refused::Token(TokenError::TooLarge(limit)),
-        BodyError::Unreadable => Refused::Token(TokenError::InvalidRequest(e.to_string())),
-        other => Refused::Early(ApiError::oauth_body(other)),
-    })?;
+    let bytes = body.read().await?;
     let form = Form::parse(&bytes).map_err(TokenError::from)?;
     let basic = match headers.get(header::AUTHORIZATION) {
         None => None,
@@ -106,15 +89,12 @@ async fn issue(
     };
     if let Some(cert) = certificate {
         let claimed = claimed_client_id(&form, basic.as_ref().map(|b| b.0.as_str()));
-        state
-            .limits
-            .token(&cert.thumbprint_sha256, &claimed)
-            .map_err(Refused::Early)?;
+        state.limits.token(&cert.thumbprint_sha256, &claimed)?;
         state
             .ocsp
             .check(cert)
             .await
-            .map_err(|r| Refused::Early(ApiError::certificate_refused(r)))?;
+            .map_err(ApiError::certificate_refused)?;
     }
     let req = TokenRequest {
         form: &form,

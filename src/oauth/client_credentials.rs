@@ -9,7 +9,7 @@ use super::client_auth::{
 };
 use super::form::{Form, FormError};
 use crate::config::Config;
-use crate::domain::{AuditAction, AuditOutcome, GrantType};
+use crate::domain::{AuditAction, AuditOutcome, GrantType, OAuthErrorCode};
 use crate::jose::JwksCache;
 use crate::pki::ClientCertificate;
 use crate::store::{AuditRecord, ClientStore, Conflict, StoreError, TokenStore};
@@ -48,15 +48,15 @@ pub enum TokenError {
 
 impl TokenError {
     /// The RFC 6749 error code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> OAuthErrorCode {
         match self {
-            Self::InvalidClient(_) => "invalid_client",
-            Self::InvalidRequest(_) | Self::TooLarge(_) => "invalid_request",
-            Self::UnsupportedGrantType(_) => "unsupported_grant_type",
-            Self::UnauthorizedClient => "unauthorized_client",
-            Self::InvalidScope(_) => "invalid_scope",
-            Self::Unavailable => "temporarily_unavailable",
-            Self::Internal(_) => "server_error",
+            Self::InvalidClient(_) => OAuthErrorCode::InvalidClient,
+            Self::InvalidRequest(_) | Self::TooLarge(_) => OAuthErrorCode::InvalidRequest,
+            Self::UnsupportedGrantType(_) => OAuthErrorCode::UnsupportedGrantType,
+            Self::UnauthorizedClient => OAuthErrorCode::UnauthorizedClient,
+            Self::InvalidScope(_) => OAuthErrorCode::InvalidScope,
+            Self::Unavailable => OAuthErrorCode::TemporarilyUnavailable,
+            Self::Internal(_) => OAuthErrorCode::ServerError,
         }
     }
 
@@ -255,7 +255,7 @@ mod tests {
         for cause in causes {
             let e = TokenError::InvalidClient(cause.clone());
             assert_eq!(e.to_string(), client_auth::FAILED, "{cause}");
-            assert_eq!(e.code(), "invalid_client");
+            assert_eq!(e.code().as_str(), "invalid_client");
         }
     }
 }

@@ -6,8 +6,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::ErrorCode;
 use super::allowed::{NotAllowed, one_of};
+use super::error_code::ErrorCode;
 use super::policy::Policy;
 use crate::domain::version::{CIBA_SIGNING_ALGS, MAX_NOTIFICATION_ENDPOINT_LEN};
 use crate::domain::{BackchannelDeliveryMode, GrantType, Profile, SigningAlg};

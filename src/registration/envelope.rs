@@ -4,7 +4,7 @@ use crate::domain::SigningAlg;
 use crate::jose::{Jws, JwsError};
 use crate::text::printable;
 
-use super::ErrorCode;
+use super::error_code::ErrorCode;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -5,9 +5,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::ErrorCode;
 use super::allowed::{NotAllowed, one_of};
 use super::backchannel::{self, Backchannel, BackchannelError};
+use super::error_code::ErrorCode;
 use super::policy::Policy;
 use super::ssa::Ssa;
 use crate::domain::version::matches_cn_first_pattern;

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use super::ErrorCode;
+use super::error_code::ErrorCode;
 use super::ssa::Ssa;
 use crate::text::printable;
 

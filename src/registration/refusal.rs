@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::RegistrationError;
+use super::error::RegistrationError;
 use crate::domain::{AuditOutcome, SpecVersion};
 use crate::jose::jws::unverified_claims;
 use crate::store::{AuditLog, AuditRecord};
@@ -19,7 +19,7 @@ pub async fn record<S: AuditLog>(
     mut audit: AuditRecord,
 ) {
     let action = audit.action;
-    let code = e.error_code();
+    let code = e.error_code().as_str();
     let reason = e.to_string();
     crate::metrics::registration(
         action.as_str(),

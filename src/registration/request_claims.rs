@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::ErrorCode;
+use super::error_code::ErrorCode;
 use super::policy::Policy;
 use super::ssa::Ssa;
 use crate::jose::claims::{self as access, ClaimError};

@@ -1,7 +1,7 @@
 //! Step 3, the request signature: `alg` on the allow-list (checked when parsing), the key named
 //! by `kid` in the JWKS at the SSA's `software_jwks_endpoint`, never a key from the header.
 
-use super::ErrorCode;
+use super::error_code::ErrorCode;
 use super::ssa::Ssa;
 use crate::jose::{JwksCache, JwksError};
 use crate::jose::{Jws, JwsError};

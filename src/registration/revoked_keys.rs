@@ -9,7 +9,7 @@
 //! `server.tls.ocsp.mode = "hard"`, and otherwise lets the request through, counted in
 //! `dcr_revoked_keys_checks_total{outcome="unavailable"}` and logged.
 
-use super::ErrorCode;
+use super::error_code::ErrorCode;
 use super::ssa::Ssa;
 use crate::jose::JwksCache;
 use crate::jose::revoked::{self, RevokedKeyError};

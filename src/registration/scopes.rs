@@ -2,7 +2,7 @@
 //! `software_roles`. AISP → accounts, PISP → payments, CBPII → fundsconfirmations; `openid`
 //! is always allowed.
 
-use super::ErrorCode;
+use super::error_code::ErrorCode;
 use crate::domain::Scope;
 use crate::text::printable;
 

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::ErrorCode;
+use super::error_code::ErrorCode;
 use super::policy::{IssuerKeys, Policy, SsaIssuerPolicy};
 use crate::jose::claims::{self as access, ClaimError, MAX_JTI_LEN};
 use crate::jose::jwk::select;

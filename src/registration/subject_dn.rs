@@ -2,7 +2,7 @@
 //! transport certificate's subject, compared as RDN sets (order, spacing, ASCII case and
 //! `organizationIdentifier` vs `2.5.4.97` do not matter).
 
-use super::ErrorCode;
+use super::error_code::ErrorCode;
 use super::metadata::ClientMetadata;
 use crate::domain::dn::{DistinguishedName, DnParseError};
 use crate::pki::ClientCertificate;

@@ -9,7 +9,7 @@
 //! With `transport_cert_in_jwks` on, the certificate must also be a `use: "tls"` key of the
 //! SSA's `software_jwks_endpoint` ([`check_in_jwks`]).
 
-use super::ErrorCode;
+use super::error_code::ErrorCode;
 use super::ssa::Ssa;
 use crate::jose::JwksCache;
 use crate::pki::ClientCertificate;

@@ -6,7 +6,7 @@
 //!
 //! URIs that the SSA does not carry are skipped (WSO2 throws a NullPointerException here).
 
-use super::ErrorCode;
+use super::error_code::ErrorCode;
 use super::policy::Policy;
 use super::ssa::Ssa;
 use crate::text::printable;

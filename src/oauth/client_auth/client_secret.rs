@@ -3,7 +3,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::{AuthenticationFailure, ClientAuthError};
+use super::error::{AuthenticationFailure, ClientAuthError};
 use crate::domain::secret;
 use crate::store::ClientRecord;
 

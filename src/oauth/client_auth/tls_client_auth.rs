@@ -1,6 +1,6 @@
 //! `tls_client_auth` (RFC 8705 §2.1): the connection's certificate is the credential.
 
-use super::{AuthenticationFailure, ClientAuthError};
+use super::error::{AuthenticationFailure, ClientAuthError};
 use crate::domain::DistinguishedName;
 use crate::pki::ClientCertificate;
 use crate::store::ClientRecord;

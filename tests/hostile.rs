@@ -3,10 +3,11 @@
 //! for transport abuse, a closed connection), never a 5xx or a panic, and must add no row: the
 //! test reads the database after every input.
 
-#![allow(dead_code)]
-
-#[path = "it/registration.rs"]
-mod registration;
+// The shared fixtures of tests/it, of which this binary uses only a part.
+#[allow(dead_code)]
+#[path = "it/fixtures.rs"]
+mod fixtures;
+#[allow(dead_code)]
 #[path = "it/support.rs"]
 mod support;
 
@@ -15,9 +16,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use fixtures::{Ctx, raw_jws};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use libtest_mimic::{Arguments, Trial};
-use registration::{Ctx, raw_jws};
 use serde_json::{Value, json};
 use support::{Backend, count_rows};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -660,7 +660,7 @@ async fn logs_and_tables_hold_no_secrets(backend: Backend) -> Result<()> {
 
 /// A request stuck behind a slow dependency is answered 503 at `server.request_timeout_ms`.
 async fn request_timeout_bounds_every_request(backend: Backend) -> Result<()> {
-    use crate::registration::Ctx;
+    use crate::fixtures::Ctx;
     use crate::support::Doc;
     let c = Ctx::start_custom(
         backend,

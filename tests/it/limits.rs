@@ -11,7 +11,7 @@ use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::registration::{Ctx, eidas_cert};
+use crate::fixtures::{Ctx, eidas_cert};
 use crate::support::{Backend, Case, Doc, SQLITE};
 use crate::{case, ensure_eq};
 

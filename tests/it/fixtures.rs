@@ -12,7 +12,13 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use rcgen::{DnType, ExtendedKeyUsagePurpose, KeyPair};
 use serde_json::{Value, json};
 
-use crate::support::{Backend, Doc, JwksServer, RunningServer, TestEnv, count_rows};
+use crate::support::{
+    Backend, Doc, JwksServer, RunningServer, TestEnv, count_rows, token_request_with_assertion,
+};
+
+/// The `[open_banking.dcr]` line that lets the sandbox TPP's one software register many
+/// clients (the default is one client per software_id).
+pub const MANY_CLIENTS_PER_SOFTWARE: &str = "software_id_as_application_name.enable = false";
 
 /// A request to POST.
 pub struct Req {
@@ -194,10 +200,15 @@ impl Ctx {
     /// An SSA whose `software_jwks_endpoint` is `tpp.jwks` on the test's JWKS server, which
     /// serves the sandbox TPP's keys there (and counts the fetches).
     pub fn ssa_with_served_tpp_jwks(&self) -> Result<String> {
-        self.jwks
-            .set("tpp.jwks", Doc::json(self.tpp_jwks.to_string()));
-        let url = self.jwks.url("tpp.jwks");
+        let url = self
+            .jwks
+            .serve("tpp.jwks", Doc::json(self.tpp_jwks.to_string()));
         self.ssa(|s| s["software_jwks_endpoint"] = json!(url))
+    }
+
+    /// A signed request carrying `ssa`.
+    pub fn request_carrying(&self, ssa: &str) -> Result<Req> {
+        self.request(|c| c["software_statement"] = json!(ssa))
     }
 
     /// A signed request carrying an SSA changed by `f`.
@@ -230,22 +241,12 @@ impl Ctx {
             &format!("{}/token", self.env.issuer()),
             "PS256",
         )?;
-        let body: Value = self
-            .env
-            .client(Some((&self.transport.0, &self.transport.1)))?
-            .post(self.env.url("/token"))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                (
-                    "client_assertion_type",
-                    dcr_server::oauth::client_auth::CLIENT_ASSERTION_TYPE,
-                ),
-                ("client_assertion", &assertion),
-            ])
-            .send()
-            .await?
-            .json()
-            .await?;
+        let body: Value =
+            token_request_with_assertion(&self.tpp_client()?, self.env.url("/token"), &assertion)
+                .send()
+                .await?
+                .json()
+                .await?;
         body["access_token"]
             .as_str()
             .map(str::to_string)
@@ -256,8 +257,7 @@ impl Ctx {
     /// status and body.
     pub async fn tls_token(&self, client_id: &str) -> Result<(u16, Value)> {
         let answer = self
-            .env
-            .client(Some((&self.transport.0, &self.transport.1)))?
+            .tpp_client()?
             .post(self.env.url("/token"))
             .form(&[
                 ("grant_type", "client_credentials"),
@@ -267,6 +267,12 @@ impl Ctx {
             .await?;
         let status = answer.status().as_u16();
         Ok((status, answer.json().await?))
+    }
+
+    /// An HTTPS client that presents the sandbox TPP's transport certificate.
+    pub fn tpp_client(&self) -> Result<reqwest::Client> {
+        self.env
+            .client(Some((&self.transport.0, &self.transport.1)))
     }
 
     /// The sandbox transport certificate: its DER and its `x5t#S256`.

@@ -13,7 +13,7 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use rcgen::{DnType, ExtendedKeyUsagePurpose, KeyPair};
 use serde_json::{Value, json};
 
-use crate::fixtures::{Ctx, Req, eidas_cert, raw_jws};
+use crate::fixtures::{Ctx, MANY_CLIENTS_PER_SOFTWARE, Req, eidas_cert, raw_jws};
 use crate::support::{BOTH, Backend, Case, Doc, SQLITE, count_rows};
 use crate::{case, ensure_eq};
 
@@ -531,9 +531,9 @@ fn rules() -> Vec<Row> {
             if let Some(m) = jwk.as_object_mut() {
                 m.remove("alg");
             }
-            c.jwks
-                .set("no-alg.jwks", Doc::json(json!({"keys": [jwk]}).to_string()));
-            let url = c.jwks.url("no-alg.jwks");
+            let url = c
+                .jwks
+                .serve("no-alg.jwks", Doc::json(json!({"keys": [jwk]}).to_string()));
             let ssa = c.ssa(|s| s["software_jwks_endpoint"] = json!(url))?;
             let mut claims = c.claims("private_key_jwt")?;
             claims["software_statement"] = json!(ssa);
@@ -549,11 +549,10 @@ fn rules() -> Vec<Row> {
             if let Some(m) = jwk.as_object_mut() {
                 m.remove("alg");
             }
-            c.jwks.set(
+            let url = c.jwks.serve(
                 "no-alg-2.jwks",
                 Doc::json(json!({"keys": [jwk]}).to_string()),
             );
-            let url = c.jwks.url("no-alg-2.jwks");
             let ssa = c.ssa(|s| s["software_jwks_endpoint"] = json!(url))?;
             let mut claims = c.claims("private_key_jwt")?;
             claims["software_statement"] = json!(ssa);
@@ -594,7 +593,7 @@ fn rules() -> Vec<Row> {
                 &claims,
                 Some((&c.rogue_rsa, Algorithm::PS256)),
             )?;
-            c.request(|r| r["software_statement"] = json!(ssa))
+            c.request_carrying(&ssa)
         }),
         row("SSA signed by an unknown key", 400, ISS, |c| {
             let claims = c.sandbox.ssa_claims();
@@ -603,12 +602,12 @@ fn rules() -> Vec<Row> {
                 &claims,
                 Some((&c.rogue_rsa, Algorithm::PS256)),
             )?;
-            c.request(|r| r["software_statement"] = json!(ssa))
+            c.request_carrying(&ssa)
         }),
         row("SSA with alg none", 400, ISS, |c| {
             let claims = c.sandbox.ssa_claims();
             let ssa = raw_jws(json!({"alg": "none"}), &claims, None)?;
-            c.request(|r| r["software_statement"] = json!(ssa))
+            c.request_carrying(&ssa)
         }),
         row("SSA org_status Revoked", 400, USS, |c| {
             c.request_with_ssa(|s| s["org_status"] = json!("Revoked"))
@@ -663,9 +662,9 @@ fn rules() -> Vec<Row> {
             let mut enc = c.tpp_public_jwk("PS256")?;
             enc["use"] = json!("enc");
             enc["kid"] = json!("enc-key");
-            c.jwks
-                .set("enc.jwks", Doc::json(json!({"keys": [enc]}).to_string()));
-            let url = c.jwks.url("enc.jwks");
+            let url = c
+                .jwks
+                .serve("enc.jwks", Doc::json(json!({"keys": [enc]}).to_string()));
             let ssa = c.ssa(|s| s["software_jwks_endpoint"] = json!(url))?;
             let mut claims = c.claims("private_key_jwt")?;
             claims["software_statement"] = json!(ssa);
@@ -679,14 +678,13 @@ fn rules() -> Vec<Row> {
         }),
         row("RSA key shorter than 2048 bits", 400, ICM, |c| {
             let n = URL_SAFE_NO_PAD.encode([0xC5u8; 128]);
-            c.jwks.set(
+            let url = c.jwks.serve(
                 "short.jwks",
                 Doc::json(
                     json!({"keys": [{"kty": "RSA", "kid": "short", "n": n, "e": "AQAB"}]})
                         .to_string(),
                 ),
             );
-            let url = c.jwks.url("short.jwks");
             let ssa = c.ssa(|s| s["software_jwks_endpoint"] = json!(url))?;
             let mut claims = c.claims("private_key_jwt")?;
             claims["software_statement"] = json!(ssa);
@@ -708,14 +706,12 @@ fn rules() -> Vec<Row> {
             c.request_with_ssa(|s| s["software_jwks_endpoint"] = json!(url))
         }),
         row("JWKS endpoint answers garbage", 400, ICM, |c| {
-            c.jwks.set("garbage.jwks", Doc::json("<html>"));
-            let url = c.jwks.url("garbage.jwks");
+            let url = c.jwks.serve("garbage.jwks", Doc::json("<html>"));
             c.request_with_ssa(|s| s["software_jwks_endpoint"] = json!(url))
         }),
         row("JWKS larger than 256 KiB", 400, ICM, |c| {
             let big = json!({"keys": [], "pad": "x".repeat(300 * 1024)}).to_string();
-            c.jwks.set("huge.jwks", Doc::json(big));
-            let url = c.jwks.url("huge.jwks");
+            let url = c.jwks.serve("huge.jwks", Doc::json(big));
             c.request_with_ssa(|s| s["software_jwks_endpoint"] = json!(url))
         }),
         // --- request claims ---
@@ -1132,24 +1128,19 @@ async fn replayed_request_jti_is_refused(backend: Backend) -> Result<()> {
 async fn replayed_ssa_jti_is_refused_when_enabled(backend: Backend) -> Result<()> {
     let ctx = Ctx::start(backend, TABLE_DCR, "").await?;
     let ssa = ctx.ssa(|_| {})?;
-    let first = ctx.request(|r| r["software_statement"] = json!(ssa))?;
+    let first = ctx.request_carrying(&ssa)?;
     ensure_eq!(ctx.post(&first, true).await?.0, 201);
-    let second = ctx.request(|r| r["software_statement"] = json!(ssa))?;
+    let second = ctx.request_carrying(&ssa)?;
     let (status, body) = ctx.post(&second, true).await?;
     ensure_eq!(status, 400);
     ensure_eq!(body["error"], json!(ISS));
     ctx.server.stop().await?;
 
     // Off (the default): the same SSA may be used again.
-    let ctx = Ctx::start(
-        backend,
-        "software_id_as_application_name.enable = false",
-        "",
-    )
-    .await?;
+    let ctx = Ctx::start(backend, MANY_CLIENTS_PER_SOFTWARE, "").await?;
     let ssa = ctx.ssa(|_| {})?;
     for _ in 0..2 {
-        let req = ctx.request(|r| r["software_statement"] = json!(ssa))?;
+        let req = ctx.request_carrying(&ssa)?;
         ensure_eq!(ctx.post(&req, true).await?.0, 201);
     }
     ctx.server.stop().await
@@ -1177,14 +1168,7 @@ async fn one_client_per_software_id(backend: Backend) -> Result<()> {
 }
 
 async fn concurrent_same_jti_registers_once(backend: Backend) -> Result<()> {
-    let ctx = std::sync::Arc::new(
-        Ctx::start(
-            backend,
-            "software_id_as_application_name.enable = false",
-            "",
-        )
-        .await?,
-    );
+    let ctx = std::sync::Arc::new(Ctx::start(backend, MANY_CLIENTS_PER_SOFTWARE, "").await?);
     let req = std::sync::Arc::new(ctx.request(|_| {})?);
     let mut tasks = Vec::new();
     for _ in 0..20 {
@@ -1212,10 +1196,8 @@ async fn uri_validation_fetches_the_pages(backend: Backend) -> Result<()> {
         "",
     )
     .await?;
-    ctx.jwks.set("policy", Doc::json("<html>policy</html>"));
-    ctx.jwks.set("logo.png", Doc::json("png"));
-    let policy = ctx.jwks.url("policy");
-    let logo = ctx.jwks.url("logo.png");
+    let policy = ctx.jwks.serve("policy", Doc::json("<html>policy</html>"));
+    let logo = ctx.jwks.serve("logo.png", Doc::json("png"));
     let missing = ctx.jwks.url("tos-missing");
     let set_uris = |s: &mut Value, tos: &str| {
         remove(s, "software_client_uri");
@@ -1243,14 +1225,7 @@ async fn uri_validation_fetches_the_pages(backend: Backend) -> Result<()> {
 
 /// Requests naming random kids cause at most one refetch per source every few seconds.
 async fn unknown_kids_do_not_amplify_jwks_fetches(backend: Backend) -> Result<()> {
-    let ctx = std::sync::Arc::new(
-        Ctx::start(
-            backend,
-            "software_id_as_application_name.enable = false",
-            "",
-        )
-        .await?,
-    );
+    let ctx = std::sync::Arc::new(Ctx::start(backend, MANY_CLIENTS_PER_SOFTWARE, "").await?);
     let ssa = ctx.ssa_with_served_tpp_jwks()?;
     let mut tasks = Vec::new();
     for i in 0..30 {
@@ -1274,7 +1249,7 @@ async fn unknown_kids_do_not_amplify_jwks_fetches(backend: Backend) -> Result<()
     let hits = ctx.jwks.hits("tpp.jwks");
     ensure!(hits <= 2, "30 unknown kids caused {hits} JWKS fetches");
     // A valid request still works from the cache.
-    let good = ctx.request(|r| r["software_statement"] = json!(ssa))?;
+    let good = ctx.request_carrying(&ssa)?;
     ensure_eq!(ctx.post(&good, true).await?.0, 201);
     ensure!(ctx.jwks.hits("tpp.jwks") <= 2);
     Ok(())
@@ -1284,20 +1259,12 @@ async fn unknown_kids_do_not_amplify_jwks_fetches(backend: Backend) -> Result<()
 async fn jwks_outage_is_bridged_by_the_stale_cache(backend: Backend) -> Result<()> {
     let ctx = Ctx::start(
         backend,
-        "software_id_as_application_name.enable = false",
+        MANY_CLIENTS_PER_SOFTWARE,
         "cache_ttl = 1\nmax_stale = 600",
     )
     .await?;
     let ssa = ctx.ssa_with_served_tpp_jwks()?;
-    ensure_eq!(
-        ctx.post(
-            &ctx.request(|r| r["software_statement"] = json!(ssa))?,
-            true
-        )
-        .await?
-        .0,
-        201
-    );
+    ensure_eq!(ctx.post(&ctx.request_carrying(&ssa)?, true).await?.0, 201);
     ctx.jwks.set(
         "tpp.jwks",
         Doc {
@@ -1307,20 +1274,14 @@ async fn jwks_outage_is_bridged_by_the_stale_cache(backend: Backend) -> Result<(
         },
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (status, body) = ctx
-        .post(
-            &ctx.request(|r| r["software_statement"] = json!(ssa))?,
-            true,
-        )
-        .await?;
+    let (status, body) = ctx.post(&ctx.request_carrying(&ssa)?, true).await?;
     ensure!(status == 201, "stale cache not used: {status} {body}");
     ensure!(
         ctx.jwks.hits("tpp.jwks") >= 2,
         "the expired entry was not refetched"
     );
     // Without a cache, the outage is a clear 400.
-    let url2 = ctx.jwks.url("never-up.jwks");
-    ctx.jwks.set(
+    let url2 = ctx.jwks.serve(
         "never-up.jwks",
         Doc {
             status: 503,
@@ -1329,12 +1290,7 @@ async fn jwks_outage_is_bridged_by_the_stale_cache(backend: Backend) -> Result<(
         },
     );
     let ssa2 = ctx.ssa(|s| s["software_jwks_endpoint"] = json!(url2))?;
-    let (status, body) = ctx
-        .post(
-            &ctx.request(|r| r["software_statement"] = json!(ssa2))?,
-            true,
-        )
-        .await?;
+    let (status, body) = ctx.post(&ctx.request_carrying(&ssa2)?, true).await?;
     ensure_eq!(status, 400);
     ensure!(
         body["error_description"]
@@ -1349,7 +1305,7 @@ async fn jwks_outage_is_bridged_by_the_stale_cache(backend: Backend) -> Result<(
 /// A JWKS host that does not answer within `jwks.timeout_ms` gives a prompt 400.
 async fn slow_jwks_times_out(backend: Backend) -> Result<()> {
     let ctx = Ctx::start(backend, "", "timeout_ms = 300").await?;
-    ctx.jwks.set(
+    let url = ctx.jwks.serve(
         "slow.jwks",
         Doc {
             status: 200,
@@ -1357,7 +1313,6 @@ async fn slow_jwks_times_out(backend: Backend) -> Result<()> {
             delay: Duration::from_secs(3),
         },
     );
-    let url = ctx.jwks.url("slow.jwks");
     let started = std::time::Instant::now();
     let (status, body) = ctx
         .post(
@@ -1385,13 +1340,7 @@ async fn slow_jwks_times_out(backend: Backend) -> Result<()> {
 /// An SSA issuer whose JWKS is an https URL (fetched and cached like TPP JWKS).
 async fn ssa_issuer_keys_from_an_https_url(backend: Backend) -> Result<()> {
     let tables = "[[open_banking.dcr.ssa_issuer]]\nname = \"Second Directory Ltd\"\njwks = \"https://localhost:{jwks_port}/directory2.jwks\"\n";
-    let ctx = Ctx::start_full(
-        backend,
-        "software_id_as_application_name.enable = false",
-        "",
-        tables,
-    )
-    .await?;
+    let ctx = Ctx::start_full(backend, MANY_CLIENTS_PER_SOFTWARE, "", tables).await?;
     // The second directory signs with the "rogue" key; publish its public half.
     let rogue = KeyPair::from_pem(&ctx.rogue_rsa_pem)?;
     let jwk = dcr_server::sandbox::public_jwk(&rogue, "PS256")?;
@@ -1407,12 +1356,7 @@ async fn ssa_issuer_keys_from_an_https_url(backend: Backend) -> Result<()> {
         &claims,
         Some((&ctx.rogue_rsa, Algorithm::PS256)),
     )?;
-    let (status, body) = ctx
-        .post(
-            &ctx.request(|r| r["software_statement"] = json!(ssa))?,
-            true,
-        )
-        .await?;
+    let (status, body) = ctx.post(&ctx.request_carrying(&ssa)?, true).await?;
     ensure!(status == 201, "{status} {body}");
     ensure_eq!(ctx.jwks.hits("directory2.jwks"), 1);
     // The same SSA claimed by the first directory does not verify with its keys.
@@ -1422,12 +1366,7 @@ async fn ssa_issuer_keys_from_an_https_url(backend: Backend) -> Result<()> {
         &claims,
         Some((&ctx.rogue_rsa, Algorithm::PS256)),
     )?;
-    let (status, body) = ctx
-        .post(
-            &ctx.request(|r| r["software_statement"] = json!(forged))?,
-            true,
-        )
-        .await?;
+    let (status, body) = ctx.post(&ctx.request_carrying(&forged)?, true).await?;
     ensure_eq!((status, body["error"].clone()), (400, json!(ISS)));
     ctx.server.stop().await
 }
@@ -1437,15 +1376,13 @@ async fn ssa_issuer_keys_from_an_https_url(backend: Backend) -> Result<()> {
 /// `unapproved_software_statement`, and nothing is written.
 async fn transport_certificate_in_the_software_jwks(backend: Backend) -> Result<()> {
     use base64::engine::general_purpose::STANDARD;
-    let dcr =
-        "software_id_as_application_name.enable = false\ntransport_cert_in_jwks.enable = true";
-    let ctx = Ctx::start(backend, dcr, "").await?;
+    let dcr = format!("{MANY_CLIENTS_PER_SOFTWARE}\ntransport_cert_in_jwks.enable = true");
+    let ctx = Ctx::start(backend, &dcr, "").await?;
     let (der, thumbprint) = ctx.transport_der_and_x5t()?;
     let with_keys = |name: &str, extra: Value| -> Result<Req> {
         let mut jwks = ctx.tpp_jwks.clone();
         jwks["keys"].as_array_mut().context("keys")?.push(extra);
-        ctx.jwks.set(name, Doc::json(jwks.to_string()));
-        let url = ctx.jwks.url(name);
+        let url = ctx.jwks.serve(name, Doc::json(jwks.to_string()));
         ctx.request_with_ssa(|s| s["software_jwks_endpoint"] = json!(url))
     };
     let cases = [
@@ -1487,16 +1424,26 @@ async fn transport_certificate_in_the_software_jwks(backend: Backend) -> Result<
             400,
         ),
     ];
-    for (name, req, want) in cases {
+    post_each(&ctx, cases.map(|(name, req, want)| (name, req, want, USS))).await?;
+    ctx.server.stop().await
+}
+
+/// POSTs each named request (with the transport certificate): its status must be the one
+/// wanted, and a 400 must carry the error code given and write no row.
+async fn post_each(
+    ctx: &Ctx,
+    cases: impl IntoIterator<Item = (&str, Req, u16, &str)>,
+) -> Result<()> {
+    for (name, req, want, code) in cases {
         let before = ctx.counts().await?;
         let (status, body) = ctx.post(&req, true).await?;
         ensure!(status == want, "{name}: {status} {body}");
         if want == 400 {
-            ensure_eq!(body["error"], json!(USS));
+            ensure_eq!(body["error"], json!(code));
             ensure_eq!(ctx.counts().await?, before);
         }
     }
-    ctx.server.stop().await
+    Ok(())
 }
 
 /// The directory's revoked keys (`software_jwks_revoked_endpoint`): a request signed with a
@@ -1506,19 +1453,14 @@ async fn transport_certificate_in_the_software_jwks(backend: Backend) -> Result<
 /// JWKS rules is refused.
 async fn revoked_keys_refuse_registrations_and_updates(backend: Backend) -> Result<()> {
     use base64::engine::general_purpose::STANDARD;
-    let ctx = Ctx::start(
-        backend,
-        "software_id_as_application_name.enable = false",
-        "",
-    )
-    .await?;
+    let ctx = Ctx::start(backend, MANY_CLIENTS_PER_SOFTWARE, "").await?;
     let (der, thumbprint) = ctx.transport_der_and_x5t()?;
     let kid = ctx.sandbox.tpp.kid_ps256.clone();
     // Each case its own location, so that no cached set is reused.
     let revoked = |name: &str, keys: Value| -> Result<Req> {
-        ctx.jwks
-            .set(name, Doc::json(json!({ "keys": keys }).to_string()));
-        let url = ctx.jwks.url(name);
+        let url = ctx
+            .jwks
+            .serve(name, Doc::json(json!({ "keys": keys }).to_string()));
         ctx.request_with_ssa(|s| s["software_jwks_revoked_endpoint"] = json!(url))
     };
     let (status, created) = ctx.post(&revoked("r0.jwks", json!([]))?, true).await?;
@@ -1575,15 +1517,7 @@ async fn revoked_keys_refuse_registrations_and_updates(backend: Backend) -> Resu
             ICM,
         ),
     ];
-    for (name, req, want, code) in cases {
-        let before = ctx.counts().await?;
-        let (status, body) = ctx.post(&req, true).await?;
-        ensure!(status == want, "{name}: {status} {body}");
-        if want == 400 {
-            ensure_eq!(body["error"], json!(code));
-            ensure_eq!(ctx.counts().await?, before);
-        }
-    }
+    post_each(&ctx, cases).await?;
     // An update signed with a key the directory has revoked since: refused, nothing changes.
     let id = created["client_id"]
         .as_str()
@@ -1591,7 +1525,7 @@ async fn revoked_keys_refuse_registrations_and_updates(backend: Backend) -> Resu
         .to_string();
     let stored = ctx.store.get_client(&id).await?;
     let token = ctx.pkj_token(&id).await?;
-    let http = ctx.env.client(Some((&ctx.transport.0, &ctx.transport.1)))?;
+    let http = ctx.tpp_client()?;
     let put = revoked("r5.jwks", json!([{"kty": "RSA", "kid": kid}]))?;
     let answer = http
         .put(ctx.env.url(&format!("{}/{id}", dcr_server::REGISTER_PATH)))
@@ -1622,16 +1556,10 @@ async fn revoked_keys_refuse_registrations_and_updates(backend: Backend) -> Resu
 /// row refuses a `private_key_jwt` assertion by the revoked key and `tls_client_auth` (and
 /// GET/DELETE) over a revoked transport certificate, once the cached set expires.
 async fn revoked_keys_refuse_tokens_and_management(backend: Backend) -> Result<()> {
-    let ctx = Ctx::start(
-        backend,
-        "software_id_as_application_name.enable = false",
-        "cache_ttl = 1",
-    )
-    .await?;
+    let ctx = Ctx::start(backend, MANY_CLIENTS_PER_SOFTWARE, "cache_ttl = 1").await?;
     let (_, thumbprint) = ctx.transport_der_and_x5t()?;
     let kid = ctx.sandbox.tpp.kid_ps256.clone();
-    ctx.jwks.set("rk.jwks", Doc::json(r#"{"keys": []}"#));
-    let url = ctx.jwks.url("rk.jwks");
+    let url = ctx.jwks.serve("rk.jwks", Doc::json(r#"{"keys": []}"#));
     let ssa = ctx.ssa(|s| s["software_jwks_revoked_endpoint"] = json!(url))?;
     let register = |method: &str| -> Result<Req> {
         let mut claims = ctx.claims(method)?;
@@ -1663,7 +1591,7 @@ async fn revoked_keys_refuse_tokens_and_management(backend: Backend) -> Result<(
     let refused = ctx.pkj_token(&pkj_id).await;
     ensure!(refused.is_err(), "a token by a revoked key: {refused:?}");
     ensure_eq!(ctx.tls_token(&tls_id).await?.0, 200);
-    let http = ctx.env.client(Some((&ctx.transport.0, &ctx.transport.1)))?;
+    let http = ctx.tpp_client()?;
     let manage = |method: reqwest::Method| {
         http.request(
             method,

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use comfy_table::{Cell, Table};
 
 use crate::clock::rfc3339;
 use crate::config::Config;
@@ -434,22 +435,27 @@ async fn clients(config_path: &Path, cmd: ClientsCommand) -> Result<ExitCode> {
                 let rows: Vec<_> = clients.iter().map(client_summary).collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                println!(
-                    "{:<36}  {:<22}  {:<18}  {:<16}  {:<7}  {:<8}  created",
-                    "client_id", "software_id", "org_id", "auth_method", "version", "enabled"
-                );
+                let mut table = plain_table(&[
+                    "client_id",
+                    "software_id",
+                    "org_id",
+                    "auth_method",
+                    "version",
+                    "enabled",
+                    "created",
+                ]);
                 for c in &clients {
-                    println!(
-                        "{:<36}  {:<22}  {:<18}  {:<16}  {:<7}  {:<8}  {}",
-                        c.client_id,
-                        c.software_id,
-                        c.org_id,
-                        c.token_endpoint_auth_method,
-                        c.dcr_version,
-                        if c.enabled { "yes" } else { "no" },
-                        rfc3339(c.created_at)
-                    );
+                    table.add_row(vec![
+                        Cell::new(&c.client_id),
+                        Cell::new(&c.software_id),
+                        Cell::new(&c.org_id),
+                        Cell::new(&c.token_endpoint_auth_method),
+                        Cell::new(&c.dcr_version),
+                        Cell::new(if c.enabled { "yes" } else { "no" }),
+                        Cell::new(rfc3339(c.created_at)),
+                    ]);
                 }
+                println!("{}", table.trim_fmt());
                 eprintln!("{} client(s)", clients.len());
             }
             Ok(ExitCode::SUCCESS)
@@ -487,6 +493,20 @@ async fn clients(config_path: &Path, cmd: ClientsCommand) -> Result<ExitCode> {
             act(&store, client_id, json, ClientAction::Enable).await
         }
     }
+}
+
+/// A table for the terminal: the header line, then a line a row; columns left-aligned, two
+/// spaces apart and as wide as their widest cell; no borders, colours or wrapping, so that a
+/// script can grep it.
+fn plain_table(header: &[&str]) -> Table {
+    let mut table = Table::new();
+    table
+        .load_style(comfy_table::presets::NOTHING)
+        .set_header(header.to_vec());
+    for column in table.column_iter_mut() {
+        column.set_padding((0, 2));
+    }
+    table
 }
 
 /// A JSON value for a table cell: strings without quotes, lists joined.
@@ -535,10 +555,8 @@ async fn events(config_path: &Path, cmd: EventsCommand) -> Result<ExitCode> {
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                println!(
-                    "{:<36}  {:<20}  {:<21}  {:<36}  deliveries",
-                    "event_id", "time", "type", "client_id"
-                );
+                let mut table =
+                    plain_table(&["event_id", "time", "type", "client_id", "deliveries"]);
                 for (e, deliveries) in &all {
                     let states: Vec<String> = deliveries
                         .iter()
@@ -551,19 +569,19 @@ async fn events(config_path: &Path, cmd: EventsCommand) -> Result<ExitCode> {
                             format!("{} {} ({} attempts{error})", d.webhook, d.state, d.attempts)
                         })
                         .collect();
-                    println!(
-                        "{:<36}  {:<20}  {:<21}  {:<36}  {}",
-                        e.event_id,
-                        rfc3339(e.at),
-                        e.event_type,
-                        e.client_id,
-                        if states.is_empty() {
+                    table.add_row(vec![
+                        Cell::new(&e.event_id),
+                        Cell::new(rfc3339(e.at)),
+                        Cell::new(&e.event_type),
+                        Cell::new(&e.client_id),
+                        Cell::new(if states.is_empty() {
                             "-".to_string()
                         } else {
                             states.join("; ")
-                        }
-                    );
+                        }),
+                    ]);
                 }
+                println!("{}", table.trim_fmt());
                 eprintln!("{} event(s)", all.len());
             }
             Ok(ExitCode::SUCCESS)
@@ -612,24 +630,30 @@ async fn audit(
             .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        println!(
-            "{:<20}  {:<18}  {:<8}  {:<36}  {:<22}  {:<7}  {:<28}  interaction_id",
-            "time", "action", "outcome", "client_id", "software_id", "version", "error_code"
-        );
-        let cell = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        let mut table = plain_table(&[
+            "time",
+            "action",
+            "outcome",
+            "client_id",
+            "software_id",
+            "version",
+            "error_code",
+            "interaction_id",
+        ]);
+        let cell = |v: &Option<String>| Cell::new(v.as_deref().unwrap_or("-"));
         for r in &records {
-            println!(
-                "{:<20}  {:<18}  {:<8}  {:<36}  {:<22}  {:<7}  {:<28}  {}",
-                rfc3339(r.at),
-                r.action,
-                r.outcome,
+            table.add_row(vec![
+                Cell::new(rfc3339(r.at)),
+                Cell::new(&r.action),
+                Cell::new(&r.outcome),
                 cell(&r.client_id),
                 cell(&r.software_id),
-                r.dcr_version.map_or_else(|| "-".into(), |v| v.to_string()),
+                Cell::new(r.dcr_version.map_or("-", |v| v.as_str())),
                 cell(&r.error_code),
-                cell(&r.interaction_id)
-            );
+                cell(&r.interaction_id),
+            ]);
         }
+        println!("{}", table.trim_fmt());
         eprintln!("{} record(s)", records.len());
     }
     Ok(ExitCode::SUCCESS)

@@ -9,19 +9,19 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;
-pub mod events;
+mod events;
 pub mod http;
 pub mod jose;
 pub mod material;
-pub mod metrics;
-pub mod net;
+mod metrics;
+mod net;
 pub mod oauth;
 pub mod operator;
 pub mod pki;
 pub mod registration;
 pub mod sandbox;
 pub mod store;
-pub mod text;
+mod text;
 
 /// The v3.2 registration path: the default advertised `registration_endpoint`. Every
 /// version's paths are in `domain::version::PROFILES`.

@@ -3,10 +3,11 @@
 //! for transport abuse, a closed connection), never a 5xx or a panic, and must add no row: the
 //! test reads the database after every input.
 
-#![allow(dead_code)]
-
-#[path = "it/registration.rs"]
-mod registration;
+// The shared fixtures of tests/it, of which this binary uses only a part.
+#[allow(dead_code)]
+#[path = "it/fixtures.rs"]
+mod fixtures;
+#[allow(dead_code)]
 #[path = "it/support.rs"]
 mod support;
 
@@ -15,11 +16,11 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use fixtures::{Ctx, MANY_CLIENTS_PER_SOFTWARE, raw_jws};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use libtest_mimic::{Arguments, Trial};
-use registration::{Ctx, raw_jws};
 use serde_json::{Value, json};
-use support::{Backend, count_rows};
+use support::{Backend, count_rows, token_request_with_assertion};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// What one hostile input is.
@@ -611,7 +612,7 @@ async fn send(
     token: &str,
     probe: &Probe,
 ) -> Result<Option<(u16, Value)>> {
-    let client = c.env.client(Some((&c.transport.0, &c.transport.1)))?;
+    let client = c.tpp_client()?;
     let register = c.env.url(support_path());
     let builder = match probe {
         Probe::Register(body, ct) => {
@@ -664,12 +665,7 @@ fn support_path() -> &'static str {
 }
 
 async fn corpus_gets_4xx_and_writes_nothing() -> Result<()> {
-    let c = Ctx::start(
-        Backend::Sqlite,
-        "software_id_as_application_name.enable = false",
-        "",
-    )
-    .await?;
+    let c = Ctx::start(Backend::Sqlite, MANY_CLIENTS_PER_SOFTWARE, "").await?;
     // One real client, for PUT.
     let created: Value = {
         let (status, body) = c.post(&c.request(|_| {})?, true).await?;
@@ -782,11 +778,11 @@ fn confuse(claims: &mut Value, key: &str, value: &Option<Value>) {
 async fn type_confusion_pass(backend: Backend) -> Result<()> {
     let c = Ctx::start(
         backend,
-        "software_id_as_application_name.enable = false\nssa_jti_validation.enable = true",
+        &format!("{MANY_CLIENTS_PER_SOFTWARE}\nssa_jti_validation.enable = true"),
         "",
     )
     .await?;
-    let http = c.env.client(Some((&c.transport.0, &c.transport.1)))?;
+    let http = c.tpp_client()?;
     let token_url = c.env.url("/token");
     let assertion_aud = format!("{}/token", c.env.issuer());
     let mut failures = Vec::new();
@@ -863,16 +859,7 @@ async fn type_confusion_pass(backend: Backend) -> Result<()> {
                 confuse(&mut claims, key, &value);
                 let assertion = c.sandbox.sign_as_tpp(&claims, "PS256")?;
                 sent += 1;
-                let answer = http
-                    .post(&token_url)
-                    .form(&[
-                        ("grant_type", "client_credentials"),
-                        (
-                            "client_assertion_type",
-                            dcr_server::oauth::client_auth::CLIENT_ASSERTION_TYPE,
-                        ),
-                        ("client_assertion", &assertion),
-                    ])
+                let answer = token_request_with_assertion(&http, &token_url, &assertion)
                     .send()
                     .await?;
                 let status = answer.status().as_u16();

@@ -8,5 +8,4 @@ pub mod handshake;
 pub mod listener;
 pub mod transport;
 
-pub use listener::Listener;
 pub use transport::Transport;

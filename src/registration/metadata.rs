@@ -1,6 +1,6 @@
 //! Step 5, client metadata: every claim of DCR §2, its type and the values the request's
 //! version allows (its [`Profile`]), and the cross-field rules. The CIBA claims are in
-//! [`super::backchannel`].
+//! `super::backchannel`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

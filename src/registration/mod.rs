@@ -9,29 +9,30 @@
 //! | 0 | client certificate present | `http::extract::ClientCert` | 401 `invalid_client` |
 //! | 1 | content type, compact JWS, `alg` allow-list, no header keys | [`envelope`] | `invalid_client_metadata` |
 //! | 2 | SSA: issuer allow-list → signature → `org_status`, roles → age | [`ssa`] | `unapproved_software_statement` / `invalid_software_statement` |
-//! | 3 | request signature with the `kid` from `software_jwks_endpoint` | [`request_signature`] | `invalid_client_metadata` |
+//! | 3 | request signature with the `kid` from `software_jwks_endpoint` | `request_signature` | `invalid_client_metadata` |
 //! | 4 | `iss`, `exp`, `iat`, `aud`, `jti` | [`request_claims`] | `invalid_client_metadata` |
-//! | 5 | metadata types, the version's allowed values, cross-field rules; CIBA claims | [`metadata`], [`backchannel`] | `invalid_client_metadata` |
+//! | 5 | metadata types, the version's allowed values, cross-field rules; CIBA claims | [`metadata`], `backchannel` | `invalid_client_metadata` |
 //! | 6 | redirect URIs | [`redirect_uris`] | `invalid_redirect_uri` |
 //! | 7 | URI and hostname policies (when enabled) | [`uri_policy`] | `invalid_client_metadata` |
 //! | 8 | scopes against SSA roles | [`scopes`] | `invalid_client_metadata` |
 //! | 9 | transport certificate belongs to the SSA (and, when enabled, is a `tls` key of its JWKS) | [`transport_binding`] | `unapproved_software_statement` |
-//! | 9b | neither the signing key nor the certificate is in the SSA's revoked keys | [`revoked_keys`] | `invalid_client_metadata` / `unapproved_software_statement` |
+//! | 9b | neither the signing key nor the certificate is in the SSA's revoked keys | `revoked_keys` | `invalid_client_metadata` / `unapproved_software_statement` |
 //! | 10 | `tls_client_auth_subject_dn` matches the certificate | [`subject_dn`] | `invalid_client_metadata` |
 //! | 11 | store: `jti` replay, one client per software_id, client + audit in one transaction | here | `invalid_client_metadata` / `invalid_software_statement` |
 
-pub mod allowed;
-pub mod backchannel;
+// `pub`: the steps that fuzz/src/checks.rs drives (and tests/fuzz_regressions.rs replays).
+mod allowed;
+mod backchannel;
 pub mod envelope;
 mod error;
 mod error_code;
 pub mod metadata;
-pub mod policy;
+mod policy;
 pub mod redirect_uris;
-pub mod refusal;
+pub(crate) mod refusal;
 pub mod request_claims;
-pub mod request_signature;
-pub mod revoked_keys;
+mod request_signature;
+mod revoked_keys;
 pub mod scopes;
 pub mod ssa;
 pub mod subject_dn;
@@ -125,11 +126,7 @@ pub fn client_body(client_id: &str, issued_at: i64, metadata: &ClientMetadata) -
 
 impl Registrar {
     /// Steps 0 to 10: everything that needs no write.
-    pub async fn validate(
-        &self,
-        input: &Input<'_>,
-        now: i64,
-    ) -> Result<Validated, RegistrationError> {
+    async fn validate(&self, input: &Input<'_>, now: i64) -> Result<Validated, RegistrationError> {
         let policy = &self.policy;
         let cert = input.certificate;
         let profile: &'static Profile = input.version.profile();

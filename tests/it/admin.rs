@@ -10,7 +10,7 @@ use dcr_server::store::{AuditLog, ClientStore, EventFilter, EventStore};
 use rcgen::{DnType, ExtendedKeyUsagePurpose};
 use serde_json::{Value, json};
 
-use crate::registration::Ctx;
+use crate::fixtures::Ctx;
 use crate::support::{BOTH, Backend, Case, SQLITE, SpawnedServer, TestEnv, https_client};
 use crate::{case, ensure_eq};
 

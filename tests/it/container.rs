@@ -10,7 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 
-use crate::support::{Backend, Case, SQLITE, SpawnedServer, free_port, https_client};
+use crate::support::{
+    Backend, Case, SQLITE, SpawnedServer, free_port, https_client, token_request_with_assertion,
+};
 use crate::{case, ensure_eq};
 
 pub fn cases() -> Vec<Case> {
@@ -265,20 +267,12 @@ async fn the_image_serves_the_sandbox_with_no_mounts(_backend: Backend) -> Resul
             String::from_utf8_lossy(&out.stderr)
         );
         let assertion = String::from_utf8(out.stdout)?.trim().to_string();
-        let token: Value = tpp
-            .post(format!("{issuer}/token"))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                (
-                    "client_assertion_type",
-                    dcr_server::oauth::client_auth::CLIENT_ASSERTION_TYPE,
-                ),
-                ("client_assertion", &assertion),
-            ])
-            .send()
-            .await?
-            .json()
-            .await?;
+        let token: Value =
+            token_request_with_assertion(&tpp, format!("{issuer}/token"), &assertion)
+                .send()
+                .await?
+                .json()
+                .await?;
         let access = token["access_token"].as_str().context("no token")?;
         let read = tpp
             .get(format!("{issuer}{}/{client_id}", dcr_server::REGISTER_PATH))
@@ -423,16 +417,7 @@ async fn register_and_get_a_token(sandbox_dir: &Path, base: &str, issuer: &str) 
     ensure!(status == 201, "register: {status} {created}");
     let client_id = created["client_id"].as_str().context("client_id")?;
     let assertion = sandbox.client_assertion(client_id, &format!("{issuer}/token"), "PS256")?;
-    let answer = tpp
-        .post(format!("{base}/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            (
-                "client_assertion_type",
-                dcr_server::oauth::client_auth::CLIENT_ASSERTION_TYPE,
-            ),
-            ("client_assertion", &assertion),
-        ])
+    let answer = token_request_with_assertion(&tpp, format!("{base}/token"), &assertion)
         .send()
         .await?;
     let status = answer.status().as_u16();

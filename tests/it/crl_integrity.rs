@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail, ensure};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use serde_json::{Value, json};
 
-use crate::registration::Ctx;
+use crate::fixtures::Ctx;
 use crate::revocation::{CrlServer, Responder, Serving, eventually, ocsp_tls, register};
 use crate::support::{Backend, Case, SQLITE, SpawnedServer, TestEnv, run_binary};
 use crate::{case, ensure_eq};

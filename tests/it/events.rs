@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use dcr_server::store::{EventFilter, EventRecord, EventStore};
 use serde_json::{Value, json};
 
-use crate::registration::Ctx;
+use crate::fixtures::Ctx;
 use crate::support::{BOTH, Backend, Case, POSTGRES, TestEnv, count_rows, run_binary, serve_https};
 use crate::{case, ensure_eq};
 

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     BOTH, Backend, Case, POSTGRES, SQLITE, STANDALONE, SpawnedServer, TestDb, TestEnv,
-    ThrowawayPostgres, count_rows,
+    ThrowawayPostgres, count_rows, token_request_with_assertion,
 };
 use crate::{case, ensure_eq};
 
@@ -112,19 +112,10 @@ impl Tpp {
 
     /// POSTs a private_key_jwt token request with this assertion.
     async fn post_assertion(&self, assertion: &str) -> Result<(u16, Value, bool)> {
-        let r = self
-            .client
-            .post(format!("{}/token", self.base))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                (
-                    "client_assertion_type",
-                    dcr_server::oauth::client_auth::CLIENT_ASSERTION_TYPE,
-                ),
-                ("client_assertion", assertion),
-            ])
-            .send()
-            .await?;
+        let r =
+            token_request_with_assertion(&self.client, format!("{}/token", self.base), assertion)
+                .send()
+                .await?;
         let status = r.status().as_u16();
         let retry_after = r.headers().contains_key("retry-after");
         Ok((
@@ -660,7 +651,7 @@ async fn logs_and_tables_hold_no_secrets(backend: Backend) -> Result<()> {
 
 /// A request stuck behind a slow dependency is answered 503 at `server.request_timeout_ms`.
 async fn request_timeout_bounds_every_request(backend: Backend) -> Result<()> {
-    use crate::registration::Ctx;
+    use crate::fixtures::Ctx;
     use crate::support::Doc;
     let c = Ctx::start_custom(
         backend,

@@ -9,7 +9,7 @@ use dcr_server::store::{AuditLog, AuditRecord, TokenRecord, TokenStore};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 
-use crate::registration::{Ctx, Req, eidas_cert, raw_jws};
+use crate::fixtures::{Ctx, Req, eidas_cert, raw_jws};
 use crate::support::{BOTH, Backend, Case, SQLITE, count_rows, run_binary};
 use crate::{case, ensure_eq};
 

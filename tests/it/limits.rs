@@ -11,8 +11,8 @@ use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::registration::{Ctx, eidas_cert};
-use crate::support::{Backend, Case, Doc, SQLITE};
+use crate::fixtures::{Ctx, eidas_cert};
+use crate::support::{Backend, Case, Doc, SQLITE, token_request_with_assertion};
 use crate::{case, ensure_eq};
 
 pub fn cases() -> Vec<Case> {
@@ -115,14 +115,11 @@ async fn token_requests_are_limited_per_certificate_and_client(_: Backend) -> Re
             &format!("{}/token", ctx.env.issuer()),
             "PS256",
         )?;
-        Ok(http.post(ctx.env.url("/token")).form(&[
-            ("grant_type", "client_credentials".to_string()),
-            (
-                "client_assertion_type",
-                dcr_server::oauth::client_auth::CLIENT_ASSERTION_TYPE.to_string(),
-            ),
-            ("client_assertion", assertion),
-        ]))
+        Ok(token_request_with_assertion(
+            &http,
+            ctx.env.url("/token"),
+            &assertion,
+        ))
     };
     let (status, _, body) = send(token(&id)?).await?;
     ensure!(status == 200, "first token: {status} {body}");

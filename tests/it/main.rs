@@ -10,6 +10,7 @@ mod container;
 mod crl_integrity;
 mod events;
 mod faults;
+mod fixtures;
 mod lifecycle;
 mod limits;
 mod registration;

@@ -8,15 +8,13 @@ use anyhow::{Context, Result, bail, ensure};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dcr_server::domain::SpecVersion;
-use dcr_server::sandbox::{RequestOptions, Sandbox};
-use dcr_server::store::{ClientStore, Database};
+use dcr_server::store::ClientStore;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use rcgen::{DnType, ExtendedKeyUsagePurpose, KeyPair};
 use serde_json::{Value, json};
 
-use crate::support::{
-    BOTH, Backend, Case, Doc, JwksServer, RunningServer, SQLITE, TestEnv, count_rows,
-};
+use crate::fixtures::{Ctx, MANY_CLIENTS_PER_SOFTWARE, Req, eidas_cert, raw_jws};
+use crate::support::{BOTH, Backend, Case, Doc, SQLITE, count_rows};
 use crate::{case, ensure_eq};
 
 pub fn cases() -> Vec<Case> {
@@ -38,39 +36,6 @@ pub fn cases() -> Vec<Case> {
     ]
 }
 
-/// A request to POST.
-pub struct Req {
-    pub body: String,
-    pub content_type: Option<&'static str>,
-    pub identity: Option<(String, String)>,
-}
-
-impl Req {
-    pub fn jwt(body: String) -> Self {
-        Self {
-            body,
-            content_type: Some("application/jwt"),
-            identity: None,
-        }
-    }
-}
-
-/// A running server, its sandbox TPP, and the keys hostile cases need.
-pub struct Ctx {
-    pub env: TestEnv,
-    pub sandbox: Sandbox,
-    pub server: RunningServer,
-    pub jwks: JwksServer,
-    pub store: Database,
-    pub rogue_rsa: EncodingKey,
-    pub rogue_rsa_pem: String,
-    pub tpp_jwks: Value,
-    directory_kid: String,
-    pub transport: (String, String),
-    /// The config the server was started with, as TOML.
-    pub config_text: String,
-}
-
 /// The dcr settings of the table's server: every optional check on.
 const TABLE_DCR: &str = r#"
 software_id_as_application_name.enable = false
@@ -78,299 +43,6 @@ ssa_jti_validation.enable = true
 hostname_validation.enable = true
 ssa_max_age = 3600
 "#;
-
-impl Ctx {
-    pub async fn start(backend: Backend, extra_dcr: &str, extra_jwks: &str) -> Result<Self> {
-        Self::start_full(backend, extra_dcr, extra_jwks, "").await
-    }
-
-    /// Starts with extra `[open_banking.dcr]` and `[open_banking.dcr.jwks]` lines and extra
-    /// tables at the end of the config.
-    pub async fn start_full(
-        backend: Backend,
-        extra_dcr: &str,
-        extra_jwks: &str,
-        extra_tables: &str,
-    ) -> Result<Self> {
-        Self::start_custom(backend, "", extra_dcr, extra_jwks, extra_tables).await
-    }
-
-    /// As [`Self::start_full`], plus lines for `[server]`.
-    pub async fn start_custom(
-        backend: Backend,
-        extra_server: &str,
-        extra_dcr: &str,
-        extra_jwks: &str,
-        extra_tables: &str,
-    ) -> Result<Self> {
-        Self::start_tls(
-            backend,
-            "",
-            extra_server,
-            extra_dcr,
-            extra_jwks,
-            extra_tables,
-        )
-        .await
-    }
-
-    /// As [`Self::start_custom`], plus lines for `[server.tls]`.
-    pub async fn start_tls(
-        backend: Backend,
-        extra_tls: &str,
-        extra_server: &str,
-        extra_dcr: &str,
-        extra_jwks: &str,
-        extra_tables: &str,
-    ) -> Result<Self> {
-        let env = TestEnv::new(backend).await?;
-        Self::start_in(
-            env,
-            extra_tls,
-            extra_server,
-            extra_dcr,
-            extra_jwks,
-            extra_tables,
-        )
-        .await
-    }
-
-    /// As [`Ctx::start_tls`], in an environment (and sandbox) the test prepared first: a test
-    /// may then serve what the server fetches at start-up, signed by the sandbox CA.
-    pub async fn start_in(
-        env: TestEnv,
-        extra_tls: &str,
-        extra_server: &str,
-        extra_dcr: &str,
-        extra_jwks: &str,
-        extra_tables: &str,
-    ) -> Result<Self> {
-        let issuer = env.issuer();
-        let dcr = format!("audience = [\"{issuer}\", \"0015800001BANKAAA\"]\n{extra_dcr}");
-        let jwks_extra = format!("allowed_hosts = [\"localhost\"]\n{extra_jwks}");
-        // The JWKS server starts first, so that the config may point at it (`{jwks_port}`).
-        let jwks = JwksServer::start(&env.ca()?).await?;
-        let tables = extra_tables.replace("{jwks_port}", &jwks.port.to_string());
-        let text = env
-            .config_toml_full(extra_tls, &dcr, &jwks_extra, &tables)
-            .replace(
-                "shutdown_grace_secs = 2",
-                &format!("shutdown_grace_secs = 2\n{extra_server}"),
-            );
-        // A test that sets the rate limits replaces the suite's default (off).
-        let text = if extra_server.contains("rate_limit.enable") {
-            text.replace("rate_limit.enable = false\n", "")
-        } else {
-            text
-        };
-        let config = dcr_server::config::Config::parse(&text, std::path::Path::new("test.toml"))?;
-        let server = env.start_with(config, axum::Router::new()).await?;
-        let config_text = text;
-        let sandbox = env.sandbox()?;
-        let rogue = KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)?;
-        let rogue_rsa_pem = rogue.serialize_pem();
-        let tpp_jwks: Value = serde_json::from_str(&std::fs::read_to_string(
-            env.sandbox_dir.join("tpp/signing.jwks"),
-        )?)?;
-        let directory: Value = serde_json::from_str(&std::fs::read_to_string(
-            env.sandbox_dir.join("directory.jwks"),
-        )?)?;
-        let store = env.db.connect().await?;
-        Ok(Self {
-            transport: env.transport_pem()?,
-            directory_kid: directory["keys"][0]["kid"]
-                .as_str()
-                .context("kid")?
-                .to_string(),
-            rogue_rsa: EncodingKey::from_rsa_pem(rogue_rsa_pem.as_bytes())?,
-            rogue_rsa_pem,
-            tpp_jwks,
-            sandbox,
-            server,
-            jwks,
-            store,
-            config_text,
-            env,
-        })
-    }
-
-    pub fn options(&self, method: &str, alg: &str) -> RequestOptions {
-        RequestOptions {
-            auth_method: method.into(),
-            alg: alg.into(),
-            aud: self.env.issuer(),
-            lifetime: 300,
-            ..RequestOptions::default()
-        }
-    }
-
-    /// Fresh request claims for the sandbox TPP.
-    pub fn claims(&self, method: &str) -> Result<Value> {
-        self.sandbox.request_claims(&self.options(method, "PS256"))
-    }
-
-    /// A signed request with the claims changed by `f`.
-    pub fn request(&self, f: impl FnOnce(&mut Value)) -> Result<Req> {
-        let mut claims = self.claims("private_key_jwt")?;
-        f(&mut claims);
-        Ok(Req::jwt(self.sandbox.sign_as_tpp(&claims, "PS256")?))
-    }
-
-    /// An SSA with its claims changed by `f`, signed by the directory.
-    pub fn ssa(&self, f: impl FnOnce(&mut Value)) -> Result<String> {
-        let mut claims = self.sandbox.ssa_claims();
-        f(&mut claims);
-        self.sandbox.sign_ssa(&claims)
-    }
-
-    /// An SSA whose `software_jwks_endpoint` is `tpp.jwks` on the test's JWKS server, which
-    /// serves the sandbox TPP's keys there (and counts the fetches).
-    pub fn ssa_with_served_tpp_jwks(&self) -> Result<String> {
-        self.jwks
-            .set("tpp.jwks", Doc::json(self.tpp_jwks.to_string()));
-        let url = self.jwks.url("tpp.jwks");
-        self.ssa(|s| s["software_jwks_endpoint"] = json!(url))
-    }
-
-    /// A signed request carrying an SSA changed by `f`.
-    pub fn request_with_ssa(&self, f: impl FnOnce(&mut Value)) -> Result<Req> {
-        let ssa = self.ssa(f)?;
-        self.request(|c| c["software_statement"] = json!(ssa))
-    }
-
-    /// The sandbox TPP's RSA signing key.
-    pub fn tpp_rsa_key(&self) -> Result<EncodingKey> {
-        let pem = std::fs::read(self.env.sandbox_dir.join("tpp/signing-ps256.key"))?;
-        Ok(EncodingKey::from_rsa_pem(&pem)?)
-    }
-
-    pub fn tpp_public_jwk(&self, alg: &str) -> Result<Value> {
-        self.tpp_jwks["keys"]
-            .as_array()
-            .context("keys")?
-            .iter()
-            .find(|k| k["alg"] == alg)
-            .cloned()
-            .context("no such key")
-    }
-
-    /// A client-credentials token for `client_id` (`private_key_jwt`, the sandbox TPP's key, its
-    /// transport certificate).
-    pub async fn pkj_token(&self, client_id: &str) -> Result<String> {
-        let assertion = self.sandbox.client_assertion(
-            client_id,
-            &format!("{}/token", self.env.issuer()),
-            "PS256",
-        )?;
-        let body: Value = self
-            .env
-            .client(Some((&self.transport.0, &self.transport.1)))?
-            .post(self.env.url("/token"))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                (
-                    "client_assertion_type",
-                    dcr_server::oauth::client_auth::CLIENT_ASSERTION_TYPE,
-                ),
-                ("client_assertion", &assertion),
-            ])
-            .send()
-            .await?
-            .json()
-            .await?;
-        body["access_token"]
-            .as_str()
-            .map(str::to_string)
-            .with_context(|| format!("no token for {client_id}: {body}"))
-    }
-
-    /// `/token` for a `tls_client_auth` client, over the sandbox transport certificate: the
-    /// status and body.
-    pub async fn tls_token(&self, client_id: &str) -> Result<(u16, Value)> {
-        let answer = self
-            .env
-            .client(Some((&self.transport.0, &self.transport.1)))?
-            .post(self.env.url("/token"))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", client_id),
-            ])
-            .send()
-            .await?;
-        let status = answer.status().as_u16();
-        Ok((status, answer.json().await?))
-    }
-
-    /// The sandbox transport certificate: its DER and its `x5t#S256`.
-    pub fn transport_der_and_x5t(&self) -> Result<(Vec<u8>, String)> {
-        use rustls::pki_types::CertificateDer;
-        use rustls::pki_types::pem::PemObject;
-        let der = CertificateDer::from_pem_slice(self.transport.0.as_bytes())?.to_vec();
-        let x5t = dcr_server::pki::ClientCertificate::from_der(&der)?
-            .x5t_s256()
-            .to_string();
-        Ok((der, x5t))
-    }
-
-    /// POSTs a request to the v3.2 path; the sandbox transport certificate unless the request
-    /// names another.
-    pub async fn post(&self, req: &Req, with_cert: bool) -> Result<(u16, Value)> {
-        self.post_on(SpecVersion::V3_2, req, with_cert).await
-    }
-
-    /// As [`Self::post`], to the path of `version`.
-    pub async fn post_on(
-        &self,
-        version: SpecVersion,
-        req: &Req,
-        with_cert: bool,
-    ) -> Result<(u16, Value)> {
-        let identity = match (&req.identity, with_cert) {
-            (Some((c, k)), _) => Some((c.as_str(), k.as_str())),
-            (None, true) => Some((self.transport.0.as_str(), self.transport.1.as_str())),
-            (None, false) => None,
-        };
-        let client = self.env.client(identity)?;
-        let mut builder = client
-            .post(self.env.url(version.profile().register_path))
-            .body(req.body.clone());
-        if let Some(ct) = req.content_type {
-            builder = builder.header("content-type", ct);
-        }
-        let response = builder.send().await?;
-        let status = response.status().as_u16();
-        let text = response.text().await?;
-        let body = serde_json::from_str(&text)
-            .with_context(|| format!("status {status}: body is not JSON: {text:.200}"))?;
-        Ok((status, body))
-    }
-
-    pub async fn counts(&self) -> Result<[i64; 3]> {
-        Ok([
-            count_rows(&self.store, "clients").await?,
-            count_rows(&self.store, "jtis").await?,
-            count_rows(&self.store, "tokens").await?,
-        ])
-    }
-}
-
-/// A JWS with any header, signed by `key` (or with a junk signature).
-pub fn raw_jws(
-    header: Value,
-    claims: &Value,
-    key: Option<(&EncodingKey, Algorithm)>,
-) -> Result<String> {
-    let input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    );
-    let signature = match key {
-        Some((key, alg)) => jsonwebtoken::crypto::sign(input.as_bytes(), key, alg)?,
-        None => URL_SAFE_NO_PAD.encode(b"not a signature"),
-    };
-    Ok(format!("{input}.{signature}"))
-}
 
 type Build = Box<dyn Fn(&Ctx) -> Result<Req> + Send + Sync>;
 
@@ -859,9 +531,9 @@ fn rules() -> Vec<Row> {
             if let Some(m) = jwk.as_object_mut() {
                 m.remove("alg");
             }
-            c.jwks
-                .set("no-alg.jwks", Doc::json(json!({"keys": [jwk]}).to_string()));
-            let url = c.jwks.url("no-alg.jwks");
+            let url = c
+                .jwks
+                .serve("no-alg.jwks", Doc::json(json!({"keys": [jwk]}).to_string()));
             let ssa = c.ssa(|s| s["software_jwks_endpoint"] = json!(url))?;
             let mut claims = c.claims("private_key_jwt")?;
             claims["software_statement"] = json!(ssa);
@@ -877,11 +549,10 @@ fn rules() -> Vec<Row> {
             if let Some(m) = jwk.as_object_mut() {
                 m.remove("alg");
             }
-            c.jwks.set(
+            let url = c.jwks.serve(
                 "no-alg-2.jwks",
                 Doc::json(json!({"keys": [jwk]}).to_string()),
             );
-            let url = c.jwks.url("no-alg-2.jwks");
             let ssa = c.ssa(|s| s["software_jwks_endpoint"] = json!(url))?;
             let mut claims = c.claims("private_key_jwt")?;
             claims["software_statement"] = json!(ssa);
@@ -922,7 +593,7 @@ fn rules() -> Vec<Row> {
                 &claims,
                 Some((&c.rogue_rsa, Algorithm::PS256)),
             )?;
-            c.request(|r| r["software_statement"] = json!(ssa))
+            c.request_carrying(&ssa)
         }),
         row("SSA signed by an unknown key", 400, ISS, |c| {
             let claims = c.sandbox.ssa_claims();
@@ -931,12 +602,12 @@ fn rules() -> Vec<Row> {
                 &claims,
                 Some((&c.rogue_rsa, Algorithm::PS256)),
             )?;
-            c.request(|r| r["software_statement"] = json!(ssa))
+            c.request_carrying(&ssa)
         }),
         row("SSA with alg none", 400, ISS, |c| {
             let claims = c.sandbox.ssa_claims();
             let ssa = raw_jws(json!({"alg": "none"}), &claims, None)?;
-            c.request(|r| r["software_statement"] = json!(ssa))
+            c.request_carrying(&ssa)
         }),
         row("SSA org_status Revoked", 400, USS, |c| {
             c.request_with_ssa(|s| s["org_status"] = json!("Revoked"))
@@ -991,9 +662,9 @@ fn rules() -> Vec<Row> {
             let mut enc = c.tpp_public_jwk("PS256")?;
             enc["use"] = json!("enc");
             enc["kid"] = json!("enc-key");
-            c.jwks
-                .set("enc.jwks", Doc::json(json!({"keys": [enc]}).to_string()));
-            let url = c.jwks.url("enc.jwks");
+            let url = c
+                .jwks
+                .serve("enc.jwks", Doc::json(json!({"keys": [enc]}).to_string()));
             let ssa = c.ssa(|s| s["software_jwks_endpoint"] = json!(url))?;
             let mut claims = c.claims("private_key_jwt")?;
             claims["software_statement"] = json!(ssa);
@@ -1007,14 +678,13 @@ fn rules() -> Vec<Row> {
         }),
         row("RSA key shorter than 2048 bits", 400, ICM, |c| {
             let n = URL_SAFE_NO_PAD.encode([0xC5u8; 128]);
-            c.jwks.set(
+            let url = c.jwks.serve(
                 "short.jwks",
                 Doc::json(
                     json!({"keys": [{"kty": "RSA", "kid": "short", "n": n, "e": "AQAB"}]})
                         .to_string(),
                 ),
             );
-            let url = c.jwks.url("short.jwks");
             let ssa = c.ssa(|s| s["software_jwks_endpoint"] = json!(url))?;
             let mut claims = c.claims("private_key_jwt")?;
             claims["software_statement"] = json!(ssa);
@@ -1036,14 +706,12 @@ fn rules() -> Vec<Row> {
             c.request_with_ssa(|s| s["software_jwks_endpoint"] = json!(url))
         }),
         row("JWKS endpoint answers garbage", 400, ICM, |c| {
-            c.jwks.set("garbage.jwks", Doc::json("<html>"));
-            let url = c.jwks.url("garbage.jwks");
+            let url = c.jwks.serve("garbage.jwks", Doc::json("<html>"));
             c.request_with_ssa(|s| s["software_jwks_endpoint"] = json!(url))
         }),
         row("JWKS larger than 256 KiB", 400, ICM, |c| {
             let big = json!({"keys": [], "pad": "x".repeat(300 * 1024)}).to_string();
-            c.jwks.set("huge.jwks", Doc::json(big));
-            let url = c.jwks.url("huge.jwks");
+            let url = c.jwks.serve("huge.jwks", Doc::json(big));
             c.request_with_ssa(|s| s["software_jwks_endpoint"] = json!(url))
         }),
         // --- request claims ---
@@ -1279,23 +947,6 @@ impl Ctx {
     }
 }
 
-/// An eIDAS-style certificate for the sandbox TPP's organisation.
-pub fn eidas_cert(c: &Ctx, org_identifier: &str) -> Result<(String, String)> {
-    c.env.ca()?.issue(
-        &[
-            (DnType::CountryName, "GB".into()),
-            (DnType::OrganizationName, "Sandbox TPP Ltd".into()),
-            (
-                DnType::CustomDnType(vec![2, 5, 4, 97]),
-                org_identifier.into(),
-            ),
-            (DnType::CommonName, "tpp.example.com".into()),
-        ],
-        &[],
-        ExtendedKeyUsagePurpose::ClientAuth,
-    )
-}
-
 fn check_client_body(body: &Value, sent_ssa: Option<&str>) -> Result<()> {
     ensure!(
         body["client_id"]
@@ -1477,24 +1128,19 @@ async fn replayed_request_jti_is_refused(backend: Backend) -> Result<()> {
 async fn replayed_ssa_jti_is_refused_when_enabled(backend: Backend) -> Result<()> {
     let ctx = Ctx::start(backend, TABLE_DCR, "").await?;
     let ssa = ctx.ssa(|_| {})?;
-    let first = ctx.request(|r| r["software_statement"] = json!(ssa))?;
+    let first = ctx.request_carrying(&ssa)?;
     ensure_eq!(ctx.post(&first, true).await?.0, 201);
-    let second = ctx.request(|r| r["software_statement"] = json!(ssa))?;
+    let second = ctx.request_carrying(&ssa)?;
     let (status, body) = ctx.post(&second, true).await?;
     ensure_eq!(status, 400);
     ensure_eq!(body["error"], json!(ISS));
     ctx.server.stop().await?;
 
     // Off (the default): the same SSA may be used again.
-    let ctx = Ctx::start(
-        backend,
-        "software_id_as_application_name.enable = false",
-        "",
-    )
-    .await?;
+    let ctx = Ctx::start(backend, MANY_CLIENTS_PER_SOFTWARE, "").await?;
     let ssa = ctx.ssa(|_| {})?;
     for _ in 0..2 {
-        let req = ctx.request(|r| r["software_statement"] = json!(ssa))?;
+        let req = ctx.request_carrying(&ssa)?;
         ensure_eq!(ctx.post(&req, true).await?.0, 201);
     }
     ctx.server.stop().await
@@ -1521,14 +1167,7 @@ async fn one_client_per_software_id(backend: Backend) -> Result<()> {
 }
 
 async fn concurrent_same_jti_registers_once(backend: Backend) -> Result<()> {
-    let ctx = std::sync::Arc::new(
-        Ctx::start(
-            backend,
-            "software_id_as_application_name.enable = false",
-            "",
-        )
-        .await?,
-    );
+    let ctx = std::sync::Arc::new(Ctx::start(backend, MANY_CLIENTS_PER_SOFTWARE, "").await?);
     let req = std::sync::Arc::new(ctx.request(|_| {})?);
     let mut tasks = Vec::new();
     for _ in 0..20 {
@@ -1556,10 +1195,8 @@ async fn uri_validation_fetches_the_pages(backend: Backend) -> Result<()> {
         "",
     )
     .await?;
-    ctx.jwks.set("policy", Doc::json("<html>policy</html>"));
-    ctx.jwks.set("logo.png", Doc::json("png"));
-    let policy = ctx.jwks.url("policy");
-    let logo = ctx.jwks.url("logo.png");
+    let policy = ctx.jwks.serve("policy", Doc::json("<html>policy</html>"));
+    let logo = ctx.jwks.serve("logo.png", Doc::json("png"));
     let missing = ctx.jwks.url("tos-missing");
     let set_uris = |s: &mut Value, tos: &str| {
         remove(s, "software_client_uri");
@@ -1587,14 +1224,7 @@ async fn uri_validation_fetches_the_pages(backend: Backend) -> Result<()> {
 
 /// Requests naming random kids cause at most one refetch per source every few seconds.
 async fn unknown_kids_do_not_amplify_jwks_fetches(backend: Backend) -> Result<()> {
-    let ctx = std::sync::Arc::new(
-        Ctx::start(
-            backend,
-            "software_id_as_application_name.enable = false",
-            "",
-        )
-        .await?,
-    );
+    let ctx = std::sync::Arc::new(Ctx::start(backend, MANY_CLIENTS_PER_SOFTWARE, "").await?);
     let ssa = ctx.ssa_with_served_tpp_jwks()?;
     let mut tasks = Vec::new();
     for i in 0..30 {
@@ -1618,7 +1248,7 @@ async fn unknown_kids_do_not_amplify_jwks_fetches(backend: Backend) -> Result<()
     let hits = ctx.jwks.hits("tpp.jwks");
     ensure!(hits <= 2, "30 unknown kids caused {hits} JWKS fetches");
     // A valid request still works from the cache.
-    let good = ctx.request(|r| r["software_statement"] = json!(ssa))?;
+    let good = ctx.request_carrying(&ssa)?;
     ensure_eq!(ctx.post(&good, true).await?.0, 201);
     ensure!(ctx.jwks.hits("tpp.jwks") <= 2);
     Ok(())
@@ -1628,20 +1258,12 @@ async fn unknown_kids_do_not_amplify_jwks_fetches(backend: Backend) -> Result<()
 async fn jwks_outage_is_bridged_by_the_stale_cache(backend: Backend) -> Result<()> {
     let ctx = Ctx::start(
         backend,
-        "software_id_as_application_name.enable = false",
+        MANY_CLIENTS_PER_SOFTWARE,
         "cache_ttl = 1\nmax_stale = 600",
     )
     .await?;
     let ssa = ctx.ssa_with_served_tpp_jwks()?;
-    ensure_eq!(
-        ctx.post(
-            &ctx.request(|r| r["software_statement"] = json!(ssa))?,
-            true
-        )
-        .await?
-        .0,
-        201
-    );
+    ensure_eq!(ctx.post(&ctx.request_carrying(&ssa)?, true).await?.0, 201);
     ctx.jwks.set(
         "tpp.jwks",
         Doc {
@@ -1651,20 +1273,14 @@ async fn jwks_outage_is_bridged_by_the_stale_cache(backend: Backend) -> Result<(
         },
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (status, body) = ctx
-        .post(
-            &ctx.request(|r| r["software_statement"] = json!(ssa))?,
-            true,
-        )
-        .await?;
+    let (status, body) = ctx.post(&ctx.request_carrying(&ssa)?, true).await?;
     ensure!(status == 201, "stale cache not used: {status} {body}");
     ensure!(
         ctx.jwks.hits("tpp.jwks") >= 2,
         "the expired entry was not refetched"
     );
     // Without a cache, the outage is a clear 400.
-    let url2 = ctx.jwks.url("never-up.jwks");
-    ctx.jwks.set(
+    let url2 = ctx.jwks.serve(
         "never-up.jwks",
         Doc {
             status: 503,
@@ -1673,12 +1289,7 @@ async fn jwks_outage_is_bridged_by_the_stale_cache(backend: Backend) -> Result<(
         },
     );
     let ssa2 = ctx.ssa(|s| s["software_jwks_endpoint"] = json!(url2))?;
-    let (status, body) = ctx
-        .post(
-            &ctx.request(|r| r["software_statement"] = json!(ssa2))?,
-            true,
-        )
-        .await?;
+    let (status, body) = ctx.post(&ctx.request_carrying(&ssa2)?, true).await?;
     ensure_eq!(status, 400);
     ensure!(
         body["error_description"]
@@ -1693,7 +1304,7 @@ async fn jwks_outage_is_bridged_by_the_stale_cache(backend: Backend) -> Result<(
 /// A JWKS host that does not answer within `jwks.timeout_ms` gives a prompt 400.
 async fn slow_jwks_times_out(backend: Backend) -> Result<()> {
     let ctx = Ctx::start(backend, "", "timeout_ms = 300").await?;
-    ctx.jwks.set(
+    let url = ctx.jwks.serve(
         "slow.jwks",
         Doc {
             status: 200,
@@ -1701,7 +1312,6 @@ async fn slow_jwks_times_out(backend: Backend) -> Result<()> {
             delay: Duration::from_secs(3),
         },
     );
-    let url = ctx.jwks.url("slow.jwks");
     let started = std::time::Instant::now();
     let (status, body) = ctx
         .post(
@@ -1729,13 +1339,7 @@ async fn slow_jwks_times_out(backend: Backend) -> Result<()> {
 /// An SSA issuer whose JWKS is an https URL (fetched and cached like TPP JWKS).
 async fn ssa_issuer_keys_from_an_https_url(backend: Backend) -> Result<()> {
     let tables = "[[open_banking.dcr.ssa_issuer]]\nname = \"Second Directory Ltd\"\njwks = \"https://localhost:{jwks_port}/directory2.jwks\"\n";
-    let ctx = Ctx::start_full(
-        backend,
-        "software_id_as_application_name.enable = false",
-        "",
-        tables,
-    )
-    .await?;
+    let ctx = Ctx::start_full(backend, MANY_CLIENTS_PER_SOFTWARE, "", tables).await?;
     // The second directory signs with the "rogue" key; publish its public half.
     let rogue = KeyPair::from_pem(&ctx.rogue_rsa_pem)?;
     let jwk = dcr_server::sandbox::public_jwk(&rogue, "PS256")?;
@@ -1751,12 +1355,7 @@ async fn ssa_issuer_keys_from_an_https_url(backend: Backend) -> Result<()> {
         &claims,
         Some((&ctx.rogue_rsa, Algorithm::PS256)),
     )?;
-    let (status, body) = ctx
-        .post(
-            &ctx.request(|r| r["software_statement"] = json!(ssa))?,
-            true,
-        )
-        .await?;
+    let (status, body) = ctx.post(&ctx.request_carrying(&ssa)?, true).await?;
     ensure!(status == 201, "{status} {body}");
     ensure_eq!(ctx.jwks.hits("directory2.jwks"), 1);
     // The same SSA claimed by the first directory does not verify with its keys.
@@ -1766,12 +1365,7 @@ async fn ssa_issuer_keys_from_an_https_url(backend: Backend) -> Result<()> {
         &claims,
         Some((&ctx.rogue_rsa, Algorithm::PS256)),
     )?;
-    let (status, body) = ctx
-        .post(
-            &ctx.request(|r| r["software_statement"] = json!(forged))?,
-            true,
-        )
-        .await?;
+    let (status, body) = ctx.post(&ctx.request_carrying(&forged)?, true).await?;
     ensure_eq!((status, body["error"].clone()), (400, json!(ISS)));
     ctx.server.stop().await
 }
@@ -1781,15 +1375,13 @@ async fn ssa_issuer_keys_from_an_https_url(backend: Backend) -> Result<()> {
 /// `unapproved_software_statement`, and nothing is written.
 async fn transport_certificate_in_the_software_jwks(backend: Backend) -> Result<()> {
     use base64::engine::general_purpose::STANDARD;
-    let dcr =
-        "software_id_as_application_name.enable = false\ntransport_cert_in_jwks.enable = true";
-    let ctx = Ctx::start(backend, dcr, "").await?;
+    let dcr = format!("{MANY_CLIENTS_PER_SOFTWARE}\ntransport_cert_in_jwks.enable = true");
+    let ctx = Ctx::start(backend, &dcr, "").await?;
     let (der, thumbprint) = ctx.transport_der_and_x5t()?;
     let with_keys = |name: &str, extra: Value| -> Result<Req> {
         let mut jwks = ctx.tpp_jwks.clone();
         jwks["keys"].as_array_mut().context("keys")?.push(extra);
-        ctx.jwks.set(name, Doc::json(jwks.to_string()));
-        let url = ctx.jwks.url(name);
+        let url = ctx.jwks.serve(name, Doc::json(jwks.to_string()));
         ctx.request_with_ssa(|s| s["software_jwks_endpoint"] = json!(url))
     };
     let cases = [
@@ -1831,16 +1423,26 @@ async fn transport_certificate_in_the_software_jwks(backend: Backend) -> Result<
             400,
         ),
     ];
-    for (name, req, want) in cases {
+    post_each(&ctx, cases.map(|(name, req, want)| (name, req, want, USS))).await?;
+    ctx.server.stop().await
+}
+
+/// POSTs each named request (with the transport certificate): its status must be the one
+/// wanted, and a 400 must carry the error code given and write no row.
+async fn post_each(
+    ctx: &Ctx,
+    cases: impl IntoIterator<Item = (&str, Req, u16, &str)>,
+) -> Result<()> {
+    for (name, req, want, code) in cases {
         let before = ctx.counts().await?;
         let (status, body) = ctx.post(&req, true).await?;
         ensure!(status == want, "{name}: {status} {body}");
         if want == 400 {
-            ensure_eq!(body["error"], json!(USS));
+            ensure_eq!(body["error"], json!(code));
             ensure_eq!(ctx.counts().await?, before);
         }
     }
-    ctx.server.stop().await
+    Ok(())
 }
 
 /// The directory's revoked keys (`software_jwks_revoked_endpoint`): a request signed with a
@@ -1850,19 +1452,14 @@ async fn transport_certificate_in_the_software_jwks(backend: Backend) -> Result<
 /// JWKS rules is refused.
 async fn revoked_keys_refuse_registrations_and_updates(backend: Backend) -> Result<()> {
     use base64::engine::general_purpose::STANDARD;
-    let ctx = Ctx::start(
-        backend,
-        "software_id_as_application_name.enable = false",
-        "",
-    )
-    .await?;
+    let ctx = Ctx::start(backend, MANY_CLIENTS_PER_SOFTWARE, "").await?;
     let (der, thumbprint) = ctx.transport_der_and_x5t()?;
     let kid = ctx.sandbox.tpp.kid_ps256.clone();
     // Each case its own location, so that no cached set is reused.
     let revoked = |name: &str, keys: Value| -> Result<Req> {
-        ctx.jwks
-            .set(name, Doc::json(json!({ "keys": keys }).to_string()));
-        let url = ctx.jwks.url(name);
+        let url = ctx
+            .jwks
+            .serve(name, Doc::json(json!({ "keys": keys }).to_string()));
         ctx.request_with_ssa(|s| s["software_jwks_revoked_endpoint"] = json!(url))
     };
     let (status, created) = ctx.post(&revoked("r0.jwks", json!([]))?, true).await?;
@@ -1919,15 +1516,7 @@ async fn revoked_keys_refuse_registrations_and_updates(backend: Backend) -> Resu
             ICM,
         ),
     ];
-    for (name, req, want, code) in cases {
-        let before = ctx.counts().await?;
-        let (status, body) = ctx.post(&req, true).await?;
-        ensure!(status == want, "{name}: {status} {body}");
-        if want == 400 {
-            ensure_eq!(body["error"], json!(code));
-            ensure_eq!(ctx.counts().await?, before);
-        }
-    }
+    post_each(&ctx, cases).await?;
     // An update signed with a key the directory has revoked since: refused, nothing changes.
     let id = created["client_id"]
         .as_str()
@@ -1935,7 +1524,7 @@ async fn revoked_keys_refuse_registrations_and_updates(backend: Backend) -> Resu
         .to_string();
     let stored = ctx.store.get_client(&id).await?;
     let token = ctx.pkj_token(&id).await?;
-    let http = ctx.env.client(Some((&ctx.transport.0, &ctx.transport.1)))?;
+    let http = ctx.tpp_client()?;
     let put = revoked("r5.jwks", json!([{"kty": "RSA", "kid": kid}]))?;
     let answer = http
         .put(ctx.env.url(&format!("{}/{id}", dcr_server::REGISTER_PATH)))
@@ -1966,16 +1555,10 @@ async fn revoked_keys_refuse_registrations_and_updates(backend: Backend) -> Resu
 /// row refuses a `private_key_jwt` assertion by the revoked key and `tls_client_auth` (and
 /// GET/DELETE) over a revoked transport certificate, once the cached set expires.
 async fn revoked_keys_refuse_tokens_and_management(backend: Backend) -> Result<()> {
-    let ctx = Ctx::start(
-        backend,
-        "software_id_as_application_name.enable = false",
-        "cache_ttl = 1",
-    )
-    .await?;
+    let ctx = Ctx::start(backend, MANY_CLIENTS_PER_SOFTWARE, "cache_ttl = 1").await?;
     let (_, thumbprint) = ctx.transport_der_and_x5t()?;
     let kid = ctx.sandbox.tpp.kid_ps256.clone();
-    ctx.jwks.set("rk.jwks", Doc::json(r#"{"keys": []}"#));
-    let url = ctx.jwks.url("rk.jwks");
+    let url = ctx.jwks.serve("rk.jwks", Doc::json(r#"{"keys": []}"#));
     let ssa = ctx.ssa(|s| s["software_jwks_revoked_endpoint"] = json!(url))?;
     let register = |method: &str| -> Result<Req> {
         let mut claims = ctx.claims(method)?;
@@ -2007,7 +1590,7 @@ async fn revoked_keys_refuse_tokens_and_management(backend: Backend) -> Result<(
     let refused = ctx.pkj_token(&pkj_id).await;
     ensure!(refused.is_err(), "a token by a revoked key: {refused:?}");
     ensure_eq!(ctx.tls_token(&tls_id).await?.0, 200);
-    let http = ctx.env.client(Some((&ctx.transport.0, &ctx.transport.1)))?;
+    let http = ctx.tpp_client()?;
     let manage = |method: reqwest::Method| {
         http.request(
             method,

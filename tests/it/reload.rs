@@ -14,7 +14,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
 
-use crate::registration::{Ctx, raw_jws};
+use crate::fixtures::{Ctx, raw_jws};
 use crate::support::{Backend, Case, SQLITE, SpawnedServer, TestEnv};
 use crate::{case, ensure_eq};
 use dcr_server::app::reload::ReloadError;

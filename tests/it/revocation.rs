@@ -21,7 +21,7 @@ use x509_ocsp::{
     ResponseData, SingleResponse,
 };
 
-use crate::registration::{Ctx, Req};
+use crate::fixtures::{Ctx, Req};
 use crate::support::{BOTH, Backend, Case, Doc, JwksServer, SQLITE, TestEnv};
 use crate::{case, ensure_eq};
 use dcr_server::http::extract::CERTIFICATE_REQUIRED;

@@ -319,13 +319,31 @@ fn token(hash: &str, client_id: &str, now: i64) -> TokenRecord {
     }
 }
 
+/// Runs 20 units at once, each made by `unit` from its number, that all claim the same jti:
+/// how many succeeded. A loser must fail with the jti conflict, nothing else.
+async fn race_for_one_jti<F, Fut>(unit: F) -> Result<usize>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<(), StoreError>> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..20).map(|i| tokio::spawn(unit(i))).collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await? {
+            Ok(()) => ok += 1,
+            Err(StoreError::Conflict(Conflict::Jti(0))) => {}
+            Err(e) => bail!("unexpected error: {e}"),
+        }
+    }
+    Ok(ok)
+}
+
 async fn concurrent_jti_is_accepted_once(backend: Backend) -> Result<()> {
     let (_db, s) = store(backend).await?;
     let later = dcr_server::clock::now() + 600;
-    let mut tasks = Vec::new();
-    for i in 0..20 {
+    let ok = race_for_one_jti(|i| {
         let s = s.clone();
-        tasks.push(tokio::spawn(async move {
+        async move {
             let id = format!("client-{i}");
             s.create_client(
                 &client(&id, &format!("sw-{i}")),
@@ -334,42 +352,27 @@ async fn concurrent_jti_is_accepted_once(backend: Backend) -> Result<()> {
                 &audit("register", &id),
             )
             .await
-        }));
-    }
-    let mut ok = 0;
-    for t in tasks {
-        match t.await? {
-            Ok(()) => ok += 1,
-            Err(StoreError::Conflict(Conflict::Jti(0))) => {}
-            Err(e) => bail!("unexpected error: {e}"),
         }
-    }
+    })
+    .await?;
     ensure_eq!(ok, 1);
     ensure_eq!(s.list_clients().await?.len(), 1);
 
     // The same for tokens: one client assertion, many concurrent token requests.
     let client_id = s.list_clients().await?.remove(0).client_id;
     let now = dcr_server::clock::now();
-    let mut tasks = Vec::new();
-    for i in 0..20 {
+    let ok = race_for_one_jti(|i| {
         let (s, client_id) = (s.clone(), client_id.clone());
-        tasks.push(tokio::spawn(async move {
+        async move {
             s.insert_token(
                 &token(&format!("race-{i}"), &client_id, now),
                 &[jti("assertion:race", "one", later)],
                 &audit("token.issue", &client_id),
             )
             .await
-        }));
-    }
-    let mut ok = 0;
-    for t in tasks {
-        match t.await? {
-            Ok(()) => ok += 1,
-            Err(StoreError::Conflict(Conflict::Jti(0))) => {}
-            Err(e) => bail!("unexpected error: {e}"),
         }
-    }
+    })
+    .await?;
     ensure_eq!(ok, 1);
     // The losers wrote nothing: one token row.
     ensure_eq!(s.count_rows("tokens").await?, 1);

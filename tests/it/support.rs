@@ -389,6 +389,23 @@ pub fn https_client(ca_pem: &str, identity: Option<(&str, &str)>) -> Result<reqw
     Ok(builder.build()?)
 }
 
+/// A client-credentials request to `token_url`, the client authenticated by `assertion`
+/// (`private_key_jwt`); the caller sends it and reads the answer its own way.
+pub fn token_request_with_assertion(
+    http: &reqwest::Client,
+    token_url: impl reqwest::IntoUrl,
+    assertion: &str,
+) -> reqwest::RequestBuilder {
+    http.post(token_url).form(&[
+        ("grant_type", "client_credentials"),
+        (
+            "client_assertion_type",
+            dcr_server::oauth::client_auth::CLIENT_ASSERTION_TYPE,
+        ),
+        ("client_assertion", assertion),
+    ])
+}
+
 pub struct RunningServer {
     pub addr: SocketAddr,
     /// The admin API's address, when `admin.listen` is set.
@@ -581,6 +598,12 @@ impl JwksServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("https://localhost:{}/{path}", self.port)
+    }
+
+    /// Serves `doc` at `path`; its URL.
+    pub fn serve(&self, path: &str, doc: Doc) -> String {
+        self.set(path, doc);
+        self.url(path)
     }
 
     pub fn hits(&self, path: &str) -> usize {

@@ -11,7 +11,7 @@ use dcr_server::sandbox::RequestOptions;
 use dcr_server::store::{AuditLog, ClientStore};
 use serde_json::{Value, json};
 
-use crate::registration::{Ctx, Req};
+use crate::fixtures::{Ctx, Req};
 use crate::support::{BOTH, Backend, Case, SQLITE, count_rows, run_binary};
 use crate::{case, ensure_eq};
 

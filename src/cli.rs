@@ -449,8 +449,8 @@ async fn clients(config_path: &Path, cmd: ClientsCommand) -> Result<ExitCode> {
                         Cell::new(&c.client_id),
                         Cell::new(&c.software_id),
                         Cell::new(&c.org_id),
-                        Cell::new(&c.token_endpoint_auth_method),
-                        Cell::new(&c.dcr_version),
+                        Cell::new(c.token_endpoint_auth_method),
+                        Cell::new(c.dcr_version),
                         Cell::new(if c.enabled { "yes" } else { "no" }),
                         Cell::new(rfc3339(c.created_at)),
                     ]);
@@ -572,7 +572,7 @@ async fn events(config_path: &Path, cmd: EventsCommand) -> Result<ExitCode> {
                     table.add_row(vec![
                         Cell::new(&e.event_id),
                         Cell::new(rfc3339(e.at)),
-                        Cell::new(&e.event_type),
+                        Cell::new(e.event_type),
                         Cell::new(&e.client_id),
                         Cell::new(if states.is_empty() {
                             "-".to_string()
@@ -644,8 +644,8 @@ async fn audit(
         for r in &records {
             table.add_row(vec![
                 Cell::new(rfc3339(r.at)),
-                Cell::new(&r.action),
-                Cell::new(&r.outcome),
+                Cell::new(r.action),
+                Cell::new(r.outcome),
                 cell(&r.client_id),
                 cell(&r.software_id),
                 Cell::new(r.dcr_version.map_or("-", |v| v.as_str())),

@@ -370,6 +370,16 @@ impl Database {
         on_sqlx!(self, b => b.insert_rows(schema::INSERT_TOKENS, tokens, row).await)
     }
 
+    /// The rows `sql` answers with `params`: every read that is not a point read, on
+    /// whichever engine.
+    async fn fetch<O: row::Row + Send>(
+        &self,
+        sql: &'static str,
+        params: &[Param<'_>],
+    ) -> StoreResult<Vec<O>> {
+        retry_busy(|| async { on_sqlx!(self, b => b.fetch_rows(sql, params).await) }).await
+    }
+
     /// The one place that picks a backend for a write.
     async fn write(&self, unit: WriteUnit) -> StoreResult<Outcome> {
         let unit = Arc::new(unit);
@@ -613,8 +623,7 @@ impl ClientStore for Database {
     }
 
     async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
-        retry_busy(|| async { on_sqlx!(self, b => b.fetch_rows(schema::LIST_CLIENTS, &[]).await) })
-            .await
+        self.fetch(schema::LIST_CLIENTS, &[]).await
     }
 
     async fn list_clients_page(&self, f: &ClientFilter<'_>) -> StoreResult<Vec<ClientRecord>> {
@@ -626,10 +635,7 @@ impl ClientStore for Database {
             Param::OptText(f.dcr_version.map(SpecVersion::as_str)),
             Param::Int(f.limit),
         ];
-        retry_busy(|| async {
-            on_sqlx!(self, b => b.fetch_rows(schema::LIST_CLIENTS_PAGE, &params).await)
-        })
-        .await
+        self.fetch(schema::LIST_CLIENTS_PAGE, &params).await
     }
 
     async fn delete_client(&self, client_id: &str, audit: &AuditRecord) -> StoreResult<bool> {
@@ -741,10 +747,7 @@ impl AuditLog for Database {
         since: Option<i64>,
     ) -> StoreResult<Vec<AuditRecord>> {
         let params = [Param::OptText(client_id), Param::OptInt(since)];
-        retry_busy(|| async {
-            on_sqlx!(self, b => b.fetch_rows(schema::LIST_AUDIT, &params).await)
-        })
-        .await
+        self.fetch(schema::LIST_AUDIT, &params).await
     }
 
     async fn list_audit_page(
@@ -760,10 +763,7 @@ impl AuditLog for Database {
             Param::Int(since.unwrap_or(i64::MIN)),
             Param::Int(limit),
         ];
-        retry_busy(|| async {
-            on_sqlx!(self, b => b.fetch_rows(schema::LIST_AUDIT_PAGE, &params).await)
-        })
-        .await
+        self.fetch(schema::LIST_AUDIT_PAGE, &params).await
     }
 }
 
@@ -789,18 +789,12 @@ impl EventStore for Database {
             Param::Int(filter.failed.into()),
             Param::Int(filter.limit),
         ];
-        let events: Vec<EventRecord> = retry_busy(|| async {
-            on_sqlx!(self, b => b.fetch_rows(schema::LIST_EVENTS, &params).await)
-        })
-        .await?;
+        let events: Vec<EventRecord> = self.fetch(schema::LIST_EVENTS, &params).await?;
         let (Some(first), Some(last)) = (events.first(), events.last()) else {
             return Ok(Vec::new());
         };
         let range = [Param::Int(first.id), Param::Int(last.id)];
-        let deliveries: Vec<DeliveryRecord> = retry_busy(|| async {
-            on_sqlx!(self, b => b.fetch_rows(schema::LIST_DELIVERIES, &range).await)
-        })
-        .await?;
+        let deliveries: Vec<DeliveryRecord> = self.fetch(schema::LIST_DELIVERIES, &range).await?;
         let mut by_event: std::collections::HashMap<String, Vec<DeliveryRecord>> =
             std::collections::HashMap::new();
         for d in deliveries {
@@ -817,10 +811,7 @@ impl EventStore for Database {
 
     async fn due_webhooks(&self) -> StoreResult<Vec<String>> {
         let params = [Param::Int(crate::clock::now())];
-        let rows: Vec<(String,)> = retry_busy(|| async {
-            on_sqlx!(self, b => b.fetch_rows(schema::DUE_WEBHOOKS, &params).await)
-        })
-        .await?;
+        let rows: Vec<(String,)> = self.fetch(schema::DUE_WEBHOOKS, &params).await?;
         Ok(rows.into_iter().map(|(webhook,)| webhook).collect())
     }
 
@@ -844,10 +835,7 @@ impl EventStore for Database {
             return Ok(Vec::new());
         }
         let params = [Param::Text(owner), Param::Int(until)];
-        retry_busy(|| async {
-            on_sqlx!(self, b => b.fetch_rows(schema::SELECT_LEASED, &params).await)
-        })
-        .await
+        self.fetch(schema::SELECT_LEASED, &params).await
     }
 
     async fn finish_delivery(
@@ -890,10 +878,7 @@ impl EventStore for Database {
     }
 
     async fn pending_summary(&self) -> StoreResult<(i64, i64)> {
-        let rows: Vec<(i64, i64)> = retry_busy(|| async {
-            on_sqlx!(self, b => b.fetch_rows(schema::PENDING_SUMMARY, &[]).await)
-        })
-        .await?;
+        let rows: Vec<(i64, i64)> = self.fetch(schema::PENDING_SUMMARY, &[]).await?;
         Ok(rows.first().copied().unwrap_or((0, 0)))
     }
 }

@@ -7,7 +7,8 @@
 #   bench/ab.sh OLD/dcr-server NEW/dcr-server [rounds] > ab.jsonl                # SQLite
 #   DCR_DATABASE_URL=postgres://…/dcr_bench bench/ab.sh OLD NEW [rounds] > ab.jsonl  # PostgreSQL
 #
-# The load generator is this checkout's release dcr-bench (cargo build --release).
+# The load generator is this checkout's release dcr-bench
+# (cargo build --release --features test-support --bin dcr-bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 a=${1:?first dcr-server binary}

@@ -3,7 +3,7 @@
 # medians, each with its budget (held or not). Needs a release build and, for PostgreSQL, a
 # database on this machine (its CPU is read from /proc).
 #
-#   cargo build --release
+#   cargo build --release && cargo build --release --features test-support --bin dcr-bench
 #   bench/run.sh sqlite            > results-sqlite.jsonl
 #   DCR_DATABASE_URL=postgres://postgres@127.0.0.1:5432/dcr_bench \
 #     bench/run.sh postgres        > results-postgres.jsonl

@@ -649,7 +649,7 @@ async fn audit(
                 cell(&r.client_id),
                 cell(&r.software_id),
                 Cell::new(r.dcr_version.map_or("-", |v| v.as_str())),
-                cell(&r.error_code),
+                Cell::new(r.error_code.map_or("-", |c| c.as_str())),
                 cell(&r.interaction_id),
             ]);
         }

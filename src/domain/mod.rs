@@ -24,5 +24,5 @@ pub use event::{DeliveryState, EventType};
 pub use grant::{ApplicationType, BackchannelDeliveryMode, GrantType, GrantTypes, ResponseType};
 pub use protocol::{ProtocolValue, UnknownValue};
 pub(crate) use protocol::{deserialize_from_str, serde_as_text};
-pub use scope::Scope;
+pub use scope::{Scope, Scopes};
 pub use version::{Profile, SpecVersion};

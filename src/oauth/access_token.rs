@@ -1,7 +1,7 @@
 //! Access tokens: opaque random strings, stored only as SHA-256 hashes, bound to the client
 //! certificate they were issued over (RFC 8705 `cnf.x5t#S256`).
 
-use crate::domain::secret;
+use crate::domain::{Scopes, secret};
 use crate::pki::ClientCertificate;
 use crate::store::TokenRecord;
 
@@ -14,7 +14,7 @@ pub struct Minted {
 /// Mints a token for `client_id` with `scope`, bound to `certificate` when there is one.
 pub fn mint(
     client_id: &str,
-    scope: String,
+    scope: Scopes,
     certificate: Option<&ClientCertificate>,
     now: i64,
     lifetime: i64,
@@ -72,7 +72,7 @@ mod tests {
 
     #[test]
     fn minted_tokens_are_stored_as_hashes_and_live_until_they_expire() {
-        let m = mint("c1", "accounts".into(), None, 100, 60);
+        let m = mint("c1", "accounts".parse().unwrap(), None, 100, 60);
         assert_eq!(m.token.len(), 43);
         assert_eq!(m.record.token_hash, secret::hash(&m.token));
         assert_ne!(m.record.token_hash, m.token);
@@ -91,7 +91,7 @@ mod tests {
 
     #[test]
     fn a_bound_token_needs_its_certificate() {
-        let mut m = mint("c1", String::new(), None, 0, 60).record;
+        let mut m = mint("c1", Scopes::default(), None, 0, 60).record;
         m.cert_thumbprint = Some("t1".into());
         assert_eq!(check_bound(&m, "t1"), Ok(()));
         assert_eq!(check_bound(&m, "t2"), Err(TokenRejected::OtherCertificate));

@@ -9,7 +9,7 @@ use super::client_auth::{
 };
 use super::form::{Form, FormError};
 use crate::config::Config;
-use crate::domain::{AuditAction, AuditOutcome, GrantType, OAuthErrorCode};
+use crate::domain::{AuditAction, AuditOutcome, GrantType, OAuthErrorCode, Scope, Scopes};
 use crate::jose::JwksCache;
 use crate::pki::ClientCertificate;
 use crate::store::{AuditRecord, ClientStore, Conflict, StoreError, TokenStore};
@@ -135,21 +135,22 @@ pub struct Issued {
 
 /// The scope to grant: the registered scopes when none is asked for, else the requested ones
 /// (each once), every one of which must be registered.
-pub fn grant_scope(registered: &str, requested: &str) -> Result<String, TokenError> {
-    let registered: Vec<&str> = registered.split_whitespace().collect();
+pub fn grant_scope(registered: &Scopes, requested: &str) -> Result<Scopes, TokenError> {
     if requested.trim().is_empty() {
-        return Ok(registered.join(" "));
+        return Ok(registered.clone());
     }
-    let mut granted: Vec<&str> = Vec::new();
+    let mut granted: Vec<Scope> = Vec::new();
     for s in requested.split_whitespace() {
-        if !registered.contains(&s) {
-            return Err(TokenError::InvalidScope(printable(s, 60)));
-        }
-        if !granted.contains(&s) {
-            granted.push(s);
+        let scope = s
+            .parse()
+            .ok()
+            .filter(|scope| registered.contains(*scope))
+            .ok_or_else(|| TokenError::InvalidScope(printable(s, 60)))?;
+        if !granted.contains(&scope) {
+            granted.push(scope);
         }
     }
-    Ok(granted.join(" "))
+    Ok(Scopes::new(granted))
 }
 
 /// The whole grant: authenticate, check the grant and scope, issue and store a token.
@@ -226,14 +227,17 @@ mod tests {
 
     #[test]
     fn scopes_are_granted_from_the_registered_ones() {
-        let registered = "openid accounts payments";
-        assert_eq!(grant_scope(registered, "").unwrap(), registered);
-        assert_eq!(grant_scope(registered, "  ").unwrap(), registered);
-        assert_eq!(grant_scope(registered, "payments").unwrap(), "payments");
-        assert_eq!(
-            grant_scope(registered, "accounts accounts openid").unwrap(),
-            "accounts openid"
-        );
+        let registered = &"openid accounts payments".parse().unwrap();
+        let granted = |requested| grant_scope(registered, requested).unwrap().to_string();
+        assert_eq!(granted(""), "openid accounts payments");
+        assert_eq!(granted("  "), "openid accounts payments");
+        assert_eq!(granted("payments"), "payments");
+        assert_eq!(granted("accounts accounts openid"), "accounts openid");
+        // Not registered, or not a scope at all.
+        assert!(matches!(
+            grant_scope(registered, "accounts admin"),
+            Err(TokenError::InvalidScope(s)) if s == "admin"
+        ));
         assert!(matches!(
             grant_scope(registered, "accounts fundsconfirmations"),
             Err(TokenError::InvalidScope(s)) if s == "fundsconfirmations"

@@ -43,7 +43,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::domain::{AuditAction, AuditOutcome, GrantTypes, Profile, SpecVersion, secret};
+use crate::domain::{AuditAction, AuditOutcome, GrantTypes, Profile, Scopes, SpecVersion, secret};
 use crate::jose::JwksCache;
 use crate::pki::ClientCertificate;
 use crate::store::{AuditRecord, ClientRecord, ClientStore, Conflict, JtiRecord, StoreError};
@@ -94,6 +94,8 @@ pub struct Validated {
     pub ssa: ssa::Ssa,
     pub request: request_claims::RequestClaims,
     pub metadata: ClientMetadata,
+    /// `metadata.scope`, checked against the SSA's roles.
+    pub scopes: Scopes,
     pub cert_thumbprint: String,
     pub version: SpecVersion,
 }
@@ -146,7 +148,7 @@ impl Registrar {
         let mut metadata = metadata::parse(&request.claims, &ssa, policy, profile)?;
         metadata.redirect_uris = redirect_uris::check(&metadata.redirect_uris, &ssa)?;
         uri_policy::check(&ssa, &metadata.redirect_uris, policy, &self.http).await?;
-        scopes::check(&metadata.scope, &ssa.software_roles)?;
+        let scopes = scopes::check(&metadata.scope, &ssa.software_roles)?;
         transport_binding::check(cert, &ssa)?;
         if policy.transport_cert_in_jwks {
             transport_binding::check_in_jwks(cert, &ssa, &self.jwks).await?;
@@ -164,6 +166,7 @@ impl Registrar {
             ssa,
             request: claims,
             metadata,
+            scopes,
             cert_thumbprint: cert.x5t_s256().to_string(),
             version: input.version,
         })
@@ -217,7 +220,7 @@ impl Registrar {
             org_id: v.ssa.org_id.clone(),
             metadata: stored_body.to_string(),
             grant_types: GrantTypes::new(&v.metadata.grant_types),
-            scope: v.metadata.scope.clone(),
+            scope: v.scopes.clone(),
             client_secret_hash: secret::hash(&client_secret),
             token_endpoint_auth_method: v.metadata.token_endpoint_auth_method,
             tls_client_auth_subject_dn: v.metadata.tls_client_auth_subject_dn.clone(),
@@ -298,7 +301,7 @@ impl Registrar {
         let record = ClientRecord {
             metadata: body.to_string(),
             grant_types: GrantTypes::new(&v.metadata.grant_types),
-            scope: v.metadata.scope.clone(),
+            scope: v.scopes.clone(),
             token_endpoint_auth_method: v.metadata.token_endpoint_auth_method,
             tls_client_auth_subject_dn: v.metadata.tls_client_auth_subject_dn.clone(),
             jwks_uri: v.ssa.software_jwks_endpoint.clone(),

@@ -35,7 +35,7 @@ pub async fn record<S: AuditLog>(
         return;
     }
     audit.outcome = AuditOutcome::Refused;
-    audit.error_code = Some(code.to_string());
+    audit.error_code = Some(e.error_code());
     let audit = audit.detail(json!({ "reason": reason })).version(version);
     if let Err(e) = store.append_audit(&audit).await {
         tracing::warn!(error = %e, "could not audit a refusal");

@@ -3,7 +3,7 @@
 //! is always allowed.
 
 use super::error_code::ErrorCode;
-use crate::domain::Scope;
+use crate::domain::{Scope, Scopes};
 use crate::text::printable;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,11 +23,10 @@ impl ScopeError {
     }
 }
 
-/// Checks every space-separated scope against the roles.
-pub fn check(scope: &str, roles: &[String]) -> Result<(), ScopeError> {
-    let mut any = false;
+/// Checks every space-separated scope against the roles; the scopes, parsed once.
+pub fn check(scope: &str, roles: &[String]) -> Result<Scopes, ScopeError> {
+    let mut checked = Vec::new();
     for s in scope.split_whitespace() {
-        any = true;
         let known: Scope = s
             .parse()
             .map_err(|_| ScopeError::Unknown(printable(s, 40)))?;
@@ -36,8 +35,13 @@ pub fn check(scope: &str, roles: &[String]) -> Result<(), ScopeError> {
         {
             return Err(ScopeError::RoleMissing(s.to_string(), role));
         }
+        checked.push(known);
     }
-    if any { Ok(()) } else { Err(ScopeError::Empty) }
+    if checked.is_empty() {
+        Err(ScopeError::Empty)
+    } else {
+        Ok(Scopes::new(checked))
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 
 pub use crate::domain::EventType;
 use crate::domain::{
-    AuditAction, AuditOutcome, AuthMethod, DeliveryState, GrantTypes, SpecVersion,
+    AuditAction, AuditOutcome, AuthMethod, DeliveryState, GrantTypes, OAuthErrorCode, Scopes,
+    SpecVersion,
 };
 
 /// A registered client, as stored.
@@ -18,8 +19,8 @@ pub struct ClientRecord {
     /// The registered `grant_types`, in their registered order: the copy the token endpoint
     /// reads, so that it never parses `metadata`.
     pub grant_types: GrantTypes,
-    /// The registered `scope` string (space-separated scopes), likewise for the token endpoint.
-    pub scope: String,
+    /// The registered scopes, likewise for the token endpoint.
+    pub scope: Scopes,
     /// Hash of the client secret; the secret itself is never stored.
     pub client_secret_hash: String,
     pub token_endpoint_auth_method: AuthMethod,
@@ -52,7 +53,7 @@ pub struct JtiRecord {
 pub struct TokenRecord {
     pub token_hash: String,
     pub client_id: String,
-    pub scope: String,
+    pub scope: Scopes,
     /// RFC 8705 `x5t#S256` of the certificate the token is bound to.
     pub cert_thumbprint: Option<String>,
     pub issued_at: i64,
@@ -71,7 +72,7 @@ pub struct AuditRecord {
     pub org_id: Option<String>,
     pub cert_thumbprint: Option<String>,
     pub interaction_id: Option<String>,
-    pub error_code: Option<String>,
+    pub error_code: Option<OAuthErrorCode>,
     /// Free-form JSON; never a secret.
     pub detail: Option<String>,
     /// The DCR version of a registration or update (and its refusal).

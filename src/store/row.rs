@@ -11,8 +11,8 @@ use std::str::FromStr;
 
 use super::error::{StoreError, StoreResult};
 use crate::domain::{
-    AuditAction, AuditOutcome, AuthMethod, DeliveryState, EventType, GrantTypes, ProtocolValue,
-    SpecVersion,
+    AuditAction, AuditOutcome, AuthMethod, DeliveryState, EventType, GrantTypes, OAuthErrorCode,
+    ProtocolValue, Scopes, SpecVersion,
 };
 
 /// One bound value; statement parameters `$1`, `$2`, … are the slice in order.
@@ -141,6 +141,7 @@ impl StoredAsName for SpecVersion {}
 impl StoredAsName for AuditOutcome {}
 impl StoredAsName for EventType {}
 impl StoredAsName for DeliveryState {}
+impl StoredAsName for OAuthErrorCode {}
 
 impl StoredAsName for AuditAction {
     /// Audit records are never rewritten (the log is append-only), so the name that servers
@@ -173,6 +174,16 @@ impl<T: StoredAsName> Column for Option<T> {
 
 /// Space-separated, in their registered order.
 impl Column for GrantTypes {
+    fn read(c: &mut Cursor<'_>) -> StoreResult<Self> {
+        c.next(|r, at| parse(&required(r.text(at)?, at)?, at))
+    }
+    fn param(&self) -> Param<'_> {
+        Param::Text(self.as_str())
+    }
+}
+
+/// Space-separated, in their order.
+impl Column for Scopes {
     fn read(c: &mut Cursor<'_>) -> StoreResult<Self> {
         c.next(|r, at| parse(&required(r.text(at)?, at)?, at))
     }

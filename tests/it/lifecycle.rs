@@ -408,7 +408,7 @@ async fn authorisation_rules(backend: Backend) -> Result<()> {
         let record = TokenRecord {
             token_hash: dcr_server::domain::secret::hash(&raw),
             client_id: b_id.clone(),
-            scope: "openid".into(),
+            scope: "openid".parse()?,
             cert_thumbprint: None,
             issued_at: now - 10,
             expires_at,
@@ -1226,7 +1226,7 @@ async fn interaction_id_and_metrics(backend: Backend) -> Result<()> {
         .context("no audit record for the refusal")?;
     ensure_eq!(refusal.action.as_str(), "register");
     ensure_eq!(
-        refusal.error_code.as_deref(),
+        refusal.error_code.map(|c| c.as_str()),
         Some("invalid_client_metadata")
     );
     ensure_eq!(

@@ -288,7 +288,7 @@ async fn refused_audits(ctx: &Ctx) -> Result<usize> {
     let records = ctx.store.list_audit(None, None).await?;
     Ok(records
         .iter()
-        .filter(|r| r.error_code.as_deref() == Some("invalid_client"))
+        .filter(|r| r.error_code.map(|c| c.as_str()) == Some("invalid_client"))
         .count())
 }
 

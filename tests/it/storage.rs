@@ -49,7 +49,7 @@ fn client(client_id: &str, software_id: &str) -> ClientRecord {
             long_uri()
         ),
         grant_types: "client_credentials".parse().expect("grant types"),
-        scope: "openid accounts".into(),
+        scope: "openid accounts".parse().expect("scopes"),
         client_secret_hash: "hash".into(),
         token_endpoint_auth_method: AuthMethod::PrivateKeyJwt,
         tls_client_auth_subject_dn: None,
@@ -110,7 +110,7 @@ async fn clients_round_trip(backend: Backend) -> Result<()> {
     let mut updated = c.clone();
     updated.metadata = r#"{"client_id":"c1","scope":"openid"}"#.into();
     updated.grant_types = "client_credentials refresh_token".parse()?;
-    updated.scope = "openid".into();
+    updated.scope = "openid".parse()?;
     updated.updated_at += 5;
     ensure!(
         s.update_client(
@@ -311,7 +311,7 @@ fn token(hash: &str, client_id: &str, now: i64) -> TokenRecord {
     TokenRecord {
         token_hash: hash.into(),
         client_id: client_id.into(),
-        scope: "accounts".into(),
+        scope: "accounts".parse().expect("scopes"),
         cert_thumbprint: Some("thumb".into()),
         issued_at: now,
         expires_at: now + 3600,
@@ -547,7 +547,7 @@ async fn audit_log_is_append_only(backend: Backend) -> Result<()> {
     let (_db, s) = store(backend).await?;
     let mut first = audit("register", "a");
     first.at = 1000;
-    first.error_code = Some("invalid_redirect_uri".into());
+    first.error_code = Some("invalid_redirect_uri".parse()?);
     first.detail = Some(r#"{"uri":"http://x"}"#.into());
     s.append_audit(&first).await?;
     let mut second = audit("register", "b");
@@ -595,7 +595,7 @@ async fn migrations_keep_existing_data(backend: Backend) -> Result<()> {
             c.metadata,
             c.client_secret_hash,
             c.grant_types.to_string(),
-            c.scope
+            c.scope.to_string()
         )),
         Some((
             r#"{"client_id":"old"}"#.to_string(),
@@ -806,7 +806,7 @@ async fn migration_0003_copies_grant_types_and_scope(backend: Backend) -> Result
     // New rows carry their own values.
     let mut fresh = client("fresh", "sw-fresh");
     fresh.grant_types = "client_credentials".parse()?;
-    fresh.scope = "payments".into();
+    fresh.scope = "payments".parse()?;
     s.create_client(&fresh, true, &[], &audit("register", "fresh"))
         .await?;
     ensure_eq!(s.get_client("fresh").await?, Some(fresh));

@@ -690,7 +690,7 @@ fn seed_client(id: &str, now: i64, ssa: &str) -> ClientRecord {
         org_id: "seedorg".into(),
         metadata: seed_metadata(id, now, ssa),
         grant_types: GrantTypes::new(&SEED_GRANT_TYPES),
-        scope: SEED_SCOPE.into(),
+        scope: SEED_SCOPE.parse().unwrap_or_default(),
         client_secret_hash: dcr_server::domain::secret::hash(id),
         token_endpoint_auth_method: AuthMethod::PrivateKeyJwt,
         tls_client_auth_subject_dn: None,
@@ -709,7 +709,7 @@ fn seed_token(i: usize, clients: usize, now: i64) -> TokenRecord {
     TokenRecord {
         token_hash: dcr_server::domain::secret::hash(&format!("seed-token-{i}")),
         client_id: seed_client_id(i % clients),
-        scope: "openid accounts".into(),
+        scope: "openid accounts".parse().unwrap_or_default(),
         cert_thumbprint: None,
         issued_at: now,
         expires_at: now + 30 * 86_400,

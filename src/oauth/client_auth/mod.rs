@@ -215,7 +215,7 @@ pub(crate) mod tests {
             grant_types: crate::domain::GrantTypes::new(&[
                 crate::domain::GrantType::ClientCredentials,
             ]),
-            scope: "openid accounts".into(),
+            scope: "openid accounts".parse().unwrap(),
             client_secret_hash: crate::domain::secret::hash("s3cret"),
             token_endpoint_auth_method: method,
             tls_client_auth_subject_dn: None,

@@ -348,3 +348,24 @@ macro_rules! sqlx_cells {
 }
 sqlx_cells!(sqlx::sqlite::SqliteRow);
 sqlx_cells!(sqlx::postgres::PgRow);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enums_are_read_by_name_and_old_names_still_read() {
+        assert_eq!(
+            AuditAction::from_stored("client.delete", 1),
+            Ok(AuditAction::Delete)
+        );
+        assert_eq!(
+            AuditAction::from_stored("token.issue", 1),
+            Ok(AuditAction::TokenIssue)
+        );
+        assert!(matches!(
+            SpecVersion::from_stored("9.9", 3),
+            Err(StoreError::Other(m)) if m.starts_with("column 3:")
+        ));
+    }
+}

@@ -433,3 +433,55 @@ pub(super) fn sqlite_conflict(extended_code: i32, message: &str) -> Option<Confl
 
 /// SQLite does not name the foreign key that failed; tokens.client_id is the only one.
 pub(super) const SQLITE_FOREIGN_KEY_CONFLICT: Conflict = Conflict::UnknownClient;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &str) -> Vec<&str> {
+        list.split(", ").collect()
+    }
+
+    #[test]
+    fn each_column_list_is_its_records_width() {
+        // `after [id]`: the event's id is read first but never inserted.
+        for (list, width) in [
+            (client_columns!(), ClientRecord::WIDTH),
+            (token_columns!(), TokenRecord::WIDTH),
+            (audit_columns!(), AuditRecord::WIDTH),
+            (event_columns!(), EventRecord::WIDTH - 1),
+            (delivery_columns!(), DeliveryRecord::WIDTH),
+        ] {
+            assert_eq!(names(list).len(), width, "{list}");
+        }
+        assert_eq!(names(event_columns!())[1], "type");
+        assert_eq!(AuditEntry::WIDTH, 1 + AuditRecord::WIDTH);
+    }
+
+    #[test]
+    fn a_record_binds_in_the_order_of_its_column_list() {
+        let token = TokenRecord {
+            token_hash: "h".into(),
+            client_id: "c".into(),
+            scope: "accounts".parse().expect("scopes"),
+            cert_thumbprint: None,
+            issued_at: 1,
+            expires_at: 2,
+            revoked: false,
+        };
+        use super::super::row::Param::*;
+        assert_eq!(
+            token.values(),
+            [
+                Text("h"),
+                Text("c"),
+                Text("accounts"),
+                OptText(None),
+                Int(1),
+                Int(2),
+                Bool(false)
+            ]
+        );
+        assert_eq!(names(token_columns!())[2], "scope");
+    }
+}

@@ -68,6 +68,15 @@ impl GrantTypes {
         Self { list: unique, text }
     }
 
+    /// As a client's row holds them. Rows migrated from registrations older than the column
+    /// may name what is no grant type: such a name stays in the text and grants nothing.
+    pub fn from_stored(text: &str) -> Self {
+        Self {
+            list: text.split(' ').filter_map(|g| g.parse().ok()).collect(),
+            text: text.to_string(),
+        }
+    }
+
     pub fn contains(&self, grant: GrantType) -> bool {
         self.list.contains(&grant)
     }

@@ -44,6 +44,19 @@ impl Scopes {
         Self { list, text }
     }
 
+    /// As a row holds them, the text kept as written. Rows migrated from registrations older
+    /// than the column may name what is no scope: such a name stays in the text and is never
+    /// granted.
+    pub fn from_stored(text: &str) -> Self {
+        Self {
+            list: text
+                .split_whitespace()
+                .filter_map(|s| s.parse().ok())
+                .collect(),
+            text: text.to_string(),
+        }
+    }
+
     pub fn contains(&self, scope: Scope) -> bool {
         self.list.contains(&scope)
     }

@@ -137,7 +137,7 @@ pub struct Issued {
 /// (each once), every one of which must be registered.
 pub fn grant_scope(registered: &Scopes, requested: &str) -> Result<Scopes, TokenError> {
     if requested.trim().is_empty() {
-        return Ok(registered.clone());
+        return Ok(Scopes::new(registered.as_slice().to_vec()));
     }
     let mut granted: Vec<Scope> = Vec::new();
     for s in requested.split_whitespace() {

@@ -175,7 +175,7 @@ impl<T: StoredAsName> Column for Option<T> {
 /// Space-separated, in their registered order.
 impl Column for GrantTypes {
     fn read(c: &mut Cursor<'_>) -> StoreResult<Self> {
-        c.next(|r, at| parse(&required(r.text(at)?, at)?, at))
+        c.next(|r, at| Ok(GrantTypes::from_stored(&required(r.text(at)?, at)?)))
     }
     fn param(&self) -> Param<'_> {
         Param::Text(self.as_str())
@@ -185,7 +185,7 @@ impl Column for GrantTypes {
 /// Space-separated, in their order.
 impl Column for Scopes {
     fn read(c: &mut Cursor<'_>) -> StoreResult<Self> {
-        c.next(|r, at| parse(&required(r.text(at)?, at)?, at))
+        c.next(|r, at| Ok(Scopes::from_stored(&required(r.text(at)?, at)?)))
     }
     fn param(&self) -> Param<'_> {
         Param::Text(self.as_str())

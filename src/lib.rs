@@ -5,6 +5,7 @@
 //! in-process on an ephemeral port.
 
 pub mod app;
+pub mod authorization_server;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -33,6 +33,7 @@ pub(crate) mod refusal;
 pub mod request_claims;
 mod request_signature;
 mod revoked_keys;
+pub mod rfc7591_body;
 pub mod scopes;
 pub mod ssa;
 pub mod subject_dn;

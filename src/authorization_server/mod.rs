@@ -56,6 +56,14 @@ impl std::fmt::Debug for Registered {
     }
 }
 
+/// A client at the AS as RFC 7592 addresses it.
+#[derive(Clone, Copy)]
+pub struct Registration<'a> {
+    pub client_id: &'a str,
+    pub uri: &'a Url,
+    pub access_token: &'a str,
+}
+
 /// The registration codes an AS may answer a registration with (RFC 7591 §3.2.2).
 const REGISTRATION_CODES: [OAuthErrorCode; 4] = [
     OAuthErrorCode::InvalidRedirectUri,
@@ -102,29 +110,132 @@ pub fn judge_registration(status: u16, body: &[u8], origin: &Url) -> Result<Regi
                 registration_client_uri,
             })
         }
-        400 => {
-            let map = json()?;
-            let error = map
-                .get("error")
-                .and_then(Value::as_str)
-                .and_then(|e| e.parse::<OAuthErrorCode>().ok())
-                .filter(|e| REGISTRATION_CODES.contains(e))
-                .unwrap_or(OAuthErrorCode::InvalidClientMetadata);
-            let reason = map
-                .get("error_description")
-                .and_then(Value::as_str)
-                .or_else(|| map.get("error").and_then(Value::as_str))
-                .unwrap_or("no reason given");
-            Err(AsError::Refused {
-                error,
-                description: format!(
-                    "the authorization server refused the registration: {}",
-                    crate::text::printable(reason, 200)
-                ),
-            })
+        other => Err(refusal(other, body)),
+    }
+}
+
+/// Why a registration or update call that did not succeed failed: a 400 with an RFC 7591 error
+/// is the TPP's (its code one of the four registration codes, else `invalid_client_metadata`),
+/// anything else unavailable.
+fn refusal(status: u16, body: &[u8]) -> AsError {
+    let Some(map) = (status == 400)
+        .then(|| serde_json::from_slice::<Value>(body).ok())
+        .flatten()
+        .and_then(|v| v.as_object().cloned())
+    else {
+        return AsError::Unavailable(format!("answered HTTP {status}"));
+    };
+    let error = map
+        .get("error")
+        .and_then(Value::as_str)
+        .and_then(|e| e.parse::<OAuthErrorCode>().ok())
+        .filter(|e| REGISTRATION_CODES.contains(e))
+        .unwrap_or(OAuthErrorCode::InvalidClientMetadata);
+    let reason = map
+        .get("error_description")
+        .and_then(Value::as_str)
+        .or_else(|| map.get("error").and_then(Value::as_str))
+        .unwrap_or("no reason given");
+    AsError::Refused {
+        error,
+        description: format!(
+            "the authorization server refused the registration: {}",
+            crate::text::printable(reason, 200)
+        ),
+    }
+}
+
+/// What an RFC 7592 PUT's answer says changed besides the metadata: a new client secret (shown
+/// once), and a new registration access token when the AS rotated it (node-oidc-provider does on
+/// every PUT; then the old one no longer works, and the new one must be kept).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Updated {
+    pub client_secret: Option<String>,
+    pub registration_access_token: Option<String>,
+}
+
+impl std::fmt::Debug for Updated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Updated")
+            .field("rotated", &self.registration_access_token.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an RFC 7592 PUT's answer means. Refusals as for a registration.
+pub fn judge_update(status: u16, body: &[u8], client_id: &str) -> Result<Updated, AsError> {
+    if status != 200 {
+        return Err(refusal(status, body));
+    }
+    let map = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => map,
+        _ => {
+            return Err(AsError::Unavailable(
+                "HTTP 200 without a JSON object".into(),
+            ));
         }
+    };
+    let text = |name: &str| map.get(name).and_then(Value::as_str).map(str::to_string);
+    if text("client_id").as_deref() != Some(client_id) {
+        return Err(AsError::Unavailable(
+            "an update answered for another client_id".into(),
+        ));
+    }
+    Ok(Updated {
+        client_secret: text("client_secret"),
+        registration_access_token: text("registration_access_token"),
+    })
+}
+
+/// Whether an RFC 7592 DELETE's answer means the client is gone at the AS: deleted now (2xx),
+/// or already unknown to it (401: the registration access token no longer names a client;
+/// 404). Anything else: it may still be there.
+pub fn judge_delete(status: u16) -> Result<(), AsError> {
+    match status {
+        200..=299 | 401 | 404 => Ok(()),
         other => Err(AsError::Unavailable(format!("answered HTTP {other}"))),
     }
+}
+
+/// What RFC 7662 introspection says of a token, as much as management needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Introspection {
+    pub active: bool,
+    pub client_id: Option<String>,
+    /// RFC 8705 §3.2: `cnf.x5t#S256`, the certificate the token is bound to.
+    pub x5t_s256: Option<String>,
+    pub exp: Option<i64>,
+}
+
+/// What an introspection answer means; anything but 200 with a JSON object is unavailable.
+pub fn judge_introspection(status: u16, body: &[u8]) -> Result<Introspection, AsError> {
+    if status != 200 {
+        return Err(AsError::Unavailable(format!(
+            "introspection answered HTTP {status}"
+        )));
+    }
+    let map = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => map,
+        _ => {
+            return Err(AsError::Unavailable(
+                "introspection answered without a JSON object".into(),
+            ));
+        }
+    };
+    let active = map.get("active").and_then(Value::as_bool).unwrap_or(false);
+    Ok(Introspection {
+        active,
+        client_id: map
+            .get("client_id")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        x5t_s256: map
+            .get("cnf")
+            .and_then(|c| c.get("x5t#S256"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        exp: map.get("exp").and_then(Value::as_i64),
+    })
 }
 
 /// The bank's AS, as the endpoints and credentials of the config name it.
@@ -134,7 +245,16 @@ pub struct AuthorizationServer {
     issuer: Url,
     registration_endpoint: Url,
     initial_access_token: Option<String>,
+    introspection: Option<Introspector>,
     timeout: Duration,
+}
+
+/// Where and as whom this server introspects: `client_secret_basic` (RFC 6749 §2.3.1).
+#[derive(Clone)]
+pub struct Introspector {
+    pub endpoint: Url,
+    pub client_id: String,
+    pub client_secret: String,
 }
 
 impl std::fmt::Debug for AuthorizationServer {
@@ -157,6 +277,7 @@ impl AuthorizationServer {
         issuer: Url,
         registration_endpoint: Url,
         initial_access_token: Option<String>,
+        introspection: Option<Introspector>,
         timeout: Duration,
     ) -> Self {
         Self {
@@ -164,8 +285,64 @@ impl AuthorizationServer {
             issuer,
             registration_endpoint,
             initial_access_token,
+            introspection,
             timeout,
         }
+    }
+
+    /// RFC 7592 §2.2: replaces the client's metadata (`metadata` with its `client_id`).
+    pub async fn update(
+        &self,
+        registration: &Registration<'_>,
+        metadata: &Map<String, Value>,
+    ) -> Result<Updated, AsError> {
+        let mut metadata = metadata.clone();
+        metadata.insert("client_id".into(), Value::from(registration.client_id));
+        let request = self
+            .http
+            .put(registration.uri.clone())
+            .timeout(self.timeout)
+            .bearer_auth(registration.access_token)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(Value::Object(metadata).to_string());
+        let (status, body) = send(request).await?;
+        judge_update(status, &body, registration.client_id)
+    }
+
+    /// RFC 7592 §2.3: deletes the client; `Ok` when it is gone at the AS.
+    pub async fn delete(&self, registration: &Registration<'_>) -> Result<(), AsError> {
+        let request = self
+            .http
+            .delete(registration.uri.clone())
+            .timeout(self.timeout)
+            .bearer_auth(registration.access_token);
+        let (status, _) = send(request).await?;
+        judge_delete(status)
+    }
+
+    /// RFC 7662: what the AS says of `token`.
+    pub async fn introspect(&self, token: &str) -> Result<Introspection, AsError> {
+        let Some(i) = &self.introspection else {
+            return Err(AsError::Unavailable("no introspection endpoint".into()));
+        };
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("token", token)
+            .finish();
+        // RFC 6749 §2.3.1: the id and secret are form-encoded before Basic.
+        let encode =
+            |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+        let request = self
+            .http
+            .post(i.endpoint.clone())
+            .timeout(self.timeout)
+            .basic_auth(encode(&i.client_id), Some(encode(&i.client_secret)))
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(form);
+        let (status, body) = send(request).await?;
+        judge_introspection(status, &body)
     }
 
     /// RFC 7591 §3.1: registers `metadata` at the AS.
@@ -217,6 +394,50 @@ async fn send(request: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), AsErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn updates_deletes_and_introspection_are_judged() {
+        let rotated = judge_update(
+            200,
+            br#"{"client_id":"c1","registration_access_token":"new"}"#,
+            "c1",
+        )
+        .unwrap();
+        assert_eq!(rotated.registration_access_token.as_deref(), Some("new"));
+        assert!(matches!(
+            judge_update(200, br#"{"client_id":"c2"}"#, "c1"),
+            Err(AsError::Unavailable(_))
+        ));
+        assert!(matches!(
+            judge_update(400, br#"{"error":"invalid_redirect_uri"}"#, "c1"),
+            Err(AsError::Refused { .. })
+        ));
+        for gone in [200, 204, 401, 404] {
+            assert!(judge_delete(gone).is_ok(), "{gone}");
+        }
+        for kept in [400, 403, 429, 500, 503] {
+            assert!(judge_delete(kept).is_err(), "{kept}");
+        }
+        assert_eq!(
+            judge_introspection(
+                200,
+                br#"{"active":true,"client_id":"c1","exp":9,"cnf":{"x5t#S256":"abc"}}"#
+            )
+            .unwrap(),
+            Introspection {
+                active: true,
+                client_id: Some("c1".into()),
+                x5t_s256: Some("abc".into()),
+                exp: Some(9),
+            }
+        );
+        assert!(
+            !judge_introspection(200, br#"{"active":"yes"}"#)
+                .unwrap()
+                .active
+        );
+        assert!(judge_introspection(401, b"{}").is_err());
+    }
 
     fn origin() -> Url {
         Url::parse("https://as.bank.example/").unwrap()

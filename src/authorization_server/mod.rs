@@ -6,6 +6,8 @@
 //! Secrets that pass through here (the initial access token, registration access tokens, a
 //! client secret the AS issues, the tokens introspected) are never logged or put in an error.
 
+pub mod sealed;
+
 use std::time::Duration;
 
 use serde_json::{Map, Value};

@@ -240,15 +240,16 @@ pub fn judge_introspection(status: u16, body: &[u8]) -> Result<Introspection, As
     })
 }
 
-/// The bank's AS, as the endpoints and credentials of the config name it.
+/// The bank's AS as the config names it: where, and with which credentials.
 #[derive(Clone)]
-pub struct AuthorizationServer {
-    http: reqwest::Client,
-    issuer: Url,
-    registration_endpoint: Url,
-    initial_access_token: Option<String>,
-    introspection: Option<Introspector>,
-    timeout: Duration,
+pub struct Settings {
+    pub issuer: Url,
+    pub registration_endpoint: Url,
+    /// The Bearer of RFC 7591 POSTs, if the AS wants one.
+    pub initial_access_token: Option<String>,
+    pub introspection: Option<Introspector>,
+    /// Each call gives up after this.
+    pub timeout: Duration,
 }
 
 /// Where and as whom this server introspects: `client_secret_basic` (RFC 6749 §2.3.1).
@@ -259,37 +260,53 @@ pub struct Introspector {
     pub client_secret: String,
 }
 
+/// The bank's AS, through one client (so one keep-alive pool for every call).
+#[derive(Clone)]
+pub struct AuthorizationServer {
+    http: reqwest::Client,
+    settings: Settings,
+}
+
 impl std::fmt::Debug for AuthorizationServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthorizationServer")
-            .field("issuer", &self.issuer.as_str())
+            .field("issuer", &self.settings.issuer.as_str())
             .field(
                 "registration_endpoint",
-                &self.registration_endpoint.as_str(),
+                &self.settings.registration_endpoint.as_str(),
             )
             .finish_non_exhaustive()
     }
 }
 
 impl AuthorizationServer {
-    /// `http` should keep its connections alive (one pool for every call) and carry the AS's
-    /// trust anchors; each call gives up after `timeout`.
-    pub fn new(
-        http: reqwest::Client,
-        issuer: Url,
-        registration_endpoint: Url,
-        initial_access_token: Option<String>,
-        introspection: Option<Introspector>,
-        timeout: Duration,
-    ) -> Self {
-        Self {
-            http,
-            issuer,
-            registration_endpoint,
-            initial_access_token,
-            introspection,
-            timeout,
+    /// `http` carries the AS's trust anchors besides the system roots.
+    pub fn new(http: reqwest::Client, settings: Settings) -> Self {
+        Self { http, settings }
+    }
+
+    /// RFC 7591 §3.1: registers `metadata` at the AS.
+    pub async fn register(&self, metadata: &Map<String, Value>) -> Result<Registered, AsError> {
+        let s = &self.settings;
+        let mut request = self
+            .http
+            .post(s.registration_endpoint.clone())
+            .timeout(s.timeout)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(Value::Object(metadata.clone()).to_string());
+        if let Some(token) = &s.initial_access_token {
+            request = request.bearer_auth(token);
         }
+        let (status, body) = send(request).await?;
+        judge_registration(status, &body, &s.issuer)
+    }
+
+    /// A call on the client's RFC 7592 URI with its registration access token.
+    fn managed(&self, method: reqwest::Method, r: &Registration<'_>) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, r.uri.clone())
+            .timeout(self.settings.timeout)
+            .bearer_auth(r.access_token)
     }
 
     /// RFC 7592 §2.2: replaces the client's metadata (`metadata` with its `client_id`).
@@ -301,10 +318,7 @@ impl AuthorizationServer {
         let mut metadata = metadata.clone();
         metadata.insert("client_id".into(), Value::from(registration.client_id));
         let request = self
-            .http
-            .put(registration.uri.clone())
-            .timeout(self.timeout)
-            .bearer_auth(registration.access_token)
+            .managed(reqwest::Method::PUT, registration)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(Value::Object(metadata).to_string());
         let (status, body) = send(request).await?;
@@ -313,18 +327,13 @@ impl AuthorizationServer {
 
     /// RFC 7592 §2.3: deletes the client; `Ok` when it is gone at the AS.
     pub async fn delete(&self, registration: &Registration<'_>) -> Result<(), AsError> {
-        let request = self
-            .http
-            .delete(registration.uri.clone())
-            .timeout(self.timeout)
-            .bearer_auth(registration.access_token);
-        let (status, _) = send(request).await?;
+        let (status, _) = send(self.managed(reqwest::Method::DELETE, registration)).await?;
         judge_delete(status)
     }
 
     /// RFC 7662: what the AS says of `token`.
     pub async fn introspect(&self, token: &str) -> Result<Introspection, AsError> {
-        let Some(i) = &self.introspection else {
+        let Some(i) = &self.settings.introspection else {
             return Err(AsError::Unavailable("no introspection endpoint".into()));
         };
         let form = url::form_urlencoded::Serializer::new(String::new())
@@ -336,7 +345,7 @@ impl AuthorizationServer {
         let request = self
             .http
             .post(i.endpoint.clone())
-            .timeout(self.timeout)
+            .timeout(self.settings.timeout)
             .basic_auth(encode(&i.client_id), Some(encode(&i.client_secret)))
             .header(
                 reqwest::header::CONTENT_TYPE,
@@ -345,21 +354,6 @@ impl AuthorizationServer {
             .body(form);
         let (status, body) = send(request).await?;
         judge_introspection(status, &body)
-    }
-
-    /// RFC 7591 §3.1: registers `metadata` at the AS.
-    pub async fn register(&self, metadata: &Map<String, Value>) -> Result<Registered, AsError> {
-        let mut request = self
-            .http
-            .post(self.registration_endpoint.clone())
-            .timeout(self.timeout)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(Value::Object(metadata.clone()).to_string());
-        if let Some(token) = &self.initial_access_token {
-            request = request.bearer_auth(token);
-        }
-        let (status, body) = send(request).await?;
-        judge_registration(status, &body, &self.issuer)
     }
 }
 

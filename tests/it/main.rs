@@ -19,6 +19,7 @@ mod revocation;
 mod server;
 mod storage;
 mod support;
+mod test_as;
 mod versions;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
@@ -41,6 +42,7 @@ fn cases() -> Vec<Case> {
     all.extend(events::cases());
     all.extend(admin::cases());
     all.extend(container::cases());
+    all.extend(test_as::cases());
     all
 }
 

@@ -26,6 +26,7 @@ pub fn cases() -> Vec<Case> {
     vec![
         case!(test_as_registers_reads_updates_and_deletes, SQLITE),
         case!(test_as_takes_every_versions_registration, SQLITE),
+        case!(our_rfc7591_client_speaks_to_the_test_as, SQLITE),
     ]
 }
 
@@ -581,4 +582,111 @@ fn transport_x5t(env: &TestEnv) -> Result<String> {
     Ok(dcr_server::pki::ClientCertificate::from_der(&der)?
         .x5t_s256()
         .to_string())
+}
+
+/// `dcr_server::authorization_server` (issue 27's wire, not yet wired into the server) against
+/// the real AS: each call, and each answer judged as the contract says.
+async fn our_rfc7591_client_speaks_to_the_test_as(_: Backend) -> Result<()> {
+    use dcr_server::authorization_server::{
+        AsError, AuthorizationServer, Introspector, Registration, Settings,
+    };
+    use dcr_server::domain::OAuthErrorCode;
+    let mut s = Smoke::start().await?;
+    let url = |name: &str| -> Result<url::Url> { Ok(url::Url::parse(&s.endpoint(name)?)?) };
+    let settings = Settings {
+        issuer: url::Url::parse(&s.test_as.issuer)?,
+        registration_endpoint: url("registration_endpoint")?,
+        initial_access_token: Some(std::fs::read_to_string(
+            s.test_as.initial_access_token_file(),
+        )?),
+        introspection: Some(Introspector {
+            endpoint: url("introspection_endpoint")?,
+            client_id: s.test_as.introspection_client_id.clone(),
+            client_secret: std::fs::read_to_string(s.test_as.introspection_secret_file())?,
+        }),
+        timeout: Duration::from_secs(5),
+    };
+    let ca_pem = s.env.ca_pem()?;
+    let the_as = AuthorizationServer::new(https_client(&ca_pem, None)?, settings.clone());
+    let tls = s.metadata(&s.claims(SpecVersion::V3_2, "tls_client_auth", false)?)?;
+    let tls = tls.as_object().cloned().context("metadata")?;
+
+    let created = the_as.register(&tls).await?;
+    ensure!(created.client_id.len() <= 36, "{created:?}");
+    let uri = created.registration_client_uri.clone();
+    let registration = Registration {
+        client_id: &created.client_id,
+        uri: &uri,
+        access_token: &created.registration_access_token,
+    };
+
+    // PUT: the AS rotates the registration access token, and the answer carries the new one.
+    let mut renamed = tls.clone();
+    renamed.insert("client_name".into(), json!("Renamed"));
+    let updated = the_as.update(&registration, &renamed).await?;
+    let rotated = updated
+        .registration_access_token
+        .context("the AS did not rotate the registration access token")?;
+    ensure!(rotated != created.registration_access_token);
+    let old = the_as.update(&registration, &renamed).await;
+    ensure!(
+        matches!(old, Err(AsError::Unavailable(_))),
+        "the old token still updates: {old:?}"
+    );
+    let registration = Registration {
+        access_token: &rotated,
+        ..registration
+    };
+
+    // A client-credentials token of that client over mTLS, as our introspection sees it.
+    let cc = [
+        ("grant_type", "client_credentials"),
+        ("client_id", created.client_id.as_str()),
+        ("scope", "accounts"),
+    ];
+    let (status, token) = answer(s.mtls.post(s.endpoint("token_endpoint")?).form(&cc)).await?;
+    ensure!(status == 200, "token: {status} {token}");
+    let seen = the_as.introspect(text(&token, "access_token")?).await?;
+    ensure!(seen.active, "{seen:?}");
+    ensure_eq!(seen.client_id.as_deref(), Some(created.client_id.as_str()));
+    ensure_eq!(seen.x5t_s256, Some(transport_x5t(&s.env)?));
+    ensure!(seen.exp.is_some(), "{seen:?}");
+    ensure!(!the_as.introspect("not-a-token").await?.active);
+
+    // DELETE, and DELETE again: gone either way (the AS answers 401 the second time).
+    the_as.delete(&registration).await?;
+    the_as.delete(&registration).await?;
+
+    // The AS refusing metadata: 400 with its code, kept when it is a registration code.
+    let mut bad = tls.clone();
+    bad.insert("redirect_uris".into(), json!(["not a url"]));
+    let refused = the_as.register(&bad).await;
+    ensure!(
+        matches!(
+            &refused,
+            Err(AsError::Refused { error, .. })
+                if [OAuthErrorCode::InvalidRedirectUri, OAuthErrorCode::InvalidClientMetadata]
+                    .contains(error)
+        ),
+        "{refused:?}"
+    );
+    // Our initial access token refused (401): unavailable, not the TPP's fault.
+    let wrong = AuthorizationServer::new(
+        https_client(&ca_pem, None)?,
+        Settings {
+            initial_access_token: Some("wrong".into()),
+            ..settings.clone()
+        },
+    );
+    ensure!(matches!(
+        wrong.register(&tls).await,
+        Err(AsError::Unavailable(_))
+    ));
+    // The AS down: unavailable.
+    s.test_as.stop().await?;
+    ensure!(matches!(
+        the_as.register(&tls).await,
+        Err(AsError::Unavailable(_))
+    ));
+    Ok(())
 }

@@ -58,6 +58,67 @@ impl std::fmt::Debug for Registered {
     }
 }
 
+/// The AS's OpenID Provider metadata (`{issuer}/.well-known/openid-configuration`), with the
+/// endpoints this server uses read out of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Discovered {
+    /// The whole document, which `rfc7591` mode serves as its own discovery.
+    pub document: Map<String, Value>,
+    pub registration_endpoint: Option<Url>,
+    pub introspection_endpoint: Option<Url>,
+    pub token_endpoint: Option<Url>,
+}
+
+/// What a discovery answer means for `issuer`: its document names that issuer exactly (OpenID
+/// Connect Discovery §4.3), and each endpoint is an https URL (else it counts as absent).
+pub fn judge_discovery(status: u16, body: &[u8], issuer: &Url) -> Result<Discovered, AsError> {
+    if status != 200 {
+        return Err(AsError::Unavailable(format!(
+            "discovery answered HTTP {status}"
+        )));
+    }
+    let Ok(Value::Object(document)) = serde_json::from_slice::<Value>(body) else {
+        return Err(AsError::Unavailable(
+            "discovery answered without a JSON object".into(),
+        ));
+    };
+    let named = document.get("issuer").and_then(Value::as_str);
+    let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+    if !named.is_some_and(|n| same(n, issuer.as_str())) {
+        return Err(AsError::Unavailable(format!(
+            "discovery names another issuer: {}",
+            crate::text::printable(named.unwrap_or("none"), 100)
+        )));
+    }
+    let endpoint = |name: &str| {
+        document
+            .get(name)
+            .and_then(Value::as_str)
+            .and_then(|u| Url::parse(u).ok())
+            .filter(|u| u.scheme() == "https")
+    };
+    Ok(Discovered {
+        registration_endpoint: endpoint("registration_endpoint"),
+        introspection_endpoint: endpoint("introspection_endpoint"),
+        token_endpoint: endpoint("token_endpoint"),
+        document,
+    })
+}
+
+/// Fetches and judges the AS's discovery document, through `http` (the AS's trust anchors).
+pub async fn discover(
+    http: &reqwest::Client,
+    issuer: &Url,
+    timeout: Duration,
+) -> Result<Discovered, AsError> {
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.as_str().trim_end_matches('/')
+    );
+    let (status, body) = send(http.get(url).timeout(timeout)).await?;
+    judge_discovery(status, &body, issuer)
+}
+
 /// A client at the AS as RFC 7592 addresses it.
 #[derive(Clone, Copy)]
 pub struct Registration<'a> {
@@ -390,6 +451,29 @@ async fn send(request: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), AsErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn discovery_must_name_the_issuer_and_endpoints_must_be_https() {
+        let issuer = Url::parse("https://as.bank.example").unwrap();
+        let d = judge_discovery(
+            200,
+            br#"{"issuer":"https://as.bank.example","registration_endpoint":"https://as.bank.example/reg",
+                "introspection_endpoint":"http://as.bank.example/i","token_endpoint":"https://as.bank.example/t"}"#,
+            &issuer,
+        )
+        .unwrap();
+        assert_eq!(d.registration_endpoint.unwrap().path(), "/reg");
+        assert_eq!(d.introspection_endpoint, None);
+        assert!(d.token_endpoint.is_some());
+        for (status, body) in [
+            (200, &br#"{"issuer":"https://evil.example"}"#[..]),
+            (200, br#"{}"#),
+            (200, b"[]"),
+            (404, b"{}"),
+        ] {
+            assert!(judge_discovery(status, body, &issuer).is_err(), "{status}");
+        }
+    }
 
     #[test]
     fn updates_deletes_and_introspection_are_judged() {

@@ -13,6 +13,18 @@ pub fn ordered_algs(config: &Config) -> Vec<SigningAlg> {
     algs
 }
 
+/// `rfc7591` mode's discovery (issue 27, not yet served): the AS's own document, so that a TPP
+/// (or the conformance tool) pointed here sees the AS's endpoints, with this server as its
+/// registration endpoint, also among the mTLS aliases when the AS has them.
+pub fn behind(as_document: &serde_json::Map<String, Value>, registration_endpoint: &str) -> Value {
+    let mut doc = as_document.clone();
+    doc.insert("registration_endpoint".into(), json!(registration_endpoint));
+    if let Some(Value::Object(aliases)) = doc.get_mut("mtls_endpoint_aliases") {
+        aliases.insert("registration_endpoint".into(), json!(registration_endpoint));
+    }
+    Value::Object(doc)
+}
+
 /// The discovery document. One `registration_endpoint` (`oauth2_dcr_url`); the grant types
 /// are those a served version registers.
 pub fn document(config: &Config) -> Value {
@@ -38,4 +50,32 @@ pub fn document(config: &Config) -> Value {
         "claims_parameter_supported": false,
         "request_parameter_supported": true,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn behind_an_as_its_document_names_us_for_registration() {
+        let as_doc = json!({
+            "issuer": "https://as.bank.example",
+            "registration_endpoint": "https://as.bank.example/reg",
+            "token_endpoint": "https://as.bank.example/token",
+            "mtls_endpoint_aliases": {"token_endpoint": "https://mtls.as.bank.example/token",
+                                      "registration_endpoint": "https://mtls.as.bank.example/reg"},
+        });
+        let ours = "https://dcr.bank.example/open-banking/v3.2/register";
+        let doc = behind(as_doc.as_object().unwrap(), ours);
+        assert_eq!(doc["registration_endpoint"], ours);
+        assert_eq!(doc["mtls_endpoint_aliases"]["registration_endpoint"], ours);
+        assert_eq!(doc["token_endpoint"], "https://as.bank.example/token");
+        assert_eq!(
+            doc["mtls_endpoint_aliases"]["token_endpoint"],
+            "https://mtls.as.bank.example/token"
+        );
+        // Without aliases, none are made up.
+        let plain = behind(json!({"issuer": "x"}).as_object().unwrap(), ours);
+        assert!(plain.get("mtls_endpoint_aliases").is_none());
+    }
 }

@@ -588,25 +588,48 @@ fn transport_x5t(env: &TestEnv) -> Result<String> {
 /// the real AS: each call, and each answer judged as the contract says.
 async fn our_rfc7591_client_speaks_to_the_test_as(_: Backend) -> Result<()> {
     use dcr_server::authorization_server::{
-        AsError, AuthorizationServer, Introspector, Registration, Settings,
+        AsError, AuthorizationServer, Introspector, Registration, Settings, discover,
     };
     use dcr_server::domain::OAuthErrorCode;
     let mut s = Smoke::start().await?;
-    let url = |name: &str| -> Result<url::Url> { Ok(url::Url::parse(&s.endpoint(name)?)?) };
+    let ca_pem = s.env.ca_pem()?;
+    let issuer = url::Url::parse(&s.test_as.issuer)?;
+    let found = discover(
+        &https_client(&ca_pem, None)?,
+        &issuer,
+        Duration::from_secs(5),
+    )
+    .await?;
+    let token_endpoint = s.endpoint("token_endpoint")?;
+    ensure_eq!(
+        found.token_endpoint.as_ref().map(url::Url::as_str),
+        Some(token_endpoint.as_str())
+    );
+    // Served behind it, our discovery is the AS's with us for registration.
+    let ours = "https://dcr.example/open-banking/v3.2/register";
+    let served = dcr_server::oauth::discovery::behind(&found.document, ours);
+    ensure_eq!(served["registration_endpoint"], json!(ours));
+    ensure_eq!(
+        served["introspection_endpoint"],
+        s.discovery["introspection_endpoint"]
+    );
     let settings = Settings {
-        issuer: url::Url::parse(&s.test_as.issuer)?,
-        registration_endpoint: url("registration_endpoint")?,
+        issuer,
+        registration_endpoint: found
+            .registration_endpoint
+            .context("registration_endpoint")?,
         initial_access_token: Some(std::fs::read_to_string(
             s.test_as.initial_access_token_file(),
         )?),
         introspection: Some(Introspector {
-            endpoint: url("introspection_endpoint")?,
+            endpoint: found
+                .introspection_endpoint
+                .context("introspection_endpoint")?,
             client_id: s.test_as.introspection_client_id.clone(),
             client_secret: std::fs::read_to_string(s.test_as.introspection_secret_file())?,
         }),
         timeout: Duration::from_secs(5),
     };
-    let ca_pem = s.env.ca_pem()?;
     let the_as = AuthorizationServer::new(https_client(&ca_pem, None)?, settings.clone());
     let tls = s.metadata(&s.claims(SpecVersion::V3_2, "tls_client_auth", false)?)?;
     let tls = tls.as_object().cloned().context("metadata")?;

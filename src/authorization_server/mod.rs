@@ -431,20 +431,9 @@ async fn send(request: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), AsErro
         })
     })?;
     let status = response.status().as_u16();
-    let mut response = response;
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
+    let body = crate::pki::outbound::read_body_capped(response, MAX_ANSWER)
         .await
-        .map_err(|e| AsError::Unavailable(format!("the answer broke off: {e}")))?
-    {
-        if body.len() + chunk.len() > MAX_ANSWER {
-            return Err(AsError::Unavailable(format!(
-                "an answer larger than {MAX_ANSWER} bytes"
-            )));
-        }
-        body.extend_from_slice(&chunk);
-    }
+        .map_err(|e| AsError::Unavailable(format!("the answer: {e}")))?;
     Ok((status, body))
 }
 

@@ -22,7 +22,7 @@ pub use dn::DistinguishedName;
 pub use error_code::OAuthErrorCode;
 pub use event::{DeliveryState, EventType};
 pub use grant::{ApplicationType, BackchannelDeliveryMode, GrantType, GrantTypes, ResponseType};
-pub use protocol::{ProtocolValue, UnknownValue};
+pub use protocol::{Names, ProtocolValue, UnknownValue};
 pub(crate) use protocol::{deserialize_from_str, serde_as_text};
 pub use scope::{Scope, Scopes};
 pub use version::{Profile, SpecVersion};

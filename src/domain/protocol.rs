@@ -108,3 +108,78 @@ macro_rules! protocol_enum {
     };
 }
 pub(crate) use protocol_enum;
+
+/// Values of one closed list in their order, as a row or a token holds them: the names
+/// space-separated. The text is kept beside the list so that neither is rebuilt per request
+/// (`GrantTypes`, `Scopes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names<T> {
+    list: Vec<T>,
+    text: String,
+}
+
+impl<T> Default for Names<T> {
+    fn default() -> Self {
+        Self {
+            list: Vec::new(),
+            text: String::new(),
+        }
+    }
+}
+
+impl<T: ProtocolValue> Names<T> {
+    pub fn new(list: Vec<T>) -> Self {
+        let text = list.iter().map(|v| v.name()).collect::<Vec<_>>().join(" ");
+        Self { list, text }
+    }
+
+    /// As a row holds them, the text kept as written. Rows migrated from registrations older
+    /// than the column may name what is not a value of the list: such a name stays in the text
+    /// and counts for nothing.
+    pub fn from_stored(text: &str) -> Self {
+        Self {
+            list: text
+                .split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect(),
+            text: text.to_string(),
+        }
+    }
+
+    pub fn contains(&self, value: T) -> bool {
+        self.list.contains(&value)
+    }
+
+    pub fn as_slice(&self) -> &[T] {
+        &self.list
+    }
+
+    /// The names, space-separated.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl<T: ProtocolValue<Err = UnknownValue>> std::str::FromStr for Names<T> {
+    type Err = UnknownValue;
+    /// Names separated by white space, each a value of the list.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let list = s
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<Vec<T>, _>>()?;
+        Ok(Self::new(list))
+    }
+}
+
+impl<T> std::fmt::Display for Names<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl<T> serde::Serialize for Names<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}

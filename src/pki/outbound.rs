@@ -29,10 +29,18 @@ pub fn revocation_client(
 
 /// The body of `response` if it answered 2xx and is at most `max` bytes; else why not (for the
 /// log). OCSP and CRL fetches share it.
-pub async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+pub async fn read_capped(response: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
     if !response.status().is_success() {
         return Err(format!("answered HTTP {}", response.status().as_u16()));
     }
+    read_body_capped(response, max).await
+}
+
+/// The body of `response`, whatever its status, if it is at most `max` bytes; else why not.
+pub async fn read_body_capped(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, String> {
     // A declared length over the cap is refused before anything is read.
     if response.content_length().is_some_and(|n| n > max as u64) {
         return Err(format!("larger than {max} bytes"));

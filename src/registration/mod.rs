@@ -220,7 +220,7 @@ impl Registrar {
             software_id: v.ssa.software_id.clone(),
             org_id: v.ssa.org_id.clone(),
             metadata: stored_body.to_string(),
-            grant_types: GrantTypes::new(&v.metadata.grant_types),
+            grant_types: GrantTypes::new(v.metadata.grant_types.clone()),
             scope: v.scopes.clone(),
             client_secret_hash: secret::hash(&client_secret),
             token_endpoint_auth_method: v.metadata.token_endpoint_auth_method,
@@ -301,7 +301,7 @@ impl Registrar {
         let body = client_body(&existing.client_id, existing.created_at, &v.metadata);
         let record = ClientRecord {
             metadata: body.to_string(),
-            grant_types: GrantTypes::new(&v.metadata.grant_types),
+            grant_types: GrantTypes::new(v.metadata.grant_types.clone()),
             scope: v.scopes.clone(),
             token_endpoint_auth_method: v.metadata.token_endpoint_auth_method,
             tls_client_auth_subject_dn: v.metadata.tls_client_auth_subject_dn.clone(),

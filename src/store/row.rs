@@ -11,8 +11,8 @@ use std::str::FromStr;
 
 use super::error::{StoreError, StoreResult};
 use crate::domain::{
-    AuditAction, AuditOutcome, AuthMethod, DeliveryState, EventType, GrantTypes, OAuthErrorCode,
-    ProtocolValue, Scopes, SpecVersion,
+    AuditAction, AuditOutcome, AuthMethod, DeliveryState, EventType, Names, OAuthErrorCode,
+    ProtocolValue, SpecVersion,
 };
 
 /// One bound value; statement parameters `$1`, `$2`, … are the slice in order.
@@ -172,20 +172,10 @@ impl<T: StoredAsName> Column for Option<T> {
     }
 }
 
-/// Space-separated, in their registered order.
-impl Column for GrantTypes {
+/// Space-separated, in their order; read leniently (`Names::from_stored`).
+impl<T: ProtocolValue> Column for Names<T> {
     fn read(c: &mut Cursor<'_>) -> StoreResult<Self> {
-        c.next(|r, at| Ok(GrantTypes::from_stored(&required(r.text(at)?, at)?)))
-    }
-    fn param(&self) -> Param<'_> {
-        Param::Text(self.as_str())
-    }
-}
-
-/// Space-separated, in their order.
-impl Column for Scopes {
-    fn read(c: &mut Cursor<'_>) -> StoreResult<Self> {
-        c.next(|r, at| Ok(Scopes::from_stored(&required(r.text(at)?, at)?)))
+        c.next(|r, at| Ok(Names::from_stored(&required(r.text(at)?, at)?)))
     }
     fn param(&self) -> Param<'_> {
         Param::Text(self.as_str())

@@ -643,38 +643,17 @@ where
     }
 }
 
-/// A CRL of the sandbox CA in `dir`, revoking `revoked` (PEM), valid for `valid_secs`.
+/// A CRL of the sandbox CA in `dir`, revoking `revoked` (PEM), valid for `valid_secs`; its
+/// number is the time, so each is newer than the one before.
 fn crl(
     dir: &std::path::Path,
     revoked: &[&str],
     valid_secs: i64,
 ) -> Result<rcgen::CertificateRevocationList> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
     let ca_pem = std::fs::read_to_string(dir.join("ca.pem"))?;
-    let key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(dir.join("ca.key"))?)?;
-    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, &key)?;
-    let mut revoked_certs = Vec::new();
-    for pem in revoked {
-        let der = CertificateDer::from_pem_slice(pem.as_bytes())?;
-        let (_, cert) = x509_parser::parse_x509_certificate(&der)?;
-        revoked_certs.push(rcgen::RevokedCertParams {
-            serial_number: rcgen::SerialNumber::from_slice(cert.raw_serial()),
-            revocation_time: time::OffsetDateTime::now_utc() - time::Duration::hours(1),
-            reason_code: Some(rcgen::RevocationReason::KeyCompromise),
-            invalidity_date: None,
-        });
-    }
-    let now = time::OffsetDateTime::now_utc();
-    let params = rcgen::CertificateRevocationListParams {
-        this_update: now - time::Duration::minutes(1),
-        next_update: now + time::Duration::seconds(valid_secs),
-        crl_number: rcgen::SerialNumber::from(now.unix_timestamp_nanos() as u64),
-        issuing_distribution_point: None,
-        revoked_certs,
-        key_identifier_method: rcgen::KeyIdMethod::Sha256,
-    };
-    Ok(params.signed_by(&issuer)?)
+    let key_pem = std::fs::read_to_string(dir.join("ca.key"))?;
+    let number = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as u64;
+    crate::crl_integrity::crl_signed(&ca_pem, &key_pem, revoked, number, 60, valid_secs)
 }
 
 /// A CRL URL over https (PEM) is fetched at start-up and refreshed halfway to its nextUpdate:

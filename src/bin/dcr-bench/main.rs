@@ -689,7 +689,7 @@ fn seed_client(id: &str, now: i64, ssa: &str) -> ClientRecord {
         software_id: format!("sw{id}"),
         org_id: "seedorg".into(),
         metadata: seed_metadata(id, now, ssa),
-        grant_types: GrantTypes::new(&SEED_GRANT_TYPES),
+        grant_types: GrantTypes::new(SEED_GRANT_TYPES.to_vec()),
         scope: SEED_SCOPE.parse().unwrap_or_default(),
         client_secret_hash: dcr_server::domain::secret::hash(id),
         token_endpoint_auth_method: AuthMethod::PrivateKeyJwt,

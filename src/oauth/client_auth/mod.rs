@@ -212,7 +212,7 @@ pub(crate) mod tests {
             software_id: "sw".into(),
             org_id: "org".into(),
             metadata: "{}".into(),
-            grant_types: crate::domain::GrantTypes::new(&[
+            grant_types: crate::domain::GrantTypes::new(vec![
                 crate::domain::GrantType::ClientCredentials,
             ]),
             scope: "openid accounts".parse().unwrap(),

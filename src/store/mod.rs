@@ -6,7 +6,8 @@
 //! never a read followed by a write.
 //!
 //! Callers take the interface they need ([`ClientStore`], [`TokenStore`], [`AuditLog`],
-//! [`JtiStore`], [`EventStore`]); [`Database`] implements them all. Inside, every write is a
+//! [`JtiStore`], [`EventStore`], and for `rfc7591` mode [`AsLinkStore`] and
+//! [`CompensationStore`]); [`Database`] implements them all. Inside, every write is a
 //! [`unit::WriteUnit`] that both backends execute, so its transaction rules exist once.
 //!
 //! Reads that are not point reads go through one engine-neutral [`reads::Reads::fetch_rows`]
@@ -36,8 +37,9 @@ use arc_swap::ArcSwap;
 
 pub use error::{Conflict, StoreError, StoreResult};
 pub use record::{
-    AuditEntry, AuditRecord, ClientRecord, DeliveryRecord, DeliveryResult, EventRecord,
-    EventRouting, EventTarget, EventType, JtiRecord, LeasedDelivery, TokenRecord,
+    AsLinkRecord, AuditEntry, AuditRecord, ClientRecord, CompensationRecord, CompensationResult,
+    DeliveryRecord, DeliveryResult, EventRecord, EventRouting, EventTarget, EventType, JtiRecord,
+    LeasedDelivery, NewCompensation, TokenRecord,
 };
 
 use crate::config::DatabaseConfig;
@@ -46,7 +48,7 @@ use postgres::PostgresStore;
 use reads::Reads;
 use row::Param;
 use sqlite::SqliteStore;
-use unit::{Expiring, Outbox, Outcome, WriteUnit};
+use unit::{Compensating, Expiring, Outbox, Outcome, WriteUnit};
 
 /// Runs `$call` with `$b` bound to the backend's sqlx pools ([`reads::Sqlx`]): SQLite's
 /// reader and maintenance pools, or PostgreSQL's. (Writes on the request path go through
@@ -129,6 +131,82 @@ pub trait ClientStore: Send + Sync {
         enabled: bool,
         audit: &AuditRecord,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
+}
+
+/// `rfc7591` mode: each client's registration at the bank's authorization server (its
+/// `registration_client_uri` and `registration_access_token`), written with the client's own
+/// writes. Embedded clients have none.
+pub trait AsLinkStore: Send + Sync {
+    /// [`ClientStore::create_client`] and the client's link, in the same transaction: both
+    /// rows or neither. A client_id already used here is refused with [`Conflict::ClientId`]
+    /// (besides the conflicts of `create_client`).
+    fn create_linked_client(
+        &self,
+        client: &ClientRecord,
+        unique_software_id: bool,
+        jtis: &[JtiRecord],
+        audit: &AuditRecord,
+        link: &AsLinkRecord,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// [`ClientStore::update_client`] and, when given, the link's new token and URI, in the
+    /// same transaction. Returns false (and writes nothing) when the client does not exist.
+    fn update_linked_client(
+        &self,
+        client: &ClientRecord,
+        changed: &[String],
+        jtis: &[JtiRecord],
+        audit: &AuditRecord,
+        link: Option<&AsLinkRecord>,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    fn get_as_link(
+        &self,
+        client_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<AsLinkRecord>>> + Send;
+    /// [`ClientStore::delete_client`] and, in the same transaction, a compensation made from
+    /// the client's link (when it has one) with `reason`, due at `now`: an operator's delete
+    /// reaching the AS later. Returns false when the client does not exist.
+    fn delete_client_compensating(
+        &self,
+        client_id: &str,
+        audit: &AuditRecord,
+        reason: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+}
+
+/// `rfc7591` mode: clients still to be deleted at the bank's authorization server, retried by
+/// a background job under a lease (so that replicas sharing PostgreSQL do not both try one).
+pub trait CompensationStore: Send + Sync {
+    /// A compensation due at once (`next_attempt_at = now`); returns its id.
+    fn enqueue_compensation(
+        &self,
+        c: &NewCompensation,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<i64>> + Send;
+    /// Leases up to `limit` due compensations (`next_attempt_at <= now`, no lease or an
+    /// expired one) to `owner` until `until`, counting the attempt; returns them, oldest first.
+    fn lease_compensations(
+        &self,
+        owner: &str,
+        now: i64,
+        until: i64,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<CompensationRecord>>> + Send;
+    /// Ends `owner`'s lease: [`CompensationResult::Done`] deletes the row,
+    /// [`CompensationResult::RetryAt`] sets when and why, and frees the lease. False: `owner`
+    /// no longer holds it, so nothing changed.
+    fn finish_compensation(
+        &self,
+        id: i64,
+        owner: &str,
+        result: &CompensationResult,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// How many are pending (for the metric).
+    fn pending_compensations(&self) -> impl Future<Output = StoreResult<i64>> + Send;
+    /// All pending, oldest first (for operators and tests).
+    fn list_compensations(
+        &self,
+    ) -> impl Future<Output = StoreResult<Vec<CompensationRecord>>> + Send;
 }
 
 /// Access tokens, stored as hashes.
@@ -518,7 +596,8 @@ async fn open_once(config: &crate::config::Config) -> Result<Database, OpenFaile
 /// `test-support` feature (the tests and `dcr-bench` turn it on): not in the server's build.
 #[cfg(feature = "test-support")]
 impl Database {
-    /// Rows in `table` (`clients`, `jtis`, `tokens` or `audit_log`).
+    /// Rows in `table` (one of `schema::COUNT_ROWS`: `clients`, `jtis`, `tokens`, `audit_log`,
+    /// `events`, `event_deliveries`, `as_registrations`, `as_compensations`).
     pub async fn count_rows(&self, table: &str) -> StoreResult<i64> {
         let (_, sql) = schema::COUNT_ROWS
             .iter()
@@ -583,6 +662,7 @@ impl ClientStore for Database {
             jtis: jtis.to_vec(),
             audit: audit.clone(),
             outbox: self.outbox(None),
+            link: None,
         })
         .await
         .map(drop)
@@ -595,16 +675,8 @@ impl ClientStore for Database {
         jtis: &[JtiRecord],
         audit: &AuditRecord,
     ) -> StoreResult<bool> {
-        let changed = serde_json::to_string(changed)
-            .map_err(|e| StoreError::Other(format!("changed fields: {e}")))?;
-        self.write(WriteUnit::UpdateClient {
-            client: client.clone(),
-            jtis: jtis.to_vec(),
-            audit: audit.clone(),
-            outbox: self.outbox(Some(changed)),
-        })
-        .await
-        .map(Outcome::found)
+        self.update_linked_client(client, changed, jtis, audit, None)
+            .await
     }
 
     async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
@@ -643,6 +715,7 @@ impl ClientStore for Database {
             client_id: client_id.to_string(),
             audit: audit.clone(),
             outbox: self.outbox(None),
+            compensation: None,
         })
         .await
         .map(Outcome::found)
@@ -662,6 +735,154 @@ impl ClientStore for Database {
         })
         .await
         .map(Outcome::found)
+    }
+}
+
+/// A link is written for the client it names: one for another client is a caller's bug, refused
+/// before anything is written.
+fn same_client(client: &ClientRecord, link: &AsLinkRecord) -> StoreResult<()> {
+    if link.client_id == client.client_id {
+        Ok(())
+    } else {
+        Err(StoreError::Other(
+            "the AS link names another client than the one written".into(),
+        ))
+    }
+}
+
+impl AsLinkStore for Database {
+    async fn create_linked_client(
+        &self,
+        client: &ClientRecord,
+        unique_software_id: bool,
+        jtis: &[JtiRecord],
+        audit: &AuditRecord,
+        link: &AsLinkRecord,
+    ) -> StoreResult<()> {
+        same_client(client, link)?;
+        self.write(WriteUnit::CreateClient {
+            client: client.clone(),
+            unique_software_id,
+            jtis: jtis.to_vec(),
+            audit: audit.clone(),
+            outbox: self.outbox(None),
+            link: Some(link.clone()),
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn update_linked_client(
+        &self,
+        client: &ClientRecord,
+        changed: &[String],
+        jtis: &[JtiRecord],
+        audit: &AuditRecord,
+        link: Option<&AsLinkRecord>,
+    ) -> StoreResult<bool> {
+        if let Some(link) = link {
+            same_client(client, link)?;
+        }
+        let changed = serde_json::to_string(changed)
+            .map_err(|e| StoreError::Other(format!("changed fields: {e}")))?;
+        self.write(WriteUnit::UpdateClient {
+            client: client.clone(),
+            jtis: jtis.to_vec(),
+            audit: audit.clone(),
+            outbox: self.outbox(Some(changed)),
+            link: link.cloned(),
+        })
+        .await
+        .map(Outcome::found)
+    }
+
+    async fn get_as_link(&self, client_id: &str) -> StoreResult<Option<AsLinkRecord>> {
+        // As in get_client: no row holds NUL, and PostgreSQL cannot bind it.
+        if client_id.contains('\0') {
+            return Ok(None);
+        }
+        let key = [Param::Text(client_id)];
+        let rows: Vec<AsLinkRecord> = self.fetch(schema::SELECT_AS_LINK, &key).await?;
+        Ok(rows.into_iter().next())
+    }
+
+    async fn delete_client_compensating(
+        &self,
+        client_id: &str,
+        audit: &AuditRecord,
+        reason: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        self.write(WriteUnit::DeleteClient {
+            client_id: client_id.to_string(),
+            audit: audit.clone(),
+            outbox: self.outbox(None),
+            compensation: Some(Compensating {
+                reason: reason.to_string(),
+                now,
+            }),
+        })
+        .await
+        .map(Outcome::found)
+    }
+}
+
+impl CompensationStore for Database {
+    async fn enqueue_compensation(&self, c: &NewCompensation, now: i64) -> StoreResult<i64> {
+        self.write(WriteUnit::EnqueueCompensation {
+            compensation: c.clone(),
+            now,
+        })
+        .await?
+        .inserted()
+    }
+
+    async fn lease_compensations(
+        &self,
+        owner: &str,
+        now: i64,
+        until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<CompensationRecord>> {
+        let leased = self
+            .write(WriteUnit::LeaseCompensations {
+                owner: owner.to_string(),
+                now,
+                until,
+                limit,
+            })
+            .await?
+            .count();
+        if leased == 0 {
+            return Ok(Vec::new());
+        }
+        let params = [Param::Text(owner), Param::Int(until)];
+        self.fetch(schema::SELECT_LEASED_COMPENSATIONS, &params)
+            .await
+    }
+
+    async fn finish_compensation(
+        &self,
+        id: i64,
+        owner: &str,
+        result: &CompensationResult,
+    ) -> StoreResult<bool> {
+        self.write(WriteUnit::FinishCompensation {
+            id,
+            owner: owner.to_string(),
+            result: result.clone(),
+        })
+        .await
+        .map(Outcome::found)
+    }
+
+    async fn pending_compensations(&self) -> StoreResult<i64> {
+        let rows: Vec<(i64,)> = self.fetch(schema::COUNT_COMPENSATIONS, &[]).await?;
+        Ok(rows.first().map_or(0, |(n,)| *n))
+    }
+
+    async fn list_compensations(&self) -> StoreResult<Vec<CompensationRecord>> {
+        self.fetch(schema::LIST_COMPENSATIONS, &[]).await
     }
 }
 

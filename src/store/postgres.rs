@@ -48,6 +48,13 @@ impl ExecuteAsync for Exec<'_> {
             .params()
             .iter()
             .fold(sqlx::query(s.sql), |q, p| bind!(q, *p));
+        if s.returns_id() {
+            // INSERT … RETURNING id: the id in place of the row count.
+            let row = q.fetch_one(&mut *self.0).await.map_err(map_err)?;
+            let id: i64 = sqlx::Row::try_get(&row, 0).map_err(map_err)?;
+            return u64::try_from(id)
+                .map_err(|_| StoreError::Other(format!("inserted id {id} out of range")));
+        }
         Ok(q.execute(&mut *self.0)
             .await
             .map_err(map_err)?

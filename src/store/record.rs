@@ -256,3 +256,92 @@ pub struct AuditEntry {
     #[serde(flatten)]
     pub record: AuditRecord,
 }
+
+/// Why a secret's field shows only as this in `Debug` output.
+const REDACTED: &str = "<redacted>";
+
+/// A client's registration at the bank's authorization server (`rfc7591` mode): where and with
+/// what it is managed there (RFC 7592). Clients of the embedded mode have none.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AsLinkRecord {
+    pub client_id: String,
+    /// Never logged or shown (the contract's "No orphans" section).
+    pub registration_client_uri: String,
+    /// A secret: as the caller hands it over (sealed when a storage key is set).
+    pub registration_access_token: String,
+    pub updated_at: i64,
+}
+
+/// The URI and the token are never logged: `Debug` leaves them out.
+impl std::fmt::Debug for AsLinkRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsLinkRecord")
+            .field("client_id", &self.client_id)
+            .field("registration_client_uri", &REDACTED)
+            .field("registration_access_token", &REDACTED)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
+}
+
+/// A client to delete at the bank's authorization server, kept until that is done: one the AS
+/// created that could not be committed here, or an operator's delete reaching the AS later.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CompensationRecord {
+    pub id: i64,
+    pub client_id: String,
+    pub registration_client_uri: String,
+    pub registration_access_token: String,
+    /// Why the AS client goes (free text, never a secret).
+    pub reason: String,
+    /// Attempts so far, counting the one a lease is taken for.
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for CompensationRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompensationRecord")
+            .field("id", &self.id)
+            .field("client_id", &self.client_id)
+            .field("registration_client_uri", &REDACTED)
+            .field("registration_access_token", &REDACTED)
+            .field("reason", &self.reason)
+            .field("attempts", &self.attempts)
+            .field("next_attempt_at", &self.next_attempt_at)
+            .field("last_error", &self.last_error)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+/// A compensation to enqueue.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewCompensation {
+    pub client_id: String,
+    pub registration_client_uri: String,
+    pub registration_access_token: String,
+    pub reason: String,
+}
+
+impl std::fmt::Debug for NewCompensation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewCompensation")
+            .field("client_id", &self.client_id)
+            .field("registration_client_uri", &REDACTED)
+            .field("registration_access_token", &REDACTED)
+            .field("reason", &self.reason)
+            .finish()
+    }
+}
+
+/// How a leased compensation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompensationResult {
+    /// The AS client is gone: so is the compensation.
+    Done,
+    /// Failed; tried again at `at`.
+    RetryAt { at: i64, error: String },
+}

@@ -6,7 +6,8 @@
 
 use super::error::{Conflict, StoreResult};
 use super::record::{
-    AuditEntry, AuditRecord, ClientRecord, DeliveryRecord, EventRecord, LeasedDelivery, TokenRecord,
+    AsLinkRecord, AuditEntry, AuditRecord, ClientRecord, CompensationRecord, DeliveryRecord,
+    EventRecord, LeasedDelivery, TokenRecord,
 };
 use super::row::{Column, Cursor, Row, columns};
 
@@ -42,6 +43,18 @@ columns! {
     delivery_columns => DeliveryRecord read only {
         id, event_id, webhook, client_id, state, attempts, next_at, expires_at, last_error,
         done_at,
+    }
+}
+columns! {
+    as_link_columns => AsLinkRecord {
+        client_id, registration_client_uri, registration_access_token, updated_at,
+    }
+}
+// Compensations are written from a `NewCompensation` or a client's link, never from a record.
+columns! {
+    compensation_columns => CompensationRecord after [id] read only {
+        client_id, registration_client_uri, registration_access_token, reason, attempts,
+        next_attempt_at, last_error, created_at,
     }
 }
 
@@ -347,6 +360,85 @@ pub(super) const PURGE_DELIVERED: &str =
 pub(super) const PURGE_EVENTS: &str = "DELETE FROM events WHERE at <= $1 AND NOT EXISTS \
      (SELECT 1 FROM event_deliveries d WHERE d.event_id = events.event_id)";
 
+/// A client's link to the bank's authorization server, by client_id `$1`.
+pub(super) const SELECT_AS_LINK: &str = concat!(
+    "SELECT ",
+    as_link_columns!(),
+    " FROM as_registrations WHERE client_id = $1"
+);
+/// The link of a client just inserted (the parameters of `AsLinkRecord::values`).
+macro_rules! insert_as_link {
+    () => {
+        concat!(
+            "INSERT INTO as_registrations (",
+            as_link_columns!(),
+            ") VALUES ($1, $2, $3, $4)"
+        )
+    };
+}
+pub(super) const INSERT_AS_LINK: &str = insert_as_link!();
+/// A client's new link after an update at the AS: the row replaced, or made if the client had
+/// none.
+pub(super) const UPSERT_AS_LINK: &str = concat!(
+    insert_as_link!(),
+    " ON CONFLICT (client_id) DO UPDATE SET \
+     registration_client_uri = excluded.registration_client_uri, \
+     registration_access_token = excluded.registration_access_token, \
+     updated_at = excluded.updated_at"
+);
+/// A compensation for client `$1`'s link, if it has one, with reason `$2`, due at and made at
+/// `$3`: before the client's row goes (its link goes with it).
+pub(super) const COMPENSATE_FROM_LINK: &str = "INSERT INTO as_compensations (client_id, \
+     registration_client_uri, registration_access_token, reason, next_attempt_at, created_at) \
+     SELECT client_id, registration_client_uri, registration_access_token, $2, $3, $3 \
+     FROM as_registrations WHERE client_id = $1";
+/// A compensation (`$1`–`$4`: client_id, uri, token, reason) due at and made at `$5`; answers
+/// its id.
+pub(super) const INSERT_COMPENSATION: &str = "INSERT INTO as_compensations (client_id, \
+     registration_client_uri, registration_access_token, reason, next_attempt_at, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $5) RETURNING id";
+/// The compensations due at `$3` that no lease holds, oldest due first, at most `$4`.
+macro_rules! compensations_due {
+    () => {
+        "SELECT id FROM as_compensations WHERE next_attempt_at <= $3 AND lease_until <= $3 \
+         ORDER BY next_attempt_at, id LIMIT $4"
+    };
+}
+/// Leases up to `$4` compensations due at `$3` to worker `$1` until `$2`, counting the attempt.
+/// As with deliveries, the outer conditions are checked again on each row as it is locked, and
+/// PostgreSQL skips rows another replica is leasing.
+pub(super) const LEASE_COMPENSATIONS_POSTGRES: &str = concat!(
+    "UPDATE as_compensations SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+     WHERE id IN (",
+    compensations_due!(),
+    " FOR UPDATE SKIP LOCKED) AND next_attempt_at <= $3 AND lease_until <= $3"
+);
+/// SQLite has no row locks (one writer at a time): the same without `FOR UPDATE`.
+pub(super) const LEASE_COMPENSATIONS_SQLITE: &str = concat!(
+    "UPDATE as_compensations SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+     WHERE id IN (",
+    compensations_due!(),
+    ") AND next_attempt_at <= $3 AND lease_until <= $3"
+);
+/// The compensations worker `$1` leased until `$2`, oldest first.
+pub(super) const SELECT_LEASED_COMPENSATIONS: &str = concat!(
+    "SELECT id, ",
+    compensation_columns!(),
+    " FROM as_compensations WHERE lease_owner = $1 AND lease_until = $2 ORDER BY id"
+);
+/// Compensation `$1`, leased by `$2`, is done: it goes.
+pub(super) const COMPENSATION_DONE: &str =
+    "DELETE FROM as_compensations WHERE id = $1 AND lease_owner = $2";
+/// Compensation `$1`, leased by `$2`, failed with `$4`; tried again at `$3`.
+pub(super) const COMPENSATION_RETRY: &str = "UPDATE as_compensations SET next_attempt_at = $3, \
+     last_error = $4, lease_owner = NULL, lease_until = 0 WHERE id = $1 AND lease_owner = $2";
+pub(super) const COUNT_COMPENSATIONS: &str = "SELECT COUNT(*) FROM as_compensations";
+pub(super) const LIST_COMPENSATIONS: &str = concat!(
+    "SELECT id, ",
+    compensation_columns!(),
+    " FROM as_compensations ORDER BY id"
+);
+
 /// Events after id `$1`, of client `$2` (or all), only those with a failed delivery when `$3`
 /// is 1, oldest first, at most `$4`.
 pub(super) const LIST_EVENTS: &str = concat!(
@@ -378,13 +470,15 @@ pub(super) const LIST_AUDIT_PAGE: &str = concat!(
 
 #[cfg(feature = "test-support")]
 /// Row counts per table, for tests.
-pub(super) const COUNT_ROWS: [(&str, &str); 6] = [
+pub(super) const COUNT_ROWS: [(&str, &str); 8] = [
     ("clients", "SELECT COUNT(*) FROM clients"),
     ("jtis", "SELECT COUNT(*) FROM jtis"),
     ("tokens", "SELECT COUNT(*) FROM tokens"),
     ("audit_log", "SELECT COUNT(*) FROM audit_log"),
     ("events", "SELECT COUNT(*) FROM events"),
     ("event_deliveries", "SELECT COUNT(*) FROM event_deliveries"),
+    ("as_registrations", "SELECT COUNT(*) FROM as_registrations"),
+    ("as_compensations", "SELECT COUNT(*) FROM as_compensations"),
 ];
 #[cfg(feature = "test-support")]
 pub(super) const COUNT_MIGRATIONS: &str = "SELECT COUNT(*) FROM _sqlx_migrations";

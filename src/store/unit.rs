@@ -12,17 +12,19 @@ use std::sync::Arc;
 
 use super::error::{Conflict, StoreError, StoreResult};
 use super::record::{
-    AuditRecord, ClientRecord, DeliveryResult, EventRouting, EventTarget, EventType, JtiRecord,
-    TokenRecord,
+    AsLinkRecord, AuditRecord, ClientRecord, CompensationResult, DeliveryResult, EventRouting,
+    EventTarget, EventType, JtiRecord, NewCompensation, TokenRecord,
 };
 use super::schema::{
-    DELETE_CLIENT, DELETE_CLIENT_TOKENS, DELIVERED, GIVE_UP, INSERT_AUDIT, INSERT_CLIENT,
+    COMPENSATE_FROM_LINK, COMPENSATION_DONE, COMPENSATION_RETRY, DELETE_CLIENT,
+    DELETE_CLIENT_TOKENS, DELIVERED, GIVE_UP, INSERT_AS_LINK, INSERT_AUDIT, INSERT_CLIENT,
     INSERT_CLIENT_EVENT, INSERT_CLIENT_EVENT_IF_LIVE_TOKENS, INSERT_CLIENT_REGISTERED_POSTGRES,
-    INSERT_CLIENT_REGISTERED_WITH_JTI_POSTGRES, INSERT_DELIVERY, INSERT_TOKEN,
+    INSERT_CLIENT_REGISTERED_WITH_JTI_POSTGRES, INSERT_COMPENSATION, INSERT_DELIVERY, INSERT_TOKEN,
     INSERT_TOKEN_AUDITED_POSTGRES, INSERT_TOKEN_AUDITED_WITH_JTI_POSTGRES, INSERT_TOKEN_EVENT,
-    LEASE_DELIVERIES_POSTGRES, LEASE_DELIVERIES_SQLITE, LOCK_CLIENT, PURGE_DELIVERED, PURGE_EVENTS,
-    PURGE_JTIS, PURGE_TOKENS, REMEMBER_JTI, RETRY_FAILED, RETRY_LATER, REVOKE_CLIENT_TOKENS,
-    REVOKE_TOKEN, SET_CLIENT_ENABLED, UPDATE_CLIENT,
+    LEASE_COMPENSATIONS_POSTGRES, LEASE_COMPENSATIONS_SQLITE, LEASE_DELIVERIES_POSTGRES,
+    LEASE_DELIVERIES_SQLITE, LOCK_CLIENT, PURGE_DELIVERED, PURGE_EVENTS, PURGE_JTIS, PURGE_TOKENS,
+    REMEMBER_JTI, RETRY_FAILED, RETRY_LATER, REVOKE_CLIENT_TOKENS, REVOKE_TOKEN,
+    SET_CLIENT_ENABLED, UPDATE_CLIENT, UPSERT_AS_LINK,
 };
 
 pub(super) use super::row::Param;
@@ -43,6 +45,9 @@ enum Check {
     Found,
     /// The count is the unit's answer (a purge).
     Count,
+    /// An `INSERT … RETURNING id` of one row: the backends run it as a query and hand back
+    /// the id it returns in place of a row count; the id is the unit's answer.
+    Id,
 }
 
 /// One statement of a unit, with its parameters held inline (no allocation per statement).
@@ -84,6 +89,12 @@ impl<'a> Statement<'a> {
     pub fn params(&self) -> &[Param<'a>] {
         &self.params[..self.len]
     }
+
+    /// Whether the statement answers one row with the id it inserted ([`Check::Id`]), which
+    /// the backend returns instead of the rows it changed.
+    pub fn returns_id(&self) -> bool {
+        self.check == Check::Id
+    }
 }
 
 /// How a unit ended, when no statement failed.
@@ -95,6 +106,8 @@ pub(super) enum Outcome {
     NotFound,
     /// A purge deleted this many rows: commit.
     Count(u64),
+    /// A row was inserted with this id: commit.
+    Inserted(i64),
 }
 
 impl Outcome {
@@ -113,6 +126,14 @@ impl Outcome {
         match self {
             Self::Count(n) => n,
             _ => 0,
+        }
+    }
+
+    /// The answer of an insert that returns its id.
+    pub fn inserted(self) -> StoreResult<i64> {
+        match self {
+            Self::Inserted(id) => Ok(id),
+            other => Err(StoreError::Other(format!("no id inserted: {other:?}"))),
         }
     }
 }
@@ -149,17 +170,24 @@ pub(super) enum WriteUnit {
         jtis: Vec<JtiRecord>,
         audit: AuditRecord,
         outbox: Outbox,
+        /// `rfc7591` mode: the client's registration at the AS, inserted right after its row.
+        link: Option<AsLinkRecord>,
     },
     UpdateClient {
         client: ClientRecord,
         jtis: Vec<JtiRecord>,
         audit: AuditRecord,
         outbox: Outbox,
+        /// `rfc7591` mode: the registration's new token and URI, after the client's row.
+        link: Option<AsLinkRecord>,
     },
     DeleteClient {
         client_id: String,
         audit: AuditRecord,
         outbox: Outbox,
+        /// `rfc7591` mode: the client's link (if it has one) becomes a compensation, before
+        /// the row (and with it the link) goes.
+        compensation: Option<Compensating>,
     },
     SetEnabled {
         client_id: String,
@@ -205,6 +233,31 @@ pub(super) enum WriteUnit {
         webhook: String,
         until: i64,
     },
+    /// A compensation, due at `now`. Answers its id.
+    EnqueueCompensation {
+        compensation: NewCompensation,
+        now: i64,
+    },
+    /// Leases up to `limit` compensations due at `now` to `owner` until `until`.
+    LeaseCompensations {
+        owner: String,
+        now: i64,
+        until: i64,
+        limit: i64,
+    },
+    /// Ends `owner`'s lease on compensation `id` with `result`. Not found: the lease was lost.
+    FinishCompensation {
+        id: i64,
+        owner: String,
+        result: CompensationResult,
+    },
+}
+
+/// What a deleted client's compensation is made with: why, and when (it is due at once).
+#[derive(Debug, Clone)]
+pub(super) struct Compensating {
+    pub reason: String,
+    pub now: i64,
 }
 
 /// How an event's row is written: from the client's row, from it only while the client has
@@ -248,12 +301,34 @@ impl WriteUnit {
         use EventType::*;
         use Part::{Audit, Core, Event};
         match self {
-            Self::CreateClient { .. } => &[Core(0), Event(0, Registered, Client), Audit],
-            Self::UpdateClient { .. } => &[Core(0), Event(0, Updated, Client), Audit],
-            // The lock, the event while the row exists, then the tokens and the row.
-            Self::DeleteClient { .. } => {
-                &[Core(0), Event(0, Deleted, Client), Core(1), Core(2), Audit]
+            Self::CreateClient { link: None, .. } => {
+                &[Core(0), Event(0, Registered, Client), Audit]
             }
+            // The link right after the row it refers to.
+            Self::CreateClient { link: Some(_), .. } => {
+                &[Core(0), Core(1), Event(0, Registered, Client), Audit]
+            }
+            Self::UpdateClient { link: None, .. } => &[Core(0), Event(0, Updated, Client), Audit],
+            // Core(0) is 0 rows for an unknown client: the link is not written then.
+            Self::UpdateClient { link: Some(_), .. } => {
+                &[Core(0), Core(1), Event(0, Updated, Client), Audit]
+            }
+            // The lock, the event while the row exists, then the tokens and the row.
+            Self::DeleteClient {
+                compensation: None, ..
+            } => &[Core(0), Event(0, Deleted, Client), Core(1), Core(2), Audit],
+            // The compensation is made from the link before the row's delete cascades to it.
+            Self::DeleteClient {
+                compensation: Some(_),
+                ..
+            } => &[
+                Core(0),
+                Event(0, Deleted, Client),
+                Core(3),
+                Core(1),
+                Core(2),
+                Audit,
+            ],
             Self::SetEnabled { enabled: true, .. } => &[Core(0), Event(0, Enabled, Client), Audit],
             // Whether live tokens were revoked is known only before they are.
             Self::SetEnabled { enabled: false, .. } => &[
@@ -273,7 +348,10 @@ impl WriteUnit {
             Self::Purge { .. }
             | Self::LeaseDeliveries { .. }
             | Self::FinishDelivery { .. }
-            | Self::RetryFailed { .. } => &[Core(0)],
+            | Self::RetryFailed { .. }
+            | Self::EnqueueCompensation { .. }
+            | Self::LeaseCompensations { .. }
+            | Self::FinishCompensation { .. } => &[Core(0)],
         }
     }
 
@@ -308,7 +386,7 @@ impl WriteUnit {
 
     /// The unit's own statement `n`.
     fn core(&self, n: usize, now: i64) -> Option<Statement<'_>> {
-        use Check::{Any, Count, Found};
+        use Check::{Any, Count, Found, Id};
         let statement = match (self, n) {
             (
                 Self::CreateClient {
@@ -318,6 +396,18 @@ impl WriteUnit {
                 },
                 0,
             ) => Statement::new(INSERT_CLIENT, Any, client_row(client, *unique_software_id)),
+            (
+                Self::CreateClient {
+                    link: Some(link), ..
+                },
+                1,
+            ) => Statement::new(INSERT_AS_LINK, Any, link.values()),
+            (
+                Self::UpdateClient {
+                    link: Some(link), ..
+                },
+                1,
+            ) => Statement::new(UPSERT_AS_LINK, Any, link.values()),
 
             (Self::UpdateClient { client: c, .. }, 0) => Statement::new(
                 UPDATE_CLIENT,
@@ -348,6 +438,19 @@ impl WriteUnit {
             (Self::DeleteClient { client_id, .. }, 2) => {
                 Statement::new(DELETE_CLIENT, Found, [Text(client_id)])
             }
+            // A client without a link makes none (0 rows).
+            (
+                Self::DeleteClient {
+                    client_id,
+                    compensation: Some(Compensating { reason, now }),
+                    ..
+                },
+                3,
+            ) => Statement::new(
+                COMPENSATE_FROM_LINK,
+                Any,
+                [Text(client_id), Text(reason), Int(*now)],
+            ),
 
             (
                 Self::SetEnabled {
@@ -446,6 +549,49 @@ impl WriteUnit {
                     Text(webhook),
                 ],
             ),
+
+            (
+                Self::EnqueueCompensation {
+                    compensation: c,
+                    now,
+                },
+                0,
+            ) => Statement::new(
+                INSERT_COMPENSATION,
+                Id,
+                [
+                    Text(&c.client_id),
+                    Text(&c.registration_client_uri),
+                    Text(&c.registration_access_token),
+                    Text(&c.reason),
+                    Int(*now),
+                ],
+            ),
+            // The caller's `now`, not the walk's: the lease and its due scan agree on one time.
+            (
+                Self::LeaseCompensations {
+                    owner,
+                    now,
+                    until,
+                    limit,
+                },
+                0,
+            ) => Statement::per_engine(
+                LEASE_COMPENSATIONS_POSTGRES,
+                LEASE_COMPENSATIONS_SQLITE,
+                Count,
+                [Text(owner), Int(*until), Int(*now), Int(*limit)],
+            ),
+            (Self::FinishCompensation { id, owner, result }, 0) => match result {
+                CompensationResult::Done => {
+                    Statement::new(COMPENSATION_DONE, Found, [Int(*id), Text(owner)])
+                }
+                CompensationResult::RetryAt { at, error } => Statement::new(
+                    COMPENSATION_RETRY,
+                    Found,
+                    [Int(*id), Text(owner), Int(*at), Text(error)],
+                ),
+            },
             _ => return None,
         };
         Some(statement)
@@ -547,9 +693,9 @@ impl WriteUnit {
 
     /// Whether the unit has more than one statement, so needs a transaction of its own.
     /// The unit as one PostgreSQL statement, where it has one: a token (the busiest write)
-    /// and a registration whose event no webhook wants, each as its `jti`, its row, its
-    /// event and its audit record chained through data-modifying CTEs, every row written only
-    /// from the `RETURNING` of the one before. Against BEGIN, the statements one by one and
+    /// and a registration whose event no webhook wants and that has no link to the bank's AS,
+    /// each as its `jti`, its row, its event and its audit record chained through
+    /// data-modifying CTEs, every row written only from the `RETURNING` of the one before. Against BEGIN, the statements one by one and
     /// COMMIT, that is one round trip instead of five or six, and PostgreSQL's own CPU per
     /// write falls by a third. The rules stay those of [`WriteUnit::statement`]: a replayed
     /// `jti` changes 0 rows and fails the unit with [`Conflict::Jti`] having written nothing;
@@ -579,6 +725,7 @@ impl WriteUnit {
                 jtis,
                 audit,
                 outbox,
+                link: None,
             } if self.webhooks_for(EventType::Registered).next().is_none() => {
                 let c = client_row(client, *unique_software_id);
                 let e = [
@@ -699,6 +846,9 @@ fn judge(check: Check, rows: u64) -> StoreResult<Option<Outcome>> {
         (Check::FreshJti(i), 0) => Err(StoreError::Conflict(Conflict::Jti(i))),
         (Check::Found, 0) => Ok(Some(Outcome::NotFound)),
         (Check::Count, n) => Ok(Some(Outcome::Count(n))),
+        (Check::Id, id) => i64::try_from(id)
+            .map(|id| Some(Outcome::Inserted(id)))
+            .map_err(|_| StoreError::Other(format!("inserted id {id} out of range"))),
         _ => Ok(None),
     }
 }
@@ -833,6 +983,31 @@ mod tests {
         }
     }
 
+    fn link() -> AsLinkRecord {
+        AsLinkRecord {
+            client_id: "c".into(),
+            registration_client_uri: "https://as/reg/c".into(),
+            registration_access_token: "rat".into(),
+            updated_at: 1,
+        }
+    }
+
+    fn compensating() -> Compensating {
+        Compensating {
+            reason: "operator delete".into(),
+            now: 7,
+        }
+    }
+
+    fn new_compensation() -> NewCompensation {
+        NewCompensation {
+            client_id: "c".into(),
+            registration_client_uri: "https://as/reg/c".into(),
+            registration_access_token: "rat".into(),
+            reason: "jti replayed".into(),
+        }
+    }
+
     /// An outbox routing to a webhook for every type and one for `client.disabled` only.
     fn outbox() -> Outbox {
         Outbox {
@@ -862,6 +1037,14 @@ mod tests {
             jtis: &[JtiRecord],
             outbox: Outbox,
         ) -> Option<(usize, usize, Check)> {
+            create_linked(c, jtis, outbox, None)
+        }
+        fn create_linked(
+            c: &ClientRecord,
+            jtis: &[JtiRecord],
+            outbox: Outbox,
+            link: Option<AsLinkRecord>,
+        ) -> Option<(usize, usize, Check)> {
             let a = audit();
             let unit = WriteUnit::CreateClient {
                 client: c.clone(),
@@ -869,6 +1052,7 @@ mod tests {
                 jtis: jtis.to_vec(),
                 audit: a.clone(),
                 outbox,
+                link,
             };
             unit.one_statement(100)
                 .map(|s| (placeholders(s.sql), s.params().len(), s.check))
@@ -886,6 +1070,10 @@ mod tests {
         // Two jtis (the SSA's too), or a webhook that wants the event: the walk, in a transaction.
         assert_eq!(create(&c, &all, no_webhooks()), None);
         assert_eq!(create(&c, &all[..1], outbox()), None);
+        // A link to the AS is a statement the CTE does not have: the walk too.
+        for jtis in [&all[..0], &all[..1]] {
+            assert_eq!(create_linked(&c, jtis, no_webhooks(), Some(link())), None);
+        }
         for (n, params, check) in [(0, 18, Check::Any), (1, 22, Check::FreshJti(0))] {
             let unit = WriteUnit::InsertToken {
                 token: t.clone(),
@@ -918,17 +1106,64 @@ mod tests {
                 jtis: j.to_vec(),
                 audit: a.clone(),
                 outbox: outbox(),
+                link: Some(link()),
             },
             WriteUnit::UpdateClient {
                 client: c.clone(),
                 jtis: j.to_vec(),
                 audit: a.clone(),
                 outbox: outbox(),
+                link: Some(link()),
             },
             WriteUnit::DeleteClient {
                 client_id: id(),
                 audit: a.clone(),
                 outbox: outbox(),
+                compensation: Some(compensating()),
+            },
+            WriteUnit::EnqueueCompensation {
+                compensation: new_compensation(),
+                now: 5,
+            },
+            WriteUnit::LeaseCompensations {
+                owner: "w".into(),
+                now: 5,
+                until: 9,
+                limit: 3,
+            },
+            WriteUnit::FinishCompensation {
+                id: 1,
+                owner: "w".into(),
+                result: CompensationResult::Done,
+            },
+            WriteUnit::FinishCompensation {
+                id: 1,
+                owner: "w".into(),
+                result: CompensationResult::RetryAt {
+                    at: 5,
+                    error: "e".into(),
+                },
+            },
+            WriteUnit::CreateClient {
+                client: c.clone(),
+                unique_software_id: true,
+                jtis: j.to_vec(),
+                audit: a.clone(),
+                outbox: outbox(),
+                link: None,
+            },
+            WriteUnit::UpdateClient {
+                client: c.clone(),
+                jtis: j.to_vec(),
+                audit: a.clone(),
+                outbox: outbox(),
+                link: None,
+            },
+            WriteUnit::DeleteClient {
+                client_id: id(),
+                audit: a.clone(),
+                outbox: outbox(),
+                compensation: None,
             },
             WriteUnit::SetEnabled {
                 client_id: id(),
@@ -1034,6 +1269,7 @@ mod tests {
             jtis: j.clone(),
             audit: a.clone(),
             outbox: outbox(),
+            link: None,
         };
         let (result, ran) = go(&unit, &[]);
         assert_eq!(result, Ok(Outcome::Done));
@@ -1063,6 +1299,7 @@ mod tests {
             jtis: j.clone(),
             audit: a.clone(),
             outbox: outbox(),
+            link: None,
         };
         let (result, ran) = go(&update, &[1, 1, 0]);
         assert_eq!(result, Ok(Outcome::NotFound));
@@ -1073,6 +1310,7 @@ mod tests {
             client_id: "c".into(),
             audit: a.clone(),
             outbox: outbox(),
+            compensation: None,
         };
         let (result, ran) = go(&delete, &[0]);
         assert_eq!(result, Ok(Outcome::NotFound));
@@ -1167,5 +1405,93 @@ mod tests {
         assert_eq!(result.map(Outcome::count), Ok(2));
         assert_eq!(ran, [PURGE_DELIVERED, PURGE_EVENTS]);
         assert!(events.needs_transaction());
+    }
+
+    #[test]
+    fn links_and_compensations_go_where_the_rows_they_need_are() {
+        let (c, j, a) = (client(), jtis(), audit());
+        let create = WriteUnit::CreateClient {
+            client: c.clone(),
+            unique_software_id: true,
+            jtis: j.clone(),
+            audit: a.clone(),
+            outbox: outbox(),
+            link: Some(link()),
+        };
+        let (result, ran) = go(&create, &[]);
+        assert_eq!(result, Ok(Outcome::Done));
+        assert_eq!(
+            ran,
+            [
+                REMEMBER_JTI,
+                REMEMBER_JTI,
+                INSERT_CLIENT,
+                INSERT_AS_LINK,
+                INSERT_CLIENT_EVENT,
+                INSERT_DELIVERY,
+                INSERT_AUDIT
+            ]
+        );
+        // A replay writes neither row.
+        let (result, ran) = go(&create, &[1, 0]);
+        assert_eq!(result, Err(StoreError::Conflict(Conflict::Jti(1))));
+        assert_eq!(ran, [REMEMBER_JTI, REMEMBER_JTI]);
+
+        let update = WriteUnit::UpdateClient {
+            client: c.clone(),
+            jtis: Vec::new(),
+            audit: a.clone(),
+            outbox: outbox(),
+            link: Some(link()),
+        };
+        let (result, ran) = go(&update, &[0]);
+        assert_eq!(result, Ok(Outcome::NotFound));
+        assert_eq!(ran, [UPDATE_CLIENT]);
+        let (_, ran) = go(&update, &[]);
+        assert_eq!(
+            ran,
+            [
+                UPDATE_CLIENT,
+                UPSERT_AS_LINK,
+                INSERT_CLIENT_EVENT,
+                INSERT_DELIVERY,
+                INSERT_AUDIT
+            ]
+        );
+
+        let delete = WriteUnit::DeleteClient {
+            client_id: "c".into(),
+            audit: a.clone(),
+            outbox: outbox(),
+            compensation: Some(compensating()),
+        };
+        let (result, ran) = go(&delete, &[0]);
+        assert_eq!(result, Ok(Outcome::NotFound));
+        assert_eq!(ran, [LOCK_CLIENT]);
+        // No link (0 rows from it) is no failure: the client still goes.
+        let (result, ran) = go(&delete, &[1, 1, 1, 0]);
+        assert_eq!(result, Ok(Outcome::Done));
+        assert_eq!(
+            ran,
+            [
+                LOCK_CLIENT,
+                INSERT_CLIENT_EVENT,
+                INSERT_DELIVERY,
+                COMPENSATE_FROM_LINK,
+                DELETE_CLIENT_TOKENS,
+                DELETE_CLIENT,
+                INSERT_AUDIT
+            ]
+        );
+        assert!(delete.changes_many_rows());
+
+        let enqueue = WriteUnit::EnqueueCompensation {
+            compensation: new_compensation(),
+            now: 5,
+        };
+        let (result, ran) = go(&enqueue, &[42]);
+        assert_eq!(result.and_then(Outcome::inserted), Ok(42));
+        assert_eq!(ran, [INSERT_COMPENSATION]);
+        assert!(!enqueue.needs_transaction());
     }
 }

@@ -94,18 +94,26 @@ struct Exec<'c>(&'c Connection);
 
 impl Execute for Exec<'_> {
     /// Runs a cached statement. SQLite numbers `$N` parameters by first appearance (UPDATE
-    /// statements name `$1` last), so each is bound by its name.
+    /// statements name `$1` last), so each is bound by its name. A statement that returns the
+    /// id it inserted is stepped as a query, and answers that id.
     fn exec(&mut self, s: &Statement<'_>) -> StoreResult<u64> {
-        let run = || -> rusqlite::Result<usize> {
+        let run = || -> rusqlite::Result<u64> {
             let mut stmt = self.0.prepare_cached(s.sqlite_sql)?;
             for (name, value) in PARAMS.iter().zip(s.params()) {
                 if let Some(index) = stmt.parameter_index(name)? {
                     stmt.raw_bind_parameter(index, value)?;
                 }
             }
-            stmt.raw_execute()
+            if s.returns_id() {
+                let mut rows = stmt.raw_query();
+                let row = rows.next()?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+                let id: i64 = row.get(0)?;
+                return u64::try_from(id)
+                    .map_err(|_| rusqlite::Error::IntegralValueOutOfRange(0, id));
+            }
+            stmt.raw_execute().map(|n| n as u64)
         };
-        run().map(|n| n as u64).map_err(map_err)
+        run().map_err(map_err)
     }
 }
 
@@ -211,7 +219,7 @@ impl SqliteWriter {
         )
         .map_err(map_err)?;
         // Room for every statement in `schema` and the transaction controls.
-        conn.set_prepared_statement_cache_capacity(32);
+        conn.set_prepared_statement_cache_capacity(48);
         let (jobs, rx) = mpsc::sync_channel(QUEUE);
         std::thread::Builder::new()
             .name("sqlite-writer".into())

@@ -1,0 +1,31 @@
+-- `authorization_server.mode = "rfc7591"`: each client registered here is also registered at
+-- the bank's authorization server (RFC 7591), which answers with the URI and the token that
+-- manage it there (RFC 7592). Clients of the embedded mode have no row. The token is stored as
+-- the server hands it over (sealed when `authorization_server.storage_key_file` is set).
+CREATE TABLE as_registrations (
+    client_id                 TEXT PRIMARY KEY
+                              REFERENCES clients (client_id) ON DELETE CASCADE,
+    registration_client_uri   TEXT NOT NULL,
+    registration_access_token TEXT NOT NULL,
+    updated_at                BIGINT NOT NULL
+);
+
+-- Clients of the authorization server still to be deleted there (one that could not be
+-- committed here, or an operator's delete). No foreign key: a row outlives its client. A
+-- replica works on a row while it holds its lease (`lease_owner` until `lease_until`), so that
+-- replicas sharing the database do not both try it.
+CREATE TABLE as_compensations (
+    id                        BIGSERIAL PRIMARY KEY,
+    client_id                 TEXT NOT NULL,
+    registration_client_uri   TEXT NOT NULL,
+    registration_access_token TEXT NOT NULL,
+    reason                    TEXT NOT NULL,
+    attempts                  BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at           BIGINT NOT NULL,
+    lease_owner               TEXT,
+    lease_until               BIGINT NOT NULL DEFAULT 0,
+    last_error                TEXT,
+    created_at                BIGINT NOT NULL
+);
+-- The due scan: next_attempt_at <= now, oldest first.
+CREATE INDEX as_compensations_due_idx ON as_compensations (next_attempt_at, id);

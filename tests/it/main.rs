@@ -4,6 +4,7 @@
 //! PostgreSQL runs report "ignored" with the reason; with it, they must pass.
 
 mod admin;
+mod as_storage;
 mod cli;
 mod conformance;
 mod container;
@@ -30,6 +31,7 @@ fn cases() -> Vec<Case> {
     all.extend(server::cases());
     all.extend(cli::cases());
     all.extend(storage::cases());
+    all.extend(as_storage::cases());
     all.extend(registration::cases());
     all.extend(lifecycle::cases());
     all.extend(limits::cases());

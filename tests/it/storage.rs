@@ -31,14 +31,14 @@ pub fn cases() -> Vec<Case> {
     ]
 }
 
-async fn store(backend: Backend) -> Result<(TestDb, Database)> {
+pub(crate) async fn store(backend: Backend) -> Result<(TestDb, Database)> {
     let db = TestDb::new(backend).await?;
     let store = db.connect().await?;
     store.migrate().await?;
     Ok((db, store))
 }
 
-fn client(client_id: &str, software_id: &str) -> ClientRecord {
+pub(crate) fn client(client_id: &str, software_id: &str) -> ClientRecord {
     let now = dcr_server::clock::now();
     ClientRecord {
         client_id: client_id.into(),
@@ -68,12 +68,12 @@ fn long_uri() -> String {
     format!("https://tpp.example.com/{}", "a".repeat(3000))
 }
 
-fn audit(action: &str, client_id: &str) -> AuditRecord {
+pub(crate) fn audit(action: &str, client_id: &str) -> AuditRecord {
     let action = action.parse().expect("an audit action");
     AuditRecord::new(dcr_server::clock::now(), action, AuditOutcome::Success).client_id(client_id)
 }
 
-fn jti(scope: &str, jti: &str, expires_at: i64) -> JtiRecord {
+pub(crate) fn jti(scope: &str, jti: &str, expires_at: i64) -> JtiRecord {
     JtiRecord {
         scope: scope.into(),
         jti: jti.into(),
@@ -81,7 +81,7 @@ fn jti(scope: &str, jti: &str, expires_at: i64) -> JtiRecord {
     }
 }
 
-fn conflict<T: std::fmt::Debug>(r: Result<T, StoreError>, want: Conflict) -> Result<()> {
+pub(crate) fn conflict<T: std::fmt::Debug>(r: Result<T, StoreError>, want: Conflict) -> Result<()> {
     match r {
         Err(StoreError::Conflict(c)) if c == want => Ok(()),
         other => bail!("expected conflict {want:?}, got {other:?}"),
@@ -701,7 +701,7 @@ async fn stored_webhook_urls_lose_their_userinfo(backend: Backend) -> Result<()>
 }
 
 /// Makes the schema of the first `migrations` only, and writes `rows` into it.
-async fn old_schema(
+pub(crate) async fn old_schema(
     backend: Backend,
     db: &TestDb,
     migrations: &[&str],

@@ -149,7 +149,8 @@ pub trait AsLinkStore: Send + Sync {
         link: &AsLinkRecord,
     ) -> impl Future<Output = StoreResult<()>> + Send;
     /// [`ClientStore::update_client`] and, when given, the link's new token and URI, in the
-    /// same transaction. Returns false (and writes nothing) when the client does not exist.
+    /// same transaction (a client without a link gets this one). Returns false (and writes
+    /// nothing) when the client does not exist.
     fn update_linked_client(
         &self,
         client: &ClientRecord,
@@ -680,7 +681,7 @@ impl ClientStore for Database {
     }
 
     async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
-        // No row holds NUL (PostgreSQL's text cannot, and client_ids are UUIDs): such an id,
+        // No row holds NUL (PostgreSQL's text cannot, and no client_id has one): such an id,
         // from a path or a form, is unknown, not a database error.
         if client_id.contains('\0') {
             return Ok(None);

@@ -254,6 +254,7 @@ async fn check_config(path: &Path) -> Result<ExitCode> {
     crate::pki::tls::install_default_provider();
     let config = Config::load(path)?;
     let pending_sandbox = config.sandbox_enabled() && !crate::sandbox::exists(&config.sandbox.dir);
+    let mut as_material = None;
     if pending_sandbox {
         eprintln!(
             "note: the sandbox in {} does not exist yet; `serve` creates it, so its files are not checked",
@@ -264,6 +265,7 @@ async fn check_config(path: &Path) -> Result<ExitCode> {
         // (the running server's refresh age is the dcr_crl_age_seconds metric).
         let crls = crate::pki::crl::CrlUrls::new();
         let material = crate::material::Material::load(&config, &crls)?;
+        as_material = material.authorization_server.clone();
         let urls = crate::pki::crl_fetch::urls(&config);
         if !urls.is_empty() {
             let client = crate::pki::crl_fetch::client(&config)?;
@@ -298,6 +300,7 @@ async fn check_config(path: &Path) -> Result<ExitCode> {
             (_, Some(url)) => format!(", responder_url {url} for certificates without AIA"),
         }
     );
+    check_authorization_server(&config, as_material).await?;
     print!("{}", config.effective_toml());
     for warning in config.warnings() {
         eprintln!("warning: {warning}");
@@ -309,6 +312,105 @@ async fn check_config(path: &Path) -> Result<ExitCode> {
     }
     eprintln!("config OK: {}", path.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// `rfc7591` mode: reads the AS's discovery as `serve` does and prints the endpoints it would
+/// use (no secret). `material` is the AS's as `Material::load` read it, if it ran.
+async fn check_authorization_server(
+    config: &Config,
+    material: Option<crate::material::AsMaterial>,
+) -> Result<()> {
+    use crate::authorization_server::{Endpoints, discover, settings};
+    let a = &config.authorization_server;
+    if !a.is_rfc7591() {
+        eprintln!("authorization server: {}", a.mode.as_str());
+        return Ok(());
+    }
+    // With the sandbox still to be made, `Material::load` did not run: the AS's files are
+    // read here alone.
+    let material = match material {
+        Some(m) => m,
+        None => crate::material::AsMaterial::load(a)?
+            .context("authorization_server: no material in rfc7591 mode")?,
+    };
+    let urls = a.urls();
+    let issuer = urls
+        .issuer
+        .as_ref()
+        .context("authorization_server.issuer: required in rfc7591 mode")?;
+    let unusable = |e: crate::authorization_server::AsError| {
+        anyhow::anyhow!(
+            "authorization_server.issuer {issuer}: the authorization server's discovery \
+             ({}/.well-known/openid-configuration) cannot be used: {e}",
+            issuer.as_str().trim_end_matches('/')
+        )
+    };
+    let discovered = discover(&material.http, issuer, a.timeout())
+        .await
+        .map_err(unusable)?;
+    let given = Endpoints {
+        registration: urls.registration_endpoint.as_ref(),
+        introspection: urls.introspection_endpoint.as_ref(),
+        token: urls.token_endpoint.as_ref(),
+    };
+    let client = a
+        .client_id
+        .clone()
+        .map(|id| (id, material.client_secret.clone()));
+    let s = settings(
+        issuer,
+        given,
+        &discovered,
+        material.initial_access_token.clone(),
+        client,
+        a.timeout(),
+    )
+    .map_err(unusable)?;
+    let from = |given: Option<&url::Url>| {
+        if given.is_some() {
+            "configured"
+        } else {
+            "discovered"
+        }
+    };
+    eprintln!("authorization server: rfc7591, issuer {issuer} (discovery read)");
+    eprintln!(
+        "authorization server: registration_endpoint {} ({})",
+        s.registration_endpoint,
+        from(given.registration)
+    );
+    match &s.introspection {
+        Some(i) => eprintln!(
+            "authorization server: introspection_endpoint {} ({}), as client_id {}",
+            i.endpoint,
+            from(given.introspection),
+            crate::text::printable(&i.client_id, 100)
+        ),
+        None => eprintln!(
+            "warning: authorization server: no introspection_endpoint (neither authorization_server.introspection_endpoint nor the discovery names one): management tokens cannot be checked"
+        ),
+    }
+    match &s.token_endpoint {
+        Some(t) => eprintln!(
+            "authorization server: token_endpoint {t} ({})",
+            from(given.token)
+        ),
+        None => eprintln!("authorization server: token_endpoint none"),
+    }
+    eprintln!(
+        "authorization server: initial access token {}, registration access tokens stored {}",
+        if s.initial_access_token.is_some() {
+            "sent"
+        } else {
+            "none"
+        },
+        if material.storage_key.is_some() {
+            "encrypted"
+        } else {
+            "unencrypted"
+        }
+    );
+    Ok(())
 }
 
 /// The config, if there is a readable one; sandbox commands also work without it.

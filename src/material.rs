@@ -15,7 +15,8 @@ use rustls::server::danger::ClientCertVerifier;
 
 use rustls::pki_types::CertificateDer;
 
-use crate::config::{Config, JwksSource, WebhookConfig};
+use crate::authorization_server::sealed::StorageKey;
+use crate::config::{AuthorizationServerConfig, Config, JwksSource, WebhookConfig};
 use crate::events::{SecretError, WebhookSecret};
 use crate::jose::KeySet;
 use crate::pki::crl::CrlUrls;
@@ -28,13 +29,17 @@ pub enum MaterialError {
     /// A TLS file (certificate, key, `client_ca`, CRL, `jwks.extra_ca`).
     #[error(transparent)]
     Tls(#[from] TlsError),
-    /// Any other file: an SSA issuer's JWKS, the sandbox JWKS.
+    /// Any other file: an SSA issuer's JWKS, the sandbox JWKS, a secret of the AS.
     #[error("{key} = {}: {message}", path.display())]
     File {
         key: String,
         path: PathBuf,
         message: String,
     },
+    /// A key the running config needs but the file does not give (a reload that changes
+    /// `authorization_server.mode`, which only a restart applies, without the keys it needs).
+    #[error("{key}: {message}")]
+    Required { key: String, message: String },
 }
 
 /// Where an SSA issuer's keys come from, ready to use.
@@ -144,6 +149,135 @@ pub struct Material {
     /// The admin listener's TLS (the server certificate, `admin.client_ca` required), when
     /// `admin.listen` is set.
     pub admin: Option<AdminTls>,
+    /// The bank's AS: `Some` exactly in `rfc7591` mode.
+    pub authorization_server: Option<AsMaterial>,
+}
+
+/// `[authorization_server]`'s files in `rfc7591` mode, read, and the client that calls the AS.
+#[derive(Clone)]
+pub struct AsMaterial {
+    /// System roots plus `authorization_server.ca`; https only, no redirects,
+    /// `timeout_ms` per request and per connect; one keep-alive pool.
+    pub http: reqwest::Client,
+    /// `initial_access_token_file`'s token, when set.
+    pub initial_access_token: Option<String>,
+    /// `client_secret_file`'s secret (with `client_id`: `client_secret_basic` at introspection).
+    pub client_secret: String,
+    /// `storage_key_file`'s key, when set; else registration access tokens are stored as they are.
+    pub storage_key: Option<StorageKey>,
+}
+
+// By hand: the secrets stay out of every log line.
+impl std::fmt::Debug for AsMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsMaterial")
+            .field("initial_access_token", &self.initial_access_token.is_some())
+            .field("storage_key", &self.storage_key.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsMaterial {
+    /// Reads the files `[authorization_server]` names and builds its client; `None` unless
+    /// `mode` is `rfc7591`. Each secret is trimmed of surrounding whitespace; an empty one is
+    /// an error naming its key.
+    pub fn load(config: &AuthorizationServerConfig) -> Result<Option<Self>, MaterialError> {
+        if !config.is_rfc7591() {
+            return Ok(None);
+        }
+        // The config check holds these; a reload keeps a running `rfc7591` mode even when the
+        // file says otherwise, and then they may be missing.
+        let required = |key: &str| {
+            MaterialError::Required {
+            key: format!("authorization_server.{key}"),
+            message: "required while authorization_server.mode is \"rfc7591\" (a change of mode applies only after a restart)".into(),
+        }
+        };
+        if config.issuer.is_none() {
+            return Err(required("issuer"));
+        }
+        if config.client_id.is_none() {
+            return Err(required("client_id"));
+        }
+        let secret_file = config
+            .client_secret_file
+            .as_deref()
+            .ok_or_else(|| required("client_secret_file"))?;
+        let client_secret = read_secret("authorization_server.client_secret_file", secret_file)?;
+        let initial_access_token = config
+            .initial_access_token_file
+            .as_deref()
+            .map(|p| read_secret("authorization_server.initial_access_token_file", p))
+            .transpose()?;
+        let storage_key = config
+            .storage_key_file
+            .as_deref()
+            .map(load_storage_key)
+            .transpose()?;
+        let http = crate::pki::outbound::authorization_server_client(
+            config.ca.as_deref(),
+            config.timeout(),
+        )?;
+        Ok(Some(Self {
+            http,
+            initial_access_token,
+            client_secret,
+            storage_key,
+        }))
+    }
+}
+
+/// A secret in a file of its own: its text, trimmed of surrounding whitespace (an editor's
+/// trailing newline); empty or not UTF-8 is an error naming `key`. The secret is never echoed.
+fn read_secret(key: &str, path: &std::path::Path) -> Result<String, MaterialError> {
+    let err = |message: &str| MaterialError::File {
+        key: key.to_string(),
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    };
+    let bytes = read(key, path)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| err("is not UTF-8 text"))?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(err("is empty"));
+    }
+    Ok(text.to_string())
+}
+
+/// `storage_key_file`: exactly 32 bytes, or as text (trimmed) 64 hex digits or the base64 of 32
+/// bytes.
+fn load_storage_key(path: &std::path::Path) -> Result<StorageKey, MaterialError> {
+    const KEY: &str = "authorization_server.storage_key_file";
+    let bytes = read(KEY, path)?;
+    storage_key_bytes(&bytes)
+        .and_then(|key| StorageKey::new(&key).ok())
+        .ok_or_else(|| MaterialError::File {
+            key: KEY.into(),
+            path: path.to_path_buf(),
+            message: format!(
+                "must hold a 32-byte key: 32 bytes, 64 hex digits or base64 of 32 bytes (it \
+                 holds {} bytes); `openssl rand -out FILE 32` makes one",
+                bytes.len()
+            ),
+        })
+}
+
+/// The 32 key bytes a storage key file holds, if it holds them in one of the three forms.
+fn storage_key_bytes(bytes: &[u8]) -> Option<[u8; 32]> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    if let Ok(raw) = <[u8; 32]>::try_from(bytes) {
+        return Some(raw);
+    }
+    let text = std::str::from_utf8(bytes).ok()?.trim();
+    let decoded = if text.len() == 64 {
+        hex::decode(text).ok()
+    } else {
+        [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+            .iter()
+            .find_map(|engine| engine.decode(text).ok())
+    };
+    decoded.and_then(|d| <[u8; 32]>::try_from(d.as_slice()).ok())
 }
 
 /// The admin listener's TLS configuration and certificate verifier.
@@ -211,6 +345,7 @@ impl Material {
         } else {
             None
         };
+        let authorization_server = AsMaterial::load(&config.authorization_server)?;
         Ok(Self {
             tls,
             verifier,
@@ -222,6 +357,7 @@ impl Material {
             revocation_http,
             webhooks,
             admin,
+            authorization_server,
         })
     }
 }
@@ -349,6 +485,153 @@ fn shared_anchors<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::AsMode;
+
+    #[test]
+    fn storage_keys_are_32_bytes_raw_hex_or_base64() {
+        use base64::Engine;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        let key = [0xabu8; 32];
+        let hex = hex::encode(key);
+        for good in [
+            key.to_vec(),
+            hex.clone().into_bytes(),
+            format!("{hex}\n").into_bytes(),
+            format!("  {}\n", hex.to_uppercase()).into_bytes(),
+            STANDARD.encode(key).into_bytes(),
+            format!("{}\r\n", URL_SAFE_NO_PAD.encode(key)).into_bytes(),
+        ] {
+            assert_eq!(storage_key_bytes(&good), Some(key), "{good:?}");
+        }
+        for bad in [
+            vec![],
+            vec![1u8; 16],
+            vec![1u8; 31],
+            vec![1u8; 33],
+            vec![1u8; 64],
+            hex[..62].as_bytes().to_vec(),
+            format!("{hex}00").into_bytes(),
+            "z".repeat(64).into_bytes(),
+            STANDARD.encode([1u8; 16]).into_bytes(),
+            STANDARD.encode([1u8; 48]).into_bytes(),
+        ] {
+            assert_eq!(storage_key_bytes(&bad), None, "{bad:?}");
+        }
+    }
+
+    /// `[authorization_server]` in `rfc7591` mode with its files in `dir`.
+    fn rfc7591(dir: &std::path::Path, files: &[(&str, &[u8])]) -> AuthorizationServerConfig {
+        let mut c = AuthorizationServerConfig {
+            mode: AsMode::Rfc7591,
+            issuer: Some("https://as.bank.example".parse().unwrap()),
+            client_id: Some("dcr-server".into()),
+            ..Default::default()
+        };
+        for (name, bytes) in files {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            match *name {
+                "secret" => c.client_secret_file = Some(path),
+                "iat" => c.initial_access_token_file = Some(path),
+                "key" => c.storage_key_file = Some(path),
+                other => panic!("{other}"),
+            }
+        }
+        c
+    }
+
+    fn load_error(c: &AuthorizationServerConfig) -> String {
+        AsMaterial::load(c).err().expect("refused").to_string()
+    }
+
+    #[test]
+    fn the_as_secrets_are_read_trimmed_and_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = rfc7591(
+            dir.path(),
+            &[
+                ("secret", b"  s3cret-value\n"),
+                ("iat", b"iat-value\r\n"),
+                ("key", &[7u8; 32]),
+            ],
+        );
+        let m = AsMaterial::load(&c).unwrap().expect("rfc7591 has material");
+        assert_eq!(m.client_secret, "s3cret-value");
+        assert_eq!(m.initial_access_token.as_deref(), Some("iat-value"));
+        let sealed = m.storage_key.as_ref().unwrap().seal("c1", "rat").unwrap();
+        let other = StorageKey::new(&[7u8; 32]).unwrap();
+        assert_eq!(other.open("c1", &sealed).unwrap(), "rat");
+        let shown = format!("{m:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("iat-value"),
+            "{shown}"
+        );
+        // Optional files absent: none sent, stored as they are.
+        let c = rfc7591(dir.path(), &[("secret", b"s")]);
+        let m = AsMaterial::load(&c).unwrap().unwrap();
+        assert!(m.initial_access_token.is_none() && m.storage_key.is_none());
+        // Embedded: nothing is read.
+        let embedded = AuthorizationServerConfig {
+            mode: AsMode::Embedded,
+            ..c
+        };
+        assert!(AsMaterial::load(&embedded).unwrap().is_none());
+    }
+
+    #[test]
+    fn unusable_as_files_are_refused_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        for (files, key, says) in [
+            (
+                &[("secret", &b" \n"[..])][..],
+                "authorization_server.client_secret_file",
+                "is empty",
+            ),
+            (
+                &[("secret", b"s"), ("iat", b"")],
+                "authorization_server.initial_access_token_file",
+                "is empty",
+            ),
+            (
+                &[("secret", b"\xff\xfe")],
+                "authorization_server.client_secret_file",
+                "not UTF-8",
+            ),
+            (
+                &[("secret", b"s"), ("key", &[1u8; 16])],
+                "authorization_server.storage_key_file",
+                "holds 16 bytes",
+            ),
+            (
+                &[("secret", b"s"), ("key", b"not a key\n")],
+                "authorization_server.storage_key_file",
+                "32-byte key",
+            ),
+        ] {
+            let e = load_error(&rfc7591(dir.path(), files));
+            assert!(e.starts_with(&format!("{key} = ")), "{key}: {e}");
+            assert!(e.contains(says), "{key}: {e}");
+        }
+        let mut missing = rfc7591(dir.path(), &[("secret", b"s")]);
+        missing.initial_access_token_file = Some(dir.path().join("no-such-file"));
+        let e = load_error(&missing);
+        assert!(
+            e.starts_with("authorization_server.initial_access_token_file = "),
+            "{e}"
+        );
+        missing.initial_access_token_file = None;
+        missing.ca = Some(dir.path().join("no-such-ca.pem"));
+        assert!(load_error(&missing).contains("authorization_server.ca"));
+        // A running rfc7591 mode kept by a reload whose file lacks the keys it needs.
+        let mut kept = rfc7591(dir.path(), &[]);
+        let e = load_error(&kept);
+        assert!(
+            e.starts_with("authorization_server.client_secret_file: required"),
+            "{e}"
+        );
+        kept.issuer = None;
+        assert!(load_error(&kept).starts_with("authorization_server.issuer: "));
+    }
 
     #[test]
     fn anchors_shared_by_admins_and_tpps_are_named_by_their_keys() {

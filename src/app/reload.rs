@@ -99,6 +99,7 @@ restart_only!(
     sandbox.enable,
     sandbox.dir,
     admin.listen,
+    authorization_server.mode,
 );
 
 /// Refuses a reload that would start or stop the admin listener's duties without the
@@ -355,11 +356,23 @@ mod tests {
         new.server.max_body_bytes = 4096;
         new.database.url = "sqlite://b.db".parse().unwrap();
         new.oauth.token.access_token_lifetime = 60;
+        new.authorization_server.mode = crate::config::AsMode::Rfc7591;
+        new.authorization_server.timeout_ms = 7;
         let changed = keep_restart_only(&running, &mut new);
         assert_eq!(
             changed,
-            ["server.listen", "server.max_connections", "database.url"]
+            [
+                "server.listen",
+                "server.max_connections",
+                "database.url",
+                "authorization_server.mode"
+            ]
         );
+        assert_eq!(
+            new.authorization_server.mode,
+            crate::config::AsMode::Embedded
+        );
+        assert_eq!(new.authorization_server.timeout_ms, 7);
         assert_eq!(new.server.listen, running.server.listen);
         assert_eq!(new.server.max_connections, running.server.max_connections);
         assert_eq!(new.database.url, running.database.url);

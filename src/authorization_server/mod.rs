@@ -309,8 +309,56 @@ pub struct Settings {
     /// The Bearer of RFC 7591 POSTs, if the AS wants one.
     pub initial_access_token: Option<String>,
     pub introspection: Option<Introspector>,
+    /// The AS's token endpoint, when known (shown by `check-config`; not called here).
+    pub token_endpoint: Option<Url>,
     /// Each call gives up after this.
     pub timeout: Duration,
+}
+
+/// The endpoints the config gives; each one given wins over the one discovery names.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Endpoints<'a> {
+    pub registration: Option<&'a Url>,
+    pub introspection: Option<&'a Url>,
+    pub token: Option<&'a Url>,
+}
+
+/// The [`Settings`] of the AS at `issuer`: the endpoints `given` by the config, else those
+/// `discovered`, with the credentials read from the config's files. A registration endpoint is
+/// required; introspection is filled when both its endpoint and `introspection_client`
+/// (`client_id`, `client_secret`) are known.
+pub fn settings(
+    issuer: &Url,
+    given: Endpoints<'_>,
+    discovered: &Discovered,
+    initial_access_token: Option<String>,
+    introspection_client: Option<(String, String)>,
+    timeout: Duration,
+) -> Result<Settings, AsError> {
+    let pick = |given: Option<&Url>, found: &Option<Url>| given.or(found.as_ref()).cloned();
+    let registration_endpoint = pick(given.registration, &discovered.registration_endpoint)
+        .ok_or_else(|| {
+            AsError::Unavailable(
+                "no registration endpoint: neither authorization_server.registration_endpoint \
+                 nor the AS's discovery (registration_endpoint) names one"
+                    .into(),
+            )
+        })?;
+    let introspection = pick(given.introspection, &discovered.introspection_endpoint)
+        .zip(introspection_client)
+        .map(|(endpoint, (client_id, client_secret))| Introspector {
+            endpoint,
+            client_id,
+            client_secret,
+        });
+    Ok(Settings {
+        issuer: issuer.clone(),
+        registration_endpoint,
+        initial_access_token,
+        introspection,
+        token_endpoint: pick(given.token, &discovered.token_endpoint),
+        timeout,
+    })
 }
 
 /// Where and as whom this server introspects: `client_secret_basic` (RFC 6749 §2.3.1).
@@ -506,6 +554,107 @@ mod tests {
                 .active
         );
         assert!(judge_introspection(401, b"{}").is_err());
+    }
+
+    fn discovered(registration: bool, introspection: bool) -> Discovered {
+        let url = |p: &str| Some(Url::parse(&format!("https://as.bank.example{p}")).unwrap());
+        Discovered {
+            document: Map::new(),
+            registration_endpoint: if registration { url("/reg") } else { None },
+            introspection_endpoint: if introspection {
+                url("/introspect")
+            } else {
+                None
+            },
+            token_endpoint: url("/token"),
+        }
+    }
+
+    #[test]
+    fn settings_take_the_given_endpoints_over_the_discovered_ones() {
+        let issuer = origin();
+        let client = || Some(("dcr".to_string(), "secret".to_string()));
+        let t = Duration::from_millis(1234);
+        let found = settings(
+            &issuer,
+            Endpoints::default(),
+            &discovered(true, true),
+            Some("iat".into()),
+            client(),
+            t,
+        )
+        .unwrap();
+        assert_eq!(found.issuer, issuer);
+        assert_eq!(found.registration_endpoint.path(), "/reg");
+        assert_eq!(found.token_endpoint.unwrap().path(), "/token");
+        assert_eq!(found.initial_access_token.as_deref(), Some("iat"));
+        assert_eq!(found.timeout, t);
+        let i = found.introspection.unwrap();
+        assert_eq!(
+            (
+                i.endpoint.path(),
+                i.client_id.as_str(),
+                i.client_secret.as_str()
+            ),
+            ("/introspect", "dcr", "secret")
+        );
+        let (reg, intro, token) = (
+            Url::parse("https://gw.bank.example/r").unwrap(),
+            Url::parse("https://gw.bank.example/i").unwrap(),
+            Url::parse("https://gw.bank.example/t").unwrap(),
+        );
+        let given = Endpoints {
+            registration: Some(&reg),
+            introspection: Some(&intro),
+            token: Some(&token),
+        };
+        for d in [discovered(true, true), discovered(false, false)] {
+            let s = settings(&issuer, given, &d, None, client(), t).unwrap();
+            assert_eq!(s.registration_endpoint, reg);
+            assert_eq!(s.introspection.unwrap().endpoint, intro);
+            assert_eq!(s.token_endpoint, Some(token.clone()));
+            assert_eq!(s.initial_access_token, None);
+        }
+    }
+
+    #[test]
+    fn settings_need_a_registration_endpoint_and_introspect_only_with_a_client() {
+        let issuer = origin();
+        let t = Duration::from_secs(1);
+        let e = settings(
+            &issuer,
+            Endpoints::default(),
+            &discovered(false, true),
+            None,
+            None,
+            t,
+        )
+        .err()
+        .unwrap();
+        assert!(
+            matches!(&e, AsError::Unavailable(m) if m.contains("registration_endpoint")),
+            "{e}"
+        );
+        let no_client = settings(
+            &issuer,
+            Endpoints::default(),
+            &discovered(true, true),
+            None,
+            None,
+            t,
+        )
+        .unwrap();
+        assert!(no_client.introspection.is_none());
+        let no_endpoint = settings(
+            &issuer,
+            Endpoints::default(),
+            &discovered(true, false),
+            None,
+            Some(("dcr".into(), "secret".into())),
+            t,
+        )
+        .unwrap();
+        assert!(no_endpoint.introspection.is_none());
     }
 
     fn origin() -> Url {

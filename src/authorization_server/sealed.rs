@@ -2,6 +2,8 @@
 //! with the operator's 32-byte key, a random nonce per token, and the client's id as associated
 //! data, so that a sealed token copied to another client's row does not open there.
 
+use std::sync::Arc;
+
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine;
@@ -22,8 +24,9 @@ pub enum SealError {
     Random,
 }
 
-/// The storage key. No `Debug` of its bytes.
-pub struct StorageKey(LessSafeKey);
+/// The storage key. No `Debug` of its bytes; clones share the one key.
+#[derive(Clone)]
+pub struct StorageKey(Arc<LessSafeKey>);
 
 impl std::fmt::Debug for StorageKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -35,7 +38,7 @@ impl StorageKey {
     pub fn new(bytes: &[u8]) -> Result<Self, SealError> {
         let key =
             UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| SealError::KeyLength(bytes.len()))?;
-        Ok(Self(LessSafeKey::new(key)))
+        Ok(Self(Arc::new(LessSafeKey::new(key))))
     }
 
     /// `token` sealed for the row of `client_id`.

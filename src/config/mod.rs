@@ -10,6 +10,7 @@
 //! be empty, switches that need another key).
 
 mod admin;
+mod authorization_server;
 mod database;
 mod dcr;
 mod error;
@@ -25,6 +26,7 @@ use crate::domain::SpecVersion;
 use serde::{Deserialize, Serialize};
 
 pub use admin::AdminConfig;
+pub use authorization_server::{AsMode, AsUrls, AuthorizationServerConfig};
 pub use database::DatabaseConfig;
 pub use dcr::{DcrConfig, JwksConfig, OpenBankingConfig, SsaIssuer, Switch};
 use error::Checker;
@@ -58,6 +60,8 @@ pub struct Config {
     pub events: EventsConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+    #[serde(default)]
+    pub authorization_server: AuthorizationServerConfig,
 }
 
 impl Config {
@@ -149,6 +153,7 @@ impl Config {
         self.oauth.check(&c)?;
         self.events.check(&c)?;
         self.admin.check(&c)?;
+        self.authorization_server.check(&c)?;
         self.open_banking.dcr.check(&c)
     }
 
@@ -202,6 +207,12 @@ impl Config {
         {
             warnings.push(
                 "admin.listen is set but neither admin.allowed_subjects nor admin.allowed_thumbprints lists anyone: every admin request gets 403".to_string(),
+            );
+        }
+        let a = &self.authorization_server;
+        if a.is_rfc7591() && a.storage_key_file.is_none() {
+            warnings.push(
+                "authorization_server.storage_key_file is not set: registration access tokens are stored unencrypted in the database".to_string(),
             );
         }
         warnings
@@ -264,6 +275,7 @@ impl Config {
                 files.push((format!("events.webhook[{i}].ca[{j}]"), p.clone()));
             }
         }
+        files.extend(self.authorization_server.named_files());
         files
     }
 

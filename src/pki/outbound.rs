@@ -97,6 +97,26 @@ pub fn webhook_client(
         })
 }
 
+/// The client for the bank's authorization server (`rfc7591` mode): system roots plus `ca`
+/// (`authorization_server.ca`), https only, no redirects, `timeout` per request and per
+/// connect. One keep-alive pool for every call to the AS; idle connections close after 90 s.
+pub fn authorization_server_client(
+    ca: Option<&std::path::Path>,
+    timeout: Duration,
+) -> Result<reqwest::Client, TlsError> {
+    let anchors = ca
+        .into_iter()
+        .map(|p| ("authorization_server.ca".to_string(), p));
+    builder_with(anchors, timeout)?
+        .https_only(true)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build()
+        .map_err(|e| TlsError::Config {
+            key: "authorization_server".into(),
+            message: e.to_string(),
+        })
+}
+
 fn builder(config: &JwksConfig, timeout: Duration) -> Result<reqwest::ClientBuilder, TlsError> {
     let anchors = config
         .extra_ca

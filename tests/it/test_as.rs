@@ -628,6 +628,7 @@ async fn our_rfc7591_client_speaks_to_the_test_as(_: Backend) -> Result<()> {
             client_id: s.test_as.introspection_client_id.clone(),
             client_secret: std::fs::read_to_string(s.test_as.introspection_secret_file())?,
         }),
+        token_endpoint: found.token_endpoint,
         timeout: Duration::from_secs(5),
     };
     let the_as = AuthorizationServer::new(https_client(&ca_pem, None)?, settings.clone());

@@ -509,7 +509,7 @@ mod tests {
             vec![1u8; 31],
             vec![1u8; 33],
             vec![1u8; 64],
-            hex[..62].as_bytes().to_vec(),
+            hex.as_bytes()[..62].to_vec(),
             format!("{hex}00").into_bytes(),
             "z".repeat(64).into_bytes(),
             STANDARD.encode([1u8; 16]).into_bytes(),
@@ -541,7 +541,7 @@ mod tests {
     }
 
     fn load_error(c: &AuthorizationServerConfig) -> String {
-        AsMaterial::load(c).err().expect("refused").to_string()
+        AsMaterial::load(c).expect_err("refused").to_string()
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Everything the config names, loaded and checked once: the TLS certificate, key, `client_ca`,
 //! `crl_issuers` and CRL files (each CRL verified), the SSA issuers' JWKS files, `jwks.extra_ca`
 //! (in the outbound https client), the sandbox JWKS (served, and answered by the JWKS cache
-//! without a request) and the webhooks' secrets and trust anchors.
+//! without a request), the webhooks' secrets and trust anchors, and in `rfc7591` mode the bank's
+//! AS's secrets, storage key and client ([`AsMaterial`]).
 //!
 //! `serve`, a SIGHUP reload and `check-config` all call [`Material::load`], so the three
 //! refuse exactly the same files; `check-config` drops the result. Loading opens no database

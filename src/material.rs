@@ -1,7 +1,8 @@
 //! Everything the config names, loaded and checked once: the TLS certificate, key, `client_ca`,
 //! `crl_issuers` and CRL files (each CRL verified), the SSA issuers' JWKS files, `jwks.extra_ca`
 //! (in the outbound https client), the sandbox JWKS (served, and answered by the JWKS cache
-//! without a request) and the webhooks' secrets and trust anchors.
+//! without a request), the webhooks' secrets and trust anchors, and in `rfc7591` mode the bank's
+//! AS's secrets, storage key and client ([`AsMaterial`]).
 //!
 //! `serve`, a SIGHUP reload and `check-config` all call [`Material::load`], so the three
 //! refuse exactly the same files; `check-config` drops the result. Loading opens no database
@@ -509,7 +510,7 @@ mod tests {
             vec![1u8; 31],
             vec![1u8; 33],
             vec![1u8; 64],
-            hex[..62].as_bytes().to_vec(),
+            hex.as_bytes()[..62].to_vec(),
             format!("{hex}00").into_bytes(),
             "z".repeat(64).into_bytes(),
             STANDARD.encode([1u8; 16]).into_bytes(),
@@ -541,7 +542,7 @@ mod tests {
     }
 
     fn load_error(c: &AuthorizationServerConfig) -> String {
-        AsMaterial::load(c).err().expect("refused").to_string()
+        AsMaterial::load(c).expect_err("refused").to_string()
     }
 
     #[test]

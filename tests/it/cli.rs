@@ -18,6 +18,14 @@ pub fn cases() -> Vec<Case> {
         case!(check_config_warns_about_admin_trust, SQLITE),
         case!(check_config_refuses_what_serve_refuses, SQLITE),
         case!(check_config_shows_ocsp_and_fetches_crl_urls, SQLITE),
+        case!(
+            check_config_reads_the_authorization_servers_discovery,
+            SQLITE
+        ),
+        case!(
+            check_config_fails_naming_the_issuer_when_the_as_is_down,
+            SQLITE
+        ),
         case!(migrations_applied_twice_are_a_no_op, BOTH),
         case!(contract_only_config_starts_and_stops_on_sigterm, BOTH),
         case!(sandbox_commands_sign_verifiable_jwts, SQLITE),
@@ -200,6 +208,207 @@ async fn check_config_shows_ocsp_and_fetches_crl_urls(backend: Backend) -> Resul
         line("ocsp:"),
         Some("ocsp: mode hard, responder_url http://127.0.0.1:9/ocsp for certificates without AIA")
     );
+    Ok(())
+}
+
+/// `[authorization_server]` in `rfc7591` mode at `issuer`, its secrets written into the test's
+/// directory, trusting the sandbox CA; `extra` lines added to the section.
+fn rfc7591_section(env: &TestEnv, issuer: &str, extra: &str) -> Result<String> {
+    let secret = env.dir.path().join("as-client-secret");
+    std::fs::write(&secret, "as-client-s3cret\n")?;
+    let iat = env.dir.path().join("as-iat");
+    std::fs::write(&iat, "as-initial-t0ken\n")?;
+    Ok(format!(
+        "[authorization_server]\nmode = \"rfc7591\"\nissuer = \"{issuer}\"\n\
+         client_id = \"dcr-server\"\nclient_secret_file = \"{}\"\n\
+         initial_access_token_file = \"{}\"\nca = \"{}/ca.pem\"\ntimeout_ms = 2000\n{extra}",
+        secret.display(),
+        iat.display(),
+        env.sandbox_dir.display()
+    ))
+}
+
+/// Runs check-config on `text` off this runtime (which may be serving what it fetches).
+async fn check_config_off_runtime(env: &TestEnv, text: &str) -> Result<(bool, String, String)> {
+    let path = env.write_config(text)?.to_string_lossy().into_owned();
+    let cwd = env.dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || run_binary(&["--config", &path, "check-config"], &cwd))
+        .await?
+}
+
+/// In `rfc7591` mode `check-config` reads the AS's discovery (over the AS's `ca`) and prints the
+/// endpoints it will use, the configured ones over the discovered ones, and no secret; in
+/// `embedded` mode it says so and fetches nothing.
+async fn check_config_reads_the_authorization_servers_discovery(backend: Backend) -> Result<()> {
+    let env = TestEnv::new(backend).await?;
+    let as_server = JwksServer::start(&env.ca()?).await?;
+    let issuer = format!("https://localhost:{}", as_server.port);
+    let discovery = ".well-known/openid-configuration";
+    as_server.set(
+        discovery,
+        Doc::json(
+            serde_json::json!({
+                "issuer": issuer,
+                "registration_endpoint": format!("{issuer}/reg"),
+                "introspection_endpoint": format!("{issuer}/token/introspection"),
+                "token_endpoint": format!("{issuer}/token"),
+            })
+            .to_string(),
+        ),
+    );
+    let line = |stderr: &str, start: &str| {
+        stderr
+            .lines()
+            .find(|l| l.starts_with(start))
+            .map(str::to_string)
+    };
+
+    let text = format!(
+        "{}\n{}",
+        env.config_toml(""),
+        rfc7591_section(&env, &issuer, "")?
+    );
+    let (ok, stdout, stderr) = check_config_off_runtime(&env, &text).await?;
+    ensure!(ok, "check-config failed: {stderr}");
+    ensure_eq!(as_server.hits(discovery), 1);
+    ensure_eq!(
+        line(&stderr, "authorization server: rfc7591"),
+        Some(format!(
+            "authorization server: rfc7591, issuer {issuer}/ (discovery read)"
+        ))
+    );
+    ensure_eq!(
+        line(&stderr, "authorization server: registration_endpoint"),
+        Some(format!(
+            "authorization server: registration_endpoint {issuer}/reg (discovered)"
+        ))
+    );
+    ensure_eq!(
+        line(&stderr, "authorization server: introspection_endpoint"),
+        Some(format!(
+            "authorization server: introspection_endpoint {issuer}/token/introspection (discovered), as client_id dcr-server"
+        ))
+    );
+    ensure_eq!(
+        line(&stderr, "authorization server: token_endpoint"),
+        Some(format!(
+            "authorization server: token_endpoint {issuer}/token (discovered)"
+        ))
+    );
+    // No storage key: registration access tokens would be stored as they are.
+    ensure!(
+        stderr.contains("warning: authorization_server.storage_key_file is not set"),
+        "{stderr}"
+    );
+    ensure!(
+        stdout.contains("[authorization_server]") && stdout.contains("mode = \"rfc7591\""),
+        "{stdout}"
+    );
+    for secret in ["as-client-s3cret", "as-initial-t0ken"] {
+        ensure!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{secret} shown:\n{stdout}\n{stderr}"
+        );
+    }
+
+    // A configured endpoint wins over the discovered one; a storage key silences the warning.
+    let key = env.dir.path().join("storage.key");
+    std::fs::write(&key, [9u8; 32])?;
+    let text = format!(
+        "{}\n{}",
+        env.config_toml(""),
+        rfc7591_section(
+            &env,
+            &issuer,
+            &format!(
+                "registration_endpoint = \"https://gateway.bank.example/register\"\nstorage_key_file = \"{}\"\n",
+                key.display()
+            )
+        )?
+    );
+    let (ok, _, stderr) = check_config_off_runtime(&env, &text).await?;
+    ensure!(ok, "check-config failed: {stderr}");
+    ensure_eq!(
+        line(&stderr, "authorization server: registration_endpoint"),
+        Some(
+            "authorization server: registration_endpoint https://gateway.bank.example/register (configured)"
+                .to_string()
+        )
+    );
+    ensure!(!stderr.contains("storage_key_file"), "{stderr}");
+
+    // Embedded (the default): one line, nothing fetched.
+    let (ok, _, stderr) = check_config_off_runtime(&env, &env.config_toml("")).await?;
+    ensure!(ok, "check-config failed: {stderr}");
+    ensure_eq!(
+        line(&stderr, "authorization server:"),
+        Some("authorization server: embedded".to_string())
+    );
+    ensure_eq!(as_server.hits(discovery), 2);
+    Ok(())
+}
+
+/// In `rfc7591` mode an AS that cannot be reached, or whose discovery names another issuer or
+/// no registration endpoint, fails `check-config` naming `authorization_server.issuer`; a
+/// missing secret file fails it naming its key, before anything is fetched.
+async fn check_config_fails_naming_the_issuer_when_the_as_is_down(backend: Backend) -> Result<()> {
+    let env = TestEnv::new(backend).await?;
+    let refused = |stderr: &str, issuer: &str, says: &str| -> Result<()> {
+        let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        ensure!(
+            lines.len() == 1
+                && lines[0].contains(&format!("authorization_server.issuer {issuer}"))
+                && lines[0].contains(says),
+            "expected one error naming authorization_server.issuer and {says:?}:\n{stderr}"
+        );
+        ensure!(!stderr.contains("config OK"), "{stderr}");
+        Ok(())
+    };
+    // Nothing listens there.
+    let down = format!("https://127.0.0.1:{}", crate::support::free_port());
+    let text = format!(
+        "{}\n{}",
+        env.config_toml(""),
+        rfc7591_section(&env, &down, "")?
+    );
+    let (ok, _, stderr) = check_config_off_runtime(&env, &text).await?;
+    ensure!(!ok, "check-config accepted an AS that is down: {stderr}");
+    refused(&stderr, &down, "cannot be reached")?;
+
+    // Up, but its discovery names another issuer, or no registration endpoint.
+    let as_server = JwksServer::start(&env.ca()?).await?;
+    let issuer = format!("https://localhost:{}", as_server.port);
+    let discovery = ".well-known/openid-configuration";
+    let text = format!(
+        "{}\n{}",
+        env.config_toml(""),
+        rfc7591_section(&env, &issuer, "")?
+    );
+    as_server.set(
+        discovery,
+        Doc::json(r#"{"issuer":"https://elsewhere.example","registration_endpoint":"https://elsewhere.example/reg"}"#),
+    );
+    let (ok, _, stderr) = check_config_off_runtime(&env, &text).await?;
+    ensure!(!ok, "{stderr}");
+    refused(&stderr, &issuer, "another issuer")?;
+    as_server.set(
+        discovery,
+        Doc::json(serde_json::json!({ "issuer": issuer }).to_string()),
+    );
+    let (ok, _, stderr) = check_config_off_runtime(&env, &text).await?;
+    ensure!(!ok, "{stderr}");
+    refused(&stderr, &issuer, "no registration endpoint")?;
+
+    // A secret file that is not there is named by its key, and nothing is fetched.
+    let before = as_server.hits(discovery);
+    let missing = text.replace("as-client-secret", "no-such-secret");
+    ensure!(missing != text);
+    let (ok, _, stderr) = check_config_off_runtime(&env, &missing).await?;
+    ensure!(
+        !ok && stderr.contains("authorization_server.client_secret_file"),
+        "{stderr}"
+    );
+    ensure_eq!(as_server.hits(discovery), before);
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use comfy_table::{Cell, Table};
 
 use crate::clock::rfc3339;
 use crate::config::Config;
-use crate::operator::{Actor, ClientAction, client_summary};
+use crate::operator::{ActError, Actor, ClientAction, Mode, client_summary};
 use crate::sandbox::{RequestOptions, Sandbox};
 use crate::store::{AuditLog, ClientStore};
 
@@ -522,14 +522,27 @@ async fn act(
     client_id: String,
     json: bool,
     action: ClientAction,
+    mode: Mode,
 ) -> Result<ExitCode> {
-    let ok = crate::operator::act(store, &client_id, action, Actor::Cli).await?;
+    let ok = match crate::operator::act(store, &client_id, action, Actor::Cli, mode).await {
+        Ok(ok) => ok,
+        Err(ActError::Store(e)) => return Err(e.into()),
+        Err(refused) => {
+            eprintln!("{refused}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     Ok(done(json, &client_id, ok, action.result()))
 }
 
 async fn clients(config_path: &Path, cmd: ClientsCommand) -> Result<ExitCode> {
     let config = Config::load(config_path)?;
     let store = crate::store::open(&config).await?;
+    let mode = if config.authorization_server.is_rfc7591() {
+        Mode::BehindAnAs
+    } else {
+        Mode::Embedded
+    };
     match cmd {
         ClientsCommand::List { json } => {
             let clients = store.list_clients().await?;
@@ -586,13 +599,13 @@ async fn clients(config_path: &Path, cmd: ClientsCommand) -> Result<ExitCode> {
             None => Ok(done(json, &client_id, false, "")),
         },
         ClientsCommand::Delete { client_id, json } => {
-            act(&store, client_id, json, ClientAction::Delete).await
+            act(&store, client_id, json, ClientAction::Delete, mode).await
         }
         ClientsCommand::Disable { client_id, json } => {
-            act(&store, client_id, json, ClientAction::Disable).await
+            act(&store, client_id, json, ClientAction::Disable, mode).await
         }
         ClientsCommand::Enable { client_id, json } => {
-            act(&store, client_id, json, ClientAction::Enable).await
+            act(&store, client_id, json, ClientAction::Enable, mode).await
         }
     }
 }

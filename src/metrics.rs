@@ -153,6 +153,29 @@ fn describe() {
         "dcr_config_last_reload_success_timestamp_seconds",
         "Unix time of the last config reload that was applied"
     );
+    describe_counter!(
+        "dcr_as_calls_total",
+        "Calls to the bank's authorization server (rfc7591 mode), by endpoint (discovery, \
+         register, update, delete, introspect) and outcome (ok, refused, unavailable)"
+    );
+    describe_histogram!(
+        "dcr_as_call_duration_seconds",
+        "Time of each call to the bank's authorization server, by endpoint"
+    );
+    describe_gauge!(
+        "dcr_as_compensations_pending",
+        "Clients still to be deleted at the bank's authorization server (an AS client that \
+         could not be committed here, or an operator's delete), as the last sweep counted"
+    );
+    describe_counter!(
+        "dcr_as_compensations_total",
+        "Deletes at the bank's authorization server that keep the two systems agreeing, by \
+         outcome (done, retry)"
+    );
+    describe_counter!(
+        "dcr_as_introspection_cache_total",
+        "Management tokens judged from the introspection cache (hit) or at the AS (miss)"
+    );
 }
 
 /// One finished HTTP request.
@@ -289,4 +312,27 @@ pub fn reload(applied: bool) {
     if applied {
         gauge!("dcr_config_last_reload_success_timestamp_seconds").set(crate::clock::now() as f64);
     }
+}
+
+/// One call to the bank's authorization server: `endpoint` (discovery, register, update,
+/// delete, introspect), `outcome` (ok, refused, unavailable), and how long it took.
+pub fn as_call(endpoint: &'static str, outcome: &'static str, seconds: f64) {
+    counter!("dcr_as_calls_total", "endpoint" => endpoint, "outcome" => outcome).increment(1);
+    histogram!("dcr_as_call_duration_seconds", "endpoint" => endpoint).record(seconds);
+}
+
+/// Compensations (deletes at the AS) still pending.
+pub fn as_compensations_pending(count: i64) {
+    gauge!("dcr_as_compensations_pending").set(count as f64);
+}
+
+/// One compensation attempt: `done` or `retry`.
+pub fn as_compensation(outcome: &'static str) {
+    counter!("dcr_as_compensations_total", "outcome" => outcome).increment(1);
+}
+
+/// A management token judged from the introspection cache (`hit`) or at the AS.
+pub fn as_introspection_cache(hit: bool) {
+    let outcome = if hit { "hit" } else { "miss" };
+    counter!("dcr_as_introspection_cache_total", "outcome" => outcome).increment(1);
 }

@@ -5,7 +5,8 @@ use serde_json::{Value, json};
 
 use crate::domain::{AuditAction, AuditOutcome};
 use crate::store::{
-    AuditRecord, ClientRecord, ClientStore, DeliveryRecord, EventRecord, EventStore, StoreResult,
+    AsLinkStore, AuditRecord, ClientRecord, ClientStore, DeliveryRecord, EventRecord, EventStore,
+    StoreError, StoreResult,
 };
 
 /// Who acts.
@@ -56,27 +57,66 @@ impl ClientAction {
     }
 }
 
+/// Why an operator's action was not done.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ActError {
+    /// `rfc7591` mode: the bank's AS issues the client's tokens, so disabling here would stop
+    /// nothing there.
+    #[error(
+        "clients cannot be disabled or enabled here in rfc7591 mode (authorization_server.mode):          the bank's authorization server issues their tokens; disable the client there, or delete it"
+    )]
+    NotInThisMode,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where the clients live: here only, or also at the bank's AS (`rfc7591` mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Embedded,
+    /// A delete here is also a delete at the AS, through a compensation in the same
+    /// transaction; disable and enable are refused.
+    BehindAnAs,
+}
+
 /// Does `action` to `client_id`, audited as `actor`'s, with its event. False: no such client.
-pub async fn act(
-    store: &impl ClientStore,
+pub async fn act<S: ClientStore + AsLinkStore>(
+    store: &S,
     client_id: &str,
     action: ClientAction,
     actor: Actor<'_>,
-) -> StoreResult<bool> {
-    match action {
+    mode: Mode,
+) -> Result<bool, ActError> {
+    if mode == Mode::BehindAnAs && action != ClientAction::Delete {
+        return Err(ActError::NotInThisMode);
+    }
+    Ok(match action {
         ClientAction::Delete => {
             let audit = actor.audit(AuditAction::Delete, client_id);
-            store.delete_client(client_id, &audit).await
+            match mode {
+                Mode::Embedded => store.delete_client(client_id, &audit).await?,
+                Mode::BehindAnAs => {
+                    store
+                        .delete_client_compensating(
+                            client_id,
+                            &audit,
+                            crate::registration::compensation::reason::OPERATOR_DELETE,
+                            crate::clock::now(),
+                        )
+                        .await?
+                }
+            }
         }
         ClientAction::Disable => {
             let audit = actor.audit(AuditAction::Disable, client_id);
-            store.set_client_enabled(client_id, false, &audit).await
+            store.set_client_enabled(client_id, false, &audit).await?
         }
         ClientAction::Enable => {
             let audit = actor.audit(AuditAction::Enable, client_id);
-            store.set_client_enabled(client_id, true, &audit).await
+            store.set_client_enabled(client_id, true, &audit).await?
         }
-    }
+    })
 }
 
 /// The columns an operator looks at first.

@@ -1,6 +1,7 @@
 //! The composition root: builds the running server from a config (sandbox, TLS material,
 //! database, state, router, listener) and reloads it on SIGHUP.
 
+mod behind;
 pub mod crl_refresh;
 pub mod deliveries;
 pub mod jobs;
@@ -114,7 +115,8 @@ impl Server {
         };
         jobs::spawn_purger(store, reloader.clone());
         jobs::spawn_limit_sweeper(state.clone());
-        deliveries::spawn(state);
+        deliveries::spawn(state.clone());
+        behind::spawn(state);
         crl_refresh::spawn(reloader.clone(), crls, crl_client);
         Ok(Self {
             listener,

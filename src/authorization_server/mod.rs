@@ -6,6 +6,7 @@
 //! Secrets that pass through here (the initial access token, registration access tokens, a
 //! client secret the AS issues, the tokens introspected) are never logged or put in an error.
 
+pub mod connection;
 pub mod sealed;
 
 use std::time::Duration;
@@ -115,8 +116,11 @@ pub async fn discover(
         "{}/.well-known/openid-configuration",
         issuer.as_str().trim_end_matches('/')
     );
-    let (status, body) = send(http.get(url).timeout(timeout)).await?;
-    judge_discovery(status, &body, issuer)
+    observed("discovery", async {
+        let (status, body) = send(http.get(url).timeout(timeout)).await?;
+        judge_discovery(status, &body, issuer)
+    })
+    .await
 }
 
 /// A client at the AS as RFC 7592 addresses it.
@@ -394,6 +398,11 @@ impl AuthorizationServer {
         Self { http, settings }
     }
 
+    /// The AS's issuer, as configured.
+    pub fn issuer(&self) -> &Url {
+        &self.settings.issuer
+    }
+
     /// RFC 7591 §3.1: registers `metadata` at the AS.
     pub async fn register(&self, metadata: &Map<String, Value>) -> Result<Registered, AsError> {
         let s = &self.settings;
@@ -406,8 +415,11 @@ impl AuthorizationServer {
         if let Some(token) = &s.initial_access_token {
             request = request.bearer_auth(token);
         }
-        let (status, body) = send(request).await?;
-        judge_registration(status, &body, &s.issuer)
+        observed("register", async {
+            let (status, body) = send(request).await?;
+            judge_registration(status, &body, &s.issuer)
+        })
+        .await
     }
 
     /// A call on the client's RFC 7592 URI with its registration access token.
@@ -430,14 +442,27 @@ impl AuthorizationServer {
             .managed(reqwest::Method::PUT, registration)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(Value::Object(metadata).to_string());
-        let (status, body) = send(request).await?;
-        judge_update(status, &body, registration.client_id)
+        observed("update", async {
+            let (status, body) = send(request).await?;
+            judge_update(status, &body, registration.client_id)
+        })
+        .await
     }
 
     /// RFC 7592 §2.3: deletes the client; `Ok` when it is gone at the AS.
     pub async fn delete(&self, registration: &Registration<'_>) -> Result<(), AsError> {
-        let (status, _) = send(self.managed(reqwest::Method::DELETE, registration)).await?;
-        judge_delete(status)
+        observed("delete", async {
+            let (status, _) = send(self.managed(reqwest::Method::DELETE, registration)).await?;
+            if status == 401 {
+                // Gone by RFC 7592 §2.3, or a token the AS rotated without our knowing (a lost
+                // PUT answer, docs/security.md): the operator may have a client to delete there.
+                tracing::warn!(client_id = %registration.client_id,
+                    "the authorization server refused the registration access token on DELETE; \
+                     treated as deleted there");
+            }
+            judge_delete(status)
+        })
+        .await
     }
 
     /// RFC 7662: what the AS says of `token`.
@@ -461,9 +486,28 @@ impl AuthorizationServer {
                 "application/x-www-form-urlencoded",
             )
             .body(form);
-        let (status, body) = send(request).await?;
-        judge_introspection(status, &body)
+        observed("introspect", async {
+            let (status, body) = send(request).await?;
+            judge_introspection(status, &body)
+        })
+        .await
     }
+}
+
+/// Runs one call to the AS, counted by `endpoint` and outcome, and timed.
+async fn observed<T>(
+    endpoint: &'static str,
+    call: impl std::future::Future<Output = Result<T, AsError>>,
+) -> Result<T, AsError> {
+    let started = std::time::Instant::now();
+    let result = call.await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(AsError::Refused { .. }) => "refused",
+        Err(AsError::Unavailable(_)) => "unavailable",
+    };
+    crate::metrics::as_call(endpoint, outcome, started.elapsed().as_secs_f64());
+    result
 }
 
 /// Sends `request`; its status and (capped) body, or why there is none.

@@ -78,6 +78,29 @@ impl StorageKey {
     }
 }
 
+/// How a registration access token is kept for `client_id`: sealed when there is a storage
+/// key, else as it is.
+pub fn keep(key: Option<&StorageKey>, client_id: &str, token: &str) -> Result<String, SealError> {
+    match key {
+        Some(key) => key.seal(client_id, token),
+        None => Ok(token.to_string()),
+    }
+}
+
+/// The token a stored value holds. A value kept before the operator set a storage key reads
+/// as it is; a sealed value without the key does not open.
+pub fn recover(
+    key: Option<&StorageKey>,
+    client_id: &str,
+    stored: &str,
+) -> Result<String, SealError> {
+    match key {
+        Some(key) if is_sealed(stored) => key.open(client_id, stored),
+        None if is_sealed(stored) => Err(SealError::DoesNotOpen),
+        _ => Ok(stored.to_string()),
+    }
+}
+
 /// Whether a stored value is sealed (else it was stored as it is, without a storage key).
 pub fn is_sealed(stored: &str) -> bool {
     stored.starts_with(PREFIX)

@@ -19,7 +19,9 @@ use serde_json::{Value, json};
 use super::error::{AdminRefusal, ApiError};
 use super::extract::Peer;
 use super::state::{AppState, SharedState};
-use crate::operator::{Actor, ClientAction, client_details, client_summary, event_json};
+use crate::operator::{
+    ActError, Actor, ClientAction, Mode, client_details, client_summary, event_json,
+};
 use crate::pki::ClientCertificate;
 use crate::store::{AuditLog, ClientFilter, ClientStore, EventFilter, EventStore};
 
@@ -207,9 +209,16 @@ async fn act(
     id: &str,
     action: ClientAction,
 ) -> Result<Json<Value>, ApiError> {
-    let done = crate::operator::act(&state.store, id, action, admin.actor())
+    let mode = match state.behind {
+        Some(_) => Mode::BehindAnAs,
+        None => Mode::Embedded,
+    };
+    let done = crate::operator::act(&state.store, id, action, admin.actor(), mode)
         .await
-        .map_err(ApiError::from_store)?;
+        .map_err(|e| match e {
+            ActError::Store(e) => ApiError::from_store(e),
+            other => AdminRefusal::NotInThisMode(other.to_string()).into(),
+        })?;
     if !done {
         return Err(AdminRefusal::NoClient.into());
     }

@@ -48,6 +48,8 @@ pub enum HttpErrorCode {
     MethodNotAllowed,
     /// A rate limit of the request's certificate (429, with `Retry-After`).
     TooManyRequests,
+    /// The action does not fit the server's mode (409).
+    Conflict,
 }
 
 impl HttpErrorCode {
@@ -57,6 +59,7 @@ impl HttpErrorCode {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::TooManyRequests => "too_many_requests",
+            Self::Conflict => "conflict",
         }
     }
 }
@@ -114,6 +117,10 @@ struct Body<'a> {
     error_description: &'a str,
 }
 
+/// What a TPP is told to wait when the bank's authorization server is unavailable: long
+/// enough for a restart or a failover, short enough for an interactive onboarding.
+const AS_RETRY_AFTER_SECS: u32 = 5;
+
 impl ApiError {
     fn new(
         status: StatusCode,
@@ -154,6 +161,16 @@ impl ApiError {
                 OAuthErrorCode::TemporarilyUnavailable,
                 "the service is temporarily unavailable; retry shortly",
             )
+        }
+    }
+
+    /// 503 with `Retry-After` and a WARN: the bank's authorization server (`rfc7591` mode)
+    /// cannot be used; `reason` is logged, not sent.
+    pub fn authorization_server_unavailable(reason: &str) -> Self {
+        tracing::warn!(reason = %reason, "authorization server unavailable");
+        Self {
+            retry_after: Some(AS_RETRY_AFTER_SECS),
+            ..Self::unavailable()
         }
     }
 
@@ -198,6 +215,9 @@ impl From<&RegistrationError> for ApiError {
     fn from(e: &RegistrationError) -> Self {
         match e {
             RegistrationError::Unavailable => Self::unavailable(),
+            RegistrationError::AsUnavailable(reason) => {
+                Self::authorization_server_unavailable(reason)
+            }
             RegistrationError::Internal(detail) => Self::internal(detail),
             RegistrationError::Certificate(refusal) => Self::certificate_refused(*refusal),
             other => Self::new(
@@ -382,6 +402,9 @@ pub enum AdminRefusal {
     /// No client has that id (404 `not_found`).
     #[error("no such client")]
     NoClient,
+    /// Disable or enable in `rfc7591` mode (409 `conflict`).
+    #[error("{0}")]
+    NotInThisMode(String),
     /// The event has no failed delivery to a configured webhook (404 `not_found`).
     #[error("no failed delivery of that event to a configured webhook")]
     NoFailedDelivery,
@@ -406,6 +429,9 @@ impl From<AdminRefusal> for ApiError {
             AdminRefusal::CertificateNoLongerTrusted | AdminRefusal::NotAnAdmin => {
                 (StatusCode::FORBIDDEN, OAuthErrorCode::AccessDenied.into())
             }
+            AdminRefusal::NotInThisMode(_) => {
+                (StatusCode::CONFLICT, HttpErrorCode::Conflict.into())
+            }
         };
         Self::new(status, code, e.to_string())
     }
@@ -416,6 +442,7 @@ impl From<AccessError> for ApiError {
     fn from(e: AccessError) -> Self {
         match e {
             AccessError::Store(e) => Self::from_store(e),
+            AccessError::AsUnavailable(reason) => Self::authorization_server_unavailable(&reason),
             AccessError::RevokedKey(e) => Self::new(
                 StatusCode::UNAUTHORIZED,
                 OAuthErrorCode::InvalidClient,

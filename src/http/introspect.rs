@@ -25,8 +25,12 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let ClientCert(cert) = ClientCert::from_request_parts(parts, state).await?;
         let app = Arc::<AppState>::from_ref(state);
+        // `rfc7591` mode: tokens are the bank's AS's; introspect them there.
+        if app.behind.is_some() {
+            return Err(ApiError::not_found());
+        }
+        let ClientCert(cert) = ClientCert::from_request_parts(parts, state).await?;
         if introspection::may_introspect(&app.config.oauth.introspection, &cert) {
             Ok(Self)
         } else {

@@ -15,11 +15,14 @@ use super::extract::{ClientCert, Guarded, InteractionId, Served};
 use super::register::content_type;
 use super::response::{Known, client_json, client_json_text};
 use super::state::AppState;
+use crate::authorization_server::Registration;
+use crate::authorization_server::sealed;
 use crate::domain::{AuditAction, AuditOutcome, SpecVersion};
+use crate::oauth::as_access;
 use crate::oauth::registration_access::{self, bearer_token};
 use crate::pki::ClientCertificate;
-use crate::registration::{Input, refusal};
-use crate::store::{AuditRecord, ClientRecord, ClientStore};
+use crate::registration::{AtAs, Input, RegistrationError, refusal};
+use crate::store::{AsLinkRecord, AsLinkStore, AuditRecord, ClientRecord, ClientStore};
 
 /// An authorised management call: the path's client, and the certificate it came over
 /// (see `oauth::registration_access` for the rules).
@@ -51,19 +54,41 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(bearer_token);
         let app = Arc::<AppState>::from_ref(state);
-        let client = registration_access::authorize(
-            &app.store,
-            registration_access::RevokedKeys {
-                jwks: &app.jwks,
-                hard: app.config.server.tls.ocsp.mode.is_hard(),
-            },
-            &certificate,
-            presented,
-            &client_id,
-            interaction.as_deref(),
-            crate::clock::now(),
-        )
-        .await?;
+        let revoked_keys = registration_access::RevokedKeys {
+            jwks: &app.jwks,
+            hard: app.config.server.tls.ocsp.mode.is_hard(),
+        };
+        let now = crate::clock::now();
+        let client = match &app.behind {
+            None => {
+                registration_access::authorize(
+                    &app.store,
+                    revoked_keys,
+                    &certificate,
+                    presented,
+                    &client_id,
+                    interaction.as_deref(),
+                    now,
+                )
+                .await?
+            }
+            Some(behind) => {
+                let connected = behind.connected()?;
+                as_access::authorize(
+                    &app.store,
+                    as_access::TheAs {
+                        server: &connected.server,
+                        cache: &behind.introspection,
+                    },
+                    revoked_keys,
+                    &certificate,
+                    presented,
+                    &client_id,
+                    now,
+                )
+                .await?
+            }
+        };
         Ok(Self {
             client,
             certificate,
@@ -111,11 +136,31 @@ pub async fn put_client(
         version: access.version,
     };
     let now = crate::clock::now();
-    match state
-        .registrar
-        .update(&state.store, &access.client, &input, now)
-        .await
-    {
+    let result = match &state.behind {
+        None => {
+            state
+                .registrar
+                .update(&state.store, &access.client, &input, now)
+                .await
+        }
+        Some(behind) => {
+            let connected = behind.connected()?;
+            let at = AtAs {
+                server: &connected.server,
+                storage_key: behind.connection.storage_key.as_deref(),
+            };
+            match linked(&state, &access.client).await {
+                Ok(link) => {
+                    state
+                        .registrar
+                        .update_behind(&state.store, &at, &access.client, &link, &input, now)
+                        .await
+                }
+                Err(e) => Err(e),
+            }
+        }
+    };
+    match result {
         Ok(body) => {
             crate::metrics::registration(
                 AuditAction::Update.as_str(),
@@ -148,6 +193,36 @@ pub async fn delete_client(
         crate::clock::now(),
     );
     let client_id = &access.client.client_id;
+    // `rfc7591` mode: deleted at the AS first; only what it has deleted (or never knew, or
+    // no longer lets us manage) is deleted here.
+    if let Some(behind) = &state.behind {
+        let connected = behind.connected()?;
+        if let Some(link) = state
+            .store
+            .get_as_link(client_id)
+            .await
+            .map_err(ApiError::from_store)?
+        {
+            let token = sealed::recover(
+                behind.connection.storage_key.as_deref(),
+                client_id,
+                &link.registration_access_token,
+            )
+            .map_err(|e| ApiError::authorization_server_unavailable(&e.to_string()))?;
+            let uri = url::Url::parse(&link.registration_client_uri)
+                .map_err(|e| ApiError::internal(&e))?;
+            let registration = Registration {
+                client_id,
+                uri: &uri,
+                access_token: &token,
+            };
+            connected
+                .server
+                .delete(&registration)
+                .await
+                .map_err(|e| ApiError::authorization_server_unavailable(&e.to_string()))?;
+        }
+    }
     if state
         .store
         .delete_client(client_id, &audit)
@@ -158,5 +233,22 @@ pub async fn delete_client(
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::invalid_token("unknown ClientId"))
+    }
+}
+
+/// The client's registration at the AS (`rfc7591` mode). A client without one was registered
+/// before the mode was switched on; the AS cannot manage it (503, logged).
+async fn linked(
+    state: &AppState,
+    client: &ClientRecord,
+) -> Result<AsLinkRecord, RegistrationError> {
+    match state.store.get_as_link(&client.client_id).await {
+        Ok(Some(link)) => Ok(link),
+        Ok(None) => Err(RegistrationError::AsUnavailable(format!(
+            "client {} has no registration at the authorization server (registered in embedded mode)",
+            client.client_id
+        ))),
+        Err(e) if e.is_transient() => Err(RegistrationError::Unavailable),
+        Err(e) => Err(RegistrationError::Internal(e.to_string())),
     }
 }

@@ -27,8 +27,16 @@ fn json(body: Bytes) -> Response {
 }
 
 /// `GET /.well-known/openid-configuration`.
-pub async fn discovery(State(state): State<Arc<AppState>>) -> Response {
-    json(state.discovery.clone())
+/// In `rfc7591` mode, the AS's document with this server as its registration endpoint
+/// (503 until the AS's own has been read).
+pub async fn discovery(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let Some(behind) = &state.behind else {
+        return Ok(json(state.discovery.clone()));
+    };
+    let connected = behind.connected()?;
+    let document =
+        crate::oauth::discovery::behind(&connected.document, &state.config.registration_endpoint());
+    Ok(json(Bytes::from(document.to_string())))
 }
 
 /// `GET /health`: the process answers.
@@ -38,6 +46,10 @@ pub async fn health() -> Response {
 
 /// `GET /ready`: ready when the database answers within two seconds.
 pub async fn ready(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    // `rfc7591` mode: not before the AS's discovery document has been read.
+    if let Some(behind) = &state.behind {
+        behind.connected()?;
+    }
     match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
         Ok(Ok(())) => Ok(json(Bytes::from_static(br#"{"status":"ready"}"#))),
         Ok(Err(e)) => {

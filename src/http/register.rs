@@ -12,7 +12,7 @@ use super::extract::{Guarded, InteractionId, PresentedCert, Served};
 use super::response::{Known, client_json};
 use super::state::AppState;
 use crate::domain::{AuditAction, AuditOutcome};
-use crate::registration::{Input, RegistrationError, refusal};
+use crate::registration::{AtAs, Input, RegistrationError, refusal};
 use crate::store::AuditRecord;
 
 /// The request's `Content-Type`, for the envelope step.
@@ -54,7 +54,21 @@ pub async fn post_register(
         interaction_id: interaction.as_deref(),
         version,
     };
-    match state.registrar.register(&state.store, &input, now).await {
+    let result = match &state.behind {
+        None => state.registrar.register(&state.store, &input, now).await,
+        Some(behind) => {
+            let connected = behind.connected()?;
+            let at = AtAs {
+                server: &connected.server,
+                storage_key: behind.connection.storage_key.as_deref(),
+            };
+            state
+                .registrar
+                .register_behind(&state.store, &at, &input, now)
+                .await
+        }
+    };
+    match result {
         Ok(registered) => {
             crate::metrics::registration(
                 AuditAction::Register.as_str(),

@@ -8,10 +8,12 @@ use axum::body::Bytes;
 use axum::extract::FromRef;
 
 use super::limits::Limits;
+use crate::authorization_server::connection::{Connected, Connection, Given};
 use crate::config::Config;
 use crate::jose::JwksCache;
-use crate::material::{Material, SandboxJwks, Webhook};
+use crate::material::{AsMaterial, Material, SandboxJwks, Webhook};
 use crate::oauth::TokenPolicy;
+use crate::oauth::as_access::IntrospectionCache;
 use crate::pki::ocsp::OcspChecker;
 use crate::registration::{Policy, Registrar};
 use crate::store::Database;
@@ -34,6 +36,66 @@ pub struct AppState {
     pub ocsp: Arc<OcspChecker>,
     /// The `[[events.webhook]]`s, loaded: what the delivery worker sends to.
     pub webhooks: Arc<[Webhook]>,
+    /// `rfc7591` mode: the bank's AS behind this server (`None` in `embedded` mode).
+    pub behind: Option<Behind>,
+}
+
+/// `rfc7591` mode's share of the state: the AS (connected once discovery answered) and the
+/// management tokens it introspected.
+pub struct Behind {
+    pub connection: Arc<Connection>,
+    pub introspection: Arc<IntrospectionCache>,
+}
+
+impl Behind {
+    fn build(config: &Config, material: &AsMaterial, previous: Option<&Behind>) -> Option<Self> {
+        let c = &config.authorization_server;
+        let url = |u: &Option<crate::config::HttpsUrl>| {
+            u.as_ref().and_then(|u| url::Url::parse(u.as_str()).ok())
+        };
+        let issuer = url(&c.issuer)?;
+        let given = Given {
+            issuer,
+            registration_endpoint: url(&c.registration_endpoint),
+            introspection_endpoint: url(&c.introspection_endpoint),
+            token_endpoint: url(&c.token_endpoint),
+            initial_access_token: material.initial_access_token.clone(),
+            introspection_client: c
+                .client_id
+                .clone()
+                .map(|id| (id, material.client_secret.clone())),
+            timeout: c.timeout(),
+            http: material.http.clone(),
+        };
+        let mut connection = Connection::new(
+            given,
+            material.storage_key.clone().map(Arc::new),
+            c.introspection_cache_secs,
+        );
+        if let Some(previous) = previous {
+            connection = connection.continuing(&previous.connection);
+        }
+        // A reload that keeps the cache's age keeps what it established.
+        let introspection = match previous {
+            Some(p) if p.connection.introspection_cache_secs == c.introspection_cache_secs => {
+                p.introspection.clone()
+            }
+            _ => Arc::new(IntrospectionCache::new(c.introspection_cache_secs)),
+        };
+        Some(Self {
+            connection: Arc::new(connection),
+            introspection,
+        })
+    }
+
+    /// The AS, if discovery has answered; else the 503 every call answers meanwhile.
+    pub fn connected(&self) -> Result<Arc<Connected>, super::error::ApiError> {
+        self.connection.current().ok_or_else(|| {
+            super::error::ApiError::authorization_server_unavailable(
+                "its discovery document has not been read yet",
+            )
+        })
+    }
 }
 
 impl AppState {
@@ -85,6 +147,10 @@ impl AppState {
                 skew,
             )),
         };
+        let behind = material
+            .authorization_server
+            .as_ref()
+            .and_then(|m| Behind::build(&config, m, previous.and_then(|p| p.behind.as_ref())));
         Self {
             ocsp,
             registrar: Registrar {
@@ -100,6 +166,7 @@ impl AppState {
             sandbox_jwks: material.sandbox_jwks.clone(),
             limits,
             webhooks: material.webhooks.clone().into(),
+            behind,
         }
     }
 }

@@ -34,6 +34,11 @@ pub async fn post_token(
     headers: HeaderMap,
     body: PendingBody,
 ) -> Result<Response, ApiError> {
+    // `rfc7591` mode: the bank's AS issues the tokens.
+    if state.behind.is_some() {
+        body.drain().await;
+        return Err(ApiError::not_found());
+    }
     let used_basic = headers.contains_key(header::AUTHORIZATION);
     match issue(&state, certificate.as_deref(), &interaction, &headers, body).await {
         Ok(issued) => Ok(Known::attach(

@@ -5,6 +5,7 @@
 //! into these inputs and turns the results into responses.
 
 pub mod access_token;
+pub mod as_access;
 pub mod client_auth;
 pub mod client_credentials;
 pub mod discovery;

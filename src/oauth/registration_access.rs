@@ -34,6 +34,21 @@ pub enum AccessError {
     RevokedKey(#[from] RevokedKeyError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// `rfc7591` mode: the AS says the token is not active (expired, revoked or unknown).
+    #[error("the access token is not active at the authorization server")]
+    Inactive,
+    /// `rfc7591` mode: the AS issued the token to another client, or names none.
+    #[error("the access token was not issued to this ClientId")]
+    NotForClient,
+    /// `rfc7591` mode: the token is not bound to the certificate it came over.
+    #[error("the access token is not bound to this client certificate")]
+    NotBound,
+    /// `rfc7591` mode: the AS knows the client, this server does not.
+    #[error("unknown ClientId")]
+    UnknownClientHere,
+    /// `rfc7591` mode: introspection at the AS failed (503); the reason is logged.
+    #[error("the service is temporarily unavailable; retry shortly")]
+    AsUnavailable(String),
 }
 
 /// Why a token was revoked on the spot, for the audit record and the metric label.

@@ -48,6 +48,17 @@ pub enum RegistrationError {
     /// A client for this software_id exists while one client per software is enforced.
     #[error("software_id {0} is registered already; update it with PUT, or delete it first")]
     DuplicateSoftware(String),
+    /// `rfc7591` mode: the bank's authorization server refused the registration (400 with its
+    /// code, one of the four registration codes; the description names its reason).
+    #[error("{description}")]
+    AsRefused {
+        code: ErrorCode,
+        description: String,
+    },
+    /// `rfc7591` mode: the bank's authorization server could not be used (503 with
+    /// `Retry-After`); the reason is logged, not sent.
+    #[error("the service is temporarily unavailable; retry shortly")]
+    AsUnavailable(String),
     /// The database is unavailable (503).
     #[error("the service is temporarily unavailable; retry shortly")]
     Unavailable,
@@ -74,7 +85,12 @@ impl RegistrationError {
             Self::DuplicateSoftware(_) | Self::ClientIdMismatch | Self::Immutable(_) => {
                 ErrorCode::InvalidClientMetadata
             }
-            Self::Gone | Self::Unavailable | Self::Internal(_) | Self::Certificate(_) => {
+            Self::AsRefused { code, .. } => *code,
+            Self::Gone
+            | Self::Unavailable
+            | Self::AsUnavailable(_)
+            | Self::Internal(_)
+            | Self::Certificate(_) => {
                 return None;
             }
         })
@@ -83,12 +99,25 @@ impl RegistrationError {
     /// The public error code: the step's RFC 7591 code, or the server-side one.
     pub fn error_code(&self) -> OAuthErrorCode {
         match self {
-            Self::Unavailable => OAuthErrorCode::TemporarilyUnavailable,
+            Self::Unavailable | Self::AsUnavailable(_) => OAuthErrorCode::TemporarilyUnavailable,
             Self::Internal(_) => OAuthErrorCode::ServerError,
             Self::Certificate(_) => OAuthErrorCode::InvalidClient,
             other => other
                 .code()
                 .map_or(OAuthErrorCode::InvalidClientMetadata, ErrorCode::oauth),
+        }
+    }
+}
+
+impl From<crate::authorization_server::AsError> for RegistrationError {
+    fn from(e: crate::authorization_server::AsError) -> Self {
+        use crate::authorization_server::AsError;
+        match e {
+            AsError::Refused { error, description } => Self::AsRefused {
+                code: ErrorCode::from_oauth(error).unwrap_or(ErrorCode::InvalidClientMetadata),
+                description,
+            },
+            AsError::Unavailable(reason) => Self::AsUnavailable(reason),
         }
     }
 }

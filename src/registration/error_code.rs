@@ -24,6 +24,17 @@ impl ErrorCode {
         }
     }
 
+    /// The registration code `code` is, if it is one.
+    pub const fn from_oauth(code: OAuthErrorCode) -> Option<Self> {
+        Some(match code {
+            OAuthErrorCode::InvalidRedirectUri => Self::InvalidRedirectUri,
+            OAuthErrorCode::InvalidClientMetadata => Self::InvalidClientMetadata,
+            OAuthErrorCode::InvalidSoftwareStatement => Self::InvalidSoftwareStatement,
+            OAuthErrorCode::UnapprovedSoftwareStatement => Self::UnapprovedSoftwareStatement,
+            _ => return None,
+        })
+    }
+
     pub const fn as_str(self) -> &'static str {
         self.oauth().as_str()
     }

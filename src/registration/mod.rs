@@ -23,6 +23,7 @@
 // `pub`: the steps that fuzz/src/checks.rs drives (and tests/fuzz_regressions.rs replays).
 mod allowed;
 mod backchannel;
+pub mod compensation;
 pub mod envelope;
 mod error;
 mod error_code;
@@ -39,20 +40,27 @@ pub mod ssa;
 pub mod subject_dn;
 pub mod transport_binding;
 pub mod uri_policy;
+mod validated;
 
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::domain::{AuditAction, AuditOutcome, GrantTypes, Profile, Scopes, SpecVersion, secret};
+use crate::authorization_server::sealed::{self, StorageKey};
+use crate::authorization_server::{AuthorizationServer, Registration};
+use crate::domain::{AuditAction, AuditOutcome, GrantTypes, Profile, SpecVersion, secret};
 use crate::jose::JwksCache;
 use crate::pki::ClientCertificate;
-use crate::store::{AuditRecord, ClientRecord, ClientStore, Conflict, JtiRecord, StoreError};
+use crate::store::{
+    AsLinkRecord, AsLinkStore, AuditRecord, ClientFilter, ClientRecord, ClientStore,
+    CompensationStore, Conflict, JtiRecord, StoreError,
+};
 
 pub use error::RegistrationError;
 pub use error_code::ErrorCode;
 pub use metadata::ClientMetadata;
 pub use policy::Policy;
+pub use validated::Validated;
 
 /// Maps a storage failure during registration.
 fn store_error(e: StoreError, software_id: &str, jti_kinds: &[JtiKind]) -> RegistrationError {
@@ -87,26 +95,19 @@ pub struct Input<'a> {
     pub version: SpecVersion,
 }
 
-/// A request that passed every check.
-#[derive(Debug, Clone)]
-pub struct Validated {
-    /// The request's own `client_id` claim, if it sent one (POST ignores it; PUT checks it).
-    pub client_id_claim: Option<String>,
-    pub ssa: ssa::Ssa,
-    pub request: request_claims::RequestClaims,
-    pub metadata: ClientMetadata,
-    /// `metadata.scope`, checked against the SSA's roles.
-    pub scopes: Scopes,
-    pub cert_thumbprint: String,
-    pub version: SpecVersion,
-}
-
 /// A stored registration and what the TPP is told once.
 #[derive(Debug, Clone)]
 pub struct Registered {
     pub client_id: String,
     /// The 201 body, with the secret.
     pub body: Value,
+}
+
+/// `rfc7591` mode: the bank's AS a registration is made at, and the key its registration
+/// access tokens are kept with.
+pub struct AtAs<'a> {
+    pub server: &'a AuthorizationServer,
+    pub storage_key: Option<&'a StorageKey>,
 }
 
 /// Runs the pipeline. Shared by every request; holds nothing per request.
@@ -201,6 +202,49 @@ impl Registrar {
         (records, kinds)
     }
 
+    /// The client row of a new registration `v` with `client_id` and its `body` (as GET shows
+    /// it), issued `now`.
+    fn new_record(
+        v: &Validated,
+        client_id: &str,
+        body: &Value,
+        client_secret: &str,
+        now: i64,
+    ) -> ClientRecord {
+        ClientRecord {
+            client_id: client_id.to_string(),
+            software_id: v.ssa.software_id.clone(),
+            org_id: v.ssa.org_id.clone(),
+            metadata: body.to_string(),
+            grant_types: GrantTypes::new(v.metadata.grant_types.clone()),
+            scope: v.scopes.clone(),
+            client_secret_hash: secret::hash(client_secret),
+            token_endpoint_auth_method: v.metadata.token_endpoint_auth_method,
+            tls_client_auth_subject_dn: v.metadata.tls_client_auth_subject_dn.clone(),
+            jwks_uri: v.ssa.software_jwks_endpoint.clone(),
+            cert_thumbprint: Some(v.cert_thumbprint.clone()),
+            enabled: true,
+            created_at: now,
+            updated_at: now,
+            dcr_version: v.version,
+            jwks_revoked_uri: v.ssa.software_jwks_revoked_endpoint.clone(),
+        }
+    }
+
+    /// The audit record of a registration `v` of `record`.
+    fn register_audit(
+        v: &Validated,
+        record: &ClientRecord,
+        input: &Input<'_>,
+        now: i64,
+    ) -> AuditRecord {
+        AuditRecord::new(now, AuditAction::Register, AuditOutcome::Success)
+            .client(record)
+            .certificate(Some(v.cert_thumbprint.clone()))
+            .interaction(input.interaction_id)
+            .version(v.version)
+    }
+
     /// The whole of POST: validate, mint, store (client, `jti`s, audit) in one transaction.
     pub async fn register(
         &self,
@@ -214,39 +258,139 @@ impl Registrar {
         // random bits keep it unguessable. It is an identifier, not a secret.
         let client_id = uuid::Uuid::now_v7().to_string();
         let client_secret = secret::new_client_secret();
-        let stored_body = client_body(&client_id, now, &v.metadata);
-        let record = ClientRecord {
-            client_id: client_id.clone(),
-            software_id: v.ssa.software_id.clone(),
-            org_id: v.ssa.org_id.clone(),
-            metadata: stored_body.to_string(),
-            grant_types: GrantTypes::new(v.metadata.grant_types.clone()),
-            scope: v.scopes.clone(),
-            client_secret_hash: secret::hash(&client_secret),
-            token_endpoint_auth_method: v.metadata.token_endpoint_auth_method,
-            tls_client_auth_subject_dn: v.metadata.tls_client_auth_subject_dn.clone(),
-            jwks_uri: v.ssa.software_jwks_endpoint.clone(),
-            cert_thumbprint: Some(v.cert_thumbprint.clone()),
-            enabled: true,
-            created_at: now,
-            updated_at: now,
-            dcr_version: v.version,
-            jwks_revoked_uri: v.ssa.software_jwks_revoked_endpoint.clone(),
-        };
+        let mut body = client_body(&client_id, now, &v.metadata);
+        let record = Self::new_record(&v, &client_id, &body, &client_secret, now);
         let (jtis, kinds) = self.jtis(&v, now);
-        let audit = AuditRecord::new(now, AuditAction::Register, AuditOutcome::Success)
-            .client(&record)
-            .certificate(Some(v.cert_thumbprint.clone()))
-            .interaction(input.interaction_id)
-            .version(v.version);
+        let audit = Self::register_audit(&v, &record, input, now);
         store
             .create_client(&record, self.policy.one_client_per_software, &jtis, &audit)
             .await
             .map_err(|e| store_error(e, &v.ssa.software_id, &kinds))?;
 
-        let mut body = stored_body;
         if let Value::Object(map) = &mut body {
             map.insert("client_secret".into(), json!(client_secret));
+        }
+        Ok(Registered { client_id, body })
+    }
+
+    /// POST in `rfc7591` mode: validate, register at the bank's AS (the body from the checked
+    /// metadata), then store the client under the AS's `client_id` with its registration
+    /// access token. Whatever stops the commit deletes the AS client again
+    /// ([`compensation::undo`]); nothing is stored and no `jti` is used when the AS refuses or
+    /// cannot be reached.
+    pub async fn register_behind<S>(
+        &self,
+        store: &S,
+        at: &AtAs<'_>,
+        input: &Input<'_>,
+        now: i64,
+    ) -> Result<Registered, RegistrationError>
+    where
+        S: ClientStore + AsLinkStore + CompensationStore,
+    {
+        let v = self.validate(input, now).await?;
+        // Refused here before the AS is asked: the common duplicate leaves nothing to undo.
+        if self.policy.one_client_per_software {
+            let filter = ClientFilter {
+                software_id: Some(&v.ssa.software_id),
+                limit: 1,
+                ..ClientFilter::default()
+            };
+            let existing = store
+                .list_clients_page(&filter)
+                .await
+                .map_err(|e| store_error(e, &v.ssa.software_id, &[]))?;
+            if !existing.is_empty() {
+                return Err(RegistrationError::DuplicateSoftware(
+                    v.ssa.software_id.clone(),
+                ));
+            }
+        }
+        let at_as = at.server.register(&rfc7591_body::body(&v)).await?;
+        let client_id = at_as.client_id.clone();
+        let orphan = |reason| compensation::Orphan {
+            client_id: &at_as.client_id,
+            uri: &at_as.registration_client_uri,
+            access_token: &at_as.registration_access_token,
+            reason,
+        };
+        if !rfc7591_body::acceptable_client_id(&client_id) {
+            compensation::undo(
+                store,
+                at.server,
+                at.storage_key,
+                orphan(compensation::reason::CLIENT_ID_UNACCEPTABLE),
+                now,
+            )
+            .await;
+            return Err(RegistrationError::AsUnavailable(format!(
+                "the authorization server's client_id is not 1 to 36 unreserved characters ({} bytes)",
+                client_id.len()
+            )));
+        }
+        let sealed =
+            match sealed::keep(at.storage_key, &client_id, &at_as.registration_access_token) {
+                Ok(sealed) => sealed,
+                Err(e) => {
+                    compensation::undo(
+                        store,
+                        at.server,
+                        at.storage_key,
+                        orphan(compensation::reason::NOT_COMMITTED),
+                        now,
+                    )
+                    .await;
+                    return Err(RegistrationError::Internal(e.to_string()));
+                }
+            };
+        let link = AsLinkRecord {
+            client_id: client_id.clone(),
+            registration_client_uri: at_as.registration_client_uri.to_string(),
+            registration_access_token: sealed,
+            updated_at: now,
+        };
+        // The secret is the AS's; this server's copy of it is a random one nobody holds, so that
+        // the row can never authenticate here (`/token` answers 404 in this mode anyway).
+        let mut body = client_body(&client_id, now, &v.metadata);
+        let record = Self::new_record(&v, &client_id, &body, &secret::new_client_secret(), now);
+        let (jtis, kinds) = self.jtis(&v, now);
+        let audit = Self::register_audit(&v, &record, input, now)
+            .detail(json!({"authorization_server": at.server.issuer().as_str()}));
+        if let Err(e) = store
+            .create_linked_client(
+                &record,
+                self.policy.one_client_per_software,
+                &jtis,
+                &audit,
+                &link,
+            )
+            .await
+        {
+            let (reason, refusal) = match &e {
+                StoreError::Conflict(Conflict::ClientId) => (
+                    compensation::reason::CLIENT_ID_IN_USE,
+                    RegistrationError::AsUnavailable(
+                        "the authorization server's client_id is in use here".into(),
+                    ),
+                ),
+                StoreError::Conflict(Conflict::Jti(_)) => (
+                    compensation::reason::REPLAYED_JTI,
+                    store_error(e.clone(), &v.ssa.software_id, &kinds),
+                ),
+                StoreError::Conflict(Conflict::SoftwareId) => (
+                    compensation::reason::DUPLICATE_SOFTWARE,
+                    store_error(e.clone(), &v.ssa.software_id, &kinds),
+                ),
+                _ => (
+                    compensation::reason::NOT_COMMITTED,
+                    store_error(e.clone(), &v.ssa.software_id, &kinds),
+                ),
+            };
+            compensation::undo(store, at.server, at.storage_key, orphan(reason), now).await;
+            return Err(refusal);
+        }
+        if let (Value::Object(map), Some(secret)) = (&mut body, &at_as.client_secret) {
+            map.insert("client_secret".into(), json!(secret));
         }
         Ok(Registered { client_id, body })
     }
@@ -285,6 +429,103 @@ impl Registrar {
         now: i64,
     ) -> Result<Value, RegistrationError> {
         let v = self.validate(input, now).await?;
+        let update = self.prepare_update(&v, existing, input, now)?;
+        match store
+            .update_client(&update.record, &update.changed, &update.jtis, &update.audit)
+            .await
+        {
+            Ok(true) => Ok(update.body),
+            Ok(false) => Err(RegistrationError::Gone),
+            Err(e) => Err(store_error(e, &existing.software_id, &update.kinds)),
+        }
+    }
+
+    /// PUT in `rfc7591` mode: validate and the update rules, then RFC 7592 PUT at the AS with
+    /// the client's registration access token, then the update here with the token the AS
+    /// rotated to, if it did. The answer carries the new `client_secret` when the AS issued
+    /// one. When the AS refuses or cannot be reached, nothing changes here.
+    pub async fn update_behind<S>(
+        &self,
+        store: &S,
+        at: &AtAs<'_>,
+        existing: &ClientRecord,
+        link: &AsLinkRecord,
+        input: &Input<'_>,
+        now: i64,
+    ) -> Result<Value, RegistrationError>
+    where
+        S: ClientStore + AsLinkStore,
+    {
+        let v = self.validate(input, now).await?;
+        let update = self.prepare_update(&v, existing, input, now)?;
+        let access_token = sealed::recover(
+            at.storage_key,
+            &link.client_id,
+            &link.registration_access_token,
+        )
+        .map_err(|e| RegistrationError::AsUnavailable(e.to_string()))?;
+        let uri = url::Url::parse(&link.registration_client_uri)
+            .map_err(|e| RegistrationError::Internal(format!("registration_client_uri: {e}")))?;
+        let registration = Registration {
+            client_id: &existing.client_id,
+            uri: &uri,
+            access_token: &access_token,
+        };
+        let at_as = at
+            .server
+            .update(&registration, &rfc7591_body::body(&v))
+            .await?;
+        let new_link = match &at_as.registration_access_token {
+            Some(rotated) => Some(AsLinkRecord {
+                registration_access_token: sealed::keep(
+                    at.storage_key,
+                    &existing.client_id,
+                    rotated,
+                )
+                .map_err(|e| RegistrationError::Internal(e.to_string()))?,
+                updated_at: now,
+                ..link.clone()
+            }),
+            None => None,
+        };
+        match store
+            .update_linked_client(
+                &update.record,
+                &update.changed,
+                &update.jtis,
+                &update.audit,
+                new_link.as_ref(),
+            )
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return Err(RegistrationError::Gone),
+            Err(e) => {
+                if new_link.is_some() {
+                    // docs/security.md, "A lost PUT answer": the AS holds the new metadata
+                    // and a token this server could not keep.
+                    tracing::warn!(client_id = %existing.client_id, error = %e,
+                        "the authorization server rotated the registration access token, but the update could not be stored here");
+                }
+                return Err(store_error(e, &existing.software_id, &update.kinds));
+            }
+        }
+        let mut body = update.body;
+        if let (Value::Object(map), Some(secret)) = (&mut body, &at_as.client_secret) {
+            map.insert("client_secret".into(), json!(secret));
+        }
+        Ok(body)
+    }
+
+    /// The update rules (the body's `client_id`, if any, is the path's; software_id and
+    /// organisation stay), and what an update of `existing` to `v` writes.
+    fn prepare_update(
+        &self,
+        v: &Validated,
+        existing: &ClientRecord,
+        input: &Input<'_>,
+        now: i64,
+    ) -> Result<Update, RegistrationError> {
         if v.client_id_claim
             .as_deref()
             .is_some_and(|c| c != existing.client_id)
@@ -312,7 +553,7 @@ impl Registrar {
             jwks_revoked_uri: v.ssa.software_jwks_revoked_endpoint.clone(),
             ..existing.clone()
         };
-        let (jtis, kinds) = self.jtis(&v, now);
+        let (jtis, kinds) = self.jtis(v, now);
         let mut audit = AuditRecord::new(now, AuditAction::Update, AuditOutcome::Success)
             .client(existing)
             .certificate(Some(v.cert_thumbprint.clone()))
@@ -323,12 +564,26 @@ impl Registrar {
             audit = audit.detail(json!({"previous_version": existing.dcr_version}));
         }
         let changed = changed_fields(&existing.metadata, &body);
-        match store.update_client(&record, &changed, &jtis, &audit).await {
-            Ok(true) => Ok(body),
-            Ok(false) => Err(RegistrationError::Gone),
-            Err(e) => Err(store_error(e, &existing.software_id, &kinds)),
-        }
+        Ok(Update {
+            body,
+            record,
+            changed,
+            jtis,
+            kinds,
+            audit,
+        })
     }
+}
+
+/// What an update writes, once its rules passed.
+struct Update {
+    /// The client as GET will show it.
+    body: Value,
+    record: ClientRecord,
+    changed: Vec<String>,
+    jtis: Vec<JtiRecord>,
+    kinds: Vec<JtiKind>,
+    audit: AuditRecord,
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::Validated;
+use super::validated::Validated;
 use crate::domain::{ApplicationType, ResponseType};
 
 /// One row: the name at the AS, and its value from a checked registration (`None`: not sent).

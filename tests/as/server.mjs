@@ -11,13 +11,19 @@
 //   AS_INITIAL_ACCESS_TOKEN          the Bearer token RFC 7591 POSTs must carry
 //   AS_INTROSPECTION_CLIENT_ID,
 //   AS_INTROSPECTION_CLIENT_SECRET   the pre-configured client (client_secret_basic) that may introspect
+// Optional, for the failure cases:
+//   AS_REFUSE_SOFTWARE_ID            refuse registrations of this software_id (400 invalid_client_metadata)
+//   AS_CLIENT_ID_LENGTH              give client_ids of this many characters (default: a 36-character UUID)
 // and, for fetching a TPP's JWKS from a loopback HTTPS server with a test CA, Node's own
 // NODE_EXTRA_CA_CERTS (a PEM file, read by Node at start).
+//
+// `GET /test/live-clients` answers the ids of the clients registered by RFC 7591 and not yet
+// deleted (JSON array): how the tests see that nothing is left behind at the AS.
 //
 // It prints one line "listening <issuer>" once it accepts connections, and exits 0 on SIGTERM
 // or SIGINT. Its state (clients, tokens) lives in memory and dies with it.
 
-import { generateKeyPairSync, randomUUID, X509Certificate } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, randomUUID, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:https';
 
@@ -40,6 +46,13 @@ const clientCa = readFileSync(required('AS_CLIENT_CA'));
 const initialAccessToken = required('AS_INITIAL_ACCESS_TOKEN');
 const introspectionClientId = required('AS_INTROSPECTION_CLIENT_ID');
 const introspectionClientSecret = required('AS_INTROSPECTION_CLIENT_SECRET');
+const refusedSoftwareId = process.env.AS_REFUSE_SOFTWARE_ID;
+const clientIdLength = Number(process.env.AS_CLIENT_ID_LENGTH || 0);
+
+function newClientId() {
+  if (!clientIdLength) return randomUUID();
+  return randomBytes(clientIdLength).toString('base64url').slice(0, clientIdLength);
+}
 
 // Signing keys for this run: RSA for RS256/PS256, P-256 for ES256 (every alg the OB sandbox uses).
 function privateJwk(type, options, kid) {
@@ -94,7 +107,14 @@ const provider = new Provider(issuer, {
     authorizationSigningAlgValues: ['PS256', 'ES256', 'RS256'],
   },
   // OB metadata that RFC 7591 does not name, kept with the client (it drops unknown fields).
-  extraClientMetadata: { properties: ['software_id'] },
+  extraClientMetadata: {
+    properties: ['software_id'],
+    validator(ctx, key, value) {
+      if (key === 'software_id' && refusedSoftwareId && value === refusedSoftwareId) {
+        throw new errors.InvalidClientMetadata(`software_id ${value} is not welcome here`);
+      }
+    },
+  },
   clients: [{
     client_id: introspectionClientId,
     client_secret: introspectionClientSecret,
@@ -128,7 +148,7 @@ const provider = new Provider(issuer, {
       enabled: true,
       initialAccessToken,
       // Its own ids are 43 characters; dcr-server takes at most 36 of [A-Za-z0-9._~-].
-      idFactory: () => randomUUID(),
+      idFactory: newClientId,
     },
     registrationManagement: { enabled: true, rotateRegistrationAccessToken: true },
     introspection: { enabled: true },
@@ -176,6 +196,12 @@ provider.registerGrantType(
   ['assertion', 'scope'],
 );
 
+// The clients registered by RFC 7591 and not deleted since.
+const live = new Set();
+provider.on('registration_create.success', (ctx, client) => live.add(client.clientId));
+provider.on('registration_delete.success', (ctx, client) => live.delete(client.clientId));
+const callback = provider.callback();
+
 const server = createServer({
   cert: tlsCert,
   key: tlsKey,
@@ -184,7 +210,14 @@ const server = createServer({
   // per endpoint (tls_client_auth, certificate-bound tokens), as behind mtls_endpoint_aliases.
   requestCert: true,
   rejectUnauthorized: false,
-}, provider.callback());
+}, (req, res) => {
+  if (req.method === 'GET' && req.url === '/test/live-clients') {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify([...live]));
+    return;
+  }
+  callback(req, res);
+});
 
 server.listen(port, '127.0.0.1', () => {
   console.log(`listening ${issuer}`);

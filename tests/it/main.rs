@@ -5,6 +5,7 @@
 
 mod admin;
 mod as_storage;
+mod behind;
 mod cli;
 mod conformance;
 mod container;
@@ -45,6 +46,7 @@ fn cases() -> Vec<Case> {
     all.extend(admin::cases());
     all.extend(container::cases());
     all.extend(test_as::cases());
+    all.extend(behind::cases());
     all
 }
 

@@ -34,6 +34,15 @@ const AS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/as");
 /// How long node may take to load the provider and print its `listening` line.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How a test AS misbehaves (`tests/as/server.mjs`'s optional settings).
+#[derive(Debug, Clone, Default)]
+pub struct AsOptions {
+    /// Registrations of this software_id are refused (400 `invalid_client_metadata`).
+    pub refuse_software_id: Option<String>,
+    /// Its client_ids have this many characters (default: 36, a UUID).
+    pub client_id_length: Option<usize>,
+}
+
 /// node-oidc-provider running as a child process on a loopback port, killed on drop.
 pub struct TestAs {
     /// `https://127.0.0.1:{port}`, as its discovery document says.
@@ -71,6 +80,11 @@ impl TestAs {
     /// Starts it with a server certificate from `ca` for 127.0.0.1 and localhost, trusting
     /// `client_ca` (PEM) for client certificates and, when it fetches a TPP's JWKS, `ca` too.
     pub async fn start(ca: &SandboxCa, client_ca: &Path) -> Result<Self> {
+        Self::start_with(ca, client_ca, &AsOptions::default()).await
+    }
+
+    /// As [`Self::start`], refusing or misbehaving as `options` say.
+    pub async fn start_with(ca: &SandboxCa, client_ca: &Path, options: &AsOptions) -> Result<Self> {
         Self::check_available()?;
         let dir = TempDir::new()?;
         let port = free_port();
@@ -95,7 +109,14 @@ impl TestAs {
         write("introspection_secret", &introspection_client_secret)?;
         let log = dir.path().join("as.log");
         let out = std::fs::File::create(&log)?;
-        let child = Command::new("node")
+        let mut command = Command::new("node");
+        if let Some(software_id) = &options.refuse_software_id {
+            command.env("AS_REFUSE_SOFTWARE_ID", software_id);
+        }
+        if let Some(length) = options.client_id_length {
+            command.env("AS_CLIENT_ID_LENGTH", length.to_string());
+        }
+        let child = command
             .arg(Path::new(AS_DIR).join("server.mjs"))
             .env("AS_PORT", port.to_string())
             .env("AS_ISSUER", &issuer)

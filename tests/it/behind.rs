@@ -1,0 +1,581 @@
+//! `rfc7591` mode against a real authorization server: node-oidc-provider
+//! (`tests/it/test_as.rs`'s [`TestAs`]) behind dcr-server. Every case checks both systems: what
+//! the TPP is told, what this server stored, and which clients live at the AS
+//! (`GET /test/live-clients`).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use dcr_server::domain::SpecVersion;
+use serde_json::{Value, json};
+
+use crate::fixtures::{Ctx, MANY_CLIENTS_PER_SOFTWARE, Req};
+use crate::support::{
+    BOTH, Backend, Case, SQLITE, TestEnv, count_rows, https_client, token_request_with_assertion,
+};
+use crate::test_as::{AsOptions, TestAs};
+use crate::{case, ensure_eq};
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(behind_the_as_a_client_lives_there_and_is_managed_here, BOTH),
+        case!(
+            behind_the_as_its_refusals_and_failures_change_nothing_here,
+            SQLITE
+        ),
+        case!(behind_the_as_management_tokens_are_its_own, SQLITE),
+        case!(
+            behind_the_as_concurrent_copies_leave_one_client_in_each,
+            BOTH
+        ),
+        case!(behind_the_as_ciba_and_v3_4_registrations_are_mapped, SQLITE),
+        case!(
+            behind_the_as_operators_delete_there_and_cannot_disable,
+            SQLITE
+        ),
+    ]
+}
+
+/// The server behind a test AS.
+struct Behind {
+    ctx: Ctx,
+    test_as: TestAs,
+    /// The AS's discovery document.
+    as_discovery: Value,
+}
+
+/// How a case sets the server up besides the AS's own options.
+#[derive(Default)]
+struct Setup<'a> {
+    extra_dcr: &'a str,
+    /// More lines of `[authorization_server]`.
+    extra_as: &'a str,
+    /// Another initial access token than the AS's.
+    initial_access_token: Option<&'a str>,
+}
+
+impl Behind {
+    async fn start(backend: Backend, options: AsOptions, extra_dcr: &str) -> Result<Self> {
+        let setup = Setup {
+            extra_dcr,
+            ..Setup::default()
+        };
+        Self::start_in(TestEnv::new(backend).await?, options, setup).await
+    }
+
+    async fn start_in(env: TestEnv, options: AsOptions, setup: Setup<'_>) -> Result<Self> {
+        TestAs::check_available()?;
+        let ca = env.ca()?;
+        let test_as = TestAs::start_with(&ca, &env.sandbox_dir.join("ca.pem"), &options).await?;
+        let key = env.dir.path().join("as-storage.key");
+        std::fs::write(&key, rand::random::<[u8; 32]>())?;
+        let iat = match setup.initial_access_token {
+            Some(token) => {
+                let path = env.dir.path().join("wrong-initial-access-token");
+                std::fs::write(&path, token)?;
+                path
+            }
+            None => test_as.initial_access_token_file(),
+        };
+        let table = format!(
+            r#"
+[authorization_server]
+mode = "rfc7591"
+issuer = "{issuer}"
+initial_access_token_file = "{iat}"
+client_id = "{client_id}"
+client_secret_file = "{secret}"
+ca = "{ca}"
+storage_key_file = "{key}"
+{extra_as}
+"#,
+            issuer = test_as.issuer,
+            iat = iat.display(),
+            client_id = test_as.introspection_client_id,
+            secret = test_as.introspection_secret_file().display(),
+            ca = env.sandbox_dir.join("ca.pem").display(),
+            key = key.display(),
+            extra_as = setup.extra_as,
+        );
+        let ctx = Ctx::start_in(env, "", "", setup.extra_dcr, "", &table).await?;
+        let http = https_client(&ctx.env.ca_pem()?, None)?;
+        let as_discovery: Value = http
+            .get(test_as.url("/.well-known/openid-configuration"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let behind = Self {
+            ctx,
+            test_as,
+            as_discovery,
+        };
+        behind.wait_ready().await?;
+        Ok(behind)
+    }
+
+    /// Until `/ready` answers 200 (the AS's discovery document has been read).
+    async fn wait_ready(&self) -> Result<()> {
+        let http = self.ctx.env.client(None)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let status = http.get(self.ctx.env.url("/ready")).send().await?.status();
+            if status == 200 {
+                return Ok(());
+            }
+            ensure!(Instant::now() < deadline, "/ready stayed {status}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn as_endpoint(&self, name: &str) -> Result<String> {
+        self.as_discovery[name]
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("the AS names no {name}"))
+    }
+
+    /// The clients alive at the AS.
+    async fn live_at_as(&self) -> Result<Vec<String>> {
+        let http = https_client(&self.ctx.env.ca_pem()?, None)?;
+        Ok(http
+            .get(self.test_as.url("/test/live-clients"))
+            .send()
+            .await?
+            .json()
+            .await?)
+    }
+
+    /// A client-credentials token from the AS for `client_id` (`private_key_jwt` over the
+    /// sandbox transport certificate): status and body.
+    async fn as_token(&self, client_id: &str) -> Result<(u16, Value)> {
+        let endpoint = self.as_endpoint("token_endpoint")?;
+        let assertion = self
+            .ctx
+            .sandbox
+            .client_assertion(client_id, &endpoint, "PS256")?;
+        let answer = token_request_with_assertion(&self.ctx.tpp_client()?, &endpoint, &assertion)
+            .send()
+            .await?;
+        let status = answer.status().as_u16();
+        Ok((status, answer.json().await?))
+    }
+
+    async fn as_access_token(&self, client_id: &str) -> Result<String> {
+        let (status, body) = self.as_token(client_id).await?;
+        ensure!(status == 200, "AS token for {client_id}: {status} {body}");
+        body["access_token"]
+            .as_str()
+            .map(str::to_string)
+            .context("no access_token")
+    }
+
+    /// A management call on `client_id` with `token` over the sandbox transport certificate:
+    /// status, `WWW-Authenticate`, body (Null when empty).
+    async fn manage(
+        &self,
+        method: reqwest::Method,
+        client_id: &str,
+        token: Option<&str>,
+        body: Option<String>,
+    ) -> Result<(u16, String, Value)> {
+        let mut request = self.ctx.tpp_client()?.request(
+            method,
+            self.ctx
+                .env
+                .url(&format!("/open-banking/v3.2/register/{client_id}")),
+        );
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.header("content-type", "application/jwt").body(body);
+        }
+        let answer = request.send().await?;
+        let status = answer.status().as_u16();
+        let www = answer
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let text = answer.text().await?;
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).with_context(|| format!("{status}: {text:.200}"))?
+        };
+        Ok((status, www, body))
+    }
+
+    async fn stored_link(&self, client_id: &str) -> Result<Vec<String>> {
+        // Client ids here are 1-36 unreserved characters: safe inside a literal.
+        let sql = format!(
+            "SELECT registration_access_token FROM as_registrations WHERE client_id = '{client_id}'"
+        );
+        Ok(self.ctx.store.raw_strings(&sql).await?)
+    }
+
+    /// Until no compensation is pending, or 15 s.
+    async fn compensations_done(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let pending = count_rows(&self.ctx.store, "as_compensations").await?;
+            if pending == 0 {
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "{pending} compensations still pending"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn client_id_of(body: &Value) -> Result<String> {
+    body["client_id"]
+        .as_str()
+        .map(str::to_string)
+        .with_context(|| format!("no client_id in {body}"))
+}
+
+/// Register here → the client exists at the AS (tokens by `private_key_jwt` and
+/// `tls_client_auth` there) → GET, PUT (the rotated registration access token kept), DELETE
+/// here with the AS's token → the AS refuses the client afterwards.
+async fn behind_the_as_a_client_lives_there_and_is_managed_here(backend: Backend) -> Result<()> {
+    let b = Behind::start(backend, AsOptions::default(), MANY_CLIENTS_PER_SOFTWARE).await?;
+    let http = b.ctx.env.client(None)?;
+
+    // Discovery is the AS's, with this server as its registration endpoint.
+    let discovery: Value = http
+        .get(b.ctx.env.url("/.well-known/openid-configuration"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    ensure_eq!(discovery["issuer"], json!(b.test_as.issuer));
+    ensure_eq!(
+        discovery["token_endpoint"],
+        b.as_discovery["token_endpoint"]
+    );
+    let ours = b.ctx.env.url("/open-banking/v3.2/register");
+    ensure_eq!(discovery["registration_endpoint"], json!(ours));
+    // This server's own token and introspection endpoints are gone.
+    for path in ["/token", "/introspect"] {
+        let answer = b.ctx.tpp_client()?.post(b.ctx.env.url(path)).send().await?;
+        ensure_eq!(answer.status().as_u16(), 404);
+        let body: Value = answer.json().await?;
+        ensure_eq!(body["error"], json!("not_found"));
+    }
+
+    let (status, created) = b.ctx.post(&b.ctx.request(|_| {})?, true).await?;
+    ensure!(status == 201, "register: {status} {created}");
+    let client_id = client_id_of(&created)?;
+    ensure_eq!(b.live_at_as().await?, vec![client_id.clone()]);
+    ensure!(
+        created.get("registration_access_token").is_none()
+            && created.get("registration_client_uri").is_none(),
+        "the AS's management secrets leaked: {created}"
+    );
+    ensure!(
+        count_rows(&b.ctx.store, "clients").await? == 1,
+        "one client here: {:?}",
+        count_rows(&b.ctx.store, "clients").await?
+    );
+    let sealed = b.stored_link(&client_id).await?;
+    ensure!(
+        sealed.len() == 1 && sealed[0].starts_with("sealed.v1."),
+        "the registration access token is not stored sealed: {sealed:?}"
+    );
+
+    // The TPP's client works at the AS, with both of its authentication methods.
+    let token = b.as_access_token(&client_id).await?;
+    let tls_claims = b.ctx.claims("tls_client_auth")?;
+    let tls_req = Req::jwt(b.ctx.sandbox.sign_as_tpp(&tls_claims, "PS256")?);
+    let (status, tls) = b.ctx.post(&tls_req, true).await?;
+    ensure!(status == 201, "tls_client_auth register: {status} {tls}");
+    let tls_id = client_id_of(&tls)?;
+    let answer = b
+        .ctx
+        .tpp_client()?
+        .post(b.as_endpoint("token_endpoint")?)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", tls_id.as_str()),
+        ])
+        .send()
+        .await?;
+    ensure!(
+        answer.status().as_u16() == 200,
+        "tls_client_auth token at the AS: {:?}",
+        answer.status().as_u16()
+    );
+
+    // GET here with the AS's token.
+    let (status, _, read) = b
+        .manage(reqwest::Method::GET, &client_id, Some(&token), None)
+        .await?;
+    ensure!(status == 200, "GET: {status} {read}");
+    ensure_eq!(read["client_id"], json!(client_id));
+    ensure!(read.get("client_secret").is_none(), "GET shows a secret");
+
+    // PUT twice: the AS rotates the registration access token each time, so the second works
+    // only if the first one's new token was kept.
+    for round in 0..2 {
+        let before = b.stored_link(&client_id).await?;
+        let put = b.ctx.request(|c| c["client_id"] = json!(client_id))?;
+        let (status, _, updated) = b
+            .manage(
+                reqwest::Method::PUT,
+                &client_id,
+                Some(&token),
+                Some(put.body),
+            )
+            .await?;
+        ensure!(status == 200, "PUT {round}: {status} {updated}");
+        ensure_eq!(updated["client_id"], json!(client_id));
+        ensure!(
+            b.stored_link(&client_id).await? != before,
+            "PUT {round}: the rotated registration access token was not kept"
+        );
+    }
+
+    // DELETE here: gone in both systems; the AS refuses the client afterwards.
+    let (status, _, _) = b
+        .manage(reqwest::Method::DELETE, &client_id, Some(&token), None)
+        .await?;
+    ensure_eq!(status, 204);
+    ensure_eq!(b.live_at_as().await?, vec![tls_id.clone()]);
+    ensure_eq!(b.stored_link(&client_id).await?.len(), 0);
+    let (status, body) = b.as_token(&client_id).await?;
+    ensure!(
+        status == 400 || status == 401,
+        "a deleted client got a token: {status} {body}"
+    );
+    Ok(())
+}
+
+/// The AS refusing, the AS answering 401 to the initial access token, the AS down, and an AS
+/// whose `client_id`s are too long: the TPP gets the contract's answer, nothing is stored
+/// here, the `jti` stays unused and nothing is left at the AS.
+async fn behind_the_as_its_refusals_and_failures_change_nothing_here(
+    backend: Backend,
+) -> Result<()> {
+    // An AS that refuses this software: 400 with its code and its reason.
+    let env = TestEnv::new(backend).await?;
+    let software_id = env.sandbox()?.tpp.software_id;
+    let options = AsOptions {
+        refuse_software_id: Some(software_id),
+        ..AsOptions::default()
+    };
+    let b = Behind::start_in(env, options, Setup::default()).await?;
+    let (status, body) = b.ctx.post(&b.ctx.request(|_| {})?, true).await?;
+    ensure!(status == 400, "refused at the AS: {status} {body}");
+    ensure_eq!(body["error"], json!("invalid_client_metadata"));
+    ensure!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|d| d.contains("not welcome")),
+        "the AS's reason is not named: {body}"
+    );
+    let counts = b.ctx.counts().await?;
+    ensure!(
+        counts == [0, 0, 0],
+        "nothing stored, no jti used: {counts:?}"
+    );
+    ensure_eq!(b.live_at_as().await?, Vec::<String>::new());
+    drop(b);
+
+    // A wrong initial access token: 401 at the AS, 503 here.
+    let setup = Setup {
+        initial_access_token: Some("not-the-initial-access-token"),
+        ..Setup::default()
+    };
+    let b = Behind::start_in(TestEnv::new(backend).await?, AsOptions::default(), setup).await?;
+    let (status, body) = b.ctx.post(&b.ctx.request(|_| {})?, true).await?;
+    ensure!(
+        status == 503,
+        "a refused initial access token: {status} {body}"
+    );
+    ensure_eq!(body["error"], json!("temporarily_unavailable"));
+    ensure_eq!(b.ctx.counts().await?, [0, 0, 0]);
+    drop(b);
+
+    // Client ids of 43 characters: the AS client is deleted again, 503 here.
+    let options = AsOptions {
+        client_id_length: Some(43),
+        ..AsOptions::default()
+    };
+    let b = Behind::start(backend, options, "").await?;
+    let (status, body) = b.ctx.post(&b.ctx.request(|_| {})?, true).await?;
+    ensure!(status == 503, "a 43-character client_id: {status} {body}");
+    ensure_eq!(b.ctx.counts().await?, [0, 0, 0]);
+    ensure!(
+        b.live_at_as().await? == Vec::<String>::new(),
+        "left at the AS: {:?}",
+        b.live_at_as().await?
+    );
+    drop(b);
+
+    // The AS stopped mid-test: 503 with Retry-After; the same request registers once it is
+    // back? It is not (a new AS would be another issuer): nothing stored is what counts.
+    let mut b = Behind::start(backend, AsOptions::default(), "").await?;
+    let req = b.ctx.request(|_| {})?;
+    b.test_as.stop().await?;
+    let answer = b
+        .ctx
+        .tpp_client()?
+        .post(b.ctx.env.url("/open-banking/v3.2/register"))
+        .header("content-type", "application/jwt")
+        .body(req.body.clone())
+        .send()
+        .await?;
+    ensure_eq!(answer.status().as_u16(), 503);
+    ensure!(
+        answer.headers().contains_key("retry-after"),
+        "503 without Retry-After"
+    );
+    let body: Value = answer.json().await?;
+    ensure_eq!(body["error"], json!("temporarily_unavailable"));
+    let counts = b.ctx.counts().await?;
+    ensure!(
+        counts == [0, 0, 0],
+        "nothing stored, no jti used: {counts:?}"
+    );
+    Ok(())
+}
+
+/// Introspection decides: no token, a token the AS does not know (inactive), another client's
+/// token, a token bound to another certificate → 401 `invalid_token`; the AS down → 503.
+async fn behind_the_as_management_tokens_are_its_own(backend: Backend) -> Result<()> {
+    let setup = Setup {
+        extra_dcr: MANY_CLIENTS_PER_SOFTWARE,
+        extra_as: "introspection_cache_secs = 0",
+        ..Setup::default()
+    };
+    let mut b = Behind::start_in(TestEnv::new(backend).await?, AsOptions::default(), setup).await?;
+    let (status, one) = b.ctx.post(&b.ctx.request(|_| {})?, true).await?;
+    ensure_eq!(status, 201);
+    let (status, two) = b.ctx.post(&b.ctx.request(|_| {})?, true).await?;
+    ensure_eq!(status, 201);
+    let (one, two) = (client_id_of(&one)?, client_id_of(&two)?);
+    let token_one = b.as_access_token(&one).await?;
+
+    for (token, why) in [
+        (None, "no token"),
+        (Some("not-a-token-the-as-knows"), "inactive"),
+        (Some(token_one.as_str()), "another client's token"),
+    ] {
+        let (status, www, body) = b.manage(reqwest::Method::GET, &two, token, None).await?;
+        ensure!(status == 401, "{why}: {status} {body}");
+        ensure!(
+            www.contains("invalid_token"),
+            "{why}: WWW-Authenticate {www:?}"
+        );
+    }
+
+    // The same token over another certificate of the same CA.
+    let (cert, key) = b.ctx.env.ca()?.issue(
+        &[(rcgen::DnType::CommonName, "another transport".into())],
+        &[],
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    )?;
+    let other = https_client(&b.ctx.env.ca_pem()?, Some((&cert, &key)))?;
+    let answer = other
+        .get(b.ctx.env.url(&format!("/open-banking/v3.2/register/{one}")))
+        .bearer_auth(&token_one)
+        .send()
+        .await?;
+    ensure!(
+        answer.status().as_u16() == 401,
+        "a token bound to another certificate: {:?}",
+        answer.status().as_u16()
+    );
+
+    let (status, _, _) = b
+        .manage(reqwest::Method::GET, &one, Some(&token_one), None)
+        .await?;
+    ensure_eq!(status, 200);
+
+    // The AS down: introspection cannot answer.
+    b.test_as.stop().await?;
+    let (status, _, body) = b
+        .manage(reqwest::Method::GET, &one, Some(&token_one), None)
+        .await?;
+    ensure!(status == 503, "introspection down: {status} {body}");
+    Ok(())
+}
+
+/// 20 concurrent copies of one registration: one client here, one at the AS once the
+/// compensations are done.
+async fn behind_the_as_concurrent_copies_leave_one_client_in_each(backend: Backend) -> Result<()> {
+    let b = Behind::start(backend, AsOptions::default(), MANY_CLIENTS_PER_SOFTWARE).await?;
+    let req = b.ctx.request(|_| {})?;
+    let posts = (0..20).map(|_| b.ctx.post(&req, true));
+    let answers = futures_util::future::join_all(posts).await;
+    let mut created = 0;
+    for answer in answers {
+        let (status, body) = answer?;
+        match status {
+            201 => created += 1,
+            400 => ensure_eq!(body["error"], json!("invalid_client_metadata")),
+            other => anyhow::bail!("a copy got {other}: {body}"),
+        }
+    }
+    ensure!(created == 1, "copies registered: {:?}", created);
+    b.compensations_done().await?;
+    ensure_eq!(count_rows(&b.ctx.store, "clients").await?, 1);
+    ensure!(
+        b.live_at_as().await?.len() == 1,
+        "clients left at the AS: {:?}",
+        b.live_at_as().await?.len()
+    );
+    Ok(())
+}
+
+/// v3.3 with CIBA and v3.4: what the AS receives is what the contract maps.
+async fn behind_the_as_ciba_and_v3_4_registrations_are_mapped(backend: Backend) -> Result<()> {
+    let b = Behind::start(backend, AsOptions::default(), MANY_CLIENTS_PER_SOFTWARE).await?;
+    for (version, ciba) in [(SpecVersion::V3_3, true), (SpecVersion::V3_4, false)] {
+        let mut options = b.ctx.options("private_key_jwt", "PS256");
+        options.version = version;
+        options.ciba = ciba;
+        let claims = b.ctx.sandbox.request_claims(&options)?;
+        let req = Req::jwt(b.ctx.sandbox.sign_as_tpp(&claims, "PS256")?);
+        let (status, body) = b.ctx.post_on(version, &req, true).await?;
+        ensure!(status == 201, "{version:?}: {status} {body}");
+        let client_id = client_id_of(&body)?;
+        ensure!(
+            b.live_at_as().await?.contains(&client_id),
+            "{version:?}: not at the AS"
+        );
+        b.as_access_token(&client_id).await?;
+    }
+    Ok(())
+}
+
+/// `clients delete` reaches the AS (through a compensation); `clients disable` is refused.
+async fn behind_the_as_operators_delete_there_and_cannot_disable(backend: Backend) -> Result<()> {
+    let b = Behind::start(backend, AsOptions::default(), "").await?;
+    let (status, body) = b.ctx.post(&b.ctx.request(|_| {})?, true).await?;
+    ensure_eq!(status, 201);
+    let client_id = client_id_of(&body)?;
+    let config = b.ctx.env.write_config(&b.ctx.config_text)?;
+    let config = config.display().to_string();
+    let (ok, _, err) = crate::support::run_binary(
+        &["clients", "disable", &client_id, "--config", &config],
+        b.ctx.env.dir.path(),
+    )?;
+    ensure!(!ok, "disable was not refused");
+    ensure!(err.contains("rfc7591"), "disable's refusal: {err}");
+    let (ok, out, err) = crate::support::run_binary(
+        &["clients", "delete", &client_id, "--config", &config],
+        b.ctx.env.dir.path(),
+    )?;
+    ensure!(ok, "delete: {out} {err}");
+    b.compensations_done().await?;
+    ensure_eq!(b.live_at_as().await?, Vec::<String>::new());
+    ensure_eq!(count_rows(&b.ctx.store, "clients").await?, 0);
+    Ok(())
+}

@@ -14,6 +14,7 @@
 // Optional, for the failure cases:
 //   AS_REFUSE_SOFTWARE_ID            refuse registrations of this software_id (400 invalid_client_metadata)
 //   AS_CLIENT_ID_LENGTH              give client_ids of this many characters (default: a 36-character UUID)
+//   AS_FAIL_DELETES                  answer the first N RFC 7592 DELETEs 503 (default 0)
 // and, for fetching a TPP's JWKS from a loopback HTTPS server with a test CA, Node's own
 // NODE_EXTRA_CA_CERTS (a PEM file, read by Node at start).
 //
@@ -48,6 +49,7 @@ const introspectionClientId = required('AS_INTROSPECTION_CLIENT_ID');
 const introspectionClientSecret = required('AS_INTROSPECTION_CLIENT_SECRET');
 const refusedSoftwareId = process.env.AS_REFUSE_SOFTWARE_ID;
 const clientIdLength = Number(process.env.AS_CLIENT_ID_LENGTH || 0);
+let failDeletes = Number(process.env.AS_FAIL_DELETES || 0);
 
 function newClientId() {
   if (!clientIdLength) return randomUUID();
@@ -214,6 +216,12 @@ const server = createServer({
   if (req.method === 'GET' && req.url === '/test/live-clients') {
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify([...live]));
+    return;
+  }
+  if (req.method === 'DELETE' && failDeletes > 0) {
+    failDeletes -= 1;
+    res.writeHead(503, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: 'temporarily_unavailable' }));
     return;
   }
   callback(req, res);

@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use dcr_server::domain::SpecVersion;
+use dcr_server::store::CompensationStore;
 use serde_json::{Value, json};
 
 use crate::fixtures::{Ctx, MANY_CLIENTS_PER_SOFTWARE, Req};
 use crate::support::{
-    BOTH, Backend, Case, SQLITE, TestEnv, count_rows, https_client, token_request_with_assertion,
+    BOTH, Backend, Case, SQLITE, STANDALONE, TestDb, TestEnv, ThrowawayPostgres, count_rows,
+    https_client, token_request_with_assertion,
 };
 use crate::test_as::{AsOptions, TestAs};
 use crate::{case, ensure_eq};
@@ -32,6 +34,11 @@ pub fn cases() -> Vec<Case> {
         case!(
             behind_the_as_operators_delete_there_and_cannot_disable,
             SQLITE
+        ),
+        case!(behind_the_as_an_undo_it_refuses_is_retried_until_done, BOTH),
+        case!(
+            behind_the_as_a_database_failing_after_the_as_leaves_nothing_there,
+            STANDALONE
         ),
     ]
 }
@@ -577,5 +584,76 @@ async fn behind_the_as_operators_delete_there_and_cannot_disable(backend: Backen
     b.compensations_done().await?;
     ensure_eq!(b.live_at_as().await?, Vec::<String>::new());
     ensure_eq!(count_rows(&b.ctx.store, "clients").await?, 0);
+    Ok(())
+}
+
+/// A replayed registration the AS created: its delete there fails once, so it is kept as a
+/// compensation in the database and retried until the AS has deleted it.
+async fn behind_the_as_an_undo_it_refuses_is_retried_until_done(backend: Backend) -> Result<()> {
+    let options = AsOptions {
+        fail_deletes: 1,
+        ..AsOptions::default()
+    };
+    let b = Behind::start(backend, options, MANY_CLIENTS_PER_SOFTWARE).await?;
+    let req = b.ctx.request(|_| {})?;
+    let (status, first) = b.ctx.post(&req, true).await?;
+    ensure_eq!(status, 201);
+    let (status, replayed) = b.ctx.post(&req, true).await?;
+    ensure!(status == 400, "the replay: {status} {replayed}");
+    ensure_eq!(b.live_at_as().await?.len(), 2);
+    let kept = b.ctx.store.list_compensations().await?;
+    ensure!(kept.len() == 1, "compensations kept: {kept:?}");
+    ensure!(
+        kept[0].registration_access_token.starts_with("sealed.v1."),
+        "a kept registration access token is not sealed"
+    );
+    b.compensations_done().await?;
+    ensure_eq!(b.live_at_as().await?, vec![client_id_of(&first)?]);
+    let metrics = b.ctx.env.metrics().await?;
+    for (name, labels) in [
+        (
+            "dcr_as_calls_total",
+            &["endpoint=\"register\"", "outcome=\"ok\""][..],
+        ),
+        (
+            "dcr_as_calls_total",
+            &["endpoint=\"delete\"", "outcome=\"unavailable\""],
+        ),
+        ("dcr_as_compensations_total", &["outcome=\"done\""]),
+    ] {
+        ensure!(
+            metrics.sum(name, labels) >= 1.0,
+            "{name} {labels:?}: {}",
+            metrics.0
+        );
+    }
+    Ok(())
+}
+
+/// The database goes away between the AS's answer and the commit (a PostgreSQL of the test's
+/// own, stopped): 503, and the client the AS created is deleted there again.
+async fn behind_the_as_a_database_failing_after_the_as_leaves_nothing_there(
+    _: Backend,
+) -> Result<()> {
+    TestAs::check_available()?;
+    let pg = ThrowawayPostgres::start_new()?;
+    let mut env = TestEnv::new(Backend::Sqlite).await?;
+    env.db = TestDb::from_url(pg.url());
+    let setup = Setup {
+        extra_dcr: MANY_CLIENTS_PER_SOFTWARE,
+        ..Setup::default()
+    };
+    let b = Behind::start_in(env, AsOptions::default(), setup).await?;
+    let (status, _) = b.ctx.post(&b.ctx.request(|_| {})?, true).await?;
+    ensure_eq!(status, 201);
+    pg.stop()?;
+    let (status, body) = b.ctx.post(&b.ctx.request(|_| {})?, true).await?;
+    ensure!(status == 503, "with the database down: {status} {body}");
+    let live = b.live_at_as().await?;
+    ensure!(live.len() == 1, "clients at the AS: {live:?}");
+    pg.start()?;
+    // A fresh connection: the test's own pool lost its connections with the database.
+    let store = b.ctx.env.db.connect().await?;
+    ensure_eq!(count_rows(&store, "clients").await?, 1);
     Ok(())
 }

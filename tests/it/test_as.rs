@@ -41,6 +41,8 @@ pub struct AsOptions {
     pub refuse_software_id: Option<String>,
     /// Its client_ids have this many characters (default: 36, a UUID).
     pub client_id_length: Option<usize>,
+    /// The first this many RFC 7592 DELETEs answer 503.
+    pub fail_deletes: usize,
 }
 
 /// node-oidc-provider running as a child process on a loopback port, killed on drop.
@@ -116,6 +118,7 @@ impl TestAs {
         if let Some(length) = options.client_id_length {
             command.env("AS_CLIENT_ID_LENGTH", length.to_string());
         }
+        command.env("AS_FAIL_DELETES", options.fail_deletes.to_string());
         let child = command
             .arg(Path::new(AS_DIR).join("server.mjs"))
             .env("AS_PORT", port.to_string())

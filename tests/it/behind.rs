@@ -23,19 +23,23 @@ pub fn cases() -> Vec<Case> {
         case!(behind_the_as_a_client_lives_there_and_is_managed_here, BOTH),
         case!(
             behind_the_as_its_refusals_and_failures_change_nothing_here,
-            SQLITE
+            BOTH
         ),
-        case!(behind_the_as_management_tokens_are_its_own, SQLITE),
+        case!(behind_the_as_management_tokens_are_its_own, BOTH),
         case!(
             behind_the_as_concurrent_copies_leave_one_client_in_each,
             BOTH
         ),
-        case!(behind_the_as_ciba_and_v3_4_registrations_are_mapped, SQLITE),
+        case!(behind_the_as_ciba_and_v3_4_registrations_are_mapped, BOTH),
         case!(
             behind_the_as_operators_delete_there_and_cannot_disable,
             SQLITE
         ),
         case!(behind_the_as_an_undo_it_refuses_is_retried_until_done, BOTH),
+        case!(
+            behind_the_as_it_waits_for_the_discovery_and_reads_it_again_on_reload,
+            SQLITE
+        ),
         case!(
             behind_the_as_a_database_failing_after_the_as_leaves_nothing_there,
             STANDALONE
@@ -221,6 +225,26 @@ storage_key_file = "{key}"
             "SELECT registration_access_token FROM as_registrations WHERE client_id = '{client_id}'"
         );
         Ok(self.ctx.store.raw_strings(&sql).await?)
+    }
+
+    /// The client as the AS holds it (RFC 7592 GET with the registration access token this
+    /// server keeps, opened with the test's storage key).
+    async fn read_at_as(&self, client_id: &str) -> Result<Value> {
+        let key = std::fs::read(self.ctx.env.dir.path().join("as-storage.key"))?;
+        let key = dcr_server::authorization_server::sealed::StorageKey::new(&key)?;
+        let sealed = self.stored_link(client_id).await?;
+        let token = key.open(client_id, sealed.first().context("no link")?)?;
+        let uri = self.ctx.store.raw_strings(&format!(
+            "SELECT registration_client_uri FROM as_registrations WHERE client_id = '{client_id}'"
+        )).await?;
+        let http = https_client(&self.ctx.env.ca_pem()?, None)?;
+        let answer = http
+            .get(uri.first().context("no uri")?)
+            .bearer_auth(token)
+            .send()
+            .await?;
+        ensure_eq!(answer.status().as_u16(), 200);
+        Ok(answer.json().await?)
     }
 
     /// Until no compensation is pending, or 15 s.
@@ -558,6 +582,54 @@ async fn behind_the_as_ciba_and_v3_4_registrations_are_mapped(backend: Backend) 
             "{version:?}: not at the AS"
         );
         b.as_access_token(&client_id).await?;
+        // What the AS holds, read by RFC 7592 with the token this server keeps sealed.
+        let at_as = b.read_at_as(&client_id).await?;
+        let mut mapped = vec![
+            ("software_id", "software_id"),
+            ("redirect_uris", "redirect_uris"),
+            ("token_endpoint_auth_method", "token_endpoint_auth_method"),
+            ("request_object_signing_alg", "request_object_signing_alg"),
+        ];
+        if ciba {
+            mapped.extend([
+                (
+                    "backchannel_token_delivery_mode",
+                    "backchannel_token_delivery_mode",
+                ),
+                (
+                    "backchannel_authentication_request_signing_alg",
+                    "backchannel_authentication_request_signing_alg",
+                ),
+                (
+                    "backchannel_user_code_parameter",
+                    "backchannel_user_code_parameter_supported",
+                ),
+            ]);
+        }
+        for (theirs, ours) in mapped {
+            ensure!(
+                at_as[theirs] == claims[ours],
+                "{version:?}: {theirs} at the AS is {} for {}",
+                at_as[theirs],
+                claims[ours]
+            );
+        }
+        ensure_eq!(
+            at_as["tls_client_certificate_bound_access_tokens"],
+            json!(true)
+        );
+        ensure_eq!(
+            at_as["jwks_uri"],
+            b.ctx.sandbox.ssa_claims()["software_jwks_endpoint"]
+        );
+        if ciba {
+            ensure!(
+                at_as["grant_types"]
+                    .as_array()
+                    .is_some_and(|g| g.contains(&json!("urn:openid:params:grant-type:ciba"))),
+                "no CIBA grant at the AS: {at_as}"
+            );
+        }
     }
     Ok(())
 }
@@ -655,5 +727,98 @@ async fn behind_the_as_a_database_failing_after_the_as_leaves_nothing_there(
     // A fresh connection: the test's own pool lost its connections with the database.
     let store = b.ctx.env.db.connect().await?;
     ensure_eq!(count_rows(&store, "clients").await?, 1);
+    Ok(())
+}
+
+/// Until the AS's discovery has been read, `/ready`, registrations and discovery answer 503;
+/// once the AS is up they work. A reload reads the initial access token file and the
+/// discovery again.
+async fn behind_the_as_it_waits_for_the_discovery_and_reads_it_again_on_reload(
+    backend: Backend,
+) -> Result<()> {
+    TestAs::check_available()?;
+    let env = TestEnv::new(backend).await?;
+    let port = crate::support::free_port();
+    let issuer = format!("https://127.0.0.1:{port}");
+    let iat = env.dir.path().join("initial-access-token");
+    let secret = env.dir.path().join("introspection-secret");
+    std::fs::write(&iat, "not-yet-known")?;
+    std::fs::write(&secret, "not-yet-known")?;
+    let table = format!(
+        r#"
+[authorization_server]
+mode = "rfc7591"
+issuer = "{issuer}"
+initial_access_token_file = "{iat}"
+client_id = "dcr-server-introspection"
+client_secret_file = "{secret}"
+ca = "{ca}"
+"#,
+        iat = iat.display(),
+        secret = secret.display(),
+        ca = env.sandbox_dir.join("ca.pem").display(),
+    );
+    let ctx = Ctx::start_in(env, "", "", MANY_CLIENTS_PER_SOFTWARE, "", &table).await?;
+    let http = ctx.env.client(None)?;
+    for path in ["/ready", "/.well-known/openid-configuration"] {
+        let status = http.get(ctx.env.url(path)).send().await?.status();
+        ensure!(status == 503, "{path} before the AS answered: {status}");
+    }
+    let (status, body) = ctx.post(&ctx.request(|_| {})?, true).await?;
+    ensure!(
+        status == 503,
+        "a registration before the AS answered: {status} {body}"
+    );
+    ensure_eq!(body["error"], json!("temporarily_unavailable"));
+
+    let options = AsOptions {
+        port: Some(port),
+        ..AsOptions::default()
+    };
+    let test_as = TestAs::start_with(
+        &ctx.env.ca()?,
+        &ctx.env.sandbox_dir.join("ca.pem"),
+        &options,
+    )
+    .await?;
+    std::fs::copy(test_as.initial_access_token_file(), &iat)?;
+    std::fs::copy(test_as.introspection_secret_file(), &secret)?;
+    let config = ctx.env.write_config(&ctx.config_text)?;
+    // The copied files are read by a reload; the discovery is read by the retry loop.
+    ctx.server.reloader.reload_and_log(config.clone()).await;
+    let registers = |want: u16| {
+        let ctx = &ctx;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(40);
+            loop {
+                let (status, body) = ctx.post(&ctx.request(|_| {})?, true).await?;
+                if status == want {
+                    return Ok::<_, anyhow::Error>(body);
+                }
+                ensure!(
+                    Instant::now() < deadline,
+                    "still {status} {body}, want {want}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    registers(201).await?;
+    ensure_eq!(
+        http.get(ctx.env.url("/ready"))
+            .send()
+            .await?
+            .status()
+            .as_u16(),
+        200
+    );
+
+    // Another initial access token, read by a reload: the AS refuses it (503 here).
+    std::fs::write(&iat, "a-token-the-as-does-not-know")?;
+    ctx.server.reloader.reload_and_log(config.clone()).await;
+    registers(503).await?;
+    std::fs::copy(test_as.initial_access_token_file(), &iat)?;
+    ctx.server.reloader.reload_and_log(config).await;
+    registers(201).await?;
     Ok(())
 }

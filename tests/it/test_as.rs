@@ -43,6 +43,8 @@ pub struct AsOptions {
     pub client_id_length: Option<usize>,
     /// The first this many RFC 7592 DELETEs answer 503.
     pub fail_deletes: usize,
+    /// Listen on this port (default: a free one).
+    pub port: Option<u16>,
 }
 
 /// node-oidc-provider running as a child process on a loopback port, killed on drop.
@@ -89,7 +91,7 @@ impl TestAs {
     pub async fn start_with(ca: &SandboxCa, client_ca: &Path, options: &AsOptions) -> Result<Self> {
         Self::check_available()?;
         let dir = TempDir::new()?;
-        let port = free_port();
+        let port = options.port.unwrap_or_else(free_port);
         let issuer = format!("https://127.0.0.1:{port}");
         let (cert, key) = ca.issue(
             &[(rcgen::DnType::CommonName, "127.0.0.1".into())],

@@ -63,6 +63,8 @@ struct Setup<'a> {
     extra_as: &'a str,
     /// Another initial access token than the AS's.
     initial_access_token: Option<&'a str>,
+    /// More tables at the end of the config.
+    extra_tables: String,
 }
 
 impl Behind {
@@ -99,7 +101,10 @@ client_secret_file = "{secret}"
 ca = "{ca}"
 storage_key_file = "{key}"
 {extra_as}
+
+{extra_tables}
 "#,
+            extra_tables = setup.extra_tables,
             issuer = test_as.issuer,
             iat = iat.display(),
             client_id = test_as.introspection_client_id,
@@ -634,25 +639,55 @@ async fn behind_the_as_ciba_and_v3_4_registrations_are_mapped(backend: Backend) 
     Ok(())
 }
 
-/// `clients delete` reaches the AS (through a compensation); `clients disable` is refused.
+/// `clients delete` and the admin API's delete reach the AS (through a compensation);
+/// `clients disable` (exit 1) and the admin API's disable and enable (409) are refused.
 async fn behind_the_as_operators_delete_there_and_cannot_disable(backend: Backend) -> Result<()> {
-    let b = Behind::start(backend, AsOptions::default(), "").await?;
-    let (status, body) = b.ctx.post(&b.ctx.request(|_| {})?, true).await?;
-    ensure_eq!(status, 201);
-    let client_id = client_id_of(&body)?;
+    let env = TestEnv::new(backend).await?;
+    let pki = crate::admin::admin_pki(&env)?;
+    let setup = Setup {
+        extra_dcr: MANY_CLIENTS_PER_SOFTWARE,
+        extra_tables: pki.table.clone(),
+        ..Setup::default()
+    };
+    let b = Behind::start_in(env, AsOptions::default(), setup).await?;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (status, body) = b.ctx.post(&b.ctx.request(|_| {})?, true).await?;
+        ensure_eq!(status, 201);
+        ids.push(client_id_of(&body)?);
+    }
     let config = b.ctx.env.write_config(&b.ctx.config_text)?;
     let config = config.display().to_string();
     let (ok, _, err) = crate::support::run_binary(
-        &["clients", "disable", &client_id, "--config", &config],
+        &["clients", "disable", &ids[0], "--config", &config],
         b.ctx.env.dir.path(),
     )?;
     ensure!(!ok, "disable was not refused");
     ensure!(err.contains("rfc7591"), "disable's refusal: {err}");
+
+    let admin_ca = std::fs::read_to_string(b.ctx.env.sandbox_dir.join("ca.pem"))?;
+    let admin = https_client(&admin_ca, Some((&pki.allowed.0, &pki.allowed.1)))?;
+    let base = crate::admin::admin_base(&b.ctx)?;
+    for action in ["disable", "enable"] {
+        let answer = admin
+            .post(format!("{base}/admin/clients/{}/{action}", ids[1]))
+            .send()
+            .await?;
+        ensure_eq!(answer.status().as_u16(), 409);
+        let body: Value = answer.json().await?;
+        ensure_eq!(body["error"], json!("conflict"));
+    }
+
     let (ok, out, err) = crate::support::run_binary(
-        &["clients", "delete", &client_id, "--config", &config],
+        &["clients", "delete", &ids[0], "--config", &config],
         b.ctx.env.dir.path(),
     )?;
     ensure!(ok, "delete: {out} {err}");
+    let answer = admin
+        .delete(format!("{base}/admin/clients/{}", ids[1]))
+        .send()
+        .await?;
+    ensure_eq!(answer.status().as_u16(), 200);
     b.compensations_done().await?;
     ensure_eq!(b.live_at_as().await?, Vec::<String>::new());
     ensure_eq!(count_rows(&b.ctx.store, "clients").await?, 0);

@@ -113,6 +113,24 @@ pub fn acceptable_client_id(id: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// The README's "What is sent to your AS" table is [`MAPPING`]: the same names, in order.
+    #[test]
+    fn the_readme_table_is_the_mapping() {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("### What is sent to your AS")
+            .nth(1)
+            .and_then(|s| s.split("\n### ").next())
+            .expect("the README has the section");
+        let names: Vec<&str> = section
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .filter_map(|l| l.split('`').nth(1))
+            .collect();
+        let mapped: Vec<&str> = MAPPING.iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, mapped);
+    }
+
     #[test]
     fn as_client_ids_are_short_and_unreserved() {
         for ok in ["a", "0b7c-11.x_~", "0192f0c2-7b0e-7c4e-9d8a-2a2b9b8f9e10"] {

@@ -513,6 +513,8 @@ async fn observed<T>(
 /// Sends `request`; its status and (capped) body, or why there is none.
 async fn send(request: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), AsError> {
     let response = request.send().await.map_err(|e| {
+        // A registration_client_uri is never logged (the contract): the error goes without it.
+        let e = e.without_url();
         AsError::Unavailable(if e.is_timeout() {
             "no answer in time".into()
         } else {

@@ -49,7 +49,9 @@ pub async fn read_body_capped(
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| format!("reading failed: {}", error_chain(&e)))?
+        // Without the URL: the callers name what they fetched, and some URLs are secrets
+        // (an AS's registration_client_uri).
+        .map_err(|e| format!("reading failed: {}", error_chain(&e.without_url())))?
     {
         if body.len() + chunk.len() > max {
             return Err(format!("larger than {max} bytes"));

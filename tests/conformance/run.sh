@@ -6,6 +6,16 @@
 # port with a fresh sandbox and a throwaway SQLite file, runs every case, stops the server.
 #
 #   tests/conformance/run.sh [--version 3.2|3.3|3.4] [--database-url URL] [--junit FILE]
+#     [--behind-test-as]
+#
+# --behind-test-as (sandbox mode only) runs the server in rfc7591 mode in front of a test bank
+# AS: node-oidc-provider (tests/as/server.mjs; `npm ci --prefix tests/as` first) on another
+# free port, its certificate issued here from the sandbox CA, and `[authorization_server]` in
+# the server's config. Management tokens come from the token endpoint discovery names (in both
+# modes; behind the AS it is the AS's, called over mTLS, its tokens bound to the transport
+# certificate). Four cases are added: discovery is the AS's with this server's registration
+# endpoint, this server's /token and /introspect answer 404 JSON, and at the end no client of
+# the suite is left at the AS.
 #
 # Deployment mode: runs the same cases against a running server.
 #
@@ -20,14 +30,14 @@
 # refused on v3.2 and its claims on v3.3/v3.4, mobile vs native, jwt-bearer on v3.4 only, v3.4's
 # CN-first subject DN, and an upgrade by PUT from the v3.2 path (when v3.2 is served).
 #
-# Output: one line per case, `PASS name` or `FAIL name: reason`, then `N passed, M failed`.
-# The exit status is non-zero when a case failed.
+# Output: one line per case, `PASS name`, `FAIL name: reason` or `SKIP name: reason`, then
+# `N passed, M failed` (skipped cases are neither). The exit status is non-zero when a case failed.
 set -uo pipefail
 
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 URL="" CA="" CERT="" KEY="" SSA_ARG="" SIGNING_KEY="" KID="" ALG="PS256" AUD="" REDIRECT=""
-METHODS="tls_client_auth private_key_jwt" JUNIT="" DATABASE_URL="" VERSION=""
+METHODS="tls_client_auth private_key_jwt" JUNIT="" DATABASE_URL="" VERSION="" BEHIND=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --url) URL="$2"; shift 2 ;;
@@ -44,6 +54,7 @@ while [ $# -gt 0 ]; do
     --junit) JUNIT="$2"; shift 2 ;;
     --database-url) DATABASE_URL="$2"; shift 2 ;;
     --version) VERSION="$2"; shift 2 ;;
+    --behind-test-as) BEHIND=1; shift ;;
     -h|--help) usage ;;
     *) echo "unknown option: $1" >&2; usage ;;
   esac
@@ -53,11 +64,19 @@ case "${VERSION:-3.2}" in 3.2|3.3|3.4) ;; *) echo "--version must be 3.2, 3.3 or
 for tool in curl openssl jq; do
   command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 2; }
 done
+AS_DIR="$(cd "$(dirname "$0")/../as" 2>/dev/null && pwd)"
+if [ -n "$BEHIND" ]; then
+  [ -z "$URL" ] || { echo "--behind-test-as is for sandbox mode (not with --url)" >&2; exit 2; }
+  command -v node >/dev/null || { echo "--behind-test-as needs Node.js (node)" >&2; exit 2; }
+  [ -f "$AS_DIR/node_modules/oidc-provider/package.json" ] \
+    || { echo "--behind-test-as: the test AS is not installed (run npm ci --prefix tests/as)" >&2; exit 2; }
+fi
 
 WORK=$(mktemp -d)
-SERVER_PID=""
+SERVER_PID="" AS_PID=""
 cleanup() {
   if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; fi
+  if [ -n "$AS_PID" ]; then kill "$AS_PID" 2>/dev/null; wait "$AS_PID" 2>/dev/null; fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -109,6 +128,61 @@ free_port() {
   echo "no free port found" >&2; exit 2
 }
 
+# start_test_as: node-oidc-provider on a free port with a server certificate from the sandbox
+# CA (for 127.0.0.1 and localhost), trusting that CA for client certificates and, through
+# NODE_EXTRA_CA_CERTS, for the TPP's JWKS on this server's /sandbox/tpp.jwks; then the
+# server's [authorization_server] table, appended to $WORK/deployment.toml.
+start_test_as() {
+  local as="$WORK/as" port
+  mkdir -p "$as"
+  port=$(free_port)
+  while [ "$port" = "$PORT" ]; do port=$(free_port); done
+  AS_ISSUER="https://127.0.0.1:$port"
+  printf '%s\n' "subjectAltName = IP:127.0.0.1, DNS:localhost" "extendedKeyUsage = serverAuth" \
+    "basicConstraints = critical, CA:FALSE" "keyUsage = critical, digitalSignature" > "$as/ext.cnf"
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+      -keyout "$as/as.key" -out "$as/as.csr" 2>/dev/null \
+    && openssl x509 -req -in "$as/as.csr" -CA "$SB/ca.pem" -CAkey "$SB/ca.key" \
+      -set_serial "0x$(openssl rand -hex 16)" -days 2 -extfile "$as/ext.cnf" -out "$as/as.pem" 2>/dev/null \
+    || { echo "cannot issue the test AS's certificate from $SB/ca.key" >&2; exit 2; }
+  openssl rand -hex 16 | tr -d '\n' > "$as/initial_access_token"
+  openssl rand -hex 16 | tr -d '\n' > "$as/introspection_secret"
+  openssl rand 32 > "$as/storage.key"
+  AS_PORT="$port" AS_ISSUER="$AS_ISSUER" AS_TLS_CERT="$as/as.pem" AS_TLS_KEY="$as/as.key" \
+    AS_CLIENT_CA="$SB/ca.pem" AS_INITIAL_ACCESS_TOKEN="$(cat "$as/initial_access_token")" \
+    AS_INTROSPECTION_CLIENT_ID=dcr-server-introspection \
+    AS_INTROSPECTION_CLIENT_SECRET="$(cat "$as/introspection_secret")" \
+    NODE_EXTRA_CA_CERTS="$SB/ca.pem" node "$AS_DIR/server.mjs" >"$WORK/as.log" 2>&1 &
+  AS_PID=$!
+  for _ in $(seq 1 200); do
+    grep -qsx "listening $AS_ISSUER" "$WORK/as.log" && break
+    kill -0 "$AS_PID" 2>/dev/null || { echo "the test AS did not start:" >&2; cat "$WORK/as.log" >&2; exit 2; }
+    sleep 0.1
+  done
+  grep -qx "listening $AS_ISSUER" "$WORK/as.log" \
+    || { echo "the test AS did not listen within 20 s:" >&2; cat "$WORK/as.log" >&2; exit 2; }
+  cat >> "$WORK/deployment.toml" <<EOF
+[authorization_server]
+mode = "rfc7591"
+issuer = "$AS_ISSUER"
+initial_access_token_file = "$as/initial_access_token"
+client_id = "dcr-server-introspection"
+client_secret_file = "$as/introspection_secret"
+ca = "$SB/ca.pem"
+storage_key_file = "$as/storage.key"
+EOF
+}
+# wait_ready: until /ready is 200 (behind an AS: once its discovery document has been read).
+wait_ready() {
+  local status
+  for _ in $(seq 1 100); do
+    status=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$SB/ca.pem" "$URL/ready")
+    [ "$status" = 200 ] && return
+    sleep 0.1
+  done
+  echo "/ready stayed $status:" >&2; cat "$WORK/server.log" >&2; exit 2
+}
+
 if [ -z "$URL" ]; then
   BIN="${DCR_SERVER_BIN:-target/release/dcr-server}"
   [ -x "$BIN" ] || { echo "no server binary at $BIN (build it, or set DCR_SERVER_BIN)" >&2; exit 2; }
@@ -135,6 +209,7 @@ extra_ca = ["$SB/ca.pem"]
 enable = true
 dir = "$SB"
 EOF
+  [ -z "$BEHIND" ] || start_test_as
   DCR_DATABASE_URL="" "$BIN" --config "$WORK/deployment.toml" serve >"$WORK/server.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 100); do
@@ -142,6 +217,7 @@ EOF
     kill -0 "$SERVER_PID" 2>/dev/null || { echo "the server did not start:" >&2; cat "$WORK/server.log" >&2; exit 2; }
     sleep 0.1
   done
+  [ -z "$BEHIND" ] || wait_ready
   CA="$SB/ca.pem" CERT="$SB/tpp/transport.pem" KEY="$SB/tpp/transport.key"
   SIGNING_KEY="$SB/tpp/signing-ps256.key" KID=$(jq -r .kid_ps256 "$SB/tpp/tpp.json") ALG=PS256
   # A fresh SSA, minted here with the sandbox directory's key.
@@ -185,6 +261,7 @@ http() {
 PASSED=0 FAILED=0 CASES=()
 pass() { PASSED=$((PASSED + 1)); CASES+=("PASS|$1|"); echo "PASS $1"; }
 fail() { FAILED=$((FAILED + 1)); CASES+=("FAIL|$1|$2"); echo "FAIL $1: $2"; }
+skip() { CASES+=("SKIP|$1|$2"); echo "SKIP $1: $2"; }
 # expect NAME WANT_STATUS [JQ_CHECK]
 expect() {
   local name="$1" want="$2" check="${3:-}"
@@ -243,9 +320,27 @@ expect "discovery advertises the DCR endpoints, methods and algorithms" 200 '
   and (.token_endpoint_auth_methods_supported | type == "array" and length > 0)
   and (.request_object_signing_alg_values_supported | type == "array" and length > 0)
   and (.token_endpoint_auth_signing_alg_values_supported | type == "array")'
+DISCOVERY="$BODY"
 REGISTRATION=$(printf '%s' "$BODY" | jq -r '.registration_endpoint // empty')
-TOKEN_ENDPOINT=$(printf '%s' "$BODY" | jq -r '.token_endpoint // empty')
+# Management tokens come from the token endpoint discovery names (behind an AS: the AS's), and
+# over mTLS, so from its mTLS alias when it has one (RFC 8705 §5).
+TOKEN_ENDPOINT=$(printf '%s' "$BODY" | jq -r '.mtls_endpoint_aliases.token_endpoint // .token_endpoint // empty')
 ISSUER=$(printf '%s' "$BODY" | jq -r '.issuer // empty')
+if [ -n "$BEHIND" ]; then
+  STATUS=200 BODY="$DISCOVERY"
+  expect "behind the AS: discovery is the AS's, with this server's registration endpoint" 200 '
+    .issuer == "'"$AS_ISSUER"'"
+    and (.token_endpoint | startswith("'"$AS_ISSUER"'/"))
+    and ((.mtls_endpoint_aliases.token_endpoint // .token_endpoint) | startswith("'"$AS_ISSUER"'/"))
+    and (.introspection_endpoint | startswith("'"$AS_ISSUER"'/"))
+    and (.registration_endpoint | startswith("'"$URL"'/"))
+    and ((.mtls_endpoint_aliases.registration_endpoint // .registration_endpoint) == .registration_endpoint)'
+  # This server issues and introspects no tokens of its own there.
+  http POST "$URL/token" "${MTLS[@]}" -d grant_type=client_credentials -d client_id=anyone
+  expect "behind the AS: this server's /token → 404 JSON" 404 'type == "object"'
+  http POST "$URL/introspect" "${MTLS[@]}" -d token=anything
+  expect "behind the AS: this server's /introspect → 404 JSON" 404 'type == "object"'
+fi
 if [ -z "$REGISTRATION" ] || [ -z "$TOKEN_ENDPOINT" ]; then
   echo "cannot continue without registration_endpoint and token_endpoint" >&2
   REGISTRATION="$URL/open-banking/v3.2/register" TOKEN_ENDPOINT="$URL/token"
@@ -394,7 +489,7 @@ if [ "$VERSION" != 3.2 ]; then
   register_v32() { http POST "$V32" "${MTLS[@]}" -H 'Content-Type: application/jose' --data-binary "$1"; }
   register_v32 "$(signed_request $M '.application_type = "mobile"')"
   if [ "$STATUS" = 404 ]; then
-    echo "SKIP $V: upgrade from v3.2 (v3.2 is not served)"
+    skip "$V: upgrade from v3.2" "v3.2 is not served"
   elif expect "$V: register on the v3.2 path → 201" 201 '.application_type == "mobile"'; then
     ID=$(printf '%s' "$BODY" | jq -r .client_id)
     get_token private_key_jwt "$ID"; TOKEN=$(printf '%s' "$BODY" | jq -r '.access_token // empty')
@@ -416,17 +511,25 @@ if [ "$VERSION" != 3.2 ]; then
   fi
 fi
 
+# No orphans: every client the cases registered was deleted at the AS too, and no refusal
+# was created there.
+if [ -n "$BEHIND" ]; then
+  http GET "$AS_ISSUER/test/live-clients" "${NOCERT[@]}"
+  expect "behind the AS: no client of the suite is left at the AS" 200 '. == []'
+fi
+
 # ---------------------------------------------------------------- report
 
 if [ -n "$JUNIT" ]; then
   xml() { sed -e 's/&/\&amp;/g' -e 's/</\&lt;/g' -e 's/>/\&gt;/g' -e 's/"/\&quot;/g'; }
   {
     echo '<?xml version="1.0" encoding="UTF-8"?>'
-    echo "<testsuite name=\"dcr-conformance\" tests=\"$((PASSED + FAILED))\" failures=\"$FAILED\">"
+    echo "<testsuite name=\"dcr-conformance\" tests=\"${#CASES[@]}\" failures=\"$FAILED\" skipped=\"$(( ${#CASES[@]} - PASSED - FAILED ))\">"
     for c in "${CASES[@]}"; do
       IFS='|' read -r result name reason <<<"$c"
       printf '  <testcase classname="dcr" name="%s">' "$(printf '%s' "$name" | xml)"
       [ "$result" = FAIL ] && printf '<failure message="%s"/>' "$(printf '%s' "$reason" | xml)"
+      [ "$result" = SKIP ] && printf '<skipped message="%s"/>' "$(printf '%s' "$reason" | xml)"
       echo '</testcase>'
     done
     echo '</testsuite>'

@@ -9,6 +9,12 @@
 #     bench/run.sh postgres        > results-postgres.jsonl
 #   bench/run.sh sqlite growth     > results-growth-sqlite.jsonl     # 1,000,000 clients and tokens first
 #   DCR_DATABASE_URL=… bench/run.sh postgres growth > results-growth-postgres.jsonl
+#   bench/run.sh sqlite rfc7591    > results-rfc7591-sqlite.jsonl    # register and get, issue 27
+#
+# `rfc7591` runs the server with config/bench-rfc7591.toml against `dcr-bench stub-as` (a stub
+# of the bank's AS that answers at once, a process of its own: bench/stub-as.sh); each result
+# then also says what the stub counted (`stub_as`). bench/ab-rfc7591.sh is its A/B against
+# `embedded`.
 #
 # Every dcr-bench invocation measures its units first (V: one PS256 verification; P, on
 # PostgreSQL: its CPU per one-row INSERT commit) and reports CPU per request in them.
@@ -21,25 +27,42 @@ runs=${RUNS:-3}
 bench=./target/release/dcr-bench
 server=./target/release/dcr-server
 config=config/bench.toml
+stub=()
+# shellcheck source=bench/stub-as.sh
+. bench/stub-as.sh
+if [ "$mode" = rfc7591 ]; then
+  config=config/bench-rfc7591.toml
+  stub=(--stub-as "$stub_as_url")
+fi
 
 case "$backend" in
   sqlite) unset DCR_DATABASE_URL ;;
   postgres) : "${DCR_DATABASE_URL:?set DCR_DATABASE_URL to a PostgreSQL database on this machine}" ;;
-  *) echo "usage: bench/run.sh sqlite|postgres [growth]" >&2; exit 2 ;;
+  *) echo "usage: bench/run.sh sqlite|postgres [growth|rfc7591]" >&2; exit 2 ;;
 esac
 
 start_server() {
   "$server" --config "$config" >/tmp/dcr-bench-server.log 2>&1 &
   PID=$!
-  for _ in $(seq 100); do grep -q listening /tmp/dcr-bench-server.log && return; sleep 0.1; done
+  for _ in $(seq 100); do
+    if grep -q listening /tmp/dcr-bench-server.log; then
+      if [ "$mode" = rfc7591 ]; then wait_discovered /tmp/dcr-bench-server.log; fi
+      return
+    fi
+    sleep 0.1
+  done
   echo "the server did not start" >&2; exit 1
 }
-stop_server() { kill "$PID"; wait "$PID" 2>/dev/null || true; }
+stop_server() {
+  kill "$PID"; wait "$PID" 2>/dev/null || true
+  if [ "$mode" = rfc7591 ]; then stop_stub_as; fi
+}
 fresh_database() {
   case "$backend" in
     postgres) psql "$DCR_DATABASE_URL" -q -c \
-        'DROP TABLE IF EXISTS event_deliveries, events, audit_log, tokens, jtis, clients,
-           _sqlx_migrations CASCADE; DROP FUNCTION IF EXISTS audit_log_append_only()' ;;
+        'DROP TABLE IF EXISTS as_compensations, as_registrations, event_deliveries, events,
+           audit_log, tokens, jtis, clients, _sqlx_migrations CASCADE;
+         DROP FUNCTION IF EXISTS audit_log_append_only()' ;;
     *) rm -f data/bench.db data/bench.db-wal data/bench.db-shm ;;
   esac
 }
@@ -47,10 +70,15 @@ fresh_database() {
 db_budget() { if [ "$backend" = postgres ]; then echo "--budget-p $1"; fi; }
 measure() { # label, then dcr-bench arguments
   local label=$1; shift
-  "$bench" "$@" --runs "$runs" --json --pid "$PID" 2>/dev/null | sed "s/^{/{\"label\":\"$label\",/"
+  "$bench" "$@" --runs "$runs" --json --pid "$PID" "${stub[@]}" 2>/dev/null \
+    | sed "s/^{/{\"label\":\"$label\",/"
 }
 
 fresh_database
+if [ "$mode" = rfc7591 ]; then
+  prepare_rfc7591
+  start_stub_as
+fi
 if [ "$mode" = growth ]; then
   "$bench" seed --config "$config" --clients 1000000 --tokens 1000000 >&2
 fi
@@ -59,6 +87,13 @@ idle=$(awk '/VmRSS/{print $2}' /proc/$PID/status)
 echo "{\"label\":\"idle\",\"server_rss_kib\":$idle,\"budget\":{\"server_rss_mib\":{\"limit\":50,\"held\":$([ "$idle" -le 51200 ] && echo true || echo false)}}}"
 # shellcheck disable=SC2046
 measure register-c64  register  -c 64 -n 20000 -d 60 --budget-v 10 $(db_budget 1.5) --budget-p99-ratio 2.5
+if [ "$mode" = rfc7591 ]; then
+  # The AS's tokens manage the clients here, checked by introspection (cached 30 s).
+  # shellcheck disable=SC2046
+  measure get-c16 get -c 16 -n 20000 -d 60 $(db_budget 0.5)
+  stop_server
+  exit 0
+fi
 # shellcheck disable=SC2046
 measure token-pkj-c16 token-pkj -c 16 -n 20000 -d 60 --budget-v 6 $(db_budget 1.2)
 if [ "$mode" != growth ]; then

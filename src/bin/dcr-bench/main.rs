@@ -5,12 +5,15 @@
 //! dcr-bench register --url https://localhost:8243 --sandbox certs/sandbox -c 64 -d 10
 //! dcr-bench token-pkj | token-tls | get | mixed | handshake ...
 //! dcr-bench calibrate
+//! dcr-bench stub-as --listen 127.0.0.1:8444      # the bank's AS for rfc7591 mode
+//! dcr-bench register --stub-as https://127.0.0.1:8444 ...
 //! ```
 //!
 //! Every JWT is signed before the clock starts, so the load generator spends its time sending.
 //! Every run also measures the units of `units`: the server's CPU per request is reported in
 //! µs and in V (PS256 verifications), and on PostgreSQL the database's in µs and in P.
 
+mod stub_as;
 mod units;
 
 use std::collections::BTreeMap;
@@ -45,6 +48,9 @@ enum Scenario {
     /// Bulk-load `--clients` clients and `--tokens` live tokens straight into the database of
     /// `--config` (for growth measurements); sends nothing to the server.
     Seed,
+    /// Serve a stub of the bank's authorization server on `--listen` for a server in
+    /// `rfc7591` mode: it answers at once and checks nothing (`stub_as.rs`).
+    StubAs,
 }
 
 #[derive(Debug, Parser)]
@@ -115,6 +121,14 @@ struct Args {
     /// `seed`: live tokens to insert.
     #[arg(long, default_value_t = 1_000_000)]
     tokens: usize,
+    /// `stub-as`: the address it listens on; its issuer is `https://{listen}`.
+    #[arg(long, default_value = "127.0.0.1:8444")]
+    listen: std::net::SocketAddr,
+    /// The server runs in `rfc7591` mode against this `dcr-bench stub-as`: `get` takes its
+    /// management token from the stub's rule (the server's /token answers 404 in this mode),
+    /// and each run reports the TCP connections the stub accepted, its requests and its CPU.
+    #[arg(long)]
+    stub_as: Option<String>,
 }
 
 /// One worker's results.
@@ -133,6 +147,8 @@ struct Measured {
     bench_cpu: Option<Duration>,
     /// PostgreSQL's own CPU (every process of its postmaster), when it is the database.
     db_cpu: Option<Duration>,
+    /// What the stub AS counted over the run (`--stub-as`).
+    stub_as: Option<Value>,
 }
 
 /// utime + stime of a process, from `/proc/<pid>/stat` (in USER_HZ ticks, 100 per second on
@@ -156,6 +172,10 @@ struct Ctx {
     issuer: String,
     token_endpoint: String,
     register_url: String,
+    /// The server's own base URL (in `rfc7591` mode its discovery names the AS as issuer).
+    base: String,
+    /// A client for the stub AS's `/stats` (`--stub-as`).
+    stub_as: Option<reqwest::Client>,
 }
 
 impl Ctx {
@@ -198,7 +218,7 @@ impl Ctx {
         // sandbox TPP's keys: the revoked-keys check runs, and passes.
         c["software_jwks_revoked_endpoint"] = json!(format!(
             "{}{}",
-            self.issuer,
+            self.base,
             dcr_server::sandbox::DIRECTORY_JWKS_PATH
         ));
         c["org_jwks_endpoint"] = json!(format!("{keystore}/{org}.jwks"));
@@ -273,6 +293,14 @@ impl Ctx {
             .map(str::to_string)
             .context("no client_id")
     }
+
+    /// The stub AS's counters now (`--stub-as`); `None` without one or when it does not answer.
+    async fn stub_stats(&self) -> Option<stub_as::Stats> {
+        let (client, url) = self.stub_as.as_ref().zip(self.args.stub_as.as_deref())?;
+        let url = format!("{}/stats", url.trim_end_matches('/'));
+        let body = client.get(url).send().await.ok()?.bytes().await.ok()?;
+        stub_as::Stats::from_json(&serde_json::from_slice(&body).ok()?)
+    }
 }
 
 /// A response's status and its JSON body (Null when it is not JSON).
@@ -333,6 +361,7 @@ where
     let server = ctx.args.pid.map(|p| p.to_string());
     let server_before = server.as_deref().and_then(cpu_time);
     let db_before = ctx.postgres.and_then(|pg| pg.cpu());
+    let stub_before = ctx.stub_stats().await;
     let bench_before = cpu_time("self");
     let next = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + Duration::from_secs_f64(ctx.args.duration);
@@ -367,12 +396,21 @@ where
     }
     let elapsed = started.elapsed();
     let since = |before: Option<Duration>, now: Option<Duration>| Some(now? - before?);
+    let server_cpu = since(server_before, server.as_deref().and_then(cpu_time));
+    let bench_cpu = since(bench_before, cpu_time("self"));
+    let db_cpu = since(db_before, ctx.postgres.and_then(|pg| pg.cpu()));
+    let calls: usize = tallies.iter().map(|t| t.latencies_us.len()).sum();
+    let stub_as = match (stub_before, ctx.stub_stats().await) {
+        (Some(before), Some(after)) => Some(after.since(before, calls)),
+        _ => None,
+    };
     Ok(Measured {
         tallies,
         elapsed,
-        server_cpu: since(server_before, server.as_deref().and_then(cpu_time)),
-        bench_cpu: since(bench_before, cpu_time("self")),
-        db_cpu: since(db_before, ctx.postgres.and_then(|pg| pg.cpu())),
+        server_cpu,
+        bench_cpu,
+        db_cpu,
+        stub_as,
     })
 }
 
@@ -428,6 +466,7 @@ fn report(
         server_cpu,
         bench_cpu,
         db_cpu,
+        stub_as,
     } = run;
     let mut latencies: Vec<u32> = tallies
         .iter()
@@ -474,6 +513,7 @@ fn report(
             .map(|(us, p)| units::round2(us / p)),
         "units": units.json(),
         "server_rss_kib": { "before": rss.0, "peak": rss.1, "after": rss.2 },
+        "stub_as": stub_as,
     });
     if args.json {
         println!("{result}");
@@ -528,6 +568,12 @@ fn report(
             result["database_p_per_request"]
                 .as_f64()
                 .unwrap_or_default(),
+        );
+    }
+    if let Some(stub) = result["stub_as"].as_object() {
+        println!(
+            "stub AS       {} TCP connections accepted, {} requests, {} µs CPU per bench request",
+            stub["connections_accepted"], stub["requests"], stub["cpu_us_per_request"]
         );
     }
     result
@@ -646,6 +692,9 @@ fn main() -> Result<()> {
         .build()?;
     if args.scenario == Scenario::Seed {
         return runtime.block_on(seed(&args));
+    }
+    if args.scenario == Scenario::StubAs {
+        return runtime.block_on(stub_as::serve(args.listen, &args.sandbox));
     }
     if args.scenario == Scenario::Calibrate {
         return runtime.block_on(async {
@@ -843,11 +892,21 @@ async fn run(args: Args) -> Result<()> {
         .as_str()
         .context("no issuer")?
         .to_string();
+    let stub_as = match &args.stub_as {
+        Some(_) => Some(
+            reqwest::Client::builder()
+                .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes())?])
+                .build()?,
+        ),
+        None => None,
+    };
     let ctx = Arc::new(Ctx {
         units,
         postgres,
         token_endpoint: format!("{base}/token"),
         register_url: format!("{base}{}", dcr_server::REGISTER_PATH),
+        base,
+        stub_as,
         issuer,
         sandbox,
         ca_pem,
@@ -950,21 +1009,25 @@ async fn once(ctx: &Arc<Ctx>) -> Result<Measured> {
         }
         Scenario::Get => {
             let id = ctx.setup_client("tls_client_auth").await?;
-            let (_, body) = ctx
-                .token(
-                    &ctx.client()?,
-                    &[
-                        ("grant_type", "client_credentials"),
-                        ("client_id", id.as_str()),
-                    ],
-                )
-                .await?;
-            let token = Arc::new(
+            let token = if ctx.args.stub_as.is_some() {
+                // rfc7591 mode: the token is the AS's, which the stub's introspection accepts.
+                stub_as::management_token(&id)
+            } else {
+                let (_, body) = ctx
+                    .token(
+                        &ctx.client()?,
+                        &[
+                            ("grant_type", "client_credentials"),
+                            ("client_id", id.as_str()),
+                        ],
+                    )
+                    .await?;
                 body["access_token"]
                     .as_str()
                     .context("no token")?
-                    .to_string(),
-            );
+                    .to_string()
+            };
+            let token = Arc::new(token);
             let url = Arc::new(format!("{}/{id}", ctx.register_url));
             drive(ctx, n, move |_, client, _| {
                 let (token, url) = (token.clone(), url.clone());
@@ -1042,6 +1105,8 @@ async fn once(ctx: &Arc<Ctx>) -> Result<Measured> {
             .await?
         }
         Scenario::Handshake => handshakes(ctx).await?,
-        Scenario::Seed | Scenario::Calibrate => bail!("this scenario sends nothing to the server"),
+        Scenario::Seed | Scenario::Calibrate | Scenario::StubAs => {
+            bail!("this scenario sends nothing to the server")
+        }
     })
 }

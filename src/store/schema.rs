@@ -244,6 +244,60 @@ pub(super) const INSERT_CLIENT_REGISTERED_WITH_JTI_POSTGRES: &str = concat!(
     audit_columns!(),
     ") SELECT $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38 FROM event"
 );
+/// The body of a linked registration's one statement (`rfc7591` mode): the client from
+/// `$from` (a `VALUES` or the `jti`'s `RETURNING`), its link to the AS from the client's
+/// `RETURNING`, the event from both, the audit record from the event. `$c`: the client's
+/// first placeholder; then the event's six, the audit record's eleven and the link's three
+/// (uri, token, updated_at) follow in that order.
+macro_rules! linked_client_chain {
+    ($client_select:literal, $event:literal, $audit:literal, $link:literal) => {
+        concat!(
+            "client AS (INSERT INTO clients (",
+            client_columns!(),
+            ", software_id_unique) ",
+            $client_select,
+            " RETURNING client_id, software_id, org_id, dcr_version), \
+             link AS (INSERT INTO as_registrations (",
+            as_link_columns!(),
+            ") SELECT client_id, ",
+            $link,
+            " FROM client RETURNING client_id), \
+             event AS (INSERT INTO events (",
+            event_columns!(),
+            ") SELECT ",
+            $event,
+            " FROM client JOIN link USING (client_id) RETURNING 1) INSERT INTO audit_log (",
+            audit_columns!(),
+            ") SELECT ",
+            $audit,
+            " FROM event"
+        )
+    };
+}
+/// As [`INSERT_CLIENT_REGISTERED_POSTGRES`], with the client's link to the bank's AS
+/// (`$35`–`$37`: uri, token, updated_at) written from the client's `RETURNING`.
+pub(super) const INSERT_CLIENT_REGISTERED_LINKED_POSTGRES: &str = concat!(
+    "WITH ",
+    linked_client_chain!(
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+        "$18, $19, $20, client_id, software_id, org_id, dcr_version, $21, $22, $23",
+        "$24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34",
+        "$35, $36, $37"
+    )
+);
+/// As [`INSERT_CLIENT_REGISTERED_WITH_JTI_POSTGRES`], with the client's link to the bank's AS
+/// (`$39`–`$41`: uri, token, updated_at) written from the client's `RETURNING`.
+pub(super) const INSERT_CLIENT_REGISTERED_LINKED_WITH_JTI_POSTGRES: &str = concat!(
+    "WITH jti AS (",
+    remember_jti!(),
+    " RETURNING 1), ",
+    linked_client_chain!(
+        "SELECT $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21 FROM jti",
+        "$22, $23, $24, client_id, software_id, org_id, dcr_version, $25, $26, $27",
+        "$28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38",
+        "$39, $40, $41"
+    )
+);
 /// Locks a client's row (a no-op update) before its event is written, so that the event is
 /// ordered after any change of that client still in flight. 0 rows: no such client.
 pub(super) const LOCK_CLIENT: &str =

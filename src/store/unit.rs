@@ -18,20 +18,22 @@ use super::record::{
 use super::schema::{
     COMPENSATE_FROM_LINK, COMPENSATION_DONE, COMPENSATION_RETRY, DELETE_CLIENT,
     DELETE_CLIENT_TOKENS, DELIVERED, GIVE_UP, INSERT_AS_LINK, INSERT_AUDIT, INSERT_CLIENT,
-    INSERT_CLIENT_EVENT, INSERT_CLIENT_EVENT_IF_LIVE_TOKENS, INSERT_CLIENT_REGISTERED_POSTGRES,
-    INSERT_CLIENT_REGISTERED_WITH_JTI_POSTGRES, INSERT_COMPENSATION, INSERT_DELIVERY, INSERT_TOKEN,
-    INSERT_TOKEN_AUDITED_POSTGRES, INSERT_TOKEN_AUDITED_WITH_JTI_POSTGRES, INSERT_TOKEN_EVENT,
-    LEASE_COMPENSATIONS_POSTGRES, LEASE_COMPENSATIONS_SQLITE, LEASE_DELIVERIES_POSTGRES,
-    LEASE_DELIVERIES_SQLITE, LOCK_CLIENT, PURGE_DELIVERED, PURGE_EVENTS, PURGE_JTIS, PURGE_TOKENS,
-    REMEMBER_JTI, RETRY_FAILED, RETRY_LATER, REVOKE_CLIENT_TOKENS, REVOKE_TOKEN,
-    SET_CLIENT_ENABLED, UPDATE_CLIENT, UPSERT_AS_LINK,
+    INSERT_CLIENT_EVENT, INSERT_CLIENT_EVENT_IF_LIVE_TOKENS,
+    INSERT_CLIENT_REGISTERED_LINKED_POSTGRES, INSERT_CLIENT_REGISTERED_LINKED_WITH_JTI_POSTGRES,
+    INSERT_CLIENT_REGISTERED_POSTGRES, INSERT_CLIENT_REGISTERED_WITH_JTI_POSTGRES,
+    INSERT_COMPENSATION, INSERT_DELIVERY, INSERT_TOKEN, INSERT_TOKEN_AUDITED_POSTGRES,
+    INSERT_TOKEN_AUDITED_WITH_JTI_POSTGRES, INSERT_TOKEN_EVENT, LEASE_COMPENSATIONS_POSTGRES,
+    LEASE_COMPENSATIONS_SQLITE, LEASE_DELIVERIES_POSTGRES, LEASE_DELIVERIES_SQLITE, LOCK_CLIENT,
+    PURGE_DELIVERED, PURGE_EVENTS, PURGE_JTIS, PURGE_TOKENS, REMEMBER_JTI, RETRY_FAILED,
+    RETRY_LATER, REVOKE_CLIENT_TOKENS, REVOKE_TOKEN, SET_CLIENT_ENABLED, UPDATE_CLIENT,
+    UPSERT_AS_LINK,
 };
 
 pub(super) use super::row::Param;
 use Param::{Bool, Int, OptText, Text};
 
-/// Parameters of the widest statement (INSERT_CLIENT_REGISTERED_WITH_JTI_POSTGRES).
-const MAX_PARAMS: usize = 38;
+/// Parameters of the widest statement (INSERT_CLIENT_REGISTERED_LINKED_WITH_JTI_POSTGRES).
+const MAX_PARAMS: usize = 41;
 
 /// What a statement's row count means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -725,7 +727,7 @@ impl WriteUnit {
                 jtis,
                 audit,
                 outbox,
-                link: None,
+                link,
             } if self.webhooks_for(EventType::Registered).next().is_none() => {
                 let c = client_row(client, *unique_software_id);
                 let e = [
@@ -737,16 +739,28 @@ impl WriteUnit {
                     OptText(outbox.changed.as_deref()),
                 ];
                 let a = insert_audit(audit);
-                match jtis.as_slice() {
-                    [] => Some(Statement::new(
+                match (jtis.as_slice(), link) {
+                    ([], None) => Some(Statement::new(
                         INSERT_CLIENT_REGISTERED_POSTGRES,
                         Check::Any,
                         chain::<34>(&[&c, &e, a.params()]),
                     )),
-                    [j] => Some(Statement::new(
+                    ([j], None) => Some(Statement::new(
                         INSERT_CLIENT_REGISTERED_WITH_JTI_POSTGRES,
                         Check::FreshJti(0),
                         chain::<38>(&[&jti_row(j, now), &c, &e, a.params()]),
+                    )),
+                    // The link is written from the client's RETURNING, so it names that
+                    // client; a link for another one is refused before (`create_linked_client`).
+                    ([], Some(l)) => Some(Statement::new(
+                        INSERT_CLIENT_REGISTERED_LINKED_POSTGRES,
+                        Check::Any,
+                        chain::<37>(&[&c, &e, a.params(), &link_tail(l)]),
+                    )),
+                    ([j], Some(l)) => Some(Statement::new(
+                        INSERT_CLIENT_REGISTERED_LINKED_WITH_JTI_POSTGRES,
+                        Check::FreshJti(0),
+                        chain::<41>(&[&jti_row(j, now), &c, &e, a.params(), &link_tail(l)]),
                     )),
                     _ => None,
                 }
@@ -767,6 +781,16 @@ pub(super) fn client_row(c: &ClientRecord, unique_software_id: bool) -> [Param<'
         unique_software_id.then_some(c.software_id.as_str()),
     )];
     chain(&[&c.values(), &unique])
+}
+
+/// A link's parameters after its client_id (which the one-statement forms take from the
+/// client's `RETURNING`).
+fn link_tail(l: &AsLinkRecord) -> [Param<'_>; 3] {
+    [
+        Text(&l.registration_client_uri),
+        Text(&l.registration_access_token),
+        Int(l.updated_at),
+    ]
 }
 
 /// A `jti`'s parameters for [`REMEMBER_JTI`]: remembered unless seen and alive at `now`.
@@ -1070,10 +1094,17 @@ mod tests {
         // Two jtis (the SSA's too), or a webhook that wants the event: the walk, in a transaction.
         assert_eq!(create(&c, &all, no_webhooks()), None);
         assert_eq!(create(&c, &all[..1], outbox()), None);
-        // A link to the AS is a statement the CTE does not have: the walk too.
-        for jtis in [&all[..0], &all[..1]] {
-            assert_eq!(create_linked(&c, jtis, no_webhooks(), Some(link())), None);
-        }
+        // With a link to the AS: the link from the client's RETURNING, in the same statement.
+        assert_eq!(
+            create_linked(&c, &[], no_webhooks(), Some(link())),
+            Some((37, 37, Check::Any))
+        );
+        assert_eq!(
+            create_linked(&c, &all[..1], no_webhooks(), Some(link())),
+            Some((41, 41, Check::FreshJti(0)))
+        );
+        assert_eq!(create_linked(&c, &all, no_webhooks(), Some(link())), None);
+        assert_eq!(create_linked(&c, &all[..1], outbox(), Some(link())), None);
         for (n, params, check) in [(0, 18, Check::Any), (1, 22, Check::FreshJti(0))] {
             let unit = WriteUnit::InsertToken {
                 token: t.clone(),

@@ -8,7 +8,9 @@ CREATE TABLE as_registrations (
     registration_client_uri   TEXT NOT NULL,
     registration_access_token TEXT NOT NULL,
     updated_at                INTEGER NOT NULL
-);
+-- One B-tree keyed by client_id (no rowid table beside its key's index): one fewer tree
+-- for each registration's commit to write.
+) WITHOUT ROWID;
 
 -- Clients of the authorization server still to be deleted there (one that could not be
 -- committed here, or an operator's delete). No foreign key: a row outlives its client. A

@@ -411,7 +411,7 @@ impl AuthorizationServer {
             .post(s.registration_endpoint.clone())
             .timeout(s.timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(Value::Object(metadata.clone()).to_string());
+            .body(serde_json::to_vec(metadata).unwrap_or_default());
         if let Some(token) = &s.initial_access_token {
             request = request.bearer_auth(token);
         }

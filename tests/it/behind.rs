@@ -36,6 +36,7 @@ pub fn cases() -> Vec<Case> {
             SQLITE
         ),
         case!(behind_the_as_an_undo_it_refuses_is_retried_until_done, BOTH),
+        case!(behind_the_as_logs_hold_none_of_its_secrets, SQLITE),
         case!(
             behind_the_as_it_waits_for_the_discovery_and_reads_it_again_on_reload,
             SQLITE
@@ -855,5 +856,163 @@ ca = "{ca}"
     std::fs::copy(test_as.initial_access_token_file(), &iat)?;
     ctx.server.reloader.reload_and_log(config).await;
     registers(201).await?;
+    Ok(())
+}
+
+/// The server as its own process at `RUST_LOG=trace` through a whole life cycle behind the
+/// AS: its log holds no registration access token (the first or the rotated one), no
+/// registration client URI, no initial access token, no introspection secret and no AS token.
+async fn behind_the_as_logs_hold_none_of_its_secrets(backend: Backend) -> Result<()> {
+    TestAs::check_available()?;
+    let env = TestEnv::new(backend).await?;
+    let test_as = TestAs::start(&env.ca()?, &env.sandbox_dir.join("ca.pem")).await?;
+    let key_path = env.dir.path().join("as-storage.key");
+    let key_bytes = rand::random::<[u8; 32]>();
+    std::fs::write(&key_path, key_bytes)?;
+    let table = format!(
+        r#"
+[authorization_server]
+mode = "rfc7591"
+issuer = "{issuer}"
+initial_access_token_file = "{iat}"
+client_id = "{client_id}"
+client_secret_file = "{secret}"
+ca = "{ca}"
+storage_key_file = "{key}"
+"#,
+        issuer = test_as.issuer,
+        iat = test_as.initial_access_token_file().display(),
+        client_id = test_as.introspection_client_id,
+        secret = test_as.introspection_secret_file().display(),
+        ca = env.sandbox_dir.join("ca.pem").display(),
+        key = key_path.display(),
+    );
+    let issuer = env.issuer();
+    let text = env.config_toml_full(
+        "",
+        &format!("audience = [\"{issuer}\"]\n{MANY_CLIENTS_PER_SOFTWARE}"),
+        "allowed_hosts = [\"localhost\"]",
+        &table,
+    );
+    let config = env.write_config(&text)?;
+    let log = env.dir.path().join("trace.log");
+    let _server =
+        crate::support::SpawnedServer::start(&config, env.port, &[("RUST_LOG", "trace")], &log)
+            .await?;
+    let http = env.client(None)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http.get(env.url("/ready")).send().await?.status() != 200 {
+        ensure!(Instant::now() < deadline, "not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sandbox = env.sandbox()?;
+    let (cert, key) = env.transport_pem()?;
+    let tpp = env.client(Some((&cert, &key)))?;
+    let options = dcr_server::sandbox::RequestOptions {
+        aud: issuer.clone(),
+        ..dcr_server::sandbox::RequestOptions::default()
+    };
+    let request =
+        || -> Result<String> { sandbox.sign_as_tpp(&sandbox.request_claims(&options)?, "PS256") };
+    let register_path = env.url("/open-banking/v3.2/register");
+    let created: Value = tpp
+        .post(&register_path)
+        .header("content-type", "application/jwt")
+        .body(request()?)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let client_id = client_id_of(&created)?;
+    let store = env.db.connect().await?;
+    let storage_key = dcr_server::authorization_server::sealed::StorageKey::new(&key_bytes)?;
+    let link = |sql: String| {
+        let store = &store;
+        async move { Ok::<_, anyhow::Error>(store.raw_strings(&sql).await?) }
+    };
+    let mut secrets = vec![
+        std::fs::read_to_string(test_as.initial_access_token_file())?,
+        test_as.introspection_client_secret.clone(),
+    ];
+    let uri_sql = format!(
+        "SELECT registration_client_uri FROM as_registrations WHERE client_id = '{client_id}'"
+    );
+    let token_sql = format!(
+        "SELECT registration_access_token FROM as_registrations WHERE client_id = '{client_id}'"
+    );
+    secrets.extend(link(uri_sql).await?);
+    for sealed in link(token_sql.clone()).await? {
+        secrets.push(storage_key.open(&client_id, &sealed)?);
+    }
+
+    let discovery: Value = http
+        .get(test_as.url("/.well-known/openid-configuration"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token_endpoint = discovery["token_endpoint"]
+        .as_str()
+        .context("token_endpoint")?;
+    let assertion = sandbox.client_assertion(&client_id, token_endpoint, "PS256")?;
+    let token: Value = token_request_with_assertion(&tpp, token_endpoint, &assertion)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = token["access_token"]
+        .as_str()
+        .context("AS token")?
+        .to_string();
+    secrets.push(token.clone());
+    let manage = format!("{register_path}/{client_id}");
+    ensure_eq!(
+        tpp.get(&manage)
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .status()
+            .as_u16(),
+        200
+    );
+    let mut claims = sandbox.request_claims(&options)?;
+    claims["client_id"] = json!(client_id);
+    let put = tpp
+        .put(&manage)
+        .bearer_auth(&token)
+        .header("content-type", "application/jwt")
+        .body(sandbox.sign_as_tpp(&claims, "PS256")?)
+        .send()
+        .await?;
+    ensure_eq!(put.status().as_u16(), 200);
+    for sealed in link(token_sql).await? {
+        secrets.push(storage_key.open(&client_id, &sealed)?);
+    }
+    ensure_eq!(
+        tpp.delete(&manage)
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .status()
+            .as_u16(),
+        204
+    );
+
+    let text = std::fs::read_to_string(&log)?;
+    ensure!(
+        text.contains("authorization server discovered"),
+        "the log is not the server's"
+    );
+    for secret in &secrets {
+        ensure!(
+            secret.len() >= 16,
+            "a secret too short to look for: {secret:?}"
+        );
+        ensure!(
+            !text.contains(secret.as_str()),
+            "the log holds a secret ({} bytes)",
+            secret.len()
+        );
+    }
     Ok(())
 }

@@ -44,7 +44,8 @@ pub async fn health() -> Response {
     json(Bytes::from_static(br#"{"status":"ok"}"#))
 }
 
-/// `GET /ready`: ready when the database answers within two seconds.
+/// `GET /ready`: ready when the database answers within two seconds and, in `rfc7591` mode,
+/// the AS's discovery document has been read.
 pub async fn ready(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     // `rfc7591` mode: not before the AS's discovery document has been read.
     if let Some(behind) = &state.behind {

@@ -19,6 +19,7 @@
 //! | 9b | neither the signing key nor the certificate is in the SSA's revoked keys | `revoked_keys` | `invalid_client_metadata` / `unapproved_software_statement` |
 //! | 10 | `tls_client_auth_subject_dn` matches the certificate | [`subject_dn`] | `invalid_client_metadata` |
 //! | 11 | store: `jti` replay, one client per software_id, client + audit in one transaction | here | `invalid_client_metadata` / `invalid_software_statement` |
+//! | 11 (`rfc7591`) | the AS: RFC 7591 POST of [`rfc7591_body`], its `client_id` checked; then 11 with the link, and [`compensation::undo`] if it fails | here | the AS's code (400), else `temporarily_unavailable` (503) |
 
 // `pub`: the steps that fuzz/src/checks.rs drives (and tests/fuzz_regressions.rs replays).
 mod allowed;

@@ -34,7 +34,7 @@ const AS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/as");
 /// How long node may take to load the provider and print its `listening` line. It takes about
 /// a second alone; a clean-clone CI run once saw it take over 20 s with the suite's other
 /// cases loading both cores.
-const START_TIMEOUT: Duration = Duration::from_secs(90);
+const START_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// How a test AS misbehaves (`tests/as/server.mjs`'s optional settings).
 #[derive(Debug, Clone, Default)]
@@ -89,8 +89,19 @@ impl TestAs {
         Self::start_with(ca, client_ca, &AsOptions::default()).await
     }
 
-    /// As [`Self::start`], refusing or misbehaving as `options` say.
+    /// As [`Self::start`], refusing or misbehaving as `options` say. A start that does not
+    /// listen in time is tried once more on another port (node was once seen to stall).
     pub async fn start_with(ca: &SandboxCa, client_ca: &Path, options: &AsOptions) -> Result<Self> {
+        match Self::start_once(ca, client_ca, options).await {
+            Err(e) if options.port.is_none() && e.to_string().contains("did not listen") => {
+                eprintln!("{e}\nstarting the test AS once more");
+                Self::start_once(ca, client_ca, options).await
+            }
+            other => other,
+        }
+    }
+
+    async fn start_once(ca: &SandboxCa, client_ca: &Path, options: &AsOptions) -> Result<Self> {
         Self::check_available()?;
         let dir = TempDir::new()?;
         let port = options.port.unwrap_or_else(free_port);
@@ -164,7 +175,8 @@ impl TestAs {
             }
             if Instant::now() > deadline {
                 bail!(
-                    "the test AS did not listen within {START_TIMEOUT:?}:\n{}",
+                    "the test AS did not listen within {START_TIMEOUT:?} at {}:\n{}",
+                    test_as.issuer,
                     test_as.log()
                 );
             }

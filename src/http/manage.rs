@@ -15,13 +15,11 @@ use super::extract::{ClientCert, Guarded, InteractionId, Served};
 use super::register::content_type;
 use super::response::{Known, client_json, client_json_text};
 use super::state::AppState;
-use crate::authorization_server::Registration;
-use crate::authorization_server::sealed;
 use crate::domain::{AuditAction, AuditOutcome, SpecVersion};
 use crate::oauth::as_access;
 use crate::oauth::registration_access::{self, bearer_token};
 use crate::pki::ClientCertificate;
-use crate::registration::{AtAs, Input, RegistrationError, refusal};
+use crate::registration::{AtAs, Input, RegistrationError, compensation, refusal};
 use crate::store::{AsLinkRecord, AsLinkStore, AuditRecord, ClientRecord, ClientStore};
 
 /// An authorised management call: the path's client, and the certificate it came over
@@ -197,31 +195,10 @@ pub async fn delete_client(
     // no longer lets us manage) is deleted here.
     if let Some(behind) = &state.behind {
         let connected = behind.connected()?;
-        if let Some(link) = state
-            .store
-            .get_as_link(client_id)
+        let key = behind.connection.storage_key.as_deref();
+        compensation::delete_at_as(&state.store, &connected.server, key, client_id)
             .await
-            .map_err(ApiError::from_store)?
-        {
-            let token = sealed::recover(
-                behind.connection.storage_key.as_deref(),
-                client_id,
-                &link.registration_access_token,
-            )
-            .map_err(|e| ApiError::authorization_server_unavailable(&e.to_string()))?;
-            let uri = url::Url::parse(&link.registration_client_uri)
-                .map_err(|e| ApiError::internal(&e))?;
-            let registration = Registration {
-                client_id,
-                uri: &uri,
-                access_token: &token,
-            };
-            connected
-                .server
-                .delete(&registration)
-                .await
-                .map_err(|e| ApiError::authorization_server_unavailable(&e.to_string()))?;
-        }
+            .map_err(|e| ApiError::from(&e))?;
     }
     if state
         .store

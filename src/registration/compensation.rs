@@ -9,9 +9,12 @@ use std::time::Duration;
 
 use url::Url;
 
+use super::error::RegistrationError;
 use crate::authorization_server::sealed::{self, StorageKey};
 use crate::authorization_server::{AuthorizationServer, Registration};
-use crate::store::{CompensationResult, CompensationStore, NewCompensation, StoreResult};
+use crate::store::{
+    AsLinkStore, CompensationResult, CompensationStore, NewCompensation, StoreResult,
+};
 
 /// Why an AS client is deleted again, as the compensation row says.
 pub mod reason {
@@ -120,6 +123,38 @@ pub async fn undo<S: CompensationStore>(
             }
         }
     });
+}
+
+/// A TPP's DELETE in `rfc7591` mode, at the AS: RFC 7592 DELETE with the client's
+/// registration access token. `Ok` when the AS has deleted it (or never knew it, or no longer
+/// takes our token), and for a client registered before the mode (no link); any other answer
+/// is [`RegistrationError::AsUnavailable`], and nothing may be deleted here.
+pub async fn delete_at_as<S: AsLinkStore>(
+    store: &S,
+    server: &AuthorizationServer,
+    key: Option<&StorageKey>,
+    client_id: &str,
+) -> Result<(), RegistrationError> {
+    let link = match store.get_as_link(client_id).await {
+        Ok(Some(link)) => link,
+        Ok(None) => return Ok(()),
+        Err(e) if e.is_transient() => return Err(RegistrationError::Unavailable),
+        Err(e) => return Err(RegistrationError::Internal(e.to_string())),
+    };
+    let token = sealed::recover(key, client_id, &link.registration_access_token)
+        .map_err(|e| RegistrationError::AsUnavailable(e.to_string()))?;
+    let uri = Url::parse(&link.registration_client_uri)
+        .map_err(|e| RegistrationError::Internal(format!("registration_client_uri: {e}")))?;
+    let registration = Registration {
+        client_id,
+        uri: &uri,
+        access_token: &token,
+    };
+    // Whatever the AS says, if not gone it is a 503: nothing of a DELETE is the TPP's to fix.
+    server
+        .delete(&registration)
+        .await
+        .map_err(|e| RegistrationError::AsUnavailable(e.to_string()))
 }
 
 /// One sweep: the due compensations leased to `owner`, each tried at the AS once. Returns how

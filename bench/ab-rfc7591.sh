@@ -20,16 +20,8 @@ log=/tmp/dcr-ab-server.log
 # shellcheck source=bench/stub-as.sh
 . bench/stub-as.sh
 
-fresh_database() {
-  if [ -n "${DCR_DATABASE_URL:-}" ]; then
-    psql "$DCR_DATABASE_URL" -q -c \
-      'DROP TABLE IF EXISTS as_compensations, as_registrations, event_deliveries, events,
-         audit_log, tokens, jtis, clients, _sqlx_migrations CASCADE;
-       DROP FUNCTION IF EXISTS audit_log_append_only()'
-  else
-    rm -f data/bench.db data/bench.db-wal data/bench.db-shm
-  fi
-}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 run_mode() { # mode (embedded | rfc7591)
   local config=config/bench.toml stub=()

@@ -18,16 +18,8 @@ bench=./target/release/dcr-bench
 config=config/bench.toml
 log=/tmp/dcr-ab-server.log
 
-fresh_database() {
-  if [ -n "${DCR_DATABASE_URL:-}" ]; then
-    psql "$DCR_DATABASE_URL" -q -c \
-      'DROP TABLE IF EXISTS as_compensations, as_registrations, event_deliveries, events,
-         audit_log, tokens, jtis, clients, _sqlx_migrations CASCADE;
-       DROP FUNCTION IF EXISTS audit_log_append_only()'
-  else
-    rm -f data/bench.db data/bench.db-wal data/bench.db-shm
-  fi
-}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 run_build() { # label, binary
   fresh_database

@@ -57,15 +57,8 @@ stop_server() {
   kill "$PID"; wait "$PID" 2>/dev/null || true
   if [ "$mode" = rfc7591 ]; then stop_stub_as; fi
 }
-fresh_database() {
-  case "$backend" in
-    postgres) psql "$DCR_DATABASE_URL" -q -c \
-        'DROP TABLE IF EXISTS as_compensations, as_registrations, event_deliveries, events,
-           audit_log, tokens, jtis, clients, _sqlx_migrations CASCADE;
-         DROP FUNCTION IF EXISTS audit_log_append_only()' ;;
-    *) rm -f data/bench.db data/bench.db-wal data/bench.db-shm ;;
-  esac
-}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 # The PostgreSQL budget of a scenario, in P (nothing on SQLite).
 db_budget() { if [ "$backend" = postgres ]; then echo "--budget-p $1"; fi; }
 measure() { # label, then dcr-bench arguments

@@ -62,7 +62,7 @@ pub fn spawn(state: SharedState) {
             }
             sweeps += 1;
             let owner = format!("{replica}/{sweeps}");
-            let key = connection.storage_key.as_deref();
+            let key = connection.storage_key.as_ref();
             let now = crate::clock::now();
             if let Err(e) =
                 compensation::run_due(&app.store, &connected.server, key, &owner, now).await

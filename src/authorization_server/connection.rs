@@ -39,7 +39,7 @@ pub struct Connected {
 /// The AS for one config: what it gives, and what discovery said (`None` until it answered).
 pub struct Connection {
     given: Given,
-    pub storage_key: Option<Arc<StorageKey>>,
+    pub storage_key: Option<StorageKey>,
     /// How long a management token's introspection may be reused.
     pub introspection_cache_secs: u64,
     current: ArcSwapOption<Connected>,
@@ -59,7 +59,7 @@ impl std::fmt::Debug for Connection {
 impl Connection {
     pub fn new(
         given: Given,
-        storage_key: Option<Arc<StorageKey>>,
+        storage_key: Option<StorageKey>,
         introspection_cache_secs: u64,
     ) -> Self {
         Self {

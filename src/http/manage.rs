@@ -19,8 +19,8 @@ use crate::domain::{AuditAction, AuditOutcome, SpecVersion};
 use crate::oauth::as_access;
 use crate::oauth::registration_access::{self, bearer_token};
 use crate::pki::ClientCertificate;
-use crate::registration::{AtAs, Input, RegistrationError, compensation, refusal};
-use crate::store::{AsLinkRecord, AsLinkStore, AuditRecord, ClientRecord, ClientStore};
+use crate::registration::{Input, compensation, refusal};
+use crate::store::{AuditRecord, ClientRecord, ClientStore};
 
 /// An authorised management call: the path's client, and the certificate it came over
 /// (see `oauth::registration_access` for the rules).
@@ -143,19 +143,16 @@ pub async fn put_client(
         }
         Some(behind) => {
             let connected = behind.connected()?;
-            let at = AtAs {
-                server: &connected.server,
-                storage_key: behind.connection.storage_key.as_deref(),
-            };
-            match linked(&state, &access.client).await {
-                Ok(link) => {
-                    state
-                        .registrar
-                        .update_behind(&state.store, &at, &access.client, &link, &input, now)
-                        .await
-                }
-                Err(e) => Err(e),
-            }
+            state
+                .registrar
+                .update_behind(
+                    &state.store,
+                    &behind.at(&connected),
+                    &access.client,
+                    &input,
+                    now,
+                )
+                .await
         }
     };
     match result {
@@ -195,8 +192,7 @@ pub async fn delete_client(
     // no longer lets us manage) is deleted here.
     if let Some(behind) = &state.behind {
         let connected = behind.connected()?;
-        let key = behind.connection.storage_key.as_deref();
-        compensation::delete_at_as(&state.store, &connected.server, key, client_id)
+        compensation::delete_at_as(&state.store, &behind.at(&connected), client_id)
             .await
             .map_err(|e| ApiError::from(&e))?;
     }
@@ -210,22 +206,5 @@ pub async fn delete_client(
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::invalid_token("unknown ClientId"))
-    }
-}
-
-/// The client's registration at the AS (`rfc7591` mode). A client without one was registered
-/// before the mode was switched on; the AS cannot manage it (503, logged).
-async fn linked(
-    state: &AppState,
-    client: &ClientRecord,
-) -> Result<AsLinkRecord, RegistrationError> {
-    match state.store.get_as_link(&client.client_id).await {
-        Ok(Some(link)) => Ok(link),
-        Ok(None) => Err(RegistrationError::AsUnavailable(format!(
-            "client {} has no registration at the authorization server (registered in embedded mode)",
-            client.client_id
-        ))),
-        Err(e) if e.is_transient() => Err(RegistrationError::Unavailable),
-        Err(e) => Err(RegistrationError::Internal(e.to_string())),
     }
 }

@@ -12,7 +12,7 @@ use super::extract::{Guarded, InteractionId, PresentedCert, Served};
 use super::response::{Known, client_json};
 use super::state::AppState;
 use crate::domain::{AuditAction, AuditOutcome};
-use crate::registration::{AtAs, Input, RegistrationError, refusal};
+use crate::registration::{Input, RegistrationError, refusal};
 use crate::store::AuditRecord;
 
 /// The request's `Content-Type`, for the envelope step.
@@ -58,13 +58,9 @@ pub async fn post_register(
         None => state.registrar.register(&state.store, &input, now).await,
         Some(behind) => {
             let connected = behind.connected()?;
-            let at = AtAs {
-                server: &connected.server,
-                storage_key: behind.connection.storage_key.as_deref(),
-            };
             state
                 .registrar
-                .register_behind(&state.store, &at, &input, now)
+                .register_behind(&state.store, &behind.at(&connected), &input, now)
                 .await
         }
     };

@@ -15,7 +15,7 @@ use crate::material::{AsMaterial, Material, SandboxJwks, Webhook};
 use crate::oauth::TokenPolicy;
 use crate::oauth::as_access::IntrospectionCache;
 use crate::pki::ocsp::OcspChecker;
-use crate::registration::{Policy, Registrar};
+use crate::registration::{AtAs, Policy, Registrar};
 use crate::store::Database;
 
 /// What every handler can reach. Built once per config; requests share it through an `Arc`.
@@ -50,15 +50,13 @@ pub struct Behind {
 impl Behind {
     fn build(config: &Config, material: &AsMaterial, previous: Option<&Behind>) -> Option<Self> {
         let c = &config.authorization_server;
-        let url = |u: &Option<crate::config::HttpsUrl>| {
-            u.as_ref().and_then(|u| url::Url::parse(u.as_str()).ok())
-        };
-        let issuer = url(&c.issuer)?;
+        let urls = c.urls();
         let given = Given {
-            issuer,
-            registration_endpoint: url(&c.registration_endpoint),
-            introspection_endpoint: url(&c.introspection_endpoint),
-            token_endpoint: url(&c.token_endpoint),
+            // Required in rfc7591 mode (the config's check), the only mode with AsMaterial.
+            issuer: urls.issuer?,
+            registration_endpoint: urls.registration_endpoint,
+            introspection_endpoint: urls.introspection_endpoint,
+            token_endpoint: urls.token_endpoint,
             initial_access_token: material.initial_access_token.clone(),
             introspection_client: c
                 .client_id
@@ -69,7 +67,7 @@ impl Behind {
         };
         let mut connection = Connection::new(
             given,
-            material.storage_key.clone().map(Arc::new),
+            material.storage_key.clone(),
             c.introspection_cache_secs,
         );
         if let Some(previous) = previous {
@@ -86,6 +84,14 @@ impl Behind {
             connection: Arc::new(connection),
             introspection,
         })
+    }
+
+    /// What the registrar needs of `connected` (from [`Self::connected`]) and this config.
+    pub fn at<'a>(&'a self, connected: &'a Connected) -> AtAs<'a> {
+        AtAs {
+            server: &connected.server,
+            storage_key: self.connection.storage_key.as_ref(),
+        }
     }
 
     /// The AS, if discovery has answered; else the 503 every call answers meanwhile.

@@ -12,7 +12,6 @@ use hashlink::LruCache;
 use super::registration_access::{AccessError, RevokedKeys};
 use crate::authorization_server::{AsError, AuthorizationServer, Introspection};
 use crate::domain::secret;
-use crate::jose::revoked;
 use crate::pki::ClientCertificate;
 use crate::store::{ClientRecord, ClientStore};
 
@@ -144,15 +143,6 @@ pub async fn authorize<S: ClientStore>(
         Some(_) => return Err(AccessError::Disabled),
         None => return Err(AccessError::UnknownClientHere),
     };
-    if let Some(location) = &client.jwks_revoked_uri {
-        revoked::check(
-            revoked_keys.jwks,
-            location,
-            None,
-            Some(certificate.x5t_s256()),
-            revoked_keys.hard,
-        )
-        .await?;
-    }
+    revoked_keys.check(&client, certificate).await?;
     Ok(client)
 }

@@ -82,6 +82,30 @@ pub struct RevokedKeys<'a> {
     pub hard: bool,
 }
 
+impl RevokedKeys<'_> {
+    /// The transport certificate against the client's `software_jwks_revoked_endpoint`, when
+    /// it has one: every management call, whoever issued its token.
+    pub async fn check(
+        &self,
+        client: &ClientRecord,
+        certificate: &ClientCertificate,
+    ) -> Result<(), RevokedKeyError> {
+        match &client.jwks_revoked_uri {
+            Some(location) => {
+                revoked::check(
+                    self.jwks,
+                    location,
+                    None,
+                    Some(certificate.x5t_s256()),
+                    self.hard,
+                )
+                .await
+            }
+            None => Ok(()),
+        }
+    }
+}
+
 /// Authorises a call on `client_id` with the `presented` bearer token over `certificate`;
 /// returns the client.
 pub async fn authorize<S: TokenStore>(
@@ -108,16 +132,7 @@ pub async fn authorize<S: TokenStore>(
     }
     match client {
         Some(client) if client.enabled => {
-            if let Some(location) = &client.jwks_revoked_uri {
-                revoked::check(
-                    revoked_keys.jwks,
-                    location,
-                    None,
-                    Some(certificate.x5t_s256()),
-                    revoked_keys.hard,
-                )
-                .await?;
-            }
+            revoked_keys.check(&client, certificate).await?;
             Ok(client)
         }
         Some(_) => Err(AccessError::Disabled),

@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use url::Url;
 
+use super::at_as::AtAs;
 use super::error::RegistrationError;
 use crate::authorization_server::sealed::{self, StorageKey};
 use crate::authorization_server::{AuthorizationServer, Registration};
 use crate::store::{
-    AsLinkStore, CompensationResult, CompensationStore, NewCompensation, StoreResult,
+    AsLinkRecord, AsLinkStore, CompensationResult, CompensationStore, NewCompensation, StoreResult,
 };
 
 /// Why an AS client is deleted again, as the compensation row says.
@@ -40,13 +41,84 @@ fn backoff_secs(attempts: i64) -> i64 {
         .min(MAX_BACKOFF_SECS)
 }
 
-/// The AS client to delete again.
+/// The AS client to delete again (its registration access token as the AS gave it), and why.
 pub struct Orphan<'a> {
-    pub client_id: &'a str,
-    pub uri: &'a Url,
-    /// The registration access token, as the AS gave it.
-    pub access_token: &'a str,
+    pub registration: Registration<'a>,
     pub reason: &'static str,
+}
+
+/// A client's registration at the AS as this server keeps it (a link, or a compensation),
+/// opened: its URI parsed, its registration access token unsealed.
+pub struct Kept {
+    client_id: String,
+    uri: Url,
+    access_token: String,
+}
+
+/// Why a kept registration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeptError {
+    #[error(transparent)]
+    Sealed(#[from] sealed::SealError),
+    #[error("registration_client_uri: {0}")]
+    Uri(#[from] url::ParseError),
+}
+
+impl From<KeptError> for RegistrationError {
+    fn from(e: KeptError) -> Self {
+        match e {
+            // Another storage key than the one it was sealed with: the operator's to fix.
+            KeptError::Sealed(e) => Self::AsUnavailable(e.to_string()),
+            KeptError::Uri(e) => Self::Internal(format!("registration_client_uri: {e}")),
+        }
+    }
+}
+
+impl Kept {
+    pub fn open(
+        key: Option<&StorageKey>,
+        client_id: &str,
+        uri: &str,
+        stored_token: &str,
+    ) -> Result<Self, KeptError> {
+        Ok(Self {
+            access_token: sealed::recover(key, client_id, stored_token)?,
+            uri: Url::parse(uri)?,
+            client_id: client_id.to_string(),
+        })
+    }
+
+    pub fn of_link(key: Option<&StorageKey>, link: &AsLinkRecord) -> Result<Self, KeptError> {
+        Self::open(
+            key,
+            &link.client_id,
+            &link.registration_client_uri,
+            &link.registration_access_token,
+        )
+    }
+
+    pub fn registration(&self) -> Registration<'_> {
+        Registration {
+            client_id: &self.client_id,
+            uri: &self.uri,
+            access_token: &self.access_token,
+        }
+    }
+}
+
+/// The client's link to the AS, or why there is none to use: a client registered before the
+/// mode was switched on has none.
+pub async fn link_of<S: AsLinkStore>(
+    store: &S,
+    client_id: &str,
+) -> Result<Option<AsLinkRecord>, RegistrationError> {
+    store.get_as_link(client_id).await.map_err(|e| {
+        if e.is_transient() {
+            RegistrationError::Unavailable
+        } else {
+            RegistrationError::Internal(e.to_string())
+        }
+    })
 }
 
 /// Deletes `orphan` at the AS now; when the AS cannot be reached, keeps it to be retried.
@@ -57,27 +129,23 @@ pub async fn undo<S: CompensationStore>(
     orphan: Orphan<'_>,
     now: i64,
 ) {
-    let registration = Registration {
-        client_id: orphan.client_id,
-        uri: orphan.uri,
-        access_token: orphan.access_token,
-    };
-    let error = match server.delete(&registration).await {
+    let r = orphan.registration;
+    let error = match server.delete(&r).await {
         Ok(()) => {
             crate::metrics::as_compensation("done");
-            tracing::info!(client_id = %orphan.client_id, reason = orphan.reason,
+            tracing::info!(client_id = %r.client_id, reason = orphan.reason,
                 "client deleted again at the authorization server");
             return;
         }
         Err(e) => e,
     };
     crate::metrics::as_compensation("retry");
-    let kept = sealed::keep(key, orphan.client_id, orphan.access_token);
+    let kept = sealed::keep(key, r.client_id, r.access_token);
     let queued = match &kept {
         Ok(token) => {
             let compensation = NewCompensation {
-                client_id: orphan.client_id.to_string(),
-                registration_client_uri: orphan.uri.to_string(),
+                client_id: r.client_id.to_string(),
+                registration_client_uri: r.uri.to_string(),
                 registration_access_token: token.clone(),
                 reason: orphan.reason.to_string(),
             };
@@ -86,37 +154,32 @@ pub async fn undo<S: CompensationStore>(
         Err(_) => false,
     };
     if queued {
-        tracing::warn!(client_id = %orphan.client_id, reason = orphan.reason, error = %error,
+        tracing::warn!(client_id = %r.client_id, reason = orphan.reason, error = %error,
             "could not delete a client again at the authorization server; kept to be retried");
         return;
     }
-    tracing::error!(client_id = %orphan.client_id, reason = orphan.reason, error = %error,
+    tracing::error!(client_id = %r.client_id, reason = orphan.reason, error = %error,
         "could not delete a client again at the authorization server, nor keep it in the database; \
          retrying in this process (a restart loses it: see docs/security.md)");
     let server = server.clone();
-    let (client_id, uri, token) = (
-        orphan.client_id.to_string(),
-        orphan.uri.clone(),
-        orphan.access_token.to_string(),
-    );
+    let kept = Kept {
+        client_id: r.client_id.to_string(),
+        uri: r.uri.clone(),
+        access_token: r.access_token.to_string(),
+    };
     tokio::spawn(async move {
         let mut attempts = 1;
         loop {
             tokio::time::sleep(Duration::from_secs(backoff_secs(attempts) as u64)).await;
-            let registration = Registration {
-                client_id: &client_id,
-                uri: &uri,
-                access_token: &token,
-            };
-            match server.delete(&registration).await {
+            match server.delete(&kept.registration()).await {
                 Ok(()) => {
                     crate::metrics::as_compensation("done");
-                    tracing::info!(client_id = %client_id, "client deleted again at the authorization server");
+                    tracing::info!(client_id = %kept.client_id, "client deleted again at the authorization server");
                     return;
                 }
                 Err(e) => {
                     crate::metrics::as_compensation("retry");
-                    tracing::warn!(client_id = %client_id, error = %e, attempts,
+                    tracing::warn!(client_id = %kept.client_id, error = %e, attempts,
                         "still cannot delete a client again at the authorization server");
                     attempts += 1;
                 }
@@ -131,28 +194,16 @@ pub async fn undo<S: CompensationStore>(
 /// is [`RegistrationError::AsUnavailable`], and nothing may be deleted here.
 pub async fn delete_at_as<S: AsLinkStore>(
     store: &S,
-    server: &AuthorizationServer,
-    key: Option<&StorageKey>,
+    at: &AtAs<'_>,
     client_id: &str,
 ) -> Result<(), RegistrationError> {
-    let link = match store.get_as_link(client_id).await {
-        Ok(Some(link)) => link,
-        Ok(None) => return Ok(()),
-        Err(e) if e.is_transient() => return Err(RegistrationError::Unavailable),
-        Err(e) => return Err(RegistrationError::Internal(e.to_string())),
+    let Some(link) = link_of(store, client_id).await? else {
+        return Ok(());
     };
-    let token = sealed::recover(key, client_id, &link.registration_access_token)
-        .map_err(|e| RegistrationError::AsUnavailable(e.to_string()))?;
-    let uri = Url::parse(&link.registration_client_uri)
-        .map_err(|e| RegistrationError::Internal(format!("registration_client_uri: {e}")))?;
-    let registration = Registration {
-        client_id,
-        uri: &uri,
-        access_token: &token,
-    };
+    let kept = Kept::of_link(at.storage_key, &link)?;
     // Whatever the AS says, if not gone it is a 503: nothing of a DELETE is the TPP's to fix.
-    server
-        .delete(&registration)
+    at.server
+        .delete(&kept.registration())
         .await
         .map_err(|e| RegistrationError::AsUnavailable(e.to_string()))
 }
@@ -170,31 +221,24 @@ pub async fn run_due<S: CompensationStore>(
         .lease_compensations(owner, now, now + LEASE_SECS, LEASE_BATCH)
         .await?;
     for c in &due {
-        let result = match (
-            sealed::recover(key, &c.client_id, &c.registration_access_token),
-            Url::parse(&c.registration_client_uri),
-        ) {
-            (Ok(token), Ok(uri)) => {
-                let registration = Registration {
-                    client_id: &c.client_id,
-                    uri: &uri,
-                    access_token: &token,
-                };
-                match server.delete(&registration).await {
-                    Ok(()) => CompensationResult::Done,
-                    Err(e) => CompensationResult::RetryAt {
-                        at: now + backoff_secs(c.attempts),
-                        error: e.to_string(),
-                    },
-                }
-            }
-            (Err(e), _) => CompensationResult::RetryAt {
+        let kept = Kept::open(
+            key,
+            &c.client_id,
+            &c.registration_client_uri,
+            &c.registration_access_token,
+        );
+        let result = match kept {
+            Ok(kept) => match server.delete(&kept.registration()).await {
+                Ok(()) => CompensationResult::Done,
+                Err(e) => CompensationResult::RetryAt {
+                    at: now + backoff_secs(c.attempts),
+                    error: e.to_string(),
+                },
+            },
+            // Not to be mended by waiting: the longest pause, and the error for the operator.
+            Err(e) => CompensationResult::RetryAt {
                 at: now + MAX_BACKOFF_SECS,
                 error: e.to_string(),
-            },
-            (_, Err(e)) => CompensationResult::RetryAt {
-                at: now + MAX_BACKOFF_SECS,
-                error: format!("registration_client_uri: {e}"),
             },
         };
         match &result {

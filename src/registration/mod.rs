@@ -23,6 +23,7 @@
 
 // `pub`: the steps that fuzz/src/checks.rs drives (and tests/fuzz_regressions.rs replays).
 mod allowed;
+mod at_as;
 mod backchannel;
 pub mod compensation;
 pub mod envelope;
@@ -47,8 +48,8 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::authorization_server::sealed::{self, StorageKey};
-use crate::authorization_server::{AuthorizationServer, Registration};
+use crate::authorization_server::Registration;
+use crate::authorization_server::sealed;
 use crate::domain::{AuditAction, AuditOutcome, GrantTypes, Profile, SpecVersion, secret};
 use crate::jose::JwksCache;
 use crate::pki::ClientCertificate;
@@ -57,6 +58,7 @@ use crate::store::{
     CompensationStore, Conflict, JtiRecord, StoreError,
 };
 
+pub use at_as::AtAs;
 pub use error::RegistrationError;
 pub use error_code::ErrorCode;
 pub use metadata::ClientMetadata;
@@ -102,13 +104,6 @@ pub struct Registered {
     pub client_id: String,
     /// The 201 body, with the secret.
     pub body: Value,
-}
-
-/// `rfc7591` mode: the bank's AS a registration is made at, and the key its registration
-/// access tokens are kept with.
-pub struct AtAs<'a> {
-    pub server: &'a AuthorizationServer,
-    pub storage_key: Option<&'a StorageKey>,
 }
 
 /// Runs the pipeline. Shared by every request; holds nothing per request.
@@ -309,21 +304,21 @@ impl Registrar {
         }
         let at_as = at.server.register(&rfc7591_body::body(&v)).await?;
         let client_id = at_as.client_id.clone();
-        let orphan = |reason| compensation::Orphan {
-            client_id: &at_as.client_id,
-            uri: &at_as.registration_client_uri,
-            access_token: &at_as.registration_access_token,
-            reason,
+        // What stops the commit from here on deletes the AS client again first.
+        let undo = |reason| {
+            let registration = Registration {
+                client_id: &at_as.client_id,
+                uri: &at_as.registration_client_uri,
+                access_token: &at_as.registration_access_token,
+            };
+            let orphan = compensation::Orphan {
+                registration,
+                reason,
+            };
+            compensation::undo(store, at.server, at.storage_key, orphan, now)
         };
         if !rfc7591_body::acceptable_client_id(&client_id) {
-            compensation::undo(
-                store,
-                at.server,
-                at.storage_key,
-                orphan(compensation::reason::CLIENT_ID_UNACCEPTABLE),
-                now,
-            )
-            .await;
+            undo(compensation::reason::CLIENT_ID_UNACCEPTABLE).await;
             return Err(RegistrationError::AsUnavailable(format!(
                 "the authorization server's client_id is not 1 to 36 unreserved characters ({} bytes)",
                 client_id.len()
@@ -333,14 +328,7 @@ impl Registrar {
             match sealed::keep(at.storage_key, &client_id, &at_as.registration_access_token) {
                 Ok(sealed) => sealed,
                 Err(e) => {
-                    compensation::undo(
-                        store,
-                        at.server,
-                        at.storage_key,
-                        orphan(compensation::reason::NOT_COMMITTED),
-                        now,
-                    )
-                    .await;
+                    undo(compensation::reason::NOT_COMMITTED).await;
                     return Err(RegistrationError::Internal(e.to_string()));
                 }
             };
@@ -387,7 +375,7 @@ impl Registrar {
                     store_error(e.clone(), &v.ssa.software_id, &kinds),
                 ),
             };
-            compensation::undo(store, at.server, at.storage_key, orphan(reason), now).await;
+            undo(reason).await;
             return Err(refusal);
         }
         if let (Value::Object(map), Some(secret)) = (&mut body, &at_as.client_secret) {
@@ -450,7 +438,6 @@ impl Registrar {
         store: &S,
         at: &AtAs<'_>,
         existing: &ClientRecord,
-        link: &AsLinkRecord,
         input: &Input<'_>,
         now: i64,
     ) -> Result<Value, RegistrationError>
@@ -459,22 +446,19 @@ impl Registrar {
     {
         let v = self.validate(input, now).await?;
         let update = self.prepare_update(&v, existing, input, now)?;
-        let access_token = sealed::recover(
-            at.storage_key,
-            &link.client_id,
-            &link.registration_access_token,
-        )
-        .map_err(|e| RegistrationError::AsUnavailable(e.to_string()))?;
-        let uri = url::Url::parse(&link.registration_client_uri)
-            .map_err(|e| RegistrationError::Internal(format!("registration_client_uri: {e}")))?;
-        let registration = Registration {
-            client_id: &existing.client_id,
-            uri: &uri,
-            access_token: &access_token,
-        };
+        let link = compensation::link_of(store, &existing.client_id)
+            .await?
+            .ok_or_else(|| {
+                RegistrationError::AsUnavailable(format!(
+                    "client {} has no registration at the authorization server (registered in \
+                     embedded mode)",
+                    existing.client_id
+                ))
+            })?;
+        let kept = compensation::Kept::of_link(at.storage_key, &link)?;
         let at_as = at
             .server
-            .update(&registration, &rfc7591_body::body(&v))
+            .update(&kept.registration(), &rfc7591_body::body(&v))
             .await?;
         let new_link = match &at_as.registration_access_token {
             Some(rotated) => Some(AsLinkRecord {

@@ -459,6 +459,22 @@ impl Database {
         retry_busy(|| async { on_sqlx!(self, b => b.fetch_rows(sql, params).await) }).await
     }
 
+    /// A lease (deliveries, compensations): `unit` marks the rows as `owner`'s until `until`,
+    /// then `select` reads back what it marked (none read when it marked none).
+    async fn lease<O: row::Row + Send>(
+        &self,
+        unit: WriteUnit,
+        select: &'static str,
+        owner: &str,
+        until: i64,
+    ) -> StoreResult<Vec<O>> {
+        if self.write(unit).await?.count() == 0 {
+            return Ok(Vec::new());
+        }
+        self.fetch(select, &[Param::Text(owner), Param::Int(until)])
+            .await
+    }
+
     /// The one place that picks a backend for a write.
     async fn write(&self, unit: WriteUnit) -> StoreResult<Outcome> {
         let unit = Arc::new(unit);
@@ -845,20 +861,13 @@ impl CompensationStore for Database {
         until: i64,
         limit: i64,
     ) -> StoreResult<Vec<CompensationRecord>> {
-        let leased = self
-            .write(WriteUnit::LeaseCompensations {
-                owner: owner.to_string(),
-                now,
-                until,
-                limit,
-            })
-            .await?
-            .count();
-        if leased == 0 {
-            return Ok(Vec::new());
-        }
-        let params = [Param::Text(owner), Param::Int(until)];
-        self.fetch(schema::SELECT_LEASED_COMPENSATIONS, &params)
+        let unit = WriteUnit::LeaseCompensations {
+            owner: owner.to_string(),
+            now,
+            until,
+            limit,
+        };
+        self.lease(unit, schema::SELECT_LEASED_COMPENSATIONS, owner, until)
             .await
     }
 
@@ -1044,20 +1053,13 @@ impl EventStore for Database {
         until: i64,
         limit: i64,
     ) -> StoreResult<Vec<LeasedDelivery>> {
-        let leased = self
-            .write(WriteUnit::LeaseDeliveries {
-                owner: owner.to_string(),
-                webhook: webhook.to_string(),
-                until,
-                limit,
-            })
-            .await?
-            .count();
-        if leased == 0 {
-            return Ok(Vec::new());
-        }
-        let params = [Param::Text(owner), Param::Int(until)];
-        self.fetch(schema::SELECT_LEASED, &params).await
+        let unit = WriteUnit::LeaseDeliveries {
+            owner: owner.to_string(),
+            webhook: webhook.to_string(),
+            until,
+            limit,
+        };
+        self.lease(unit, schema::SELECT_LEASED, owner, until).await
     }
 
     async fn finish_delivery(

@@ -132,6 +132,18 @@ free_port() {
 # CA (for 127.0.0.1 and localhost), trusting that CA for client certificates and, through
 # NODE_EXTRA_CA_CERTS, for the TPP's JWKS on this server's /sandbox/tpp.jwks; then the
 # server's [authorization_server] table, appended to $WORK/deployment.toml.
+# Waits up to $5 seconds for a line of log $1 that matches $2 while process $3 runs; else
+# says that $4 did not start, with its log, and stops.
+wait_for_log() {
+  local _
+  for _ in $(seq 1 $(( $5 * 10 ))); do
+    grep -qs -- "$2" "$1" && return
+    kill -0 "$3" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "$4 did not start:" >&2; cat "$1" >&2; exit 2
+}
+
 start_test_as() {
   local as="$WORK/as" port
   mkdir -p "$as"
@@ -154,13 +166,7 @@ start_test_as() {
     AS_INTROSPECTION_CLIENT_SECRET="$(cat "$as/introspection_secret")" \
     NODE_EXTRA_CA_CERTS="$SB/ca.pem" node "$AS_DIR/server.mjs" >"$WORK/as.log" 2>&1 &
   AS_PID=$!
-  for _ in $(seq 1 200); do
-    grep -qsx "listening $AS_ISSUER" "$WORK/as.log" && break
-    kill -0 "$AS_PID" 2>/dev/null || { echo "the test AS did not start:" >&2; cat "$WORK/as.log" >&2; exit 2; }
-    sleep 0.1
-  done
-  grep -qx "listening $AS_ISSUER" "$WORK/as.log" \
-    || { echo "the test AS did not listen within 20 s:" >&2; cat "$WORK/as.log" >&2; exit 2; }
+  wait_for_log "$WORK/as.log" "^listening $AS_ISSUER\$" "$AS_PID" "the test AS" 45
   cat >> "$WORK/deployment.toml" <<EOF
 [authorization_server]
 mode = "rfc7591"
@@ -212,11 +218,7 @@ EOF
   [ -z "$BEHIND" ] || start_test_as
   DCR_DATABASE_URL="" "$BIN" --config "$WORK/deployment.toml" serve >"$WORK/server.log" 2>&1 &
   SERVER_PID=$!
-  for _ in $(seq 1 100); do
-    grep -q "listening on" "$WORK/server.log" && break
-    kill -0 "$SERVER_PID" 2>/dev/null || { echo "the server did not start:" >&2; cat "$WORK/server.log" >&2; exit 2; }
-    sleep 0.1
-  done
+  wait_for_log "$WORK/server.log" "listening on" "$SERVER_PID" "the server" 10
   [ -z "$BEHIND" ] || wait_ready
   CA="$SB/ca.pem" CERT="$SB/tpp/transport.pem" KEY="$SB/tpp/transport.key"
   SIGNING_KEY="$SB/tpp/signing-ps256.key" KID=$(jq -r .kid_ps256 "$SB/tpp/tpp.json") ALG=PS256

@@ -3,6 +3,7 @@
 //! the TPP is told, what this server stored, and which clients live at the AS
 //! (`GET /test/live-clients`).
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
@@ -81,8 +82,7 @@ impl Behind {
         TestAs::check_available()?;
         let ca = env.ca()?;
         let test_as = TestAs::start_with(&ca, &env.sandbox_dir.join("ca.pem"), &options).await?;
-        let key = env.dir.path().join("as-storage.key");
-        std::fs::write(&key, rand::random::<[u8; 32]>())?;
+        let (key, _) = storage_key(&env)?;
         let iat = match setup.initial_access_token {
             Some(token) => {
                 let path = env.dir.path().join("wrong-initial-access-token");
@@ -92,27 +92,17 @@ impl Behind {
             None => test_as.initial_access_token_file(),
         };
         let table = format!(
-            r#"
-[authorization_server]
-mode = "rfc7591"
-issuer = "{issuer}"
-initial_access_token_file = "{iat}"
-client_id = "{client_id}"
-client_secret_file = "{secret}"
-ca = "{ca}"
-storage_key_file = "{key}"
-{extra_as}
-
-{extra_tables}
-"#,
-            extra_tables = setup.extra_tables,
-            issuer = test_as.issuer,
-            iat = iat.display(),
-            client_id = test_as.introspection_client_id,
-            secret = test_as.introspection_secret_file().display(),
-            ca = env.sandbox_dir.join("ca.pem").display(),
-            key = key.display(),
-            extra_as = setup.extra_as,
+            "{}{}\n\n{}",
+            as_table(
+                &env,
+                &test_as.issuer,
+                &iat,
+                &test_as.introspection_client_id,
+                &test_as.introspection_secret_file(),
+                Some(&key),
+            ),
+            setup.extra_as,
+            setup.extra_tables,
         );
         let ctx = Ctx::start_in(env, "", "", setup.extra_dcr, "", &table).await?;
         let http = https_client(&ctx.env.ca_pem()?, None)?;
@@ -270,6 +260,43 @@ storage_key_file = "{key}"
     }
 }
 
+/// A fresh storage key for `env`'s server: its file, and its bytes.
+fn storage_key(env: &TestEnv) -> Result<(PathBuf, [u8; 32])> {
+    let path = env.dir.path().join("as-storage.key");
+    let bytes = rand::random::<[u8; 32]>();
+    std::fs::write(&path, bytes)?;
+    Ok((path, bytes))
+}
+
+/// The `[authorization_server]` table that puts `env`'s server behind the AS at `issuer`
+/// (its TLS trusted through the sandbox CA).
+fn as_table(
+    env: &TestEnv,
+    issuer: &str,
+    initial_access_token_file: &Path,
+    client_id: &str,
+    client_secret_file: &Path,
+    storage_key_file: Option<&Path>,
+) -> String {
+    let key = storage_key_file
+        .map(|k| format!("storage_key_file = \"{}\"\n", k.display()))
+        .unwrap_or_default();
+    format!(
+        r#"
+[authorization_server]
+mode = "rfc7591"
+issuer = "{issuer}"
+initial_access_token_file = "{iat}"
+client_id = "{client_id}"
+client_secret_file = "{secret}"
+ca = "{ca}"
+{key}"#,
+        iat = initial_access_token_file.display(),
+        secret = client_secret_file.display(),
+        ca = env.sandbox_dir.join("ca.pem").display(),
+    )
+}
+
 fn client_id_of(body: &Value) -> Result<String> {
     body["client_id"]
         .as_str()
@@ -315,10 +342,10 @@ async fn behind_the_as_a_client_lives_there_and_is_managed_here(backend: Backend
             && created.get("registration_client_uri").is_none(),
         "the AS's management secrets leaked: {created}"
     );
-    ensure!(
-        count_rows(&b.ctx.store, "clients").await? == 1,
-        "one client here: {:?}",
-        count_rows(&b.ctx.store, "clients").await?
+    ensure_eq!(
+        count_rows(&b.ctx.store, "clients").await?,
+        1,
+        "one client here"
     );
     let sealed = b.stored_link(&client_id).await?;
     ensure!(
@@ -343,10 +370,10 @@ async fn behind_the_as_a_client_lives_there_and_is_managed_here(backend: Backend
         ])
         .send()
         .await?;
-    ensure!(
-        answer.status().as_u16() == 200,
-        "tls_client_auth token at the AS: {:?}",
-        answer.status().as_u16()
+    ensure_eq!(
+        answer.status().as_u16(),
+        200,
+        "tls_client_auth token at the AS"
     );
 
     // GET here with the AS's token.
@@ -416,10 +443,10 @@ async fn behind_the_as_its_refusals_and_failures_change_nothing_here(
             .is_some_and(|d| d.contains("not welcome")),
         "the AS's reason is not named: {body}"
     );
-    let counts = b.ctx.counts().await?;
-    ensure!(
-        counts == [0, 0, 0],
-        "nothing stored, no jti used: {counts:?}"
+    ensure_eq!(
+        b.ctx.counts().await?,
+        [0, 0, 0],
+        "nothing stored, no jti used"
     );
     ensure_eq!(b.live_at_as().await?, Vec::<String>::new());
     drop(b);
@@ -448,10 +475,10 @@ async fn behind_the_as_its_refusals_and_failures_change_nothing_here(
     let (status, body) = b.ctx.post(&b.ctx.request(|_| {})?, true).await?;
     ensure!(status == 503, "a 43-character client_id: {status} {body}");
     ensure_eq!(b.ctx.counts().await?, [0, 0, 0]);
-    ensure!(
-        b.live_at_as().await? == Vec::<String>::new(),
-        "left at the AS: {:?}",
-        b.live_at_as().await?
+    ensure_eq!(
+        b.live_at_as().await?,
+        Vec::<String>::new(),
+        "left at the AS"
     );
     drop(b);
 
@@ -475,10 +502,10 @@ async fn behind_the_as_its_refusals_and_failures_change_nothing_here(
     );
     let body: Value = answer.json().await?;
     ensure_eq!(body["error"], json!("temporarily_unavailable"));
-    let counts = b.ctx.counts().await?;
-    ensure!(
-        counts == [0, 0, 0],
-        "nothing stored, no jti used: {counts:?}"
+    ensure_eq!(
+        b.ctx.counts().await?,
+        [0, 0, 0],
+        "nothing stored, no jti used"
     );
     Ok(())
 }
@@ -524,10 +551,10 @@ async fn behind_the_as_management_tokens_are_its_own(backend: Backend) -> Result
         .bearer_auth(&token_one)
         .send()
         .await?;
-    ensure!(
-        answer.status().as_u16() == 401,
-        "a token bound to another certificate: {:?}",
-        answer.status().as_u16()
+    ensure_eq!(
+        answer.status().as_u16(),
+        401,
+        "a token bound to another certificate"
     );
 
     let (status, _, _) = b
@@ -560,14 +587,10 @@ async fn behind_the_as_concurrent_copies_leave_one_client_in_each(backend: Backe
             other => anyhow::bail!("a copy got {other}: {body}"),
         }
     }
-    ensure!(created == 1, "copies registered: {:?}", created);
+    ensure_eq!(created, 1, "copies registered");
     b.compensations_done().await?;
     ensure_eq!(count_rows(&b.ctx.store, "clients").await?, 1);
-    ensure!(
-        b.live_at_as().await?.len() == 1,
-        "clients left at the AS: {:?}",
-        b.live_at_as().await?.len()
-    );
+    ensure_eq!(b.live_at_as().await?.len(), 1, "clients left at the AS");
     Ok(())
 }
 
@@ -780,19 +803,13 @@ async fn behind_the_as_it_waits_for_the_discovery_and_reads_it_again_on_reload(
     let secret = env.dir.path().join("introspection-secret");
     std::fs::write(&iat, "not-yet-known")?;
     std::fs::write(&secret, "not-yet-known")?;
-    let table = format!(
-        r#"
-[authorization_server]
-mode = "rfc7591"
-issuer = "{issuer}"
-initial_access_token_file = "{iat}"
-client_id = "dcr-server-introspection"
-client_secret_file = "{secret}"
-ca = "{ca}"
-"#,
-        iat = iat.display(),
-        secret = secret.display(),
-        ca = env.sandbox_dir.join("ca.pem").display(),
+    let table = as_table(
+        &env,
+        &issuer,
+        &iat,
+        "dcr-server-introspection",
+        &secret,
+        None,
     );
     let ctx = Ctx::start_in(env, "", "", MANY_CLIENTS_PER_SOFTWARE, "", &table).await?;
     let http = ctx.env.client(None)?;
@@ -866,26 +883,14 @@ async fn behind_the_as_logs_hold_none_of_its_secrets(backend: Backend) -> Result
     TestAs::check_available()?;
     let env = TestEnv::new(backend).await?;
     let test_as = TestAs::start(&env.ca()?, &env.sandbox_dir.join("ca.pem")).await?;
-    let key_path = env.dir.path().join("as-storage.key");
-    let key_bytes = rand::random::<[u8; 32]>();
-    std::fs::write(&key_path, key_bytes)?;
-    let table = format!(
-        r#"
-[authorization_server]
-mode = "rfc7591"
-issuer = "{issuer}"
-initial_access_token_file = "{iat}"
-client_id = "{client_id}"
-client_secret_file = "{secret}"
-ca = "{ca}"
-storage_key_file = "{key}"
-"#,
-        issuer = test_as.issuer,
-        iat = test_as.initial_access_token_file().display(),
-        client_id = test_as.introspection_client_id,
-        secret = test_as.introspection_secret_file().display(),
-        ca = env.sandbox_dir.join("ca.pem").display(),
-        key = key_path.display(),
+    let (key_path, key_bytes) = storage_key(&env)?;
+    let table = as_table(
+        &env,
+        &test_as.issuer,
+        &test_as.initial_access_token_file(),
+        &test_as.introspection_client_id,
+        &test_as.introspection_secret_file(),
+        Some(&key_path),
     );
     let issuer = env.issuer();
     let text = env.config_toml_full(

@@ -459,6 +459,13 @@ macro_rules! ensure_eq {
             );
         }
     }};
+    // With what is being compared, in words.
+    ($left:expr, $right:expr, $($what:tt)+) => {{
+        let (l, r) = (&$left, &$right);
+        if l != r {
+            anyhow::bail!("{}: {:?}, not {:?}", format!($($what)+), l, r);
+        }
+    }};
 }
 
 /// Rows in a table, straight from the database.

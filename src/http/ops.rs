@@ -34,9 +34,10 @@ pub async fn discovery(State(state): State<Arc<AppState>>) -> Result<Response, A
         return Ok(json(state.discovery.clone()));
     };
     let connected = behind.connected()?;
-    let document =
-        crate::oauth::discovery::behind(&connected.document, &state.config.registration_endpoint());
-    Ok(json(Bytes::from(document.to_string())))
+    Ok(json(behind.discovery(
+        &connected,
+        &state.config.registration_endpoint(),
+    )))
 }
 
 /// `GET /health`: the process answers.

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use axum::body::Bytes;
 use axum::extract::FromRef;
 
@@ -45,6 +45,8 @@ pub struct AppState {
 pub struct Behind {
     pub connection: Arc<Connection>,
     pub introspection: Arc<IntrospectionCache>,
+    /// The discovery document served, made once for each answer of the AS's discovery.
+    served: ArcSwapOption<(Arc<Connected>, Bytes)>,
 }
 
 impl Behind {
@@ -83,6 +85,7 @@ impl Behind {
         Some(Self {
             connection: Arc::new(connection),
             introspection,
+            served: ArcSwapOption::empty(),
         })
     }
 
@@ -92,6 +95,21 @@ impl Behind {
             server: &connected.server,
             storage_key: self.connection.storage_key.as_ref(),
         }
+    }
+
+    /// This server's discovery document: the AS's (as `connected` read it) with
+    /// `registration_endpoint` as its registration endpoint, serialised once per answer.
+    pub fn discovery(&self, connected: &Arc<Connected>, registration_endpoint: &str) -> Bytes {
+        if let Some(served) = self.served.load().as_ref()
+            && Arc::ptr_eq(&served.0, connected)
+        {
+            return served.1.clone();
+        }
+        let document = crate::oauth::discovery::behind(&connected.document, registration_endpoint);
+        let bytes = Bytes::from(document.to_string());
+        self.served
+            .store(Some(Arc::new((connected.clone(), bytes.clone()))));
+        bytes
     }
 
     /// The AS, if discovery has answered; else the 503 every call answers meanwhile.

@@ -13,7 +13,7 @@ pub fn ordered_algs(config: &Config) -> Vec<SigningAlg> {
     algs
 }
 
-/// `rfc7591` mode's discovery (issue 27, not yet served): the AS's own document, so that a TPP
+/// `rfc7591` mode's discovery: the AS's own document, so that a TPP
 /// (or the conformance tool) pointed here sees the AS's endpoints, with this server as its
 /// registration endpoint, also among the mTLS aliases when the AS has them.
 pub fn behind(as_document: &serde_json::Map<String, Value>, registration_endpoint: &str) -> Value {
